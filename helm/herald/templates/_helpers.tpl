@@ -1,0 +1,125 @@
+{{/* Chart name, truncated to the 63 characters Kubernetes allows in names. */}}
+{{- define "herald.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified app name: <release>-herald, or the release name if it already contains it. */}}
+{{- define "herald.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Name of one service's resources: <fullname>-<service>. Call with (dict "root" $ "name" $name). */}}
+{{- define "herald.componentName" -}}
+{{- printf "%s-%s" (include "herald.fullname" .root) .name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "herald.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels common to every resource of the release. */}}
+{{- define "herald.labels" -}}
+helm.sh/chart: {{ include "herald.chart" . }}
+{{ include "herald.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: herald
+{{- end }}
+
+{{- define "herald.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "herald.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Labels of one service's resources. Call with (dict "root" $ "name" $name). */}}
+{{- define "herald.componentLabels" -}}
+{{ include "herald.labels" .root }}
+app.kubernetes.io/component: {{ .name }}
+{{- end }}
+
+{{/* Selector of one service's pods. Call with (dict "root" $ "name" $name). */}}
+{{- define "herald.componentSelectorLabels" -}}
+{{ include "herald.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .name }}
+{{- end }}
+
+{{- define "herald.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{- define "herald.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "herald.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret the pods read HERALD_DATABASE_URL, HERALD_SMTP_PASSWORD, HERALD_DEV_API_KEY from. */}}
+{{- define "herald.secretName" -}}
+{{- if .Values.secrets.create }}
+{{- printf "%s-secrets" (include "herald.fullname" .) }}
+{{- else }}
+{{- required "set secrets.existingSecret to the name of a Secret holding HERALD_DATABASE_URL (or secrets.create=true)" .Values.secrets.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/* Data of the chart-managed Secret (secrets.create=true). */}}
+{{- define "herald.secretData" -}}
+{{- $values := .Values.secrets.values | default dict }}
+{{- $_ := required "secrets.create=true needs secrets.values.HERALD_DATABASE_URL" (get $values "HERALD_DATABASE_URL") }}
+{{- range $key, $value := $values }}
+{{- if not (hasPrefix "HERALD_" $key) }}
+{{- fail (printf "secrets.values.%s: keys must be HERALD_* environment variable names" $key) }}
+{{- end }}
+{{ $key }}: {{ $value | toString | b64enc | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Non-secret HERALD_* environment, one `NAME: "value"` per line: the ConfigMap's data, and the hook
+Job's env (the ConfigMap does not exist yet when a pre-install hook runs).
+*/}}
+{{- define "herald.configData" -}}
+HERALD_KAFKA_BOOTSTRAP_SERVERS: {{ .Values.config.kafkaBootstrapServers | quote }}
+HERALD_TOPIC_PREFIX: {{ .Values.config.topicPrefix | quote }}
+HERALD_KAFKA_IDEMPOTENT_PRODUCER: {{ .Values.config.kafkaIdempotentProducer | toString | quote }}
+HERALD_KAFKA_TOPIC_PARTITIONS: {{ .Values.config.kafkaTopicPartitions | toString | quote }}
+HERALD_KAFKA_REPLICATION_FACTOR: {{ .Values.config.kafkaReplicationFactor | toString | quote }}
+HERALD_REDIS_URL: {{ .Values.config.redisUrl | quote }}
+HERALD_SMTP_HOST: {{ .Values.config.smtpHost | quote }}
+HERALD_SMTP_PORT: {{ .Values.config.smtpPort | toString | quote }}
+HERALD_SMTP_START_TLS: {{ .Values.config.smtpStartTls | toString | quote }}
+HERALD_SMTP_USE_TLS: {{ .Values.config.smtpUseTls | toString | quote }}
+{{- with .Values.config.smtpUsername }}
+HERALD_SMTP_USERNAME: {{ . | quote }}
+{{- end }}
+HERALD_SMTP_FROM: {{ .Values.config.smtpFrom | quote }}
+HERALD_GATEWAY_PORT: {{ .Values.gatewayPort | toString | quote }}
+HERALD_OPS_PORT: {{ .Values.opsPort | toString | quote }}
+HERALD_LOG_LEVEL: {{ .Values.config.logLevel | quote }}
+{{- with .Values.config.otlpEndpoint }}
+HERALD_OTLP_ENDPOINT: {{ . | quote }}
+{{- end }}
+HERALD_TRACE_SAMPLE_RATIO: {{ .Values.config.traceSampleRatio | toString | quote }}
+{{- range $key, $value := .Values.extraEnv }}
+{{ $key }}: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+
+{{/* The same configuration as a container `env:` list. */}}
+{{- define "herald.configEnv" -}}
+{{- range $key, $value := (include "herald.configData" . | fromYaml) }}
+- name: {{ $key }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}

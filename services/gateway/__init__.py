@@ -1,0 +1,1 @@
+"""The HTTP gateway: the API internal teams call to send notifications and read their status."""

@@ -1,0 +1,60 @@
+"""Builds the gateway's FastAPI app: its dependencies, routes, error handling and middleware."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+
+from services.gateway import notifications, problems
+from services.gateway.auth import ApiKeyAuthenticator
+from services.gateway.middleware import BodySizeLimit, RequestMetrics
+from services.gateway.repository import ApiKeyRepository, NotificationRepository
+from services.gateway.settings import GatewaySettings
+from shared.kafka.producer import MessageProducer
+from shared.observability.ops import Check, health_routes
+from shared.storage.database import check, create_pool
+from shared.topics import Topics
+
+SERVICE = "gateway"
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    """The gateway app; its Kafka producer and Postgres pool live as long as the app does."""
+    checks: dict[str, Check] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(settings.database_url, settings.database_pool_size)
+        producer = MessageProducer(settings, client_id=SERVICE)
+        await producer.start()
+        keys = ApiKeyRepository(pool)
+        if settings.dev_api_key is not None:
+            await keys.ensure_tenant(settings.dev_tenant, "Local development")
+            await keys.create_key(settings.dev_tenant, "dev key", settings.dev_api_key.get_secret_value())
+        app.state.producer = producer
+        app.state.topics = Topics(settings.topic_prefix)
+        app.state.notifications = NotificationRepository(pool)
+        app.state.authenticator = ApiKeyAuthenticator(keys, settings.auth_cache_ttl_s)
+        checks.update({"kafka": producer.check, "postgres": lambda: check(pool)})
+        try:
+            yield
+        finally:
+            await producer.stop()
+            await pool.close()
+
+    app = FastAPI(
+        title="Herald",
+        version="1",
+        summary="Send notifications and follow their delivery.",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    problems.install(app)
+    app.include_router(notifications.router)
+    app.router.routes.extend(health_routes(checks))
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics)
+    return app

@@ -1,0 +1,100 @@
+"""RFC 9457 problem documents for every error the API returns.
+
+Expected errors (bad input, unknown id, missing key) are raised as :class:`Problem` or come from
+pydantic's validation, and are answered as ``application/problem+json`` naming the field at fault
+(``errors[].pointer`` is a JSON Pointer into the request body), never as a generic 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from shared.errors import InvalidRequest
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://herald.dev/problems/"
+
+
+class Problem(Exception):
+    """An expected error: its status, a short title and the detail for this occurrence."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        errors: Sequence[dict[str, str]] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.errors = list(errors)
+        self.headers = dict(headers or {})
+
+
+def pointer(location: Sequence[str | int]) -> str:
+    """A JSON Pointer (RFC 6901, in URI fragment form) to a field of the request body."""
+    parts = [str(part).replace("~", "~0").replace("/", "~1") for part in location]
+    return "#/" + "/".join(parts)
+
+
+def problem_response(problem: Problem, instance: str) -> Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + problem.title.lower().replace(" ", "-"),
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+        "instance": instance,
+    }
+    if problem.errors:
+        body["errors"] = problem.errors
+    return Response(orjson.dumps(body), problem.status, headers=problem.headers, media_type=PROBLEM_JSON)
+
+
+def install(app: FastAPI) -> None:
+    """Answer every expected error of ``app`` with a problem document."""
+
+    async def on_problem(request: Request, error: Exception) -> Response:
+        assert isinstance(error, Problem)
+        return problem_response(error, request.url.path)
+
+    async def on_invalid_body(request: Request, error: Exception) -> Response:
+        assert isinstance(error, RequestValidationError)
+        errors = [{"pointer": pointer(_body_location(item["loc"])), "detail": item["msg"]} for item in error.errors()]
+        detail = "; ".join(f"{e['pointer']}: {e['detail']}" for e in errors)
+        return problem_response(Problem(422, "Invalid request", detail, errors=errors), request.url.path)
+
+    async def on_invalid_request(request: Request, error: Exception) -> Response:
+        assert isinstance(error, InvalidRequest)
+        errors = [{"pointer": "#/" + error.field, "detail": error.detail}]
+        return problem_response(Problem(422, "Invalid request", str(error), errors=errors), request.url.path)
+
+    async def on_http_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)
+        problem = Problem(error.status_code, _title(error.status_code), str(error.detail), headers=error.headers)
+        return problem_response(problem, request.url.path)
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(RequestValidationError, on_invalid_body)
+    app.add_exception_handler(InvalidRequest, on_invalid_request)
+    app.add_exception_handler(HTTPException, on_http_error)
+
+
+def _body_location(location: Sequence[str | int]) -> Sequence[str | int]:
+    # pydantic prefixes where the value came from ("body", "query", "header"); the pointer is into that part.
+    return location[1:] if location and location[0] == "body" else location
+
+
+def _title(status: int) -> str:
+    return HTTPStatus(status).phrase

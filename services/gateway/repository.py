@@ -1,0 +1,188 @@
+"""The gateway's Postgres access: accepted notifications, the read API's views, tenants and API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from shared.status import ACCEPTED, rank
+from shared.storage.database import Pool
+
+# The prefix is stored in clear so an operator can tell keys apart without seeing the secret.
+KEY_PREFIX_LENGTH = 12
+
+
+@dataclass(frozen=True)
+class EventView:
+    """One status event of a notification, as the read API shows it."""
+
+    event_id: str
+    status: str
+    occurred_at: datetime
+    service: str
+    channel: str | None
+    attempt: int | None
+    provider: str | None
+    reason: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class NotificationView:
+    """A notification's current status and its history, oldest event first."""
+
+    id: str
+    tenant_id: str
+    status: str
+    channel: str | None
+    attempts: int
+    last_reason: str | None
+    last_detail: str | None
+    idempotency_key: str | None
+    created_at: datetime
+    updated_at: datetime
+    events: tuple[EventView, ...]
+
+
+class NotificationRepository:
+    """Records accepted notifications and reads them back for their tenant."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def record_accepted(
+        self,
+        *,
+        notification_id: str,
+        tenant_id: str,
+        channel: str | None,
+        idempotency_key: str | None,
+        created_at: datetime,
+    ) -> bool:
+        """Store a new notification as ``accepted``; False if one with this id already exists."""
+        inserted = await self._pool.fetchval(
+            """
+            INSERT INTO notifications (id, tenant_id, status, status_rank, channel, idempotency_key,
+                                       created_at, updated_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+            ON CONFLICT (id) DO NOTHING
+            RETURNING true
+            """,
+            notification_id,
+            tenant_id,
+            ACCEPTED,
+            rank(ACCEPTED),
+            channel,
+            idempotency_key,
+            created_at,
+        )
+        return inserted is not None
+
+    async def get(self, tenant_id: str, notification_id: str) -> NotificationView | None:
+        """The notification and its events, or None if it does not exist or belongs to another tenant."""
+        try:
+            key = uuid.UUID(notification_id)
+        except ValueError:
+            return None
+        async with self._pool.acquire() as connection:
+            row = await connection.fetchrow(
+                """
+                SELECT id, tenant_id, status, channel, attempts, last_reason, last_detail,
+                       idempotency_key, created_at, updated_at
+                FROM notifications
+                WHERE id = $1 AND tenant_id = $2
+                """,
+                key,
+                tenant_id,
+            )
+            if row is None:
+                return None
+            events = await connection.fetch(
+                """
+                SELECT event_id, status, occurred_at, service, channel, attempt, provider, reason, detail
+                FROM notification_events
+                WHERE notification_id = $1 AND tenant_id = $2
+                ORDER BY occurred_at, id
+                """,
+                key,
+                tenant_id,
+            )
+        return NotificationView(
+            id=str(row["id"]),
+            tenant_id=row["tenant_id"],
+            status=row["status"],
+            channel=row["channel"],
+            attempts=row["attempts"],
+            last_reason=row["last_reason"],
+            last_detail=row["last_detail"],
+            idempotency_key=row["idempotency_key"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            events=tuple(
+                EventView(
+                    event_id=str(event["event_id"]),
+                    status=event["status"],
+                    occurred_at=event["occurred_at"],
+                    service=event["service"],
+                    channel=event["channel"],
+                    attempt=event["attempt"],
+                    provider=event["provider"],
+                    reason=event["reason"],
+                    detail=event["detail"],
+                )
+                for event in events
+            ),
+        )
+
+
+def hash_secret(secret: str) -> bytes:
+    """The stored form of an API key: its SHA-256 (keys are long random strings, so no salt or stretching)."""
+    return hashlib.sha256(secret.encode()).digest()
+
+
+class ApiKeyRepository:
+    """Tenants and their hashed API keys."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def ensure_tenant(self, tenant_id: str, name: str) -> None:
+        """Create the tenant unless it exists (an existing tenant keeps its name)."""
+        await self._pool.execute(
+            "INSERT INTO tenants (id, name) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+            tenant_id,
+            name,
+        )
+
+    async def create_key(self, tenant_id: str, name: str, secret: str) -> None:
+        """Store an API key for ``tenant_id``; storing the same secret again changes nothing."""
+        await self._pool.execute(
+            """
+            INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash)
+            VALUES ($1, $2, $3, $4, $5)
+            ON CONFLICT (key_hash) DO NOTHING
+            """,
+            uuid.uuid4(),
+            tenant_id,
+            name,
+            secret[:KEY_PREFIX_LENGTH],
+            hash_secret(secret),
+        )
+
+    async def revoke_key(self, secret: str) -> bool:
+        """Revoke the key with this secret; False if there is no such live key."""
+        revoked = await self._pool.fetchval(
+            "UPDATE api_keys SET revoked_at = now() WHERE key_hash = $1 AND revoked_at IS NULL RETURNING true",
+            hash_secret(secret),
+        )
+        return revoked is not None
+
+    async def find_tenant(self, secret: str) -> str | None:
+        """The tenant owning this secret if it is a live (non-revoked) key, else None."""
+        tenant_id: str | None = await self._pool.fetchval(
+            "SELECT tenant_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+            hash_secret(secret),
+        )
+        return tenant_id

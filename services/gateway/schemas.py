@@ -1,0 +1,72 @@
+"""The API's request and response bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+Channel = Literal["email"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RecipientIn(_Body):
+    user_id: str | None = Field(default=None, max_length=256)
+    email: EmailStr | None = None
+    phone: str | None = Field(default=None, max_length=32)
+    locale: str | None = Field(default=None, max_length=35)
+
+
+class ContentIn(_Body):
+    """Jinja2 templates; ``html`` is autoescaped when rendered."""
+
+    subject: str | None = Field(default=None, max_length=998)
+    text: str | None = Field(default=None, max_length=200_000)
+    html: str | None = Field(default=None, max_length=500_000)
+
+
+class NotificationCreate(_Body):
+    channels: list[Channel] = Field(min_length=1, max_length=4, description="Channels to try, in order.")
+    recipient: RecipientIn
+    content: ContentIn
+    variables: dict[str, Any] = Field(default_factory=dict, description="Values for the templates.")
+    priority: Literal["high", "normal", "low"] = "normal"
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=50)
+
+
+class Links(BaseModel):
+    self: str
+
+
+class NotificationAccepted(BaseModel):
+    id: str
+    status: Literal["accepted"] = "accepted"
+    links: Links
+
+
+class StatusChange(BaseModel):
+    status: str
+    occurred_at: datetime
+    service: str
+    channel: str | None
+    attempt: int | None
+    provider: str | None
+    reason: str | None
+    detail: str | None
+
+
+class NotificationOut(BaseModel):
+    id: str
+    status: str
+    channel: str | None
+    attempts: int
+    idempotency_key: str | None
+    last_reason: str | None
+    last_detail: str | None
+    created_at: datetime
+    updated_at: datetime
+    history: list[StatusChange]

@@ -1,0 +1,1 @@
+"""The ingest service: validates requests, drops duplicates, hands the rest to the router."""

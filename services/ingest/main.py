@@ -1,0 +1,50 @@
+"""Wires ingest: requests topic -> IngestHandler -> routable and status topics."""
+
+from __future__ import annotations
+
+from services.ingest.dedup import IdempotencyGuard
+from services.ingest.handlers import IngestHandler
+from services.ingest.settings import IngestSettings
+from shared import service
+from shared.config import load_settings
+from shared.kafka.consumer import ConsumerConfig, ConsumerLoop
+from shared.kafka.producer import MessageProducer
+from shared.messages import NOTIFICATION_REQUEST
+from shared.redis import create_redis, key
+from shared.status_events import StatusReporter
+from shared.topics import Topics
+
+SERVICE = "ingest"
+
+
+async def serve() -> None:
+    settings = load_settings(IngestSettings)
+    service.setup(SERVICE, settings)
+    topics = Topics(settings.topic_prefix)
+    redis = create_redis(settings)
+    producer = MessageProducer(settings, client_id=SERVICE)
+    handler = IngestHandler(
+        guard=IdempotencyGuard(redis, settings.dedup_ttl_seconds),
+        reporter=StatusReporter(topics.status, SERVICE),
+        routable_topic=topics.routable,
+        key_prefix=key(settings, "idempotency"),
+    )
+    consumer = ConsumerLoop(
+        settings=settings,
+        service=SERVICE,
+        config=ConsumerConfig(group_id=topics.group(SERVICE), topics=[topics.requests]),
+        contract=NOTIFICATION_REQUEST,
+        handler=handler,
+        producer=producer,
+        dlq_topic=topics.dlq,
+    )
+    await producer.start()
+    try:
+        await service.serve_consumers(settings, [consumer], checks={"kafka": producer.check, "redis": redis.ping})
+    finally:
+        await producer.stop()
+        await redis.aclose()
+
+
+def main() -> None:
+    service.run(serve)

@@ -1,0 +1,1 @@
+"""The retry service: durable delayed jobs fired to their target topic when due."""

@@ -1,0 +1,3 @@
+from services.retry.main import main
+
+main()

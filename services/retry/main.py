@@ -1,0 +1,50 @@
+"""Wires the retry service: delay topic -> DelayedJobStore (Postgres) -> target topics when due."""
+
+from __future__ import annotations
+
+from services.retry.scheduler import DelayedJobIntake, DelayedJobScheduler
+from services.retry.settings import RetrySettings
+from services.retry.store import DelayedJobStore
+from shared import service
+from shared.config import load_settings
+from shared.kafka.consumer import ConsumerConfig, ConsumerLoop
+from shared.kafka.producer import MessageProducer
+from shared.messages import DELAYED_MESSAGE
+from shared.storage.database import check, create_pool
+from shared.topics import Topics
+
+SERVICE = "retry"
+
+
+async def serve() -> None:
+    settings = load_settings(RetrySettings)
+    service.setup(SERVICE, settings)
+    topics = Topics(settings.topic_prefix)
+    pool = await create_pool(settings.database_url, settings.database_pool_size)
+    producer = MessageProducer(settings, client_id=SERVICE)
+    store = DelayedJobStore(pool)
+    scheduler = DelayedJobScheduler(store, producer, settings.fire_batch_size, settings.max_idle_s)
+    consumer = ConsumerLoop(
+        settings=settings,
+        service=SERVICE,
+        config=ConsumerConfig(group_id=topics.group(SERVICE), topics=[topics.delay]),
+        contract=DELAYED_MESSAGE,
+        handler=DelayedJobIntake(store),
+        producer=producer,
+        dlq_topic=topics.dlq,
+    )
+    await producer.start()
+    try:
+        await service.serve_consumers(
+            settings,
+            [consumer],
+            checks={"kafka": producer.check, "postgres": lambda: check(pool)},
+            background=[scheduler.run],
+        )
+    finally:
+        await producer.stop()
+        await pool.close()
+
+
+def main() -> None:
+    service.run(serve)

@@ -1,0 +1,111 @@
+"""Durable delayed jobs in Postgres, claimed safely by any number of retry replicas."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from shared.messages import DelayedMessage
+from shared.storage.database import Pool
+
+
+@dataclass(frozen=True)
+class DueJob:
+    """A delayed message whose time has come: produce ``payload`` to ``target_topic``."""
+
+    job_id: str
+    target_topic: str
+    key: bytes | None
+    payload: bytes
+    headers: dict[str, bytes]
+
+
+# Header values are bytes and JSON has no bytes, so they are stored base64-encoded.
+def _encode_headers(headers: dict[str, bytes]) -> dict[str, str]:
+    return {name: base64.b64encode(value).decode("ascii") for name, value in headers.items()}
+
+
+def _decode_headers(headers: dict[str, str]) -> dict[str, bytes]:
+    return {name: base64.b64decode(value) for name, value in headers.items()}
+
+
+class DelayedJobStore:
+    """Adds delayed jobs and hands due ones to a caller that produces them."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def add(self, jobs: Sequence[DelayedMessage]) -> None:
+        """Store ``jobs`` in one statement; a job id already stored is kept as it is."""
+        if not jobs:
+            return
+        await self._pool.execute(
+            """
+            INSERT INTO delayed_jobs (job_id, tenant_id, notification_id, due_at, target_topic,
+                                      key, payload, headers, reason)
+            SELECT *
+            FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::timestamptz[], $5::text[],
+                        $6::bytea[], $7::bytea[], $8::jsonb[], $9::text[])
+            ON CONFLICT (job_id) DO NOTHING
+            """,
+            [job["job_id"] for job in jobs],
+            [job["tenant_id"] for job in jobs],
+            [job["notification_id"] for job in jobs],
+            [job["due_at"] for job in jobs],
+            [job["target_topic"] for job in jobs],
+            [job["key"] for job in jobs],
+            [job["payload"] for job in jobs],
+            [_encode_headers(job["headers"]) for job in jobs],
+            [job["reason"] for job in jobs],
+        )
+
+    async def next_due_at(self) -> datetime | None:
+        """When the earliest job is due, or None if there are no jobs."""
+        due_at: datetime | None = await self._pool.fetchval("SELECT min(due_at) FROM delayed_jobs")
+        return due_at
+
+    async def claim_due(
+        self,
+        now: datetime,
+        limit: int,
+        fire: Callable[[list[DueJob]], Awaitable[None]],
+    ) -> int:
+        """Fire up to ``limit`` jobs due at ``now``, oldest first, then delete them; returns how many.
+
+        The jobs stay row-locked while ``fire`` runs, so other replicas skip them rather than fire them
+        twice. ``fire`` must return only once the jobs are durably produced; if it raises, the
+        transaction rolls back, the jobs stay for a later claim and the error propagates.
+        """
+        async with self._pool.acquire() as connection, connection.transaction():
+            rows = await connection.fetch(
+                """
+                SELECT job_id, target_topic, key, payload, headers
+                FROM delayed_jobs
+                WHERE due_at <= $1
+                ORDER BY due_at
+                LIMIT $2
+                FOR UPDATE
+                """,
+                now,
+                limit,
+            )
+            if not rows:
+                return 0
+            jobs = [
+                DueJob(
+                    job_id=str(row["job_id"]),
+                    target_topic=row["target_topic"],
+                    key=row["key"],
+                    payload=row["payload"],
+                    headers=_decode_headers(row["headers"]),
+                )
+                for row in rows
+            ]
+            await fire(jobs)
+            await connection.execute(
+                "DELETE FROM delayed_jobs WHERE job_id = ANY($1::uuid[])",
+                [row["job_id"] for row in rows],
+            )
+        return len(jobs)

@@ -1,0 +1,101 @@
+"""Router's handler: choose the channel, render the content, hand it to that channel's sender."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import orjson
+
+from services.router.routing import choose_channel
+from services.router.templates import TemplateRenderer
+from shared import status
+from shared.errors import DeadLetterReason, InvalidRequest
+from shared.kafka.records import TRACEPARENT, Consumed, Output, Produce, Reject, headers_for
+from shared.messages import EMAIL_DELIVERY, RoutableNotification
+from shared.observability.tracing import span
+from shared.status_events import StatusReporter
+from shared.topics import Topics
+
+DELIVERY_NAMESPACE = uuid.UUID("8a3e5d1c-2b7f-4f0a-9c6e-1d2b3a4c5e6f")
+
+
+def delivery_id_for(notification_id: str, channel: str) -> str:
+    """Stable across attempts, so the sender recognises a delivery it has already made."""
+    return str(uuid.uuid5(DELIVERY_NAMESPACE, f"{notification_id}:{channel}"))
+
+
+class RouterHandler:
+    """Turns one routable notification into a rendered delivery for its channel."""
+
+    def __init__(self, *, renderer: TemplateRenderer, reporter: StatusReporter, topics: Topics) -> None:
+        self._renderer = renderer
+        self._reporter = reporter
+        self._topics = topics
+
+    async def __call__(self, message: Consumed[RoutableNotification]) -> Sequence[Output]:
+        notification = message.value
+        with span("router.route", message.header(TRACEPARENT)) as traceparent:
+            try:
+                channel, address = choose_channel(notification["channels"], notification["recipient"])
+                delivery = self._render_email(notification, address)
+            except InvalidRequest as error:
+                return self._fail(message, error, traceparent)
+        return [
+            Produce(
+                self._topics.send(channel),
+                delivery,
+                key=message.key,
+                headers=headers_for(notification["tenant_id"], f"delivery.{channel}", traceparent),
+            ),
+            self._reporter.event(
+                notification_id=notification["notification_id"],
+                tenant_id=notification["tenant_id"],
+                status=status.ROUTED,
+                key=message.key,
+                traceparent=traceparent,
+                channel=channel,
+            ),
+        ]
+
+    def _render_email(self, notification: RoutableNotification, address: str) -> bytes:
+        variables = orjson.loads(notification["variables_json"])
+        content = notification["content"]
+        render = self._renderer.render
+        return EMAIL_DELIVERY.encode(
+            {
+                "delivery_id": delivery_id_for(notification["notification_id"], "email"),
+                "notification_id": notification["notification_id"],
+                "tenant_id": notification["tenant_id"],
+                "attempt": 1,
+                "priority": notification["priority"],
+                "to": address,
+                "subject": render("content/subject", content["subject"] or "", variables),
+                "text": render("content/text", content["text"], variables) if content["text"] else None,
+                "html": render("content/html", content["html"], variables, html=True) if content["html"] else None,
+                "metadata": notification["metadata"],
+            }
+        )
+
+    def _fail(
+        self, message: Consumed[RoutableNotification], error: InvalidRequest, traceparent: bytes | None
+    ) -> list[Output]:
+        notification = message.value
+        return [
+            Reject(
+                message,
+                DeadLetterReason.INVALID_PAYLOAD,
+                str(error),
+                tenant_id=notification["tenant_id"],
+                notification_id=notification["notification_id"],
+            ),
+            self._reporter.event(
+                notification_id=notification["notification_id"],
+                tenant_id=notification["tenant_id"],
+                status=status.FAILED,
+                key=message.key,
+                traceparent=traceparent,
+                reason=DeadLetterReason.INVALID_PAYLOAD.value,
+                detail=str(error),
+            ),
+        ]

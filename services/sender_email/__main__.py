@@ -1,0 +1,3 @@
+from services.sender_email.main import main
+
+main()

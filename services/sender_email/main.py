@@ -1,0 +1,61 @@
+"""Wires sender-email: send.email topic -> DeliveryHandler(SmtpProvider) -> status, delay and DLQ topics."""
+
+from __future__ import annotations
+
+from services.sender_email.settings import EmailSenderSettings
+from services.sender_email.smtp import SmtpProvider
+from shared import service
+from shared.config import load_settings
+from shared.delivery import RetryPolicy
+from shared.kafka.consumer import ConsumerConfig, ConsumerLoop
+from shared.kafka.producer import MessageProducer
+from shared.messages import EMAIL_DELIVERY
+from shared.redis import create_redis, key
+from shared.sender import DeliveryHandler, DeliveryLedger
+from shared.status_events import StatusReporter
+from shared.topics import Topics
+
+SERVICE = "sender-email"
+CHANNEL = "email"
+
+
+async def serve() -> None:
+    settings = load_settings(EmailSenderSettings)
+    service.setup(SERVICE, settings)
+    topics = Topics(settings.topic_prefix)
+    redis = create_redis(settings)
+    producer = MessageProducer(settings, client_id=SERVICE)
+    provider = SmtpProvider(settings)
+    handler = DeliveryHandler(
+        channel=CHANNEL,
+        provider=provider,
+        contract=EMAIL_DELIVERY,
+        ledger=DeliveryLedger(redis, key(settings, "delivered", CHANNEL)),
+        reporter=StatusReporter(topics.status, SERVICE),
+        policy=RetryPolicy(settings.max_attempts, settings.retry_base_delay_s, settings.retry_max_delay_s),
+        send_topic=topics.send(CHANNEL),
+        delay_topic=topics.delay,
+        concurrency=settings.smtp_pool_size,
+    )
+    consumer = ConsumerLoop(
+        settings=settings,
+        service=SERVICE,
+        config=ConsumerConfig(group_id=topics.group(SERVICE), topics=[topics.send(CHANNEL)]),
+        contract=EMAIL_DELIVERY,
+        handler=handler,
+        producer=producer,
+        dlq_topic=topics.dlq,
+    )
+    await producer.start()
+    try:
+        await service.serve_consumers(
+            settings, [consumer], checks={"kafka": producer.check, "redis": redis.ping, "smtp": provider.health}
+        )
+    finally:
+        await producer.stop()
+        provider.close()
+        await redis.aclose()
+
+
+def main() -> None:
+    service.run(serve)

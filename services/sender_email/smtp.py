@@ -1,0 +1,105 @@
+"""SMTP provider: sends over a pool of persistent connections and classifies every failure."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from email.utils import parseaddr
+
+import aiosmtplib
+
+from services.sender_email.mime import build_message
+from services.sender_email.settings import EmailSenderSettings
+from shared.delivery import Delivered, Failed, Outcome, Retry
+from shared.errors import DeadLetterReason
+from shared.messages import EmailDelivery
+
+
+class SmtpProvider:
+    """Delivers :class:`EmailDelivery` records to one SMTP server."""
+
+    name = "smtp"
+
+    def __init__(self, settings: EmailSenderSettings) -> None:
+        self._settings = settings
+        self._sender = settings.smtp_from
+        self._envelope_from = parseaddr(settings.smtp_from)[1]
+        self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
+        self._slots = asyncio.Semaphore(settings.smtp_pool_size)
+
+    async def send(self, delivery: EmailDelivery) -> Outcome:
+        """Send one email; a 4xx or a connection problem is retryable, a 5xx is permanent."""
+        message = build_message(delivery, self._sender)
+        async with self._slots:
+            # A pooled connection the server has since closed fails at once: try one fresh one before giving up.
+            for fresh_try in (False, True):
+                try:
+                    connection = await self._connection(fresh=fresh_try)
+                except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+                    return Retry(self.name, f"cannot connect to the SMTP server: {error!r}")
+                try:
+                    await asyncio.wait_for(
+                        connection.sendmail(self._envelope_from, [delivery["to"]], message),
+                        self._settings.smtp_timeout_s,
+                    )
+                except aiosmtplib.SMTPServerDisconnected as error:
+                    _discard(connection)
+                    if fresh_try:
+                        return Retry(self.name, f"SMTP server disconnected: {error!r}")
+                    continue
+                except aiosmtplib.SMTPRecipientsRefused as error:
+                    _discard(connection)
+                    refused = error.recipients[0]
+                    return _by_code(refused.code, refused.message)
+                except aiosmtplib.SMTPResponseException as error:
+                    _discard(connection)
+                    return _by_code(error.code, error.message)
+                except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+                    _discard(connection)
+                    return Retry(self.name, f"SMTP failure: {error!r}")
+                self._idle.put_nowait(connection)
+                return Delivered(self.name)
+        raise AssertionError("unreachable: the second try always returns")
+
+    async def health(self) -> None:
+        """Readiness: the SMTP server accepts a connection and answers NOOP."""
+        connection = await self._connection(fresh=False)
+        try:
+            await connection.noop()
+        finally:
+            self._idle.put_nowait(connection)
+
+    def close(self) -> None:
+        while not self._idle.empty():
+            _discard(self._idle.get_nowait())
+
+    async def _connection(self, *, fresh: bool) -> aiosmtplib.SMTP:
+        while not fresh and not self._idle.empty():
+            connection = self._idle.get_nowait()
+            if connection.is_connected:
+                return connection
+        settings = self._settings
+        connection = aiosmtplib.SMTP(
+            hostname=settings.smtp_host,
+            port=settings.smtp_port,
+            use_tls=settings.smtp_use_tls,
+            start_tls=settings.smtp_start_tls,
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+            timeout=settings.smtp_timeout_s,
+        )
+        await connection.connect()
+        return connection
+
+
+def _by_code(code: int, message: str) -> Outcome:
+    detail = f"{code} {message}"
+    if 400 <= code < 500:
+        return Retry(SmtpProvider.name, detail, reason="provider_deferred")
+    return Failed(SmtpProvider.name, detail, DeadLetterReason.PROVIDER_REJECTED)
+
+
+def _discard(connection: aiosmtplib.SMTP) -> None:
+    # Closing a broken connection may fail; it is gone either way.
+    with contextlib.suppress(Exception):
+        connection.close()

@@ -1,0 +1,1 @@
+"""The status service: stores every status event and each notification's current status."""

@@ -1,0 +1,3 @@
+from services.status.main import main
+
+main()

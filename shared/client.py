@@ -1,0 +1,95 @@
+"""The client library upstream services use to send notifications straight to Kafka.
+
+Example::
+
+    from shared.client import NotificationClient
+
+    async with NotificationClient("kafka:9092", tenant_id="shop") as herald:
+        notification_id = await herald.send(
+            channels=["email"],
+            recipient={"email": "ada@example.com"},
+            content={"subject": "Your order {{ order }}", "text": "It ships today."},
+            variables={"order": "A-1001"},
+            idempotency_key="order-A-1001-shipped",
+        )
+
+``send`` returns once the request is durable in Kafka (``acks=all``); the status is then readable
+through the gateway under that id. The same idempotency key always yields the same id and one delivery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from aiokafka import AIOKafkaProducer
+
+from shared.kafka.records import headers_for
+from shared.messages import NOTIFICATION_REQUEST, Priority
+from shared.observability.tracing import current_traceparent
+from shared.requests import build_request, recipient_key, validate_request
+from shared.topics import Topics
+
+
+class NotificationClient:
+    """Produces :class:`~shared.messages.NotificationRequest` records for one tenant."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        tenant_id: str,
+        topic_prefix: str = "herald",
+        idempotent_producer: bool = True,
+    ) -> None:
+        self._tenant_id = tenant_id
+        self._topic = Topics(topic_prefix).requests
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            acks="all",
+            enable_idempotence=idempotent_producer,
+            linger_ms=5,
+        )
+
+    async def __aenter__(self) -> Self:
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
+        await self._producer.stop()
+
+    async def send(
+        self,
+        *,
+        channels: Sequence[str],
+        recipient: Mapping[str, str | None],
+        content: Mapping[str, str | None],
+        variables: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        priority: Priority = "normal",
+        metadata: Mapping[str, str] | None = None,
+    ) -> str:
+        """Validate and produce one request; returns its notification id once Kafka acknowledged it.
+
+        Raises:
+            shared.errors.InvalidRequest: the request can never be delivered (names the field).
+        """
+        request = build_request(
+            tenant_id=self._tenant_id,
+            channels=channels,
+            recipient=recipient,
+            content=content,
+            variables=variables,
+            idempotency_key=idempotency_key,
+            priority=priority,
+            metadata=metadata,
+        )
+        validate_request(request)
+        await self._producer.send_and_wait(
+            self._topic,
+            NOTIFICATION_REQUEST.encode(request),
+            key=recipient_key(self._tenant_id, request["recipient"], request["notification_id"]),
+            headers=list(headers_for(self._tenant_id, "notification_request", current_traceparent())),
+        )
+        return request["notification_id"]

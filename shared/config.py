@@ -1,0 +1,66 @@
+"""Settings every Herald service shares, read from ``HERALD_*`` environment variables.
+
+Each service subclasses :class:`HeraldSettings` in its own ``settings.py`` and adds what only it
+needs. Settings are validated once at start-up by :func:`load_settings`, which turns pydantic's
+errors into one readable message naming each bad variable.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Literal, TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "HERALD_"
+
+
+class HeraldSettings(BaseSettings):
+    """What every service needs: where Kafka, Postgres and Redis are, and how to report."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # Topic names are "<prefix>.<name>.v<version>"; tests use a unique prefix per run.
+    topic_prefix: str = Field(default="herald", pattern=r"^[A-Za-z0-9._-]+$")
+    # Apache Kafka: on. Tansu's memory storage refuses InitProducerId, so the local stack turns it off.
+    kafka_idempotent_producer: bool = True
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/herald"
+    database_pool_size: int = Field(default=10, ge=1)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Every Redis key starts with this, so several Herald installations (or tests) can share a Redis.
+    redis_namespace: str = Field(default="herald", pattern=r"^[A-Za-z0-9._:-]+$")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Port of the operations endpoint (/health, /ready, /metrics) of services that have no HTTP API.
+    ops_port: int = Field(default=9000, ge=0, le=65535)
+    ops_host: str = "0.0.0.0"
+    # Fraction of notifications whose trace is recorded (0..1); trace ids are propagated regardless.
+    trace_sample_ratio: float = Field(default=0.01, ge=0.0, le=1.0)
+    otlp_endpoint: str | None = None
+
+
+SettingsT = TypeVar("SettingsT", bound=HeraldSettings)
+
+
+class ConfigurationError(SystemExit):
+    """Raised at start-up for a bad setting; exits the process with a readable message."""
+
+
+def describe_errors(error: ValidationError) -> str:
+    """One line per bad variable: ``HERALD_SMTP_PORT: Input should be a valid integer (got 'abc')``."""
+    lines = []
+    for item in error.errors():
+        name = ENV_PREFIX + "_".join(str(part) for part in item["loc"]).upper()
+        lines.append(f"  {name}: {item['msg']} (got {item.get('input')!r})")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def load_settings(cls: type[SettingsT]) -> SettingsT:
+    """Build ``cls`` from the environment, or exit with a message naming every bad variable."""
+    try:
+        return cls()
+    except ValidationError as error:
+        print(describe_errors(error), file=sys.stderr)
+        raise ConfigurationError(2) from error

@@ -1,0 +1,54 @@
+"""What a delivery attempt can end in, and when to try again. Shared by every channel's sender."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from shared.errors import DeadLetterReason
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """The provider accepted the message."""
+
+    provider: str
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A failure that may pass (timeout, 4xx SMTP, 5xx/429 HTTP): try again later."""
+
+    provider: str
+    detail: str
+    reason: str = "provider_unavailable"
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A failure that will not pass (bad address, rejected content): never try again."""
+
+    provider: str
+    detail: str
+    reason: DeadLetterReason = DeadLetterReason.PROVIDER_REJECTED
+
+
+Outcome = Delivered | Retry | Failed
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter; ``max_attempts`` counts the first try."""
+
+    max_attempts: int = 5
+    base_delay_s: float = 2.0
+    max_delay_s: float = 300.0
+
+    def delay_before(self, attempt: int) -> float | None:
+        """Seconds to wait before ``attempt`` (2, 3, ...), or None when attempts are exhausted."""
+        if attempt > self.max_attempts:
+            return None
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 2))
+        # Full jitter spreads retries of a failed burst so they don't hit the provider at once.
+        return random.uniform(ceiling / 2, ceiling)

@@ -1,0 +1,63 @@
+"""The error types every service shares, and which failures are worth waiting out.
+
+The consumer loop maps each to its fate (see ``shared/kafka/consumer.py``):
+
+* an undecodable message, or one a handler rejects, goes to the DLQ with its reason;
+* a *transient* failure (a database, Redis or the broker unreachable) pauses consumption and the
+  batch is tried again after a backoff, so an outage delays notifications but loses none;
+* any other exception is isolated to the one message that causes it, which goes to the DLQ as a
+  ``processing_error``: a poison message never stalls a partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from enum import StrEnum
+
+import asyncpg
+import redis.exceptions
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NotEnoughReplicasError
+
+
+class DeadLetterReason(StrEnum):
+    """Why a message went to the DLQ; stored with it and shown by the API."""
+
+    UNDECODABLE = "undecodable"
+    INVALID_PAYLOAD = "invalid_payload"
+    PERMANENT_FAILURE = "permanent_failure"
+    PROVIDER_REJECTED = "provider_rejected"
+    MAX_ATTEMPTS_EXCEEDED = "max_attempts_exceeded"
+    PROCESSING_ERROR = "processing_error"
+
+
+class InvalidRequest(ValueError):
+    """A request that can never be processed as it is (bad address, unknown channel, broken template)."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"{field}: {detail}")
+        self.field = field
+        self.detail = detail
+
+
+_TRANSIENT = (
+    ConnectionError,
+    TimeoutError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NotEnoughReplicasError,
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """True when waiting and trying again can succeed: the failure is in a dependency, not the message."""
+    if isinstance(error, OSError) and not isinstance(error, FileNotFoundError | PermissionError):
+        return True
+    return isinstance(error, _TRANSIENT)

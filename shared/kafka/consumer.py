@@ -1,0 +1,311 @@
+"""The one consumer loop every Kafka-consuming service runs.
+
+A batch goes through four steps, in the spirit of Sentry's arroyo::
+
+    fetch -> decode -> handle -> produce -> (acknowledged) -> commit
+
+* **fetch**: ``getmany`` up to ``max_batch`` records; auto-commit is off, always.
+* **decode**: bytes that are not a record of the expected contract become DLQ records (``undecodable``).
+* **handle**: the service's handler turns the batch into records to produce and :class:`Reject`
+  verdicts (DLQ records). A transient failure (a dependency is down) pauses the partitions and
+  tries the batch again after a backoff; any other exception is isolated by handling the messages
+  one at a time, and the one that still fails goes to the DLQ as ``processing_error``.
+* **produce / commit**: outputs are queued on the producer without waiting; the batch's offsets are
+  committed only once every output is acknowledged. Up to ``max_pending_batches`` batches may wait
+  for acknowledgements while the next is handled; beyond that the loop waits (bounded in-flight work).
+
+On :meth:`ConsumerLoop.stop` (SIGTERM) the loop finishes the batch in hand, waits for its
+acknowledgements, commits and leaves the group; a batch still waiting out a dependency failure is
+handed back uncommitted, so another member (or the restarted service) processes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from shared.codec import Contract, UndecodableMessage
+from shared.config import HeraldSettings
+from shared.errors import DeadLetterReason, is_transient
+from shared.kafka.producer import MessageProducer
+from shared.kafka.records import KIND, TENANT, TRACEPARENT, BatchResult, Consumed, Handler, Output, Produce, Reject
+from shared.messages import DEAD_LETTER
+from shared.observability import metrics
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ConsumerConfig:
+    """How one service consumes. Durations are in seconds unless the name says otherwise."""
+
+    group_id: str
+    topics: Sequence[str]
+    max_batch: int = 500
+    fetch_timeout_ms: int = 200
+    max_pending_batches: int = 4
+    backoff_initial: float = 0.2
+    backoff_max: float = 10.0
+
+
+class _Stopped(Exception):
+    """The loop was asked to stop while a batch was waiting out a dependency failure."""
+
+
+@dataclass
+class _PendingBatch:
+    outputs: list[Produce]
+    futures: list[asyncio.Future[object]]
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def done(self) -> bool:
+        return all(future.done() for future in self.futures)
+
+
+class _FlushOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, loop: ConsumerLoop[Any]) -> None:
+        self._loop = loop
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # Commit what is done before another member takes these partitions over.
+        await self._loop.drain()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("partitions_assigned", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
+
+
+class ConsumerLoop(Generic[T]):
+    """Consumes ``config.topics`` as ``contract`` records and runs ``handler`` on each batch."""
+
+    def __init__(
+        self,
+        *,
+        settings: HeraldSettings,
+        service: str,
+        config: ConsumerConfig,
+        contract: Contract[Any],
+        handler: Handler[T],
+        producer: MessageProducer,
+        dlq_topic: str,
+    ) -> None:
+        self._service = service
+        self._config = config
+        self._contract = contract
+        self._handler = handler
+        self._producer = producer
+        self._dlq_topic = dlq_topic
+        self._pending: deque[_PendingBatch] = deque()
+        self._stopping = asyncio.Event()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id=config.group_id,
+            client_id=f"{service}",
+            enable_auto_commit=False,
+            # Tansu answers ListOffsets "latest" wrongly after batched produce; new groups start at the beginning.
+            auto_offset_reset="earliest",
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=max(settings.kafka_session_timeout_ms // 4, 250),
+            max_poll_interval_ms=300_000,
+        )
+
+    async def start(self) -> None:
+        """Join the consumer group (partitions are assigned on the first fetch)."""
+        self._consumer.subscribe(list(self._config.topics), listener=_FlushOnRevoke(self))
+        await self._consumer.start()
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in hand, commit and leave the group."""
+        self._stopping.set()
+
+    async def check(self) -> None:
+        """Readiness: the group coordinator is known and the broker answers."""
+        await self._consumer.topics()
+
+    async def run(self) -> None:
+        """Consume until :meth:`stop`; then drain, commit and leave the group."""
+        try:
+            while not self._stopping.is_set():
+                await self._commit_finished()
+                if len(self._pending) >= self._config.max_pending_batches:
+                    await self._await_batch(self._pending[0])
+                    continue
+                fetched = await self._consumer.getmany(
+                    timeout_ms=self._config.fetch_timeout_ms, max_records=self._config.max_batch
+                )
+                records = [record for batch in fetched.values() for record in batch]
+                if not records:
+                    continue
+                try:
+                    result = await self._process(records)
+                except _Stopped:
+                    log.info("handing_back_batch", messages=len(records))
+                    break
+                futures = await self._producer.send_all(result.outputs)
+                self._pending.append(_PendingBatch(result.outputs, futures, result.offsets))
+            await self.drain()
+        finally:
+            await self._consumer.stop()
+
+    async def drain(self) -> None:
+        """Wait for every pending batch's acknowledgements and commit them, in order."""
+        while self._pending:
+            await self._await_batch(self._pending[0])
+            await self._commit_finished()
+
+    async def _process(self, records: Sequence[Any]) -> BatchResult:
+        started = time.perf_counter()
+        topic = records[0].topic
+        metrics.MESSAGES_CONSUMED.labels(topic=topic).inc(len(records))
+        metrics.BATCH_SIZE.observe(len(records))
+        decoded: list[Consumed[T]] = []
+        outputs: list[Output] = []
+        for record in records:
+            raw = record.value or b""
+            headers = tuple(record.headers or ())
+            try:
+                value = self._contract.decode(raw)
+            except UndecodableMessage as error:
+                undecodable: Consumed[object] = Consumed(
+                    record.topic, record.partition, record.offset, record.key, None, raw, headers
+                )
+                outputs.append(Reject(undecodable, DeadLetterReason.UNDECODABLE, str(error)))
+                continue
+            decoded.append(Consumed(record.topic, record.partition, record.offset, record.key, value, raw, headers))
+        if decoded:
+            outputs.extend(await self._handle_isolating(decoded))
+        result = BatchResult()
+        result.track([Consumed(r.topic, r.partition, r.offset, None, None, b"") for r in records])
+        result.outputs = [self._dead_letter(out) if isinstance(out, Reject) else out for out in outputs]
+        metrics.BATCH_SECONDS.labels(topic=topic).observe(time.perf_counter() - started)
+        return result
+
+    async def _handle_isolating(self, batch: Sequence[Consumed[T]]) -> list[Output]:
+        attempt = 0
+        while True:
+            try:
+                return list(await self._handler(batch))
+            except Exception as error:
+                if is_transient(error):
+                    await self._wait_out(error, attempt)
+                    attempt += 1
+                    continue
+                if len(batch) == 1:
+                    message = batch[0]
+                    log.exception(
+                        "message_failed", topic=message.topic, partition=message.partition, offset=message.offset
+                    )
+                    return [Reject(_erase(message), DeadLetterReason.PROCESSING_ERROR, repr(error))]
+                log.warning("batch_failed_isolating", messages=len(batch), error=repr(error))
+                outputs: list[Output] = []
+                for message in batch:
+                    outputs.extend(await self._handle_isolating([message]))
+                return outputs
+
+    async def _wait_out(self, error: BaseException, attempt: int) -> None:
+        """Pause every partition and keep polling (so the group keeps us) while a dependency recovers."""
+        delay = min(self._config.backoff_max, self._config.backoff_initial * 2**attempt)
+        metrics.TRANSIENT_FAILURES.labels(error=type(error).__name__).inc()
+        log.warning("dependency_failed_pausing", error=repr(error), retry_in_s=round(delay, 2))
+        deadline = time.monotonic() + delay
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self._stopping.is_set():
+                raise _Stopped
+            self._consumer.pause(*self._consumer.assignment())
+            fetched = await self._consumer.getmany(timeout_ms=int(min(remaining, 1.0) * 1000))
+            for tp, records in fetched.items():
+                # Partitions assigned by a rebalance meanwhile are not paused: give their records back.
+                self._consumer.seek(tp, records[0].offset)
+        self._consumer.resume(*self._consumer.assignment())
+
+    async def _await_batch(self, batch: _PendingBatch) -> None:
+        """Wait for a batch's acknowledgements, producing it again while the broker fails."""
+        attempt = 0
+        while True:
+            results = await asyncio.gather(*batch.futures, return_exceptions=True)
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if not failed:
+                return
+            await self._wait_out(failed[0], attempt)
+            attempt += 1
+            # Records may now be in the topic twice; every consumer downstream is idempotent.
+            batch.futures = await self._producer.send_all(batch.outputs)
+
+    async def _commit_finished(self) -> None:
+        offsets: dict[tuple[str, int], int] = {}
+        while self._pending and self._pending[0].done():
+            batch = self._pending.popleft()
+            if any(f.exception() for f in batch.futures):
+                self._pending.appendleft(batch)
+                break
+            offsets.update(batch.offsets)
+        if not offsets:
+            return
+        assigned = self._consumer.assignment()
+        commit = {
+            TopicPartition(topic, partition): offset
+            for (topic, partition), offset in offsets.items()
+            if TopicPartition(topic, partition) in assigned
+        }
+        try:
+            await self._consumer.commit(commit)
+        except (CommitFailedError, IllegalStateError, KafkaError) as error:
+            # The partitions moved to another member; it will process these messages again.
+            metrics.COMMIT_FAILURES.inc()
+            log.warning("commit_failed", error=repr(error))
+            return
+        for tp, offset in commit.items():
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(highwater - offset)
+
+    def _dead_letter(self, reject: Reject) -> Produce:
+        message = reject.message
+        metrics.DEAD_LETTERS.labels(topic=message.topic, reason=reject.reason.value).inc()
+        tenant = reject.tenant_id or _header_text(message, TENANT)
+        log.warning(
+            "dead_letter",
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            reason=reject.reason.value,
+            detail=reject.detail,
+            notification_id=reject.notification_id,
+        )
+        record = DEAD_LETTER.encode(
+            {
+                "original_topic": message.topic,
+                "original_partition": message.partition,
+                "original_offset": message.offset,
+                "original_key": message.key,
+                "original_payload": message.raw,
+                "reason_category": reject.reason.value,
+                "reason": reject.detail,
+                "service": self._service,
+                "failed_at": datetime.now(UTC),
+                "tenant_id": tenant,
+                "notification_id": reject.notification_id,
+            }
+        )
+        kept = [(k, v) for k, v in message.headers if k in (TRACEPARENT, TENANT)]
+        headers = (*kept, (KIND, b"dead_letter"))
+        return Produce(self._dlq_topic, record, key=message.key, headers=headers)
+
+
+def _erase(message: Consumed[Any]) -> Consumed[object]:
+    return Consumed(message.topic, message.partition, message.offset, message.key, None, message.raw, message.headers)
+
+
+def _header_text(message: Consumed[Any], name: str) -> str | None:
+    value = message.header(name)
+    return value.decode(errors="replace") if value is not None else None

@@ -1,0 +1,90 @@
+"""What the consumer loop hands to handlers and what handlers hand back."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from shared.errors import DeadLetterReason
+
+T = TypeVar("T")
+Headers = tuple[tuple[str, bytes], ...]
+
+# Header names carried on every Herald message (see DESIGN.md, Contracts).
+TRACEPARENT = "traceparent"
+TENANT = "herald-tenant"
+KIND = "herald-kind"
+
+
+@dataclass(frozen=True, slots=True)
+class Consumed(Generic[T]):
+    """One decoded message with where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: T
+    raw: bytes
+    headers: Headers = ()
+
+    def header(self, name: str) -> bytes | None:
+        """The first header called ``name``, if any."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Produce:
+    """A message a handler wants produced; the loop commits the input only after it is acknowledged."""
+
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    headers: Headers = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A handler's verdict that a message can never be processed: the loop sends it to the DLQ."""
+
+    message: Consumed[Any]
+    reason: DeadLetterReason
+    detail: str
+    tenant_id: str | None = None
+    notification_id: str | None = None
+
+
+Output = Produce | Reject
+# What a service gives the consumer loop: a batch of decoded messages in, records and verdicts out.
+Handler = Callable[[Sequence[Consumed[T]]], Awaitable[Sequence[Output]]]
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """Everything produced for one batch, and the offsets to commit once it is acknowledged."""
+
+    outputs: list[Produce] = field(default_factory=list)
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def track(self, messages: Sequence[Consumed[object]]) -> None:
+        """Remember the next offset to commit for each partition in ``messages``."""
+        for message in messages:
+            key = (message.topic, message.partition)
+            self.offsets[key] = max(self.offsets.get(key, 0), message.offset + 1)
+
+
+def headers_for(tenant_id: str, kind: str, traceparent: bytes | None) -> Headers:
+    """The standard headers of a Herald message."""
+    headers: list[tuple[str, bytes]] = [(TENANT, tenant_id.encode()), (KIND, kind.encode())]
+    if traceparent:
+        headers.append((TRACEPARENT, traceparent))
+    return tuple(headers)
+
+
+def message_key(tenant_id: str, recipient: str) -> bytes:
+    """``tenant:recipient``: one person's notifications stay in order on one partition."""
+    return f"{tenant_id}:{recipient}".encode()

@@ -1,0 +1,114 @@
+"""The typed shape of each Kafka contract in ``schemas/`` and the contract objects that encode them.
+
+The TypedDicts mirror the ``.avsc`` files field by field so handlers are type-checked; fastavro
+reads and writes plain dicts, so they cost nothing at run time. ``tests/unit/test_schemas.py``
+checks that each TypedDict names exactly its schema's fields.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, TypedDict
+
+from shared.codec import Contract, contract
+
+Priority = Literal["high", "normal", "low"]
+
+
+class Recipient(TypedDict):
+    user_id: str | None
+    email: str | None
+    phone: str | None
+    locale: str | None
+
+
+class Content(TypedDict):
+    subject: str | None
+    text: str | None
+    html: str | None
+
+
+class NotificationRequest(TypedDict):
+    notification_id: str
+    tenant_id: str
+    idempotency_key: str | None
+    created_at: datetime
+    priority: Priority
+    channels: list[str]
+    recipient: Recipient
+    content: Content
+    variables_json: str
+    metadata: dict[str, str]
+
+
+class RoutableNotification(TypedDict):
+    notification_id: str
+    tenant_id: str
+    accepted_at: datetime
+    priority: Priority
+    channels: list[str]
+    recipient: Recipient
+    content: Content
+    variables_json: str
+    metadata: dict[str, str]
+
+
+class EmailDelivery(TypedDict):
+    delivery_id: str
+    notification_id: str
+    tenant_id: str
+    attempt: int
+    priority: Priority
+    to: str
+    subject: str
+    text: str | None
+    html: str | None
+    metadata: dict[str, str]
+
+
+class StatusEvent(TypedDict):
+    event_id: str
+    notification_id: str
+    tenant_id: str
+    status: str
+    occurred_at: datetime
+    service: str
+    channel: str | None
+    attempt: int | None
+    provider: str | None
+    reason: str | None
+    detail: str | None
+
+
+class DelayedMessage(TypedDict):
+    job_id: str
+    tenant_id: str
+    notification_id: str | None
+    due_at: datetime
+    target_topic: str
+    key: bytes | None
+    payload: bytes
+    headers: dict[str, bytes]
+    reason: str | None
+
+
+class DeadLetter(TypedDict):
+    original_topic: str
+    original_partition: int
+    original_offset: int
+    original_key: bytes | None
+    original_payload: bytes
+    reason_category: str
+    reason: str
+    service: str
+    failed_at: datetime
+    tenant_id: str | None
+    notification_id: str | None
+
+
+NOTIFICATION_REQUEST: Contract[NotificationRequest] = contract("NotificationRequest")
+ROUTABLE_NOTIFICATION: Contract[RoutableNotification] = contract("RoutableNotification")
+EMAIL_DELIVERY: Contract[EmailDelivery] = contract("EmailDelivery")
+STATUS_EVENT: Contract[StatusEvent] = contract("StatusEvent")
+DELAYED_MESSAGE: Contract[DelayedMessage] = contract("DelayedMessage")
+DEAD_LETTER: Contract[DeadLetter] = contract("DeadLetter")

@@ -1,0 +1,66 @@
+"""Structured JSON logs on stdout, one object a line, with context bound per message.
+
+Bind ``notification_id``, ``tenant`` and ``trace_id`` with :func:`bind_message_context` (context
+variables, so concurrent tasks keep their own) and every log line in that task carries them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import orjson
+import structlog
+
+
+def _dumps(obj: Any, default: Any = None) -> str:
+    return orjson.dumps(obj, default=default).decode()
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    """Route structlog and the standard library's logging to JSON lines on stdout."""
+    shared_processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[
+            *shared_processors,
+            structlog.processors.dict_tracebacks,
+            structlog.processors.JSONRenderer(serializer=_dumps),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.JSONRenderer(serializer=_dumps),
+            ],
+            foreign_pre_chain=[*shared_processors, structlog.stdlib.add_logger_name],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # aiokafka logs every rebalance step at INFO; keep its warnings.
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(service=service)
+
+
+def bind_message_context(*, notification_id: str | None, tenant: str | None, traceparent: bytes | None) -> None:
+    """Attach a message's identity and trace ids to every log line of the current task."""
+    trace_id = span_id = None
+    if traceparent:
+        parts = traceparent.split(b"-")
+        if len(parts) == 4:
+            trace_id, span_id = parts[1].decode(), parts[2].decode()
+    structlog.contextvars.bind_contextvars(
+        notification_id=notification_id, tenant=tenant, trace_id=trace_id, span_id=span_id
+    )

@@ -1,0 +1,56 @@
+"""Every Prometheus metric Herald exports, declared once. Names follow ``herald_<what>_<unit>``."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Consumer loop (every Kafka-consuming service).
+MESSAGES_CONSUMED = Counter("herald_messages_consumed_total", "Kafka messages fetched", ["topic"])
+MESSAGES_PRODUCED = Counter("herald_messages_produced_total", "Kafka messages queued for produce", ["topic"])
+DEAD_LETTERS = Counter(
+    "herald_dead_letters_total", "Messages sent to the DLQ, by source topic and reason", ["topic", "reason"]
+)
+BATCH_SECONDS = Histogram(
+    "herald_batch_duration_seconds",
+    "Time from fetching a batch to its outputs being queued for produce",
+    ["topic"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+BATCH_SIZE = Histogram(
+    "herald_batch_size_messages", "Messages per fetched batch", buckets=(1, 10, 50, 100, 250, 500, 1000, 2000)
+)
+TRANSIENT_FAILURES = Counter(
+    "herald_transient_failures_total", "Batches paused and retried because a dependency failed", ["error"]
+)
+CONSUMER_LAG = Gauge("herald_consumer_lag_messages", "High watermark minus committed offset", ["topic", "partition"])
+COMMIT_FAILURES = Counter("herald_commit_failures_total", "Offset commits refused (e.g. after a rebalance)")
+
+# Notification lifecycle.
+NOTIFICATIONS_ACCEPTED = Counter("herald_notifications_accepted_total", "Requests accepted by ingest", ["tenant"])
+NOTIFICATIONS_DUPLICATE = Counter(
+    "herald_notifications_duplicate_total", "Requests dropped as duplicates of an idempotency key"
+)
+NOTIFICATIONS_SENT = Counter(
+    "herald_notifications_sent_total",
+    "Send attempts by channel, provider and outcome",
+    ["channel", "provider", "outcome"],
+)
+PROVIDER_SECONDS = Histogram(
+    "herald_provider_request_duration_seconds",
+    "Time a provider took to answer",
+    ["channel", "provider"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+STATUS_EVENTS_STORED = Counter("herald_status_events_stored_total", "Status events written to Postgres")
+DELAYED_JOBS_FIRED = Counter("herald_delayed_jobs_fired_total", "Delayed messages produced to their target")
+
+# Gateway.
+HTTP_REQUESTS = Counter(
+    "herald_http_requests_total", "HTTP requests by route and status code", ["method", "route", "status"]
+)
+HTTP_SECONDS = Histogram(
+    "herald_http_request_duration_seconds",
+    "HTTP request latency by route",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)

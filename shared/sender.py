@@ -1,0 +1,184 @@
+"""The part of every channel sender that is not about the channel.
+
+For each batch of deliveries: skip the ones already delivered (a redelivery after a crash), send the
+rest through the channel's provider with bounded concurrency, remember what was delivered, and turn
+each outcome into its records: ``sent`` status; a delayed retry with backoff; or the DLQ with a
+``failed`` status once the failure is permanent or attempts are exhausted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, Protocol, TypeVar, cast
+
+import structlog
+from redis.asyncio import Redis
+
+from shared import status
+from shared.codec import Contract
+from shared.delivery import Delivered, Failed, Outcome, Retry, RetryPolicy
+from shared.errors import DeadLetterReason
+from shared.kafka.handlers import bind_context
+from shared.kafka.records import TRACEPARENT, Consumed, Output, Produce, Reject, headers_for
+from shared.messages import DELAYED_MESSAGE
+from shared.observability import metrics
+from shared.observability.tracing import span
+from shared.status_events import StatusReporter
+
+log = structlog.get_logger(__name__)
+
+DeliveryT = TypeVar("DeliveryT", bound=Mapping[str, Any])
+JOB_NAMESPACE = uuid.UUID("c7d4b1a2-5e6f-4a3b-8c9d-0e1f2a3b4c5d")
+# How long a delivered id is remembered; redeliveries come within minutes, a week is generous.
+DELIVERED_TTL_S = 7 * 24 * 3600
+
+
+class Provider(Protocol[DeliveryT]):  # type: ignore[misc]
+    """One way of reaching people on a channel (SMTP, SendGrid, Twilio, ...)."""
+
+    name: str
+
+    async def send(self, delivery: DeliveryT) -> Outcome:
+        """Send one delivery; never raises for provider failures, returns the outcome instead."""
+        ...
+
+
+class DeliveryLedger:
+    """Which delivery ids were already handed to a provider (Redis, a batch per round trip)."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self._redis = redis
+        self._prefix = prefix
+
+    async def delivered(self, delivery_ids: Sequence[str]) -> set[str]:
+        """The ids among ``delivery_ids`` already delivered."""
+        if not delivery_ids:
+            return set()
+        values = await self._redis.mget([f"{self._prefix}:{i}" for i in delivery_ids])
+        return {i for i, value in zip(delivery_ids, values, strict=True) if value is not None}
+
+    async def record(self, delivery_ids: Sequence[str]) -> None:
+        """Remember delivered ids. A failure here is logged, not raised: the mail is already out, and
+        raising would retry the batch and send it again; the cost is a possible duplicate later."""
+        if not delivery_ids:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for delivery_id in delivery_ids:
+                    pipe.set(f"{self._prefix}:{delivery_id}", b"1", ex=DELIVERED_TTL_S)
+                await pipe.execute()
+        except Exception as error:
+            log.warning("delivery_ledger_write_failed", error=repr(error), deliveries=len(delivery_ids))
+
+
+class DeliveryHandler(Generic[DeliveryT]):
+    """The consumer loop's handler for one channel's sender."""
+
+    def __init__(
+        self,
+        *,
+        channel: str,
+        provider: Provider[DeliveryT],
+        contract: Contract[DeliveryT],
+        ledger: DeliveryLedger,
+        reporter: StatusReporter,
+        policy: RetryPolicy,
+        send_topic: str,
+        delay_topic: str,
+        concurrency: int,
+    ) -> None:
+        self._channel = channel
+        self._provider = provider
+        self._contract = contract
+        self._ledger = ledger
+        self._reporter = reporter
+        self._policy = policy
+        self._send_topic = send_topic
+        self._delay_topic = delay_topic
+        self._gate = asyncio.Semaphore(concurrency)
+
+    async def __call__(self, batch: Sequence[Consumed[DeliveryT]]) -> list[Output]:
+        done_before = await self._ledger.delivered([m.value["delivery_id"] for m in batch])
+        to_send = [m for m in batch if m.value["delivery_id"] not in done_before]
+        outcomes = dict(zip((id(m) for m in to_send), await asyncio.gather(*map(self._send, to_send)), strict=True))
+        await self._ledger.record([m.value["delivery_id"] for m in to_send if isinstance(outcomes[id(m)], Delivered)])
+        outputs: list[Output] = []
+        for message in batch:
+            # An already-delivered redelivery reports "sent" again: the event id makes that idempotent.
+            outcome = outcomes.get(id(message), Delivered(self._provider.name, "already delivered"))
+            outputs.extend(self._records_for(message, outcome))
+        return outputs
+
+    async def _send(self, message: Consumed[DeliveryT]) -> Outcome:
+        async with self._gate:
+            bind_context(message)
+            started = time.perf_counter()
+            with span(f"send.{self._channel}", message.header(TRACEPARENT), provider=self._provider.name):
+                outcome = await self._provider.send(message.value)
+            metrics.PROVIDER_SECONDS.labels(channel=self._channel, provider=self._provider.name).observe(
+                time.perf_counter() - started
+            )
+            metrics.NOTIFICATIONS_SENT.labels(
+                channel=self._channel, provider=self._provider.name, outcome=type(outcome).__name__.lower()
+            ).inc()
+            if not isinstance(outcome, Delivered):
+                log.info("send_failed", outcome=type(outcome).__name__, detail=outcome.detail)
+            return outcome
+
+    def _records_for(self, message: Consumed[DeliveryT], outcome: Outcome) -> list[Output]:
+        delivery = message.value
+        attempt = int(delivery["attempt"])
+        report = {
+            "notification_id": delivery["notification_id"],
+            "tenant_id": delivery["tenant_id"],
+            "key": message.key,
+            "traceparent": message.header(TRACEPARENT),
+            "channel": self._channel,
+            "attempt": attempt,
+            "provider": outcome.provider,
+        }
+        if isinstance(outcome, Delivered):
+            return [self._reporter.event(status=status.SENT, detail=outcome.detail, **report)]
+        if isinstance(outcome, Retry):
+            delay = self._policy.delay_before(attempt + 1)
+            if delay is not None:
+                return [
+                    self._retry_later(message, attempt + 1, delay, outcome.reason),
+                    self._reporter.event(
+                        status=status.RETRYING, reason=outcome.reason, detail=outcome.detail, **report
+                    ),
+                ]
+            failure = Failed(
+                outcome.provider,
+                f"gave up after {attempt} attempts: {outcome.detail}",
+                DeadLetterReason.MAX_ATTEMPTS_EXCEEDED,
+            )
+        else:
+            failure = outcome
+        return [
+            Reject(message, failure.reason, failure.detail, delivery["tenant_id"], delivery["notification_id"]),
+            self._reporter.event(status=status.FAILED, reason=failure.reason.value, detail=failure.detail, **report),
+        ]
+
+    def _retry_later(self, message: Consumed[DeliveryT], attempt: int, delay_s: float, reason: str) -> Produce:
+        delivery = message.value
+        again = self._contract.encode(cast(DeliveryT, {**delivery, "attempt": attempt}))
+        job = DELAYED_MESSAGE.encode(
+            {
+                "job_id": str(uuid.uuid5(JOB_NAMESPACE, f"{delivery['delivery_id']}:{attempt}")),
+                "tenant_id": delivery["tenant_id"],
+                "notification_id": delivery["notification_id"],
+                "due_at": datetime.now(UTC) + timedelta(seconds=delay_s),
+                "target_topic": self._send_topic,
+                "key": message.key,
+                "payload": again,
+                "headers": dict(message.headers),
+                "reason": reason,
+            }
+        )
+        headers = headers_for(delivery["tenant_id"], "delayed", message.header(TRACEPARENT))
+        return Produce(self._delay_topic, job, key=message.key, headers=headers)

@@ -1,0 +1,83 @@
+"""Start-up and shutdown shared by every service: logging, tracing, signals, the ops server.
+
+A service's ``main.py`` builds its parts and hands them to :func:`serve_consumers`; on SIGTERM or
+SIGINT every consumer loop finishes its batch, commits and leaves its group before the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
+from typing import Any
+
+import structlog
+import uvicorn
+import uvloop
+
+from shared.config import HeraldSettings
+from shared.kafka.consumer import ConsumerLoop
+from shared.observability.logging import configure_logging
+from shared.observability.ops import Check, ops_app
+from shared.observability.tracing import configure_tracing
+
+log = structlog.get_logger(__name__)
+
+
+def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a service's ``main`` coroutine on uvloop."""
+    uvloop.run(main())
+
+
+def setup(service: str, settings: HeraldSettings) -> None:
+    """Configure logs and traces for ``service``; call first in ``main``."""
+    configure_logging(service, settings.log_level)
+    configure_tracing(service, settings.trace_sample_ratio, settings.otlp_endpoint)
+
+
+class _OpsServer(uvicorn.Server):
+    """Leaves signals to the service, which must stop its consumers before the ops endpoint goes."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def ops_server(settings: HeraldSettings, checks: Mapping[str, Check]) -> uvicorn.Server:
+    """An ops endpoint server on ``HERALD_OPS_PORT``."""
+    config = uvicorn.Config(
+        ops_app(checks), host=settings.ops_host, port=settings.ops_port, log_level="warning", access_log=False
+    )
+    return _OpsServer(config)
+
+
+async def serve_consumers(
+    settings: HeraldSettings,
+    consumers: Sequence[ConsumerLoop[Any]],
+    checks: Mapping[str, Check],
+    background: Sequence[Callable[[asyncio.Event], Awaitable[None]]] = (),
+) -> None:
+    """Run consumer loops (and background tasks that watch a stop event) until SIGTERM or SIGINT."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def request_stop() -> None:
+        log.info("stopping")
+        stopping.set()
+        for consumer in consumers:
+            consumer.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, request_stop)
+    server = ops_server(settings, checks)
+    server_task = asyncio.create_task(server.serve())
+    for consumer in consumers:
+        await consumer.start()
+    log.info("started")
+    try:
+        await asyncio.gather(*(c.run() for c in consumers), *(task(stopping) for task in background))
+    finally:
+        server.should_exit = True
+        await server_task
+        log.info("stopped")

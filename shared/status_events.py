@@ -1,0 +1,54 @@
+"""Building status events: every service reports what happened to a notification the same way."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from shared.kafka.records import Headers, Produce, headers_for
+from shared.messages import STATUS_EVENT
+
+EVENT_NAMESPACE = uuid.UUID("0b6f2f8e-3c1f-4b8e-8f59-6c1d0c2e7a44")
+
+
+@dataclass(frozen=True)
+class StatusReporter:
+    """Produces :class:`StatusEvent` records to the status topic on behalf of one service."""
+
+    topic: str
+    service: str
+
+    def event(
+        self,
+        *,
+        notification_id: str,
+        tenant_id: str,
+        status: str,
+        key: bytes | None,
+        traceparent: bytes | None = None,
+        channel: str | None = None,
+        attempt: int | None = None,
+        provider: str | None = None,
+        reason: str | None = None,
+        detail: str | None = None,
+    ) -> Produce:
+        """A status event; its id is derived from what happened, so a redelivered event is stored once."""
+        event_id = uuid.uuid5(EVENT_NAMESPACE, f"{notification_id}:{status}:{channel}:{attempt}")
+        value = STATUS_EVENT.encode(
+            {
+                "event_id": str(event_id),
+                "notification_id": notification_id,
+                "tenant_id": tenant_id,
+                "status": status,
+                "occurred_at": datetime.now(UTC),
+                "service": self.service,
+                "channel": channel,
+                "attempt": attempt,
+                "provider": provider,
+                "reason": reason,
+                "detail": detail,
+            }
+        )
+        headers: Headers = headers_for(tenant_id, "status_event", traceparent)
+        return Produce(self.topic, value, key=key, headers=headers)

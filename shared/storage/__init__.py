@@ -1,0 +1,1 @@
+"""Postgres access shared by every service: the connection pool and versioned migrations."""

@@ -1,0 +1,56 @@
+"""Fixtures for integration tests: a throwaway, migrated Postgres database per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from shared.storage.database import Pool, create_pool
+from shared.storage.migrate import ensure_database, migrate
+
+BASE_DATABASE_URL = os.environ.get(
+    "HERALD_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path="/" + name))
+
+
+@pytest.fixture
+async def empty_database_url() -> AsyncIterator[str]:
+    """The DSN of a fresh, empty ``herald_test_<hex>`` database, dropped afterwards."""
+    name = f"herald_test_{uuid.uuid4().hex}"
+    url = _with_database(BASE_DATABASE_URL, name)
+    await ensure_database(url)
+    try:
+        yield url
+    finally:
+        admin = await asyncpg.connect(BASE_DATABASE_URL)
+        try:
+            # FORCE terminates the connections still open on it, so a leaked pool cannot keep it alive.
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def database_url(empty_database_url: str) -> str:
+    """The DSN of a fresh test database with every migration applied."""
+    await migrate(empty_database_url)
+    return empty_database_url
+
+
+@pytest.fixture
+async def db_pool(database_url: str) -> AsyncIterator[Pool]:
+    """A small connection pool on the test database."""
+    pool = await create_pool(database_url, size=4)
+    try:
+        yield pool
+    finally:
+        await pool.close()

@@ -1,0 +1,427 @@
+"""The Postgres layer against a real server: migrations, status store, read API, API keys, delayed jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from services.gateway.repository import ApiKeyRepository, NotificationRepository, hash_secret
+from services.retry.store import DelayedJobStore, DueJob
+from services.status.repository import StatusRepository
+from shared import status
+from shared.messages import DelayedMessage, StatusEvent
+from shared.storage.database import Pool, check, create_pool
+from shared.storage.migrate import ensure_database, load_migrations, migrate
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def event(
+    notification_id: str,
+    status_name: str,
+    at: datetime,
+    *,
+    tenant_id: str = "acme",
+    channel: str | None = None,
+    attempt: int | None = None,
+    reason: str | None = None,
+    detail: str | None = None,
+) -> StatusEvent:
+    return StatusEvent(
+        event_id=str(uuid.uuid4()),
+        notification_id=notification_id,
+        tenant_id=tenant_id,
+        status=status_name,
+        occurred_at=at,
+        service="test",
+        channel=channel,
+        attempt=attempt,
+        provider=None,
+        reason=reason,
+        detail=detail,
+    )
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+# Migrations and the pool
+
+
+async def test_migrate_applies_each_migration_once_and_records_it(empty_database_url: str) -> None:
+    expected = [migration.name for migration in load_migrations()]
+    assert expected[0] == "0001_initial"
+
+    assert await migrate(empty_database_url) == expected
+    assert await migrate(empty_database_url) == []
+
+    connection = await asyncpg.connect(empty_database_url)
+    try:
+        rows = await connection.fetch("SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
+        tables = {
+            row["tablename"]
+            for row in await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
+    finally:
+        await connection.close()
+    assert [(row["version"], row["name"]) for row in rows] == [(1, "0001_initial")]
+    assert all(row["applied_at"] is not None for row in rows)
+    assert {"tenants", "api_keys", "notifications", "notification_events", "delayed_jobs"} <= tables
+
+
+async def test_concurrent_migrators_apply_each_migration_once(empty_database_url: str) -> None:
+    results = await asyncio.gather(*(migrate(empty_database_url) for _ in range(4)))
+
+    applied = [name for result in results for name in result]
+    assert applied == [migration.name for migration in load_migrations()]
+
+
+async def test_ensure_database_leaves_an_existing_database_alone(empty_database_url: str) -> None:
+    assert await ensure_database(empty_database_url) is False
+
+
+async def test_pool_check_and_jsonb_codec(database_url: str) -> None:
+    pool = await create_pool(database_url, size=1)
+    try:
+        await check(pool)
+        value = {"a": [1, 2], "b": None, "c": "é"}
+        assert await pool.fetchval("SELECT $1::jsonb", value) == value
+        assert await pool.fetchval("SELECT $1::json", value) == value
+    finally:
+        await pool.close()
+
+
+# Status store
+
+
+async def test_late_sent_never_overwrites_delivered(db_pool: Pool) -> None:
+    repository = StatusRepository(db_pool)
+    notifications = NotificationRepository(db_pool)
+    nid = new_id()
+
+    await repository.apply([event(nid, status.DELIVERED, T0, channel="email", attempt=1)])
+    await repository.apply([event(nid, status.SENT, T0 - timedelta(seconds=1), attempt=1)])
+    await repository.apply([event(nid, status.FAILED, T0 + timedelta(seconds=1), reason="bounce")])
+
+    view = await notifications.get("acme", nid)
+    assert view is not None
+    assert view.status == status.DELIVERED
+    assert view.last_reason is None
+    assert [e.status for e in view.events] == [status.SENT, status.DELIVERED, status.FAILED]
+
+
+async def test_out_of_order_batch_keeps_highest_rank(db_pool: Pool) -> None:
+    repository = StatusRepository(db_pool)
+    nid = new_id()
+    batch = [
+        event(nid, status.SENT, T0 + timedelta(seconds=3), channel="email", attempt=2),
+        event(nid, status.RETRYING, T0 + timedelta(seconds=2), channel="sms", attempt=1, reason="timeout"),
+        event(nid, status.FAILED, T0 + timedelta(seconds=4), reason="hard_bounce", detail="550 no such user"),
+        event(nid, status.ACCEPTED, T0),
+        event(nid, status.ROUTED, T0 + timedelta(seconds=1), channel="sms"),
+    ]
+
+    await repository.apply(batch)
+
+    view = await NotificationRepository(db_pool).get("acme", nid)
+    assert view is not None
+    assert view.status == status.FAILED
+    assert (view.last_reason, view.last_detail) == ("hard_bounce", "550 no such user")
+    assert view.channel == "email"
+    assert view.attempts == 2
+    assert view.created_at == T0
+    assert view.updated_at == T0 + timedelta(seconds=4)
+    assert [e.status for e in view.events] == [
+        status.ACCEPTED,
+        status.ROUTED,
+        status.RETRYING,
+        status.SENT,
+        status.FAILED,
+    ]
+
+
+async def test_status_advances_across_batches_and_keeps_channel_and_attempts(db_pool: Pool) -> None:
+    repository = StatusRepository(db_pool)
+    nid = new_id()
+
+    await repository.apply([event(nid, status.RETRYING, T0, channel="email", attempt=3, reason="timeout")])
+    await repository.apply([event(nid, status.ROUTED, T0 - timedelta(seconds=5))])
+    view = await NotificationRepository(db_pool).get("acme", nid)
+    assert view is not None
+    assert (view.status, view.last_reason, view.channel, view.attempts) == (
+        status.RETRYING,
+        "timeout",
+        "email",
+        3,
+    )
+    assert view.created_at == T0 - timedelta(seconds=5)
+    assert view.updated_at == T0
+
+    await repository.apply([event(nid, status.SENT, T0 + timedelta(seconds=5), attempt=1)])
+    view = await NotificationRepository(db_pool).get("acme", nid)
+    assert view is not None
+    assert (view.status, view.last_reason, view.channel, view.attempts) == (status.SENT, None, "email", 3)
+
+
+async def test_redelivered_events_are_stored_once(db_pool: Pool) -> None:
+    repository = StatusRepository(db_pool)
+    nid = new_id()
+    accepted = event(nid, status.ACCEPTED, T0)
+    sent = event(nid, status.SENT, T0 + timedelta(seconds=1), attempt=1)
+
+    await repository.apply([accepted, sent, sent])
+    await repository.apply([accepted, sent])
+
+    view = await NotificationRepository(db_pool).get("acme", nid)
+    assert view is not None
+    assert [e.event_id for e in view.events] == [accepted["event_id"], sent["event_id"]]
+    assert view.status == status.SENT
+
+
+async def test_event_for_unknown_notification_creates_it(db_pool: Pool) -> None:
+    repository = StatusRepository(db_pool)
+    notifications = NotificationRepository(db_pool)
+    nid = new_id()
+
+    await repository.apply([event(nid, status.SENT, T0, channel="push", attempt=1, tenant_id="globex")])
+
+    view = await notifications.get("globex", nid)
+    assert view is not None
+    assert (view.tenant_id, view.status, view.channel, view.attempts) == ("globex", status.SENT, "push", 1)
+    assert view.created_at == T0
+    # The gateway's own record of the acceptance arrives late: the row exists, nothing changes.
+    created = await notifications.record_accepted(
+        notification_id=nid, tenant_id="globex", channel=None, idempotency_key=None, created_at=T0
+    )
+    assert created is False
+    view = await notifications.get("globex", nid)
+    assert view is not None
+    assert view.status == status.SENT
+
+
+async def test_event_from_another_tenant_does_not_touch_the_notification(db_pool: Pool) -> None:
+    repository = StatusRepository(db_pool)
+    nid = new_id()
+    await repository.apply([event(nid, status.ROUTED, T0, tenant_id="acme")])
+
+    await repository.apply([event(nid, status.DELIVERED, T0 + timedelta(seconds=1), tenant_id="evil")])
+
+    view = await NotificationRepository(db_pool).get("acme", nid)
+    assert view is not None
+    assert view.status == status.ROUTED
+    assert [e.status for e in view.events] == [status.ROUTED]
+
+
+async def test_unknown_status_is_refused_before_writing(db_pool: Pool) -> None:
+    repository = StatusRepository(db_pool)
+    nid = new_id()
+
+    with pytest.raises(ValueError, match="bogus"):
+        await repository.apply([event(nid, status.ACCEPTED, T0), event(nid, "bogus", T0)])
+
+    assert await NotificationRepository(db_pool).get("acme", nid) is None
+
+
+async def test_large_batch_in_one_call(db_pool: Pool) -> None:
+    repository = StatusRepository(db_pool)
+    ids = [new_id() for _ in range(2_000)]
+    batch = [event(nid, status.SENT, T0 + timedelta(seconds=1), attempt=1) for nid in ids]
+    batch += [event(nid, status.ACCEPTED, T0) for nid in ids]
+
+    await repository.apply(batch)
+
+    assert await db_pool.fetchval("SELECT count(*) FROM notifications WHERE status = 'sent'") == 2_000
+    assert await db_pool.fetchval("SELECT count(*) FROM notification_events") == 4_000
+
+
+# Gateway: notifications and API keys
+
+
+async def test_record_accepted_then_get(db_pool: Pool) -> None:
+    notifications = NotificationRepository(db_pool)
+    nid = new_id()
+
+    created = await notifications.record_accepted(
+        notification_id=nid, tenant_id="acme", channel="email", idempotency_key="order-42", created_at=T0
+    )
+
+    assert created is True
+    view = await notifications.get("acme", nid)
+    assert view is not None
+    assert (view.id, view.tenant_id, view.status, view.channel, view.idempotency_key, view.attempts) == (
+        nid,
+        "acme",
+        status.ACCEPTED,
+        "email",
+        "order-42",
+        0,
+    )
+    assert (view.created_at, view.updated_at, view.events) == (T0, T0, ())
+    assert (
+        await notifications.record_accepted(
+            notification_id=nid, tenant_id="acme", channel=None, idempotency_key=None, created_at=T0
+        )
+        is False
+    )
+
+
+async def test_get_is_scoped_to_the_tenant(db_pool: Pool) -> None:
+    notifications = NotificationRepository(db_pool)
+    nid = new_id()
+    await notifications.record_accepted(
+        notification_id=nid, tenant_id="acme", channel=None, idempotency_key=None, created_at=T0
+    )
+    await StatusRepository(db_pool).apply([event(nid, status.ROUTED, T0, tenant_id="acme")])
+
+    assert await notifications.get("globex", nid) is None
+    assert await notifications.get("acme", new_id()) is None
+    assert await notifications.get("acme", "not-a-uuid") is None
+    view = await notifications.get("acme", nid)
+    assert view is not None
+    assert view.status == status.ROUTED
+
+
+async def test_api_keys(db_pool: Pool) -> None:
+    keys = ApiKeyRepository(db_pool)
+    secret = "hk_live_" + uuid.uuid4().hex
+    other = "hk_live_" + uuid.uuid4().hex
+    await keys.ensure_tenant("acme", "Acme Corp")
+    await keys.ensure_tenant("acme", "Renamed")
+
+    await keys.create_key("acme", "ci", secret)
+    await keys.create_key("acme", "ci", secret)
+
+    assert await keys.find_tenant(secret) == "acme"
+    assert await keys.find_tenant(other) is None
+    row = await db_pool.fetchrow("SELECT prefix, key_hash FROM api_keys")
+    assert row is not None
+    assert (row["prefix"], row["key_hash"]) == (secret[:12], hash_secret(secret))
+    assert await db_pool.fetchval("SELECT count(*) FROM api_keys") == 1
+    assert await db_pool.fetchval("SELECT name FROM tenants WHERE id = 'acme'") == "Acme Corp"
+
+    assert await keys.revoke_key(secret) is True
+    assert await keys.revoke_key(secret) is False
+    assert await keys.find_tenant(secret) is None
+
+
+async def test_api_key_needs_an_existing_tenant(db_pool: Pool) -> None:
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await ApiKeyRepository(db_pool).create_key("nobody", "ci", "hk_live_x")
+
+
+# Delayed jobs
+
+
+def job(due_at: datetime, *, topic: str = "herald.send.email.v1") -> DelayedMessage:
+    return DelayedMessage(
+        job_id=new_id(),
+        tenant_id="acme",
+        notification_id=new_id(),
+        due_at=due_at,
+        target_topic=topic,
+        key=b"acme:user-1",
+        payload=b"\xc3\x01payload",
+        headers={"traceparent": b"00-abc-def-01", "binary": b"\x00\xff"},
+        reason="retry",
+    )
+
+
+async def test_claim_due_fires_only_due_jobs_and_deletes_them(db_pool: Pool) -> None:
+    store = DelayedJobStore(db_pool)
+    now = datetime.now(UTC)
+    late, early, future = job(now - timedelta(seconds=1)), job(now - timedelta(minutes=1)), job(now + timedelta(hours=1))
+    await store.add([late, early, future])
+    await store.add([late])
+    assert await store.next_due_at() == early["due_at"]
+    fired: list[DueJob] = []
+
+    async def fire(jobs: list[DueJob]) -> None:
+        fired.extend(jobs)
+
+    assert await store.claim_due(now, 10, fire) == 2
+
+    assert [j.job_id for j in fired] == [early["job_id"], late["job_id"]]
+    assert fired[0] == DueJob(
+        job_id=early["job_id"],
+        target_topic="herald.send.email.v1",
+        key=b"acme:user-1",
+        payload=b"\xc3\x01payload",
+        headers={"traceparent": b"00-abc-def-01", "binary": b"\x00\xff"},
+    )
+    assert await store.next_due_at() == future["due_at"]
+    assert await store.claim_due(now, 10, fire) == 0
+    assert len(fired) == 2
+
+
+async def test_claim_due_respects_limit_and_empty_store(db_pool: Pool) -> None:
+    store = DelayedJobStore(db_pool)
+    now = datetime.now(UTC)
+    assert await store.next_due_at() is None
+    jobs = [job(now - timedelta(seconds=i)) for i in range(5)]
+    await store.add(jobs)
+    fired: list[DueJob] = []
+
+    async def fire(batch: list[DueJob]) -> None:
+        fired.extend(batch)
+
+    assert await store.claim_due(now, 3, fire) == 3
+    assert [j.job_id for j in fired] == [j["job_id"] for j in reversed(jobs)][:3]
+
+
+async def test_concurrent_claimers_never_fire_the_same_job(db_pool: Pool) -> None:
+    store = DelayedJobStore(db_pool)
+    now = datetime.now(UTC)
+    jobs = [job(now - timedelta(seconds=i)) for i in range(10)]
+    await store.add(jobs)
+    first_started, release = asyncio.Event(), asyncio.Event()
+    first_fired: list[DueJob] = []
+    second_fired: list[DueJob] = []
+
+    async def fire_first(batch: list[DueJob]) -> None:
+        first_fired.extend(batch)
+        first_started.set()
+        await release.wait()
+
+    async def fire_second(batch: list[DueJob]) -> None:
+        second_fired.extend(batch)
+
+    first = asyncio.create_task(store.claim_due(now, 6, fire_first))
+    await asyncio.wait_for(first_started.wait(), timeout=10)
+    second_count = await asyncio.wait_for(store.claim_due(now, 10, fire_second), timeout=10)
+    release.set()
+    first_count = await first
+
+    first_ids = {j.job_id for j in first_fired}
+    second_ids = {j.job_id for j in second_fired}
+    assert (first_count, second_count) == (6, 4)
+    assert first_ids.isdisjoint(second_ids)
+    assert first_ids | second_ids == {j["job_id"] for j in jobs}
+    assert await store.next_due_at() is None
+
+
+async def test_failed_fire_leaves_the_jobs(db_pool: Pool) -> None:
+    store = DelayedJobStore(db_pool)
+    now = datetime.now(UTC)
+    jobs = [job(now - timedelta(seconds=1)), job(now - timedelta(seconds=2))]
+    await store.add(jobs)
+
+    async def broken(batch: list[DueJob]) -> None:
+        raise ConnectionError("broker down")
+
+    with pytest.raises(ConnectionError):
+        await store.claim_due(now, 10, broken)
+
+    fired: list[DueJob] = []
+
+    async def fire(batch: list[DueJob]) -> None:
+        fired.extend(batch)
+
+    assert await store.claim_due(now, 10, fire) == 2
+    assert {j.job_id for j in fired} == {j["job_id"] for j in jobs}
