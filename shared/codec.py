@@ -71,7 +71,9 @@ class Contract(Generic[RecordT]):
             raise UndecodableMessage(f"{self.name}: unknown writer schema {data[2:HEADER_SIZE].hex()}")
         body = io.BytesIO(data[HEADER_SIZE:])
         try:
-            record = fastavro.schemaless_reader(body, writer, self.schema)
+            # Same writer and reader: skip schema resolution, which costs as much as the decoding.
+            reader = None if writer is self.schema else self.schema
+            record = fastavro.schemaless_reader(body, writer, reader)
         except Exception as error:  # fastavro raises many types for corrupt input
             raise UndecodableMessage(f"{self.name}: corrupt body ({error})") from error
         if body.tell() != len(data) - HEADER_SIZE:
@@ -86,5 +88,5 @@ def contract(name: str) -> Contract[Any]:
     readable = {schema_fingerprint(current): current}
     for old in sorted((HISTORY_DIR / name).glob("*.avsc")):
         parsed = load_schema(old)
-        readable[schema_fingerprint(parsed)] = parsed
+        readable.setdefault(schema_fingerprint(parsed), parsed)
     return Contract(name=name, schema=current, fingerprint=schema_fingerprint(current), readable=readable)

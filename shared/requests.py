@@ -85,7 +85,7 @@ def validate_request(request: NotificationRequest) -> None:
             raise InvalidRequest(f"channels/{index}", f"unknown channel {channel!r}; supported: {', '.join(CHANNELS)}")
     if "email" in request["channels"]:
         _validate_email_request(request)
-    if len(request["variables_json"]) > MAX_VARIABLES_BYTES:
+    if len(request["variables_json"].encode()) > MAX_VARIABLES_BYTES:
         raise InvalidRequest("variables", f"larger than {MAX_VARIABLES_BYTES} bytes")
     try:
         variables = orjson.loads(request["variables_json"])

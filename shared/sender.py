@@ -118,7 +118,12 @@ class DeliveryHandler(Generic[DeliveryT]):
             bind_context(message)
             started = time.perf_counter()
             with span(f"send.{self._channel}", message.header(TRACEPARENT), provider=self._provider.name):
-                outcome = await self._provider.send(message.value)
+                try:
+                    outcome = await self._provider.send(message.value)
+                except Exception as error:
+                    # Confined to this message: raising would retry the batch and mail its others again.
+                    log.exception("provider_raised")
+                    outcome = Failed(self._provider.name, repr(error), DeadLetterReason.PROCESSING_ERROR)
             metrics.PROVIDER_SECONDS.labels(channel=self._channel, provider=self._provider.name).observe(
                 time.perf_counter() - started
             )

@@ -17,7 +17,7 @@ from typing import Self
 
 import structlog
 
-from infra.local.processes import LineSink, ManagedProcess, ProcessError, free_port, print_prefixed
+from infra.local.processes import LineSink, ManagedProcess, ProcessError, free_port, port_accepts, print_prefixed
 
 __all__ = ["Broker", "free_port", "kafka_reachable", "parse_bootstrap_servers", "tansu_binary"]
 
@@ -122,12 +122,20 @@ class Broker:
         return self._process is not None and self._process.running
 
     @property
+    def process(self) -> ManagedProcess | None:
+        """The broker's process, once started (for supervision alongside other processes)."""
+        return self._process
+
+    @property
     def pid(self) -> int | None:
         """The broker's process id while started."""
         return self._process.pid if self._process is not None else None
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the broker and wait until it answers a Kafka metadata request."""
+        if port_accepts(self.host, self.port):
+            # Otherwise whatever listens there would answer our readiness check in our broker's place.
+            raise ProcessError(f"cannot start a broker on {self.bootstrap_servers}: the port is in use")
         url = f"tcp://{self.host}:{self.port}"
         self._process = ManagedProcess(
             self._name,

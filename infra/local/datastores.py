@@ -268,7 +268,7 @@ class PostgresServer:
     def _command(self, name: str, argv: list[str], timeout: float) -> None:
         assert self.bin_dir is not None
         process = ManagedProcess(
-            f"postgres-{name}",
+            name,
             [*self._run_as, str(self.bin_dir / name), *argv],
             env={"LC_ALL": "C.UTF-8"},
             line_sink=self._line_sink,
@@ -292,14 +292,14 @@ class PostgresServer:
                 "running as root, Herald starts Postgres as the system user 'postgres', which does not exist "
                 "(create it with `useradd --system postgres`, or run as a normal user)"
             ) from error
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         for parent in self.data_dir.parents:
             mode = parent.stat().st_mode
             if parent.stat().st_uid != account.pw_uid and not mode & stat.S_IXOTH:
                 raise DatastoreUnavailable(
                     f"user postgres cannot reach {self.data_dir}: {parent} is not searchable by others "
-                    "(choose a data folder elsewhere, e.g. under /tmp)"
+                    "(choose a data folder elsewhere, e.g. HERALD_LOCAL_VAR_DIR=/tmp/herald-var)"
                 )
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         os.chown(self.data_dir, account.pw_uid, account.pw_gid)
         self.data_dir.chmod(0o700)
         self._run_as = ["runuser", "-u", POSTGRES_SYSTEM_USER, "--"]

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 
 from services.gateway import notifications, problems
 from services.gateway.auth import ApiKeyAuthenticator
@@ -50,7 +49,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         version="1",
         summary="Send notifications and follow their delivery.",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
     )
     problems.install(app)
     app.include_router(notifications.router)

@@ -107,4 +107,3 @@ class IngestHandler:
                 detail=str(error),
             ),
         ]
-

@@ -86,7 +86,7 @@ class DelayedJobStore:
                 WHERE due_at <= $1
                 ORDER BY due_at
                 LIMIT $2
-                FOR UPDATE
+                FOR UPDATE SKIP LOCKED
                 """,
                 now,
                 limit,

@@ -62,6 +62,10 @@ class RouterHandler:
         variables = orjson.loads(notification["variables_json"])
         content = notification["content"]
         render = self._renderer.render
+        subject = render("content/subject", content["subject"] or "", variables)
+        if "\n" in subject or "\r" in subject:
+            # A line break in a header would let a variable inject headers (Bcc: ...).
+            raise InvalidRequest("content/subject", "the rendered subject must be a single line")
         return EMAIL_DELIVERY.encode(
             {
                 "delivery_id": delivery_id_for(notification["notification_id"], "email"),
@@ -70,7 +74,7 @@ class RouterHandler:
                 "attempt": 1,
                 "priority": notification["priority"],
                 "to": address,
-                "subject": render("content/subject", content["subject"] or "", variables),
+                "subject": subject,
                 "text": render("content/text", content["text"], variables) if content["text"] else None,
                 "html": render("content/html", content["html"], variables, html=True) if content["html"] else None,
                 "metadata": notification["metadata"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.errors
 from email.utils import parseaddr
 
 import aiosmtplib
@@ -29,7 +30,11 @@ class SmtpProvider:
 
     async def send(self, delivery: EmailDelivery) -> Outcome:
         """Send one email; a 4xx or a connection problem is retryable, a 5xx is permanent."""
-        message = build_message(delivery, self._sender)
+        try:
+            message = build_message(delivery, self._sender)
+        except (ValueError, email.errors.MessageError) as error:
+            # E.g. a line break in a header: sending it could inject headers, and it never gets better.
+            return Failed(self.name, f"cannot build the message: {error}", DeadLetterReason.INVALID_PAYLOAD)
         async with self._slots:
             # A pooled connection the server has since closed fails at once: try one fresh one before giving up.
             for fresh_try in (False, True):

@@ -117,6 +117,8 @@ class ConsumerLoop(Generic[T]):
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=max(settings.kafka_session_timeout_ms // 4, 250),
             max_poll_interval_ms=300_000,
+            # The broker answers a fetch as soon as there is data or after this wait: bounds idle latency per hop.
+            fetch_max_wait_ms=50,
         )
 
     async def start(self) -> None:

@@ -13,9 +13,7 @@ import pytest
 from shared.storage.database import Pool, create_pool
 from shared.storage.migrate import ensure_database, migrate
 
-BASE_DATABASE_URL = os.environ.get(
-    "HERALD_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+BASE_DATABASE_URL = os.environ.get("HERALD_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def _with_database(url: str, name: str) -> str:

@@ -336,7 +336,11 @@ def job(due_at: datetime, *, topic: str = "herald.send.email.v1") -> DelayedMess
 async def test_claim_due_fires_only_due_jobs_and_deletes_them(db_pool: Pool) -> None:
     store = DelayedJobStore(db_pool)
     now = datetime.now(UTC)
-    late, early, future = job(now - timedelta(seconds=1)), job(now - timedelta(minutes=1)), job(now + timedelta(hours=1))
+    late, early, future = (
+        job(now - timedelta(seconds=1)),
+        job(now - timedelta(minutes=1)),
+        job(now + timedelta(hours=1)),
+    )
     await store.add([late, early, future])
     await store.add([late])
     assert await store.next_due_at() == early["due_at"]
@@ -393,9 +397,12 @@ async def test_concurrent_claimers_never_fire_the_same_job(db_pool: Pool) -> Non
         second_fired.extend(batch)
 
     first = asyncio.create_task(store.claim_due(now, 6, fire_first))
-    await asyncio.wait_for(first_started.wait(), timeout=10)
-    second_count = await asyncio.wait_for(store.claim_due(now, 10, fire_second), timeout=10)
-    release.set()
+    try:
+        await asyncio.wait_for(first_started.wait(), timeout=10)
+        # While the first claimer holds its jobs, the second must skip them rather than wait.
+        second_count = await asyncio.wait_for(store.claim_due(now, 10, fire_second), timeout=5)
+    finally:
+        release.set()
     first_count = await first
 
     first_ids = {j.job_id for j in first_fired}

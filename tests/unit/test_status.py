@@ -31,7 +31,7 @@ def test_rank_of_unknown_status_raises() -> None:
 
 
 def test_terminal_statuses() -> None:
-    assert status.TERMINAL == {status.DELIVERED, status.REJECTED, status.FAILED}
+    assert {status.DELIVERED, status.REJECTED, status.FAILED} == status.TERMINAL
 
 
 @pytest.mark.parametrize("new", sorted(status.RANKS))

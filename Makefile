@@ -1,0 +1,48 @@
+# Herald: `make up` runs the whole suite locally, `make test` runs every test.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install up test test-unit test-integration test-e2e lint format check-deploy bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv with Herald and its development tools.
+
+up: $(STAMP) ## Run broker, datastores, SMTP sink and every service locally; Ctrl-C stops it all.
+	$(BIN)/python -m infra.local.stack
+
+test: $(STAMP) ## Every test: unit, integration, end-to-end and fault tests.
+	$(BIN)/pytest
+
+test-unit: $(STAMP)
+	$(BIN)/pytest -m unit
+
+test-integration: $(STAMP)
+	$(BIN)/pytest -m integration
+
+test-e2e: $(STAMP)
+	$(BIN)/pytest -m "e2e or fault"
+
+lint: $(STAMP) ## ruff (lint and format) and mypy --strict.
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy shared services infra
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+check-deploy: $(STAMP) ## Validate Dockerfile, docker-compose.yml and the Helm chart offline.
+	bash infra/checks/check_deploy.sh
+
+bench: $(STAMP) ## Measure gateway, pipeline and broker throughput on this machine.
+	$(BIN)/python -m infra.bench
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,134 @@
+"""The broker ceiling: what one aiokafka client pushes through the broker and back on this machine.
+
+Produce ``count`` records with the services' own producer settings (``acks=all``, 5 ms linger, the
+same batch size), awaiting the futures in bulk; then consume them all with one member of a fresh
+consumer group, committing each ``getmany`` batch by hand, as the services do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import asdict, dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from shared.kafka.admin import AdminSettings, create_topics
+from shared.kafka.producer import LINGER_MS, MAX_BATCH_BYTES
+from shared.topics import Topics
+
+RECORD_BYTES = 300
+PARTITIONS = 8
+MAX_RECORDS = 2000
+# Distinct keys spread the records over every partition, as recipient keys do.
+_KEYS = 10_000
+_JOIN_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class BrokerCeiling:
+    """Produce and consume rates of one client, and their combination."""
+
+    records: int
+    record_bytes: int
+    partitions: int
+    produce_seconds: float
+    consume_seconds: float
+    group_join_seconds: float
+
+    @property
+    def produce_per_s(self) -> float:
+        return self.records / self.produce_seconds
+
+    @property
+    def consume_per_s(self) -> float:
+        return self.records / self.consume_seconds
+
+    @property
+    def combined_per_s(self) -> float:
+        """``records / (produce time + consume time)``: one message in and out again."""
+        return self.records / (self.produce_seconds + self.consume_seconds)
+
+    def to_json(self) -> dict[str, float | int]:
+        return asdict(self) | {
+            "produce_per_s": round(self.produce_per_s),
+            "consume_per_s": round(self.consume_per_s),
+            "combined_per_s": round(self.combined_per_s),
+        }
+
+
+async def measure_broker_ceiling(bootstrap_servers: str, count: int, deadline_s: float) -> BrokerCeiling:
+    """Produce then consume ``count`` records on a fresh topic; fail if it takes over ``deadline_s``."""
+    prefix = f"bench-ceiling-{uuid.uuid4().hex[:8]}"
+    await create_topics(
+        AdminSettings(
+            kafka_bootstrap_servers=bootstrap_servers, topic_prefix=prefix, kafka_topic_partitions=PARTITIONS
+        )
+    )
+    topic = Topics(prefix).requests
+    async with asyncio.timeout(deadline_s):
+        produce_seconds = await _produce(bootstrap_servers, topic, count)
+        join_seconds, consume_seconds = await _consume(bootstrap_servers, topic, f"{prefix}.consumer", count)
+    return BrokerCeiling(
+        records=count,
+        record_bytes=RECORD_BYTES,
+        partitions=PARTITIONS,
+        produce_seconds=produce_seconds,
+        consume_seconds=consume_seconds,
+        group_join_seconds=join_seconds,
+    )
+
+
+async def _produce(bootstrap_servers: str, topic: str, count: int) -> float:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=LINGER_MS,
+        max_batch_size=MAX_BATCH_BYTES,
+    )
+    await producer.start()
+    try:
+        value = bytes(RECORD_BYTES)
+        keys = [f"bench:user-{index}".encode() for index in range(_KEYS)]
+        # Connections and metadata are ready before the clock starts.
+        await producer.send_and_wait(topic, value, key=keys[0])
+        started = time.perf_counter()
+        # send() applies back-pressure when batches are full; every acknowledgement is awaited at the end.
+        futures = [await producer.send(topic, value, key=keys[index % _KEYS]) for index in range(count)]
+        await asyncio.gather(*futures)
+        return time.perf_counter() - started
+    finally:
+        await producer.stop()
+
+
+async def _consume(bootstrap_servers: str, topic: str, group_id: str, count: int) -> tuple[float, float]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap_servers,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=50,
+    )
+    joining = time.perf_counter()
+    await consumer.start()
+    try:
+        # aiokafka joins the group in the background; the clock starts once partitions are assigned.
+        while not consumer.assignment():
+            if time.perf_counter() - joining > _JOIN_TIMEOUT_S:
+                raise TimeoutError(f"the consumer got no partitions within {_JOIN_TIMEOUT_S:g} s")
+            await asyncio.sleep(0.01)
+        started = time.perf_counter()
+        join_seconds = started - joining
+        records = 0
+        # +1: the warm-up record produced before the clock started.
+        while records < count + 1:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=MAX_RECORDS)
+            if batches:
+                records += sum(len(batch) for batch in batches.values())
+                await consumer.commit()
+        return join_seconds, time.perf_counter() - started
+    finally:
+        await consumer.stop()

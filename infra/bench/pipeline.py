@@ -1,0 +1,207 @@
+"""The pipeline end to end: requests produced straight to Kafka until each is at the sink and ``sent`` in Postgres.
+
+Also the latency of each notification from acceptance to the provider, read from the status store:
+the ``accepted`` event ingest records and the ``sent`` event the sender records (and, for the
+gateway's notifications, the time the gateway accepted the request, ``notifications.created_at``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from shared.kafka.producer import LINGER_MS, MAX_BATCH_BYTES
+from shared.kafka.records import headers_for
+from shared.messages import NOTIFICATION_REQUEST
+from shared.requests import build_request, recipient_key
+
+POLL_INTERVAL_S = 0.1
+# Many recipients: keys spread over every partition, as real traffic does.
+_RECIPIENTS = 10_000
+
+_SENT = "SELECT count(*) FROM notifications WHERE status = 'sent' AND tenant_id = $1 AND created_at >= $2"
+
+_LATENCY = """
+WITH times AS (
+    SELECT n.created_at,
+           min(e.occurred_at) FILTER (WHERE e.status = 'accepted') AS accepted_at,
+           min(e.occurred_at) FILTER (WHERE e.status = 'sent') AS sent_at
+    FROM notifications n
+    JOIN notification_events e ON e.notification_id = n.id
+    WHERE n.tenant_id = $1 AND n.created_at >= $2 AND n.status = 'sent'
+    GROUP BY n.id, n.created_at
+)
+SELECT count(*) AS sent,
+       1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - accepted_at)) AS p50,
+       1000 * percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - accepted_at)) AS p99,
+       1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - created_at)) AS created_p50,
+       1000 * percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - created_at)) AS created_p99
+FROM times
+WHERE accepted_at IS NOT NULL AND sent_at IS NOT NULL
+"""
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Percentiles over ``count`` sent notifications, in milliseconds."""
+
+    count: int
+    accepted_p50_ms: float
+    accepted_p99_ms: float
+    created_p50_ms: float
+    created_p99_ms: float
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """One bulk run: when the producer was done, when the sink and Postgres had every notification."""
+
+    count: int
+    sink: str
+    produce_seconds: float
+    sink_seconds: float | None
+    stored_seconds: float | None
+    seconds: float
+    delivered: int
+    sent: int
+    latency: Latency | None
+
+    @property
+    def complete(self) -> bool:
+        return self.sink_seconds is not None and self.stored_seconds is not None
+
+    @property
+    def per_s(self) -> float:
+        """Notifications a second end to end (from what did arrive, if the run timed out)."""
+        return (self.count if self.complete else min(self.delivered, self.sent)) / self.seconds
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self) | {"complete": self.complete, "per_s": round(self.per_s, 1)}
+
+
+def pipeline_requests(tenant_id: str, count: int) -> list[tuple[bytes, bytes]]:
+    """``count`` valid email requests as (key, encoded value), built before any clock starts."""
+    records = []
+    for index in range(count):
+        request = build_request(
+            tenant_id=tenant_id,
+            channels=["email"],
+            recipient={"email": f"user{index % _RECIPIENTS}@example.com"},
+            content={"subject": "Hello {{ name }}", "text": "Hi {{ name }}!", "html": "<p>Hi {{ name }}</p>"},
+            variables={"name": f"User {index}"},
+        )
+        key = recipient_key(tenant_id, request["recipient"], request["notification_id"])
+        records.append((key, NOTIFICATION_REQUEST.encode(request)))
+    return records
+
+
+async def run_pipeline(
+    *,
+    bootstrap_servers: str,
+    topic: str,
+    database_url: str,
+    tenant_id: str,
+    since: datetime,
+    records: list[tuple[bytes, bytes]],
+    sink_name: str,
+    sink_delivered: Callable[[], int],
+    timeout_s: float,
+) -> PipelineRun:
+    """Produce ``records`` as fast as one producer can and wait until every one is delivered and stored."""
+    count = len(records)
+    headers = list(headers_for(tenant_id, "notification_request", None))
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=LINGER_MS,
+        max_batch_size=MAX_BATCH_BYTES,
+    )
+    database = await asyncpg.connect(database_url)
+    await producer.start()
+    try:
+        delivered_before = sink_delivered()
+        started = time.perf_counter()
+
+        async def produce() -> float:
+            futures = [await producer.send(topic, value, key=key, headers=headers) for key, value in records]
+            await asyncio.gather(*futures)
+            return time.perf_counter() - started
+
+        producing = asyncio.create_task(produce())
+        sink_seconds: float | None = None
+        stored_seconds: float | None = None
+        delivered = sent = 0
+        while time.perf_counter() - started < timeout_s:
+            if sink_seconds is None:
+                delivered = sink_delivered() - delivered_before
+                if delivered >= count:
+                    sink_seconds = time.perf_counter() - started
+            if stored_seconds is None:
+                sent = int(await database.fetchval(_SENT, tenant_id, since))
+                if sent >= count:
+                    stored_seconds = time.perf_counter() - started
+            if sink_seconds is not None and stored_seconds is not None:
+                break
+            await asyncio.sleep(POLL_INTERVAL_S)
+        elapsed = time.perf_counter() - started
+        produce_seconds = await producing
+        latency = await read_latency(database, tenant_id, since)
+    finally:
+        await producer.stop()
+        await database.close()
+    return PipelineRun(
+        count=count,
+        sink=sink_name,
+        produce_seconds=produce_seconds,
+        sink_seconds=sink_seconds,
+        stored_seconds=stored_seconds,
+        seconds=elapsed if sink_seconds is None or stored_seconds is None else max(sink_seconds, stored_seconds),
+        delivered=delivered,
+        sent=sent,
+        latency=latency,
+    )
+
+
+async def read_latency(database: asyncpg.Connection, tenant_id: str, since: datetime) -> Latency | None:
+    """Latency percentiles of the tenant's notifications created since ``since`` and sent."""
+    row = await database.fetchrow(_LATENCY, tenant_id, since)
+    if row is None or not row["sent"]:
+        return None
+    return Latency(
+        count=int(row["sent"]),
+        accepted_p50_ms=float(row["p50"]),
+        accepted_p99_ms=float(row["p99"]),
+        created_p50_ms=float(row["created_p50"]),
+        created_p99_ms=float(row["created_p99"]),
+    )
+
+
+async def drain(database_url: str, tenant_id: str, since: datetime, expected: int, timeout_s: float) -> tuple[int, float]:
+    """Wait until ``expected`` of the tenant's notifications since ``since`` are sent; (how many, seconds waited)."""
+    database = await asyncpg.connect(database_url)
+    try:
+        started = time.perf_counter()
+        sent = int(await database.fetchval(_SENT, tenant_id, since))
+        while sent < expected and time.perf_counter() - started < timeout_s:
+            await asyncio.sleep(POLL_INTERVAL_S * 5)
+            sent = int(await database.fetchval(_SENT, tenant_id, since))
+        return sent, time.perf_counter() - started
+    finally:
+        await database.close()
+
+
+async def latency_since(database_url: str, tenant_id: str, since: datetime) -> Latency | None:
+    """:func:`read_latency` on a connection of its own."""
+    database = await asyncpg.connect(database_url)
+    try:
+        return await read_latency(database, tenant_id, since)
+    finally:
+        await database.close()

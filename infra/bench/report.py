@@ -1,0 +1,172 @@
+"""The printed table: each figure of one run beside its target (DESIGN.md) and its ceiling from the same run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# "Figures we hold ourselves to" in DESIGN.md.
+TARGETS: dict[str, float] = {
+    "broker_combined_per_s_about": 40_000,
+    "gateway_requests_per_s": 2_000,
+    "gateway_p99_ms": 50,
+    "gateway_errors": 0,
+    "email_per_s": 1_500,
+    # With a provider stand-in that costs nearly nothing (an HTTP sink): a quarter of the broker ceiling.
+    "pipeline_share_of_broker_ceiling": 0.25,
+    "latency_p99_ms_at_1000_per_s": 250,
+}
+
+_COLUMNS = (44, 22, 24)
+
+
+def _n(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def _row(label: str, measured: str, target: str = "", ceiling: str = "") -> str:
+    a, b, c = _COLUMNS
+    return f"  {label:<{a}}{measured:<{b}}{target:<{c}}{ceiling}".rstrip()
+
+
+def _cpu_line(title: str, cpu: dict[str, Any], per: tuple[int, str] | None = None) -> list[str]:
+    shares = ", ".join(f"{name} {percent:.0f}%" for name, percent in cpu["percent_of_core"].items() if percent >= 1)
+    lines = [
+        f"{title} ({cpu['wall_seconds']:.1f} s; {cpu['cores']} cores = {100 * cpu['cores']}%, "
+        f"busy {cpu['machine_busy_percent_of_core']:.0f}%):",
+        f"  {shares}",
+    ]
+    if per is not None:
+        count, unit = per
+        total = sum(cpu["cpu_seconds"].values())
+        top = [(name, s) for name, s in cpu["cpu_seconds"].items() if name != "other"][:5]
+        detail = ", ".join(f"{name} {1000 * s / count:.2f}" for name, s in top)
+        lines.append(f"  CPU per {unit}: {1000 * total / count:.2f} ms ({detail})")
+    return lines
+
+
+def render(results: dict[str, Any]) -> str:
+    """The table, from the results JSON (so a partial run prints what it measured)."""
+    lines = [
+        f"Herald benchmark: one run on {results['machine']['cores']} cores, {results['started_at']} "
+        f"(JSON: {results['output']})",
+        "",
+        _row("", "measured", "target (DESIGN.md)", "ceiling (same run)"),
+    ]
+    broker = results.get("broker_ceiling")
+    combined = None
+    if broker:
+        combined = broker["combined_per_s"]
+        lines += [
+            f"Broker ceiling: one aiokafka client, {_n(broker['records'])} x {broker['record_bytes']} B, acks=all, "
+            f"{broker['partitions']} partitions",
+            _row("produce", f"{_n(broker['produce_per_s'])} msg/s"),
+            _row("consume (one group member, manual commits)", f"{_n(broker['consume_per_s'])} msg/s"),
+            _row("produce + consume", f"{_n(combined)} msg/s", f"about {_n(TARGETS['broker_combined_per_s_about'])}"),
+        ]
+    pipeline = results.get("pipeline")
+    if pipeline:
+        per_s = pipeline["per_s"]
+        share = f"{_n(combined)}/s broker: {100 * per_s / combined:.1f}%" if combined else ""
+        lines += [
+            f"Pipeline: {_n(pipeline['count'])} requests produced to Kafka -> SMTP to {pipeline['sink']}, "
+            "'sent' in Postgres",
+            _row(
+                "end to end" + ("" if pipeline["complete"] else " (INCOMPLETE: timed out)"),
+                f"{_n(per_s)} notif/s",
+                f">= {_n(TARGETS['email_per_s'])} {_verdict(per_s >= TARGETS['email_per_s'])}",
+                share,
+            ),
+            _row(
+                "arrived at the sink / sent in Postgres",
+                f"{_n(pipeline['delivered'])} / {_n(pipeline['sent'])}",
+            ),
+            _row(
+                "seconds: producer done / sink / Postgres",
+                " / ".join("-" if s is None else f"{s:.1f}" for s in (
+                    pipeline["produce_seconds"], pipeline["sink_seconds"], pipeline["stored_seconds"]
+                )),
+            ),
+        ]
+        latency = pipeline.get("latency")
+        if latency:
+            lines.append(
+                _row(
+                    "accepted -> sent p50 / p99 (all queued at once)",
+                    f"{_ms(latency['accepted_p50_ms'])} / {_ms(latency['accepted_p99_ms'])} ms",
+                )
+            )
+        if combined:
+            lines.append(
+                f"  (design: {TARGETS['pipeline_share_of_broker_ceiling']:.0%} of the broker ceiling with a "
+                f"near-free HTTP stand-in, i.e. {_n(TARGETS['pipeline_share_of_broker_ceiling'] * combined)}/s here)"
+            )
+    health = results.get("gateway_ceiling")
+    if health:
+        lines += [
+            f"Gateway ceiling: {health['route']}, {health['concurrency']} connections, {health['seconds']:g} s, "
+            f"{health['load_generator']}",
+            _row("requests", f"{_n(health['requests_per_s'])} req/s"),
+            _row("p50 / p99", f"{_ms(health['p50_ms'])} / {_ms(health['p99_ms'])} ms"),
+        ]
+    gateway = results.get("gateway")
+    if gateway:
+        rate, p99, errors = gateway["requests_per_s"], gateway["p99_ms"], gateway["errors"]
+        lines += [
+            f"Gateway: {gateway['route']}, {gateway['concurrency']} connections, {gateway['seconds']:g} s, "
+            f"{gateway['load_generator']}, whole pipeline running",
+            _row(
+                "requests",
+                f"{_n(rate)} req/s",
+                f">= {_n(TARGETS['gateway_requests_per_s'])} {_verdict(rate >= TARGETS['gateway_requests_per_s'])}",
+                f"{_n(health['requests_per_s'])} req/s (GET /health)" if health else "",
+            ),
+            _row(
+                "p50 / p99",
+                f"{_ms(gateway['p50_ms'])} / {_ms(p99)} ms",
+                f"p99 < {_n(TARGETS['gateway_p99_ms'])} ms {_verdict(p99 < TARGETS['gateway_p99_ms'])}",
+                f"{_ms(health['p50_ms'])} / {_ms(health['p99_ms'])} ms" if health else "",
+            ),
+            _row(
+                "errors (non-202)",
+                f"{_n(errors)} of {_n(gateway['requests'])}",
+                f"0 {_verdict(errors == 0)}",
+            ),
+        ]
+        drained = gateway.get("drain")
+        if drained:
+            lines.append(
+                _row(
+                    "202s sent by the pipeline / waited after k6",
+                    f"{_n(drained['sent'])} / {drained['waited_seconds']:.1f} s",
+                )
+            )
+        latency = gateway.get("latency")
+        if latency:
+            lines.append(
+                _row(
+                    "202 -> sent p50 / p99",
+                    f"{_ms(latency['created_p50_ms'])} / {_ms(latency['created_p99_ms'])} ms",
+                    f"p99 < {_n(TARGETS['latency_p99_ms_at_1000_per_s'])} ms at 1,000/s",
+                )
+            )
+    lines.append("")
+    if pipeline and pipeline.get("cpu"):
+        lines += _cpu_line("CPU during the pipeline phase", pipeline["cpu"], (pipeline["count"], "notification"))
+    if gateway and gateway.get("cpu"):
+        lines += _cpu_line("CPU during the gateway phase", gateway["cpu"], (gateway["requests"], "request"))
+    logged = results.get("service_log_lines")
+    if logged:
+        lines.append("Services printed (at log level WARNING): " + ", ".join(f"{k} {v}" for k, v in logged.items()))
+    if results.get("notes"):
+        lines += [f"Note: {note}" for note in results["notes"]]
+    if results.get("error"):
+        lines.append(f"STOPPED EARLY: {results['error']}")
+    return "\n".join(lines)

@@ -1,0 +1,260 @@
+"""Runs the phases in order, prints the table and writes ``var/bench/results.json``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+import structlog
+import uvloop
+
+from infra.bench import report
+from infra.bench.broker_ceiling import measure_broker_ceiling
+from infra.bench.cpu import CpuProbe, usage_between
+from infra.bench.gateway_load import HttpLoad, run_k6
+from infra.bench.pipeline import drain, latency_since, pipeline_requests, run_pipeline
+from infra.bench.stack import API_KEY, GATEWAY_TENANT, BenchStack
+from infra.local.broker import Broker
+from infra.local.processes import ManagedProcess
+from infra.local.stack import REPO_ROOT
+
+WORK_DIR = REPO_ROOT / "var" / "bench"
+PIPELINE_TENANT = "bench"
+WARM_UP_REQUESTS = 100
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes and durations of one run."""
+
+    broker_count: int
+    pipeline_count: int
+    pipeline_timeout: float
+    gateway_seconds: float
+    gateway_concurrency: int
+    gateway_ceiling_seconds: float
+    drain_seconds: float
+    output: Path
+
+
+def parse_plan(argv: Sequence[str] | None) -> Plan:
+    """The command line; ``--quick`` shrinks every phase, explicit flags still win."""
+    parser = argparse.ArgumentParser(prog="python -m infra.bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small counts and a 5 s gateway run (a smoke test)")
+    parser.add_argument("--broker-count", type=int, help="records for the broker ceiling (default 200,000)")
+    parser.add_argument("--pipeline-count", type=int, help="requests produced for the pipeline (default 20,000)")
+    parser.add_argument("--pipeline-timeout", type=float, default=300, help="give up on the pipeline after (s)")
+    parser.add_argument("--gateway-seconds", type=float, help="duration of the gateway load (default 30)")
+    parser.add_argument("--gateway-concurrency", type=int, default=64, help="concurrent connections (default 64)")
+    parser.add_argument("--gateway-ceiling-seconds", type=float, help="GET /health run for the HTTP ceiling (0: skip)")
+    parser.add_argument("--drain-seconds", type=float, help="wait this long for the gateway's notifications to be sent")
+    parser.add_argument("--output", type=Path, default=WORK_DIR / "results.json", help="results JSON path")
+    args = parser.parse_args(argv)
+
+    def pick(value: Any, full: Any, quick: Any) -> Any:
+        return value if value is not None else quick if args.quick else full
+
+    plan = Plan(
+        broker_count=pick(args.broker_count, 200_000, 20_000),
+        pipeline_count=pick(args.pipeline_count, 20_000, 2_000),
+        pipeline_timeout=args.pipeline_timeout,
+        gateway_seconds=pick(args.gateway_seconds, 30.0, 5.0),
+        gateway_concurrency=args.gateway_concurrency,
+        gateway_ceiling_seconds=pick(args.gateway_ceiling_seconds, 10.0, 3.0),
+        drain_seconds=pick(args.drain_seconds, 120.0, 20.0),
+        output=args.output,
+    )
+    if min(plan.broker_count, plan.pipeline_count, plan.gateway_concurrency) < 1 or plan.gateway_seconds <= 0:
+        parser.error("counts, concurrency and --gateway-seconds must be positive")
+    return plan
+
+
+class _Stop(KeyboardInterrupt):
+    """SIGTERM: handled like Ctrl-C, so every ``finally`` stops what was started."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop
+
+
+def _step(message: str) -> None:
+    print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def broker_phase(plan: Plan, results: dict[str, Any]) -> None:
+    """The ceiling, on a broker nothing else uses."""
+    _step(f"broker ceiling: {plan.broker_count:,} records through a fresh broker")
+    broker = Broker(name="ceiling-broker", line_sink=None)
+    broker.start()
+    try:
+        # Generous: a few thousand records a second would still finish.
+        ceiling = uvloop.run(
+            measure_broker_ceiling(broker.bootstrap_servers, plan.broker_count, 120 + plan.broker_count / 1000)
+        )
+    finally:
+        broker.stop()
+    results["broker_ceiling"] = ceiling.to_json()
+
+
+def _probe(stack: BenchStack) -> CpuProbe:
+    pids: dict[str, int | None] = {name: process.pid for name, process in stack.processes_by_name()}
+    pids |= {"broker": stack.broker.pid, "smtp sink": stack.sink.pid, "benchmark itself": os.getpid()}
+    return CpuProbe(pids, by_comm={"postgres": "postgres", "redis": "redis-server"})
+
+
+def pipeline_phase(plan: Plan, stack: BenchStack, results: dict[str, Any]) -> None:
+    """Bulk requests on the requests topic until all are at the sink and ``sent`` in Postgres."""
+    _step(f"pipeline: {plan.pipeline_count:,} requests produced to {stack.topics.requests}")
+    since = datetime.now(UTC)
+    records = pipeline_requests(PIPELINE_TENANT, plan.pipeline_count)
+    probe = _probe(stack)
+    before, started = probe.snapshot(), time.perf_counter()
+    run = uvloop.run(
+        run_pipeline(
+            bootstrap_servers=stack.broker.bootstrap_servers,
+            topic=stack.topics.requests,
+            database_url=stack.database_url,
+            tenant_id=PIPELINE_TENANT,
+            since=since,
+            records=records,
+            sink_name=stack.sink.name,
+            sink_delivered=stack.sink.delivered,
+            timeout_s=plan.pipeline_timeout,
+        )
+    )
+    # The latency query ran after the clock stopped: CPU is sampled up to there.
+    cpu = usage_between(before, probe.snapshot(), time.perf_counter() - started)
+    results["pipeline"] = run.to_json() | {"cpu": cpu.to_json()}
+
+
+def _warm_up(stack: BenchStack) -> None:
+    """A few requests first, so k6 does not time first-call costs; any answer but 202 stops the run."""
+    with httpx.Client(base_url=stack.gateway_url, headers={"Authorization": f"Bearer {API_KEY}"}) as client:
+        for index in range(WARM_UP_REQUESTS):
+            response = client.post(
+                "/api/v1/notifications",
+                json={
+                    "channels": ["email"],
+                    "recipient": {"email": f"warm-up{index}@example.com"},
+                    "content": {"subject": "Hello", "text": "Hi!"},
+                },
+            )
+            if response.status_code != 202:
+                raise RuntimeError(f"the gateway answered {response.status_code}: {response.text[:300]}")
+
+
+def gateway_phases(plan: Plan, stack: BenchStack, results: dict[str, Any]) -> None:
+    """The HTTP ceiling (GET /health), then single POSTs with the whole pipeline running."""
+    k6_lines: list[str] = []
+
+    def keep(name: str, line: str) -> None:
+        k6_lines.append(f"{name}: {line}")
+
+    _warm_up(stack)
+    common = {
+        "work_dir": WORK_DIR,
+        "api_key": API_KEY,
+        "concurrency": plan.gateway_concurrency,
+        "line_sink": keep,
+    }
+    if plan.gateway_ceiling_seconds > 0:
+        _step(f"gateway ceiling: GET /health for {plan.gateway_ceiling_seconds:g} s")
+        health = run_k6(
+            name="health",
+            method="GET",
+            url=f"{stack.gateway_url}/health",
+            expect_status=200,
+            seconds=plan.gateway_ceiling_seconds,
+            **common,  # type: ignore[arg-type]
+        )
+        results["gateway_ceiling"] = health.to_json()
+
+    _step(f"gateway: POST /api/v1/notifications for {plan.gateway_seconds:g} s, {plan.gateway_concurrency} users")
+    probe = _probe(stack)
+    since = datetime.now(UTC)
+    before, started = probe.snapshot(), time.perf_counter()
+
+    def follow(process: ManagedProcess) -> None:
+        probe.add("k6 (load generator)", process.pid)
+
+    load: HttpLoad = run_k6(
+        name="notifications",
+        method="POST",
+        url=f"{stack.gateway_url}/api/v1/notifications",
+        expect_status=202,
+        seconds=plan.gateway_seconds,
+        on_start=follow,
+        **common,  # type: ignore[arg-type]
+    )
+    cpu = usage_between(before, probe.snapshot(), time.perf_counter() - started)
+    results["gateway"] = load.to_json() | {"cpu": cpu.to_json()}
+    errors = [line for line in k6_lines if "level=error" in line or "HTTP" in line]
+    if errors:
+        results.setdefault("notes", []).append("k6 reported: " + " | ".join(errors[:6]))
+
+    accepted = load.requests - load.errors
+    _step(f"waiting up to {plan.drain_seconds:g} s for the gateway's {accepted:,} notifications to be sent")
+    sent, waited = uvloop.run(drain(stack.database_url, GATEWAY_TENANT, since, accepted, plan.drain_seconds))
+    latency = uvloop.run(latency_since(stack.database_url, GATEWAY_TENANT, since))
+    results["gateway"]["drain"] = {"accepted": accepted, "sent": sent, "waited_seconds": round(waited, 2)}
+    results["gateway"]["latency"] = latency.__dict__ if latency else None
+
+
+def stack_phases(plan: Plan, results: dict[str, Any]) -> None:
+    """Start the stack, run the pipeline then the gateway phases, stop it all."""
+    _step("starting a fresh broker, database, SMTP sink and every service")
+    with BenchStack(WORK_DIR, max_mails=plan.pipeline_count + 100_000) as stack:
+        if stack.sink_note:
+            results.setdefault("notes", []).append(f"Python sink used: {stack.sink_note}")
+        try:
+            # The pipeline first, on an idle stack; the gateway's load then leaves no backlog behind it.
+            pipeline_phase(plan, stack, results)
+            gateway_phases(plan, stack, results)
+        finally:
+            results["service_log_lines"] = dict(stack.service_lines.counts)
+            _step("stopping the stack")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; non-zero if a phase failed or it was interrupted (partial results are still written)."""
+    plan = parse_plan(argv)
+    # Our own progress is printed; the infrastructure's info logs would only drown it.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    signal.signal(signal.SIGTERM, _raise_stop)
+    results: dict[str, Any] = {
+        "started_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "output": str(plan.output),
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "plan": {key: str(value) if isinstance(value, Path) else value for key, value in plan.__dict__.items()},
+    }
+    status = 0
+    try:
+        broker_phase(plan, results)
+        stack_phases(plan, results)
+    except KeyboardInterrupt:
+        results["error"] = "interrupted"
+        status = 130
+    except Exception as error:  # any failure: still print and save what was measured
+        results["error"] = f"{type(error).__name__}: {error}"
+        status = 1
+    plan.output.parent.mkdir(parents=True, exist_ok=True)
+    plan.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print("\n" + report.render(results), flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Run Herald on one machine: broker, datastores, mail sink and services, for people and tests."""

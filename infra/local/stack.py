@@ -1,0 +1,335 @@
+"""The whole of Herald on one machine, no containers: ``python -m infra.local.stack`` (``make up``).
+
+Postgres and Redis (the configured ones if they answer, else Herald's own), a Tansu broker unless
+one answers at ``HERALD_KAFKA_BOOTSTRAP_SERVERS``, the mail sink with its web page, migrations,
+topics, then every service as its own process, each output line prefixed with its name. Ctrl-C or
+SIGTERM stops everything it started: services first, then the sink, the broker and the datastores.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import structlog
+from pydantic import Field
+
+from infra.local.broker import Broker, kafka_reachable, parse_bootstrap_servers
+from infra.local.datastores import LOOPBACK_HOSTS, Datastores, DatastoreUnavailable, ensure_datastores, redact
+from infra.local.processes import (
+    LineSink,
+    ManagedProcess,
+    ProcessError,
+    port_accepts,
+    print_prefixed,
+    python_module,
+    stop_all,
+    wait_any,
+)
+from shared.config import HeraldSettings, load_settings
+
+log = structlog.get_logger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DEV_API_KEY = "dev-local-key-change-me"
+
+
+class LocalStackSettings(HeraldSettings):
+    """What the local stack needs beyond the shared settings (all ``HERALD_*``)."""
+
+    gateway_port: int = Field(default=8080, ge=1, le=65535)
+    dev_api_key: str = Field(default=DEFAULT_DEV_API_KEY, min_length=16)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=1025, ge=1, le=65535)
+    # The mail sink's web page and JSON API.
+    mail_web_port: int = Field(default=8025, ge=1, le=65535)
+    # Private Postgres data and received mail (.eml) go here; relative to the repository.
+    local_var_dir: Path = Path("var")
+    local_ready_timeout_s: float = Field(default=90.0, gt=0)
+    # The non-gateway services' operations ports (/ready, /metrics): this and the next four.
+    local_ops_ports_start: int = Field(default=9101, ge=1, le=65531)
+    # Above the gateway's own 20 s graceful shutdown, so it is never SIGKILLed mid-drain.
+    local_stop_grace_s: float = Field(default=25.0, ge=0)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One Herald service: its process name, module, and where it answers ``/ready``."""
+
+    name: str
+    module: str
+    port: int
+    # The gateway serves /ready on its API port; the others on their operations port.
+    uses_ops_port: bool = True
+
+    @property
+    def ready_url(self) -> str:
+        """``http://127.0.0.1:PORT/ready``."""
+        return f"http://127.0.0.1:{self.port}/ready"
+
+    def environment(self, common: Mapping[str, str]) -> dict[str, str]:
+        """``common`` plus the port this service listens on (``HERALD_OPS_PORT`` or ``HERALD_GATEWAY_PORT``)."""
+        return {**common, "HERALD_OPS_PORT" if self.uses_ops_port else "HERALD_GATEWAY_PORT": str(self.port)}
+
+
+def herald_services(
+    gateway_port: int = 8080, ops_ports: Sequence[int] = (9101, 9102, 9103, 9104, 9105)
+) -> list[ServiceSpec]:
+    """Every service of the email pipeline, in start order (the e2e tests start them the same way)."""
+    ingest, router, sender_email, retry, status = ops_ports
+    return [
+        ServiceSpec("gateway", "services.gateway", gateway_port, uses_ops_port=False),
+        ServiceSpec("ingest", "services.ingest", ingest),
+        ServiceSpec("router", "services.router", router),
+        ServiceSpec("sender-email", "services.sender_email", sender_email),
+        ServiceSpec("retry", "services.retry", retry),
+        ServiceSpec("status", "services.status", status),
+    ]
+
+
+def start_services(
+    specs: Sequence[ServiceSpec],
+    environment: Mapping[str, str],
+    *,
+    ready_timeout: float = 90.0,
+    line_sink: LineSink | None = print_prefixed,
+) -> list[ManagedProcess]:
+    """Start every service, then wait until each answers ``/ready`` (one shared deadline).
+
+    On failure the started processes are stopped and :class:`ProcessError` names the service, its
+    last answer and its last log lines.
+    """
+    processes = [
+        python_module(spec.name, spec.module, env=spec.environment(environment), cwd=REPO_ROOT, line_sink=line_sink)
+        for spec in specs
+    ]
+    try:
+        for process in processes:
+            process.start()
+        # Started together, they get ready together: waiting in turn costs the slowest, not the sum.
+        deadline = time.monotonic() + ready_timeout
+        for spec, process in zip(specs, processes, strict=True):
+            process.wait_http_ready(spec.ready_url, timeout=max(0.1, deadline - time.monotonic()))
+            log.info("service ready", service=spec.name, url=spec.ready_url)
+    except BaseException:
+        stop_all(processes, grace=10)
+        raise
+    return processes
+
+
+def run_step(name: str, module: str, environment: Mapping[str, str], timeout: float = 120.0) -> None:
+    """Run ``python -m module`` to completion; raise :class:`ProcessError` with its output if it fails."""
+    process = python_module(name, module, env=environment, cwd=REPO_ROOT)
+    process.start()
+    try:
+        code = process.wait(timeout)
+    except ProcessError:
+        process.kill()
+        raise
+    if code != 0:
+        raise ProcessError(process.describe_failure(f"`python -m {module}` failed"))
+
+
+class StackError(RuntimeError):
+    """The stack could not start; the message says why and what to do."""
+
+
+class _StopRequested(Exception):
+    """SIGINT or SIGTERM arrived."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _StopRequested
+
+
+class LocalStack:
+    """Everything ``make up`` runs; :meth:`start`, then :meth:`wait`, and :meth:`stop` in any case."""
+
+    def __init__(self, settings: LocalStackSettings) -> None:
+        self.settings = settings
+        var_dir = settings.local_var_dir
+        self.var_dir = var_dir if var_dir.is_absolute() else REPO_ROOT / var_dir
+        first = settings.local_ops_ports_start
+        self.services = herald_services(settings.gateway_port, range(first, first + 5))
+        self.datastores: Datastores | None = None
+        self.broker: Broker | None = None
+        self.mail_sink: ManagedProcess | None = None
+        self.processes: list[ManagedProcess] = []
+        self.environment: dict[str, str] = {}
+
+    @property
+    def mail_web_url(self) -> str:
+        """The mail sink's web page."""
+        return f"http://127.0.0.1:{self.settings.mail_web_port}/"
+
+    @property
+    def gateway_url(self) -> str:
+        """The gateway's base URL."""
+        return f"http://127.0.0.1:{self.settings.gateway_port}"
+
+    def _check_ports_free(self) -> None:
+        wanted = {spec.name: spec.port for spec in self.services}
+        wanted |= {"mail sink (SMTP)": self.settings.smtp_port, "mail sink (web)": self.settings.mail_web_port}
+        busy = [f"{name} port {port}" for name, port in wanted.items() if port_accepts("127.0.0.1", port)]
+        if busy:
+            raise StackError(
+                "already in use: " + ", ".join(busy) + ". Is another `make up` still running? Stop it, or "
+                "choose other ports (HERALD_GATEWAY_PORT, HERALD_SMTP_PORT, HERALD_MAIL_WEB_PORT)."
+            )
+
+    def _ensure_broker(self) -> tuple[str, bool]:
+        bootstrap = self.settings.kafka_bootstrap_servers
+        if kafka_reachable(bootstrap):
+            log.info("using the broker that answers", bootstrap_servers=bootstrap)
+            return bootstrap, False
+        host, port = parse_bootstrap_servers(bootstrap)[0]
+        if host not in LOOPBACK_HOSTS:
+            raise StackError(
+                f"no Kafka broker answers at {bootstrap} and it is not on this machine, so Herald cannot start "
+                "one there: start it, or unset HERALD_KAFKA_BOOTSTRAP_SERVERS to use a local broker"
+            )
+        self.broker = Broker(port)
+        self.broker.start()
+        return self.broker.bootstrap_servers, True
+
+    def _common_environment(self, bootstrap: str, started_broker: bool) -> dict[str, str]:
+        assert self.datastores is not None
+        idempotent = "false"
+        if not started_broker and "HERALD_KAFKA_IDEMPOTENT_PRODUCER" in os.environ:
+            # Someone else's broker may be a real Kafka: their explicit choice stands.
+            idempotent = os.environ["HERALD_KAFKA_IDEMPOTENT_PRODUCER"]
+        return {
+            "HERALD_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            # Tansu's memory storage refuses InitProducerId, which the idempotent producer needs.
+            "HERALD_KAFKA_IDEMPOTENT_PRODUCER": idempotent,
+            "HERALD_DATABASE_URL": self.datastores.database_url,
+            "HERALD_REDIS_URL": self.datastores.redis_url,
+            "HERALD_SMTP_HOST": self.settings.smtp_host,
+            "HERALD_SMTP_PORT": str(self.settings.smtp_port),
+            "HERALD_DEV_API_KEY": self.settings.dev_api_key,
+            # A laptop's stack, with a well-known dev key, listens on loopback unless told otherwise.
+            "HERALD_GATEWAY_HOST": os.environ.get("HERALD_GATEWAY_HOST", "127.0.0.1"),
+            "HERALD_OPS_HOST": os.environ.get("HERALD_OPS_HOST", "127.0.0.1"),
+        }
+
+    def start(self) -> None:
+        """Bring everything up, in dependency order; raise :class:`StackError`/:class:`ProcessError` if not."""
+        self._check_ports_free()
+        try:
+            self.datastores = ensure_datastores(
+                self.settings.database_url, self.settings.redis_url, var_dir=self.var_dir
+            )
+        except DatastoreUnavailable as error:
+            raise StackError(str(error)) from error
+        bootstrap, started_broker = self._ensure_broker()
+        self.environment = self._common_environment(bootstrap, started_broker)
+
+        self.mail_sink = python_module(
+            "mail-sink",
+            "infra.local.mail_sink",
+            "--host",
+            self.settings.smtp_host,
+            "--smtp-port",
+            str(self.settings.smtp_port),
+            "--http-port",
+            str(self.settings.mail_web_port),
+            "--maildir",
+            str(self.var_dir / "mail"),
+            cwd=REPO_ROOT,
+        )
+        self.mail_sink.start()
+        self.mail_sink.wait_http_ready(f"{self.mail_web_url}health", timeout=30)
+
+        run_step("migrate", "shared.storage.migrate", self.environment)
+        run_step("topics", "shared.kafka.admin", self.environment)
+        self.processes = start_services(
+            self.services, self.environment, ready_timeout=self.settings.local_ready_timeout_s
+        )
+
+    def wait(self) -> ManagedProcess | None:
+        """Block until a supervised process exits on its own (returned) or a signal stops us."""
+        watched = [*self.processes, *([self.mail_sink] if self.mail_sink else [])]
+        if self.broker is not None and self.broker.process is not None:
+            watched.append(self.broker.process)
+        return wait_any(watched)
+
+    def stop(self) -> None:
+        """Stop what was started: services (SIGTERM, grace period), then mail sink, broker, datastores."""
+        stop_all(self.processes, grace=self.settings.local_stop_grace_s)
+        if self.mail_sink is not None:
+            self.mail_sink.stop(grace=5)
+        if self.broker is not None:
+            self.broker.stop()
+        if self.datastores is not None:
+            self.datastores.stop()
+
+    def banner(self) -> str:
+        """What a person needs to try the stack."""
+        key = self.settings.dev_api_key
+        body = (
+            '{"channels":["email"],"recipient":{"email":"ada@example.com"},'
+            '"content":{"subject":"Hello {{ name }}","text":"Hi {{ name }}!"},"variables":{"name":"Ada"}}'
+        )
+        assert self.datastores is not None
+        return "\n".join(
+            [
+                "",
+                "Herald is up.",
+                f"  Gateway:    {self.gateway_url}",
+                f"  API docs:   {self.gateway_url}/docs",
+                f"  Dev key:    {key}",
+                f"  Mail:       {self.mail_web_url}",
+                f"  Kafka:      {self.environment['HERALD_KAFKA_BOOTSTRAP_SERVERS']}",
+                f"  Postgres:   {redact(self.datastores.database_url)}",
+                f"  Redis:      {redact(self.datastores.redis_url)}",
+                "",
+                "Send one:",
+                f"  curl -sS -X POST {self.gateway_url}/api/v1/notifications "
+                f'-H "Authorization: Bearer {key}" -H "Content-Type: application/json" '
+                f"-d '{body}'",
+                "Then look it up (use the id from the answer):",
+                f'  curl -sS {self.gateway_url}/api/v1/notifications/ID -H "Authorization: Bearer {key}"',
+                "",
+                "Ctrl-C stops everything.",
+                "",
+            ]
+        )
+
+
+def main() -> int:
+    """Run the stack until Ctrl-C or SIGTERM; non-zero if it could not start or a process died."""
+    settings = load_settings(LocalStackSettings)
+    stack = LocalStack(settings)
+    # Set explicitly: a shell that starts us in the background leaves SIGINT ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _raise_stop)
+    status = 0
+    try:
+        stack.start()
+        print(stack.banner(), flush=True)
+        died = stack.wait()
+        if died is not None:
+            log.error("a process exited, stopping the stack", process=died.name)
+            print(died.describe_failure(f"{died.name} exited"), file=sys.stderr, flush=True)
+            status = 1
+    except _StopRequested:
+        log.info("stopping")
+    except (StackError, ProcessError) as error:
+        print(f"\nHerald's local stack could not start: {error}", file=sys.stderr, flush=True)
+        status = 1
+    finally:
+        # Shutdown is bounded by the grace periods; a second Ctrl-C must not leave children behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.stop()
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,40 @@
+"""Fixtures every test layer shares: a real Kafka-compatible broker, unique topic and key namespaces."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from infra.local.broker import Broker
+from shared.config import HeraldSettings
+
+REDIS_URL = os.environ.get("HERALD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[Broker]:
+    """One Tansu broker for the test session (memory storage); tests keep apart by topic prefix."""
+    with Broker(name="test-broker", line_sink=None) as running:
+        yield running
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A unique name for this test's topics, consumer groups and Redis keys."""
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def settings(broker: Broker, namespace: str) -> HeraldSettings:
+    """Settings pointing at the test broker and Redis, isolated by ``namespace``."""
+    return HeraldSettings(
+        kafka_bootstrap_servers=broker.bootstrap_servers,
+        topic_prefix=namespace,
+        kafka_idempotent_producer=False,
+        kafka_session_timeout_ms=6000,
+        redis_url=REDIS_URL,
+        redis_namespace=namespace,
+    )

@@ -1,0 +1,168 @@
+"""The whole pipeline for end-to-end tests: every service as its own process on a real broker,
+Postgres, Redis and SMTP server, isolated from other tests by a unique topic prefix and database."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+import pytest
+
+from infra.local.broker import Broker
+from infra.local.mail_sink import MailSink, ReceivedMessage
+from infra.local.processes import ManagedProcess, free_port, stop_all
+from infra.local.stack import ServiceSpec, herald_services, start_services
+from shared.kafka.admin import AdminSettings, create_topics
+from shared.storage.migrate import ensure_database, migrate
+from shared.topics import Topics
+from tests.conftest import REDIS_URL
+from tests.integration.conftest import BASE_DATABASE_URL, _with_database
+
+API_KEY = "e2e-test-key-0123456789"
+T = TypeVar("T")
+
+
+@dataclass
+class Pipeline:
+    """A running Herald: its services, where to reach them, and the SMTP server mail arrives at."""
+
+    namespace: str
+    broker: Broker
+    database_url: str
+    sink: MailSink
+    specs: list[ServiceSpec]
+    environment: dict[str, str]
+    processes: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.namespace)
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.specs[0].port}"
+
+    def client(self) -> httpx.AsyncClient:
+        """An HTTP client for the gateway with the test tenant's API key."""
+        return httpx.AsyncClient(base_url=self.gateway, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10)
+
+    def restart(self, name: str) -> None:
+        """Start a stopped service again and wait until it is ready."""
+        spec = next(spec for spec in self.specs if spec.name == name)
+        process = self.processes[name]
+        process.start()
+        process.wait_http_ready(spec.ready_url, timeout=60)
+
+    def mails_for(self, notification_id: str) -> list[ReceivedMessage]:
+        return [m for m in self.sink.messages if m.header("X-Herald-Notification-Id") == notification_id]
+
+    async def wait_for_mail(self, notification_id: str, timeout: float = 30.0) -> ReceivedMessage:
+        """The mail of one notification, once it reached the SMTP server."""
+        mails = await eventually(
+            lambda: self.mails_for(notification_id) or None, timeout, f"mail for {notification_id}"
+        )
+        return mails[0]
+
+    async def wait_for_status(self, notification_id: str, status: str, timeout: float = 30.0) -> dict[str, Any]:
+        """The notification as the gateway shows it, once it has ``status``."""
+        async with self.client() as client:
+
+            async def fetch() -> dict[str, Any] | None:
+                response = await client.get(f"/api/v1/notifications/{notification_id}")
+                body: dict[str, Any] = response.json()
+                return body if response.status_code == 200 and body["status"] == status else None
+
+            return await eventually(fetch, timeout, f"{notification_id} to be {status}")
+
+    async def metric(self, service: str, name: str) -> float:
+        """The sum of a Prometheus metric's samples on one service."""
+        spec = next(spec for spec in self.specs if spec.name == service)
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(f"http://127.0.0.1:{spec.port}/metrics")).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+async def eventually(probe: Callable[[], T | None] | Callable[[], Awaitable[T | None]], timeout: float, what: str) -> T:
+    """Poll ``probe`` until it returns something other than None (or fail naming ``what``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result is not None:
+            return result  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def service_environment(namespace: str, broker: Broker, database_url: str, sink: MailSink) -> dict[str, str]:
+    return {
+        "HERALD_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "HERALD_TOPIC_PREFIX": namespace,
+        "HERALD_KAFKA_IDEMPOTENT_PRODUCER": "false",
+        "HERALD_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "HERALD_DATABASE_URL": database_url,
+        "HERALD_DATABASE_POOL_SIZE": "4",
+        "HERALD_REDIS_URL": REDIS_URL,
+        "HERALD_REDIS_NAMESPACE": namespace,
+        "HERALD_SMTP_HOST": sink.host,
+        "HERALD_SMTP_PORT": str(sink.port),
+        "HERALD_DEV_API_KEY": API_KEY,
+        "HERALD_RETRY_BASE_DELAY_S": "0.2",
+        "HERALD_RETRY_MAX_DELAY_S": "1",
+        "HERALD_LOG_LEVEL": "INFO",
+    }
+
+
+async def _prepare_storage_and_topics(broker: Broker, namespace: str, database_url: str) -> None:
+    await ensure_database(database_url)
+    await migrate(database_url)
+    settings = AdminSettings(
+        kafka_bootstrap_servers=broker.bootstrap_servers, topic_prefix=namespace, kafka_topic_partitions=4
+    )
+    await create_topics(settings)
+
+
+async def _drop_database(database_url: str) -> None:
+    admin = await asyncpg.connect(BASE_DATABASE_URL)
+    try:
+        name = database_url.rsplit("/", 1)[1]
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@contextmanager
+def running_pipeline(broker: Broker) -> Iterator[Pipeline]:
+    """Start a fresh database, topics, SMTP server and every service; stop and drop them after."""
+    namespace = f"e2e-{uuid.uuid4().hex[:10]}"
+    database_url = _with_database(BASE_DATABASE_URL, f"herald_test_{uuid.uuid4().hex}")
+    asyncio.run(_prepare_storage_and_topics(broker, namespace, database_url))
+    sink = MailSink()
+    sink.start()
+    specs = herald_services(free_port(), [free_port() for _ in range(5)])
+    environment = service_environment(namespace, broker, database_url, sink)
+    pipeline = Pipeline(namespace, broker, database_url, sink, specs, environment)
+    try:
+        processes = start_services(specs, environment, ready_timeout=90, line_sink=None)
+        pipeline.processes = {spec.name: process for spec, process in zip(specs, processes, strict=True)}
+        yield pipeline
+    finally:
+        stop_all(pipeline.processes.values(), 20)
+        sink.stop()
+        asyncio.run(_drop_database(database_url))
+
+
+@pytest.fixture(scope="module")
+def pipeline(broker: Broker) -> Iterator[Pipeline]:
+    """One running pipeline shared by a module's tests (each test uses its own notifications)."""
+    with running_pipeline(broker) as running:
+        yield running

@@ -1,0 +1,266 @@
+"""One notification at a time through every service: HTTP or Kafka in, mail out, status readable back."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from shared.client import NotificationClient
+from shared.kafka.records import headers_for, message_key
+from shared.messages import (
+    DEAD_LETTER,
+    DELAYED_MESSAGE,
+    EMAIL_DELIVERY,
+    NOTIFICATION_REQUEST,
+    ROUTABLE_NOTIFICATION,
+    STATUS_EVENT,
+    EmailDelivery,
+)
+from shared.requests import build_request
+from tests.e2e.conftest import Pipeline, eventually
+from tests.kafka_helpers import produce_raw, read_topic
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+TENANT = "dev"  # the tenant of the gateway's dev key
+
+
+def email_request(address: str, **overrides: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "channels": ["email"],
+        "recipient": {"email": address},
+        "content": {
+            "subject": "Hello {{ name }}",
+            "text": "Hi {{ name }}, your code is {{ code }}.",
+            "html": "<p>Hi {{ name }}</p>",
+        },
+        "variables": {"name": "<b>Ada</b>", "code": 1234},
+    }
+    body.update(overrides)
+    return body
+
+
+def unique_address() -> str:
+    return f"user-{uuid.uuid4().hex[:8]}@example.com"
+
+
+async def test_an_http_request_is_delivered_and_its_status_and_history_read_back(pipeline: Pipeline) -> None:
+    address = unique_address()
+    async with pipeline.client() as client:
+        accepted = await client.post("/api/v1/notifications", json=email_request(address))
+        assert accepted.status_code == 202, accepted.text
+        notification_id = accepted.json()["id"]
+        assert accepted.headers["location"] == f"/api/v1/notifications/{notification_id}"
+        right_after = await client.get(f"/api/v1/notifications/{notification_id}")
+        assert right_after.status_code == 200
+
+    mail = await pipeline.wait_for_mail(notification_id)
+    assert mail.rcpt_tos == (address,)
+    assert mail.subject == "Hello <b>Ada</b>"
+    assert mail.text is not None
+    assert "your code is 1234." in mail.text
+    assert mail.html is not None
+    assert "&lt;b&gt;Ada&lt;/b&gt;" in mail.html
+
+    final = await pipeline.wait_for_status(notification_id, "sent")
+    assert final["channel"] == "email"
+    assert final["attempts"] == 1
+    history = [change["status"] for change in final["history"]]
+    assert history == ["accepted", "routed", "sent"]
+    assert final["history"][-1]["provider"] == "smtp"
+
+
+async def test_a_request_produced_to_kafka_with_the_client_is_delivered(pipeline: Pipeline) -> None:
+    address = unique_address()
+    async with NotificationClient(
+        pipeline.broker.bootstrap_servers, tenant_id=TENANT, topic_prefix=pipeline.namespace, idempotent_producer=False
+    ) as herald:
+        notification_id = await herald.send(
+            channels=["email"],
+            recipient={"email": address},
+            content={"subject": "Order {{ order }}", "text": "Your order {{ order }} ships today."},
+            variables={"order": "A-1001"},
+        )
+    mail = await pipeline.wait_for_mail(notification_id)
+    assert (mail.rcpt_tos, mail.subject) == ((address,), "Order A-1001")
+    final = await pipeline.wait_for_status(notification_id, "sent")
+    assert [change["status"] for change in final["history"]] == ["accepted", "routed", "sent"]
+
+
+async def test_the_same_idempotency_key_twice_delivers_one_mail(pipeline: Pipeline) -> None:
+    address = unique_address()
+    key = f"welcome-{uuid.uuid4()}"
+    duplicates_before = await pipeline.metric("ingest", "herald_notifications_duplicate_total")
+    async with pipeline.client() as client:
+        first = await client.post(
+            "/api/v1/notifications", json=email_request(address), headers={"Idempotency-Key": key}
+        )
+        second = await client.post(
+            "/api/v1/notifications", json=email_request(address), headers={"Idempotency-Key": key}
+        )
+        assert first.status_code == second.status_code == 202
+        assert first.json()["id"] == second.json()["id"]
+        # A later notification to the same person travels the same partitions behind the duplicate.
+        marker = await client.post("/api/v1/notifications", json=email_request(address))
+    notification_id = first.json()["id"]
+    await pipeline.wait_for_mail(marker.json()["id"])
+    await pipeline.wait_for_status(notification_id, "sent")
+    await eventually(
+        lambda: True if pipeline.mails_for(notification_id) else None, 10, "the idempotent notification's mail"
+    )
+    assert len(pipeline.mails_for(notification_id)) == 1
+    assert await pipeline.metric("ingest", "herald_notifications_duplicate_total") == duplicates_before + 1
+
+
+async def test_an_smtp_refusal_is_retried_once_and_delivered_once(pipeline: Pipeline) -> None:
+    address = unique_address()
+    pipeline.sink.refuse_next(1)
+    async with pipeline.client() as client:
+        accepted = await client.post("/api/v1/notifications", json=email_request(address))
+    notification_id = accepted.json()["id"]
+    await pipeline.wait_for_mail(notification_id)
+    final = await pipeline.wait_for_status(notification_id, "sent")
+    assert final["attempts"] == 2
+    changes = [(change["status"], change["attempt"]) for change in final["history"]]
+    assert changes == [("accepted", None), ("routed", None), ("retrying", 1), ("sent", 2)]
+    retrying = final["history"][2]
+    assert retrying["reason"] == "provider_deferred"
+    assert retrying["detail"].startswith("451")
+    async with pipeline.client() as client:
+        marker = await client.post("/api/v1/notifications", json=email_request(address))
+    await pipeline.wait_for_mail(marker.json()["id"])
+    assert len(pipeline.mails_for(notification_id)) == 1
+
+
+async def test_an_invalid_request_from_kafka_is_rejected_to_the_dlq(pipeline: Pipeline) -> None:
+    request = build_request(
+        tenant_id=TENANT,
+        channels=["email"],
+        recipient={"email": "not-an-address"},
+        content={"subject": "s", "text": "t"},
+    )
+    await produce_raw(
+        pipeline.broker.bootstrap_servers, pipeline.topics.requests, [NOTIFICATION_REQUEST.encode(request)]
+    )
+    final = await pipeline.wait_for_status(request["notification_id"], "rejected")
+    assert final["last_reason"] == "invalid_payload"
+    assert "recipient/email" in final["last_detail"]
+    letters = [
+        DEAD_LETTER.decode(r.value) for r in await read_topic(pipeline.broker.bootstrap_servers, pipeline.topics.dlq, 1)
+    ]
+    assert any(
+        letter["notification_id"] == request["notification_id"] and letter["reason_category"] == "invalid_payload"
+        for letter in letters
+    )
+
+
+def delivery(notification_id: str, address: str) -> EmailDelivery:
+    return {
+        "delivery_id": str(uuid.uuid4()),
+        "notification_id": notification_id,
+        "tenant_id": TENANT,
+        "attempt": 1,
+        "priority": "normal",
+        "to": address,
+        "subject": "direct",
+        "text": "sent without the router",
+        "html": None,
+        "metadata": {},
+    }
+
+
+async def test_undecodable_bytes_on_every_consumed_topic_go_to_the_dlq_and_the_next_message_still_flows(
+    pipeline: Pipeline,
+) -> None:
+    topics = pipeline.topics
+    bootstrap = pipeline.broker.bootstrap_servers
+    now = datetime.now(UTC)
+    good: dict[str, tuple[str, bytes]] = {}  # topic -> (notification id, a valid message)
+
+    request = build_request(
+        tenant_id=TENANT,
+        channels=["email"],
+        recipient={"email": unique_address()},
+        content={"subject": "r", "text": "r"},
+    )
+    good[topics.requests] = (request["notification_id"], NOTIFICATION_REQUEST.encode(request))
+
+    routable_id = str(uuid.uuid4())
+    good[topics.routable] = (
+        routable_id,
+        ROUTABLE_NOTIFICATION.encode(
+            {
+                "notification_id": routable_id,
+                "tenant_id": TENANT,
+                "accepted_at": now,
+                "priority": "normal",
+                "channels": ["email"],
+                "recipient": {"user_id": None, "email": unique_address(), "phone": None, "locale": None},
+                "content": {"subject": "routable", "text": "routable", "html": None},
+                "variables_json": "{}",
+                "metadata": {},
+            }
+        ),
+    )
+
+    send_id = str(uuid.uuid4())
+    good[topics.send("email")] = (send_id, EMAIL_DELIVERY.encode(delivery(send_id, unique_address())))
+
+    delayed_id = str(uuid.uuid4())
+    good[topics.delay] = (
+        delayed_id,
+        DELAYED_MESSAGE.encode(
+            {
+                "job_id": str(uuid.uuid4()),
+                "tenant_id": TENANT,
+                "notification_id": delayed_id,
+                "due_at": now,
+                "target_topic": topics.send("email"),
+                "key": None,
+                "payload": EMAIL_DELIVERY.encode(delivery(delayed_id, unique_address())),
+                "headers": {},
+                "reason": "test",
+            }
+        ),
+    )
+
+    status_id = str(uuid.uuid4())
+    good[topics.status] = (
+        status_id,
+        STATUS_EVENT.encode(
+            {
+                "event_id": str(uuid.uuid4()),
+                "notification_id": status_id,
+                "tenant_id": TENANT,
+                "status": "accepted",
+                "occurred_at": now,
+                "service": "test",
+                "channel": None,
+                "attempt": None,
+                "provider": None,
+                "reason": None,
+                "detail": None,
+            }
+        ),
+    )
+
+    for topic, (notification_id, value) in good.items():
+        key = message_key(TENANT, notification_id)
+        # Garbage first, then a good message on the same partition (same key).
+        await produce_raw(bootstrap, topic, [b"\xde\xad\xbe\xef not avro", value], key=key)
+        assert headers_for(TENANT, "x", None)  # the helpers above produce without headers, as a foreign producer might
+
+    for topic, (notification_id, _) in good.items():
+        if topic == topics.status:
+            await pipeline.wait_for_status(notification_id, "accepted")
+        else:
+            await pipeline.wait_for_mail(notification_id)
+
+    letters = [DEAD_LETTER.decode(r.value) for r in await read_topic(bootstrap, topics.dlq, len(good) + 1, timeout=30)]
+    undecodable = {letter["original_topic"] for letter in letters if letter["reason_category"] == "undecodable"}
+    assert undecodable == set(good)
+    for letter in letters:
+        if letter["reason_category"] == "undecodable":
+            assert letter["original_payload"] == b"\xde\xad\xbe\xef not avro"

@@ -1,0 +1,221 @@
+"""The shared consumer loop against a real broker: commit after acks, DLQ, isolation, backoff, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+
+import pytest
+
+from shared.config import HeraldSettings
+from shared.errors import DeadLetterReason
+from shared.kafka.consumer import ConsumerConfig, ConsumerLoop
+from shared.kafka.producer import MessageProducer
+from shared.kafka.records import Consumed, Handler, Output, Produce, Reject
+from shared.messages import DEAD_LETTER, STATUS_EVENT, StatusEvent
+from shared.observability import metrics
+from tests.kafka_helpers import committed, produce_raw, read_topic
+
+pytestmark = pytest.mark.integration
+
+
+def event(n: int, status: str = "sent") -> bytes:
+    return STATUS_EVENT.encode(
+        {
+            "event_id": f"e{n}",
+            "notification_id": f"n{n}",
+            "tenant_id": "t",
+            "status": status,
+            "occurred_at": datetime.now(UTC),
+            "service": "test",
+            "channel": None,
+            "attempt": None,
+            "provider": None,
+            "reason": None,
+            "detail": None,
+        }
+    )
+
+
+class LoopUnderTest:
+    """Runs a ConsumerLoop on ``<ns>.in`` with ``handler``; outputs go wherever the handler says."""
+
+    def __init__(self, settings: HeraldSettings, handler: Handler[StatusEvent], **config: int) -> None:
+        self.settings = settings
+        self.source = f"{settings.topic_prefix}.in"
+        self.dlq = f"{settings.topic_prefix}.dlq"
+        self.group = f"{settings.topic_prefix}.group"
+        self.handler = handler
+        self.config = config
+        self.loop: ConsumerLoop[StatusEvent] | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.producer = MessageProducer(settings, client_id="test")
+
+    async def start(self) -> None:
+        await self.producer.start()
+        self.loop = ConsumerLoop(
+            settings=self.settings,
+            service="test",
+            config=ConsumerConfig(group_id=self.group, topics=[self.source], **self.config),
+            contract=STATUS_EVENT,
+            handler=self.handler,
+            producer=self.producer,
+            dlq_topic=self.dlq,
+        )
+        await self.loop.start()
+        self.task = asyncio.create_task(self.loop.run())
+
+    async def stop(self) -> None:
+        assert self.loop is not None
+        assert self.task is not None
+        self.loop.stop()
+        await asyncio.wait_for(self.task, 30)
+        await self.producer.stop()
+
+
+def forward_to(topic: str) -> Callable[[Sequence[Consumed[StatusEvent]]], Awaitable[list[Output]]]:
+    async def handle(batch: Sequence[Consumed[StatusEvent]]) -> list[Output]:
+        return [Produce(topic, message.raw, key=message.key) for message in batch]
+
+    return handle
+
+
+async def test_outputs_are_produced_and_offsets_committed(settings: HeraldSettings) -> None:
+    out = f"{settings.topic_prefix}.out"
+    loop = LoopUnderTest(settings, forward_to(out), max_batch=17)
+    await produce_raw(settings.kafka_bootstrap_servers, loop.source, [event(i) for i in range(100)])
+    await loop.start()
+    try:
+        records = await read_topic(settings.kafka_bootstrap_servers, out, 100)
+    finally:
+        await loop.stop()
+    assert sorted(STATUS_EVENT.decode(r.value)["event_id"] for r in records) == sorted(f"e{i}" for i in range(100))
+    assert await committed(settings.kafka_bootstrap_servers, loop.group, loop.source) == 100
+
+
+async def test_undecodable_bytes_go_to_the_dlq_and_the_next_message_is_handled(settings: HeraldSettings) -> None:
+    out = f"{settings.topic_prefix}.out"
+    loop = LoopUnderTest(settings, forward_to(out))
+    # One key: both land on one partition, garbage first.
+    await produce_raw(settings.kafka_bootstrap_servers, loop.source, [b"\x00garbage", event(1)], key=b"k")
+    await loop.start()
+    try:
+        dead = await read_topic(settings.kafka_bootstrap_servers, loop.dlq, 1)
+        handled = await read_topic(settings.kafka_bootstrap_servers, out, 1)
+    finally:
+        await loop.stop()
+    letter = DEAD_LETTER.decode(dead[0].value)
+    assert letter["reason_category"] == DeadLetterReason.UNDECODABLE
+    assert letter["original_payload"] == b"\x00garbage"
+    assert letter["original_topic"] == loop.source
+    assert letter["original_offset"] == 0
+    assert letter["original_partition"] == handled[0].partition
+    assert STATUS_EVENT.decode(handled[0].value)["event_id"] == "e1"
+    assert await committed(settings.kafka_bootstrap_servers, loop.group, loop.source) == 2
+
+
+async def test_an_exception_is_isolated_to_the_message_that_causes_it(settings: HeraldSettings) -> None:
+    out = f"{settings.topic_prefix}.out"
+    forward = forward_to(out)
+
+    async def choke_on_poison(batch: Sequence[Consumed[StatusEvent]]) -> list[Output]:
+        if any(message.value["status"] == "poison" for message in batch):
+            raise ValueError("cannot handle poison")
+        return await forward(batch)
+
+    loop = LoopUnderTest(settings, choke_on_poison)
+    values = [event(0), event(1), event(2, status="poison"), event(3), event(4)]
+    await produce_raw(settings.kafka_bootstrap_servers, loop.source, values, key=b"k")
+    await loop.start()
+    try:
+        dead = await read_topic(settings.kafka_bootstrap_servers, loop.dlq, 1)
+        handled = await read_topic(settings.kafka_bootstrap_servers, out, 4)
+    finally:
+        await loop.stop()
+    letter = DEAD_LETTER.decode(dead[0].value)
+    assert letter["reason_category"] == DeadLetterReason.PROCESSING_ERROR
+    assert "cannot handle poison" in letter["reason"]
+    assert letter["original_offset"] == 2
+    assert sorted(STATUS_EVENT.decode(r.value)["event_id"] for r in handled) == ["e0", "e1", "e3", "e4"]
+
+
+async def test_rejected_messages_go_to_the_dlq_with_the_handlers_reason(settings: HeraldSettings) -> None:
+    async def reject_all(batch: Sequence[Consumed[StatusEvent]]) -> list[Output]:
+        return [
+            Reject(m, DeadLetterReason.INVALID_PAYLOAD, "bad", tenant_id="acme", notification_id="n1") for m in batch
+        ]
+
+    loop = LoopUnderTest(settings, reject_all)
+    await produce_raw(settings.kafka_bootstrap_servers, loop.source, [event(1)])
+    await loop.start()
+    try:
+        dead = await read_topic(settings.kafka_bootstrap_servers, loop.dlq, 1)
+    finally:
+        await loop.stop()
+    letter = DEAD_LETTER.decode(dead[0].value)
+    assert (letter["reason_category"], letter["reason"], letter["tenant_id"], letter["service"]) == (
+        "invalid_payload",
+        "bad",
+        "acme",
+        "test",
+    )
+
+
+async def test_a_dependency_failure_pauses_and_the_batch_is_retried(settings: HeraldSettings) -> None:
+    out = f"{settings.topic_prefix}.out"
+    forward = forward_to(out)
+    failures_left = 3
+    calls: list[int] = []
+
+    async def flaky(batch: Sequence[Consumed[StatusEvent]]) -> list[Output]:
+        nonlocal failures_left
+        calls.append(len(batch))
+        if failures_left:
+            failures_left -= 1
+            raise ConnectionRefusedError("database down")
+        return await forward(batch)
+
+    before = metrics.TRANSIENT_FAILURES.labels(error="ConnectionRefusedError")._value.get()
+    loop = LoopUnderTest(settings, flaky)
+    await produce_raw(settings.kafka_bootstrap_servers, loop.source, [event(i) for i in range(10)], key=b"k")
+    await loop.start()
+    try:
+        handled = await read_topic(settings.kafka_bootstrap_servers, out, 10)
+    finally:
+        await loop.stop()
+    assert sorted(STATUS_EVENT.decode(r.value)["event_id"] for r in handled) == sorted(f"e{i}" for i in range(10))
+    assert metrics.TRANSIENT_FAILURES.labels(error="ConnectionRefusedError")._value.get() - before == 3
+    # The failed batch was retried whole, never split up or sent to the DLQ.
+    assert calls[:4] == [calls[0]] * 4
+
+
+async def test_stop_commits_what_was_done_and_a_new_member_continues(settings: HeraldSettings) -> None:
+    out = f"{settings.topic_prefix}.out"
+    forward = forward_to(out)
+    first_batch_done = asyncio.Event()
+
+    async def slow(batch: Sequence[Consumed[StatusEvent]]) -> list[Output]:
+        outputs = await forward(batch)
+        first_batch_done.set()
+        await asyncio.sleep(0.01)
+        return outputs
+
+    count = 300
+    await produce_raw(settings.kafka_bootstrap_servers, f"{settings.topic_prefix}.in", [event(i) for i in range(count)])
+    first = LoopUnderTest(settings, slow, max_batch=10)
+    await first.start()
+    await asyncio.wait_for(first_batch_done.wait(), 30)
+    await first.stop()
+    done_by_first = await committed(settings.kafka_bootstrap_servers, first.group, first.source)
+    assert 0 < done_by_first < count
+
+    second = LoopUnderTest(settings, forward, max_batch=100)
+    await second.start()
+    try:
+        records = await read_topic(settings.kafka_bootstrap_servers, out, count)
+    finally:
+        await second.stop()
+    ids = [STATUS_EVENT.decode(r.value)["event_id"] for r in records]
+    assert sorted(ids) == sorted(f"e{i}" for i in range(count)), "lost or duplicated across the hand-over"
+    assert await committed(settings.kafka_bootstrap_servers, second.group, second.source) == count

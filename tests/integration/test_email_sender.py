@@ -1,0 +1,393 @@
+"""The email sender against a real SMTP server (the mail sink) and a real Redis, without Kafka.
+
+The handler is called directly with hand-built ``Consumed`` messages; what it returns (status events,
+delayed retries, DLQ verdicts) is decoded and checked.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from infra.local.mail_sink import MailSink
+from services.sender_email.settings import EmailSenderSettings
+from services.sender_email.smtp import SmtpProvider
+from shared import status
+from shared.config import HeraldSettings
+from shared.delivery import Delivered, Failed, Retry, RetryPolicy
+from shared.errors import DeadLetterReason
+from shared.kafka.records import KIND, TENANT, TRACEPARENT, Consumed, Output, Produce, Reject
+from shared.messages import DELAYED_MESSAGE, EMAIL_DELIVERY, STATUS_EVENT, EmailDelivery, StatusEvent
+from shared.redis import create_redis, key
+from shared.sender import DeliveryHandler, DeliveryLedger
+from shared.status_events import StatusReporter
+from shared.topics import Topics
+
+pytestmark = pytest.mark.integration
+
+TRACE = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+MAX_ATTEMPTS = 3
+BASE_DELAY_S = 60.0
+
+
+# --- fixtures -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sink() -> Iterator[MailSink]:
+    with MailSink() as running:
+        yield running
+
+
+@pytest.fixture
+async def redis(settings: HeraldSettings) -> AsyncIterator[Redis]:
+    client = create_redis(settings)
+    try:
+        yield client
+    finally:
+        stale = [k async for k in client.scan_iter(match=f"{settings.redis_namespace}:*")]
+        if stale:
+            await client.delete(*stale)
+        await client.aclose()
+
+
+def smtp_settings(settings: HeraldSettings, port: int) -> EmailSenderSettings:
+    return EmailSenderSettings(
+        kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
+        topic_prefix=settings.topic_prefix,
+        redis_url=settings.redis_url,
+        redis_namespace=settings.redis_namespace,
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_from="Herald Tests <noreply@herald.test>",
+        smtp_timeout_s=10.0,
+        smtp_pool_size=2,
+    )
+
+
+@pytest.fixture
+async def provider(settings: HeraldSettings, sink: MailSink) -> AsyncIterator[SmtpProvider]:
+    smtp = SmtpProvider(smtp_settings(settings, sink.port))
+    try:
+        yield smtp
+    finally:
+        smtp.close()
+
+
+@pytest.fixture
+def topics(settings: HeraldSettings) -> Topics:
+    return Topics(settings.topic_prefix)
+
+
+@pytest.fixture
+def handler(
+    provider: SmtpProvider, redis: Redis, settings: HeraldSettings, topics: Topics
+) -> DeliveryHandler[EmailDelivery]:
+    return DeliveryHandler(
+        channel="email",
+        provider=provider,
+        contract=EMAIL_DELIVERY,
+        ledger=DeliveryLedger(redis, key(settings, "delivered", "email")),
+        reporter=StatusReporter(topics.status, "sender-email"),
+        policy=RetryPolicy(max_attempts=MAX_ATTEMPTS, base_delay_s=BASE_DELAY_S, max_delay_s=600.0),
+        send_topic=topics.send("email"),
+        delay_topic=topics.delay,
+        concurrency=4,
+    )
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def delivery(**overrides: Any) -> EmailDelivery:
+    value: dict[str, Any] = {
+        "delivery_id": str(uuid.uuid4()),
+        "notification_id": str(uuid.uuid4()),
+        "tenant_id": "acme",
+        "attempt": 1,
+        "priority": "normal",
+        "to": "ada@example.com",
+        "subject": "Your order shipped",
+        "text": "It is on its way.",
+        "html": "<p>It is on its way.</p>",
+        "metadata": {},
+    }
+    value.update(overrides)
+    return value  # type: ignore[return-value]
+
+
+def consumed(value: EmailDelivery, topics: Topics, offset: int = 0) -> Consumed[EmailDelivery]:
+    headers = ((TENANT, value["tenant_id"].encode()), (KIND, b"delivery.email"), (TRACEPARENT, TRACE))
+    return Consumed(
+        topic=topics.send("email"),
+        partition=0,
+        offset=offset,
+        key=f"{value['tenant_id']}:{value['to']}".encode(),
+        value=value,
+        raw=EMAIL_DELIVERY.encode(value),
+        headers=headers,
+    )
+
+
+def status_events(outputs: list[Output], topics: Topics) -> list[StatusEvent]:
+    return [STATUS_EVENT.decode(o.value) for o in outputs if isinstance(o, Produce) and o.topic == topics.status]
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# --- SmtpProvider ---------------------------------------------------------------------------------
+
+
+async def test_provider_delivers(provider: SmtpProvider, sink: MailSink) -> None:
+    item = delivery(subject="Grüße, Ada")
+    outcome = await provider.send(item)
+    assert outcome == Delivered("smtp")
+    [mail] = await sink.wait_for(1)
+    assert mail.rcpt_tos == ("ada@example.com",)
+    assert mail.mail_from == "noreply@herald.test"
+    assert mail.header("To") == "ada@example.com"
+    assert mail.subject == "Grüße, Ada"
+    assert mail.header("Message-ID") == f"<{item['delivery_id']}@herald>"
+    assert mail.text is not None
+    assert "It is on its way." in mail.text
+
+
+async def test_provider_reuses_its_connection(provider: SmtpProvider, sink: MailSink) -> None:
+    """Several sends in a row all arrive (the pooled connection is reused, not broken)."""
+    for n in range(3):
+        assert isinstance(await provider.send(delivery(subject=f"mail {n}")), Delivered)
+    mails = await sink.wait_for(3)
+    assert [m.subject for m in mails] == ["mail 0", "mail 1", "mail 2"]
+    assert len({m.peer for m in mails}) == 1
+
+
+async def test_provider_temporary_refusal_is_retry(provider: SmtpProvider, sink: MailSink) -> None:
+    sink.refuse_next(1)
+    outcome = await provider.send(delivery())
+    assert isinstance(outcome, Retry)
+    assert outcome.reason == "provider_deferred"
+    assert outcome.detail.startswith("451")
+    assert sink.messages == []
+    # The refusal was one-off: the next send goes through.
+    assert isinstance(await provider.send(delivery()), Delivered)
+    await sink.wait_for(1)
+
+
+async def test_provider_refused_recipient_is_failed(provider: SmtpProvider, sink: MailSink) -> None:
+    sink.refuse_recipients("nobody@example.com")
+    outcome = await provider.send(delivery(to="nobody@example.com"))
+    assert isinstance(outcome, Failed)
+    assert outcome.reason is DeadLetterReason.PROVIDER_REJECTED
+    assert outcome.detail.startswith("550")
+    assert sink.messages == []
+
+
+async def test_provider_unreachable_server_is_retry(settings: HeraldSettings) -> None:
+    smtp = SmtpProvider(smtp_settings(settings, closed_port()))
+    try:
+        outcome = await smtp.send(delivery())
+    finally:
+        smtp.close()
+    assert isinstance(outcome, Retry)
+    assert "connect" in outcome.detail
+
+
+# --- DeliveryHandler with SmtpProvider ------------------------------------------------------------
+
+
+async def test_delivered_reports_sent(handler: DeliveryHandler[EmailDelivery], sink: MailSink, topics: Topics) -> None:
+    item = delivery()
+    message = consumed(item, topics)
+    outputs = await handler([message])
+    [mail] = await sink.wait_for(1)
+    assert mail.rcpt_tos == ("ada@example.com",)
+    assert len(outputs) == 1
+    produce = outputs[0]
+    assert isinstance(produce, Produce)
+    assert produce.topic == topics.status
+    assert produce.key == message.key
+    assert dict(produce.headers)[TRACEPARENT] == TRACE
+    [event] = status_events(outputs, topics)
+    assert event["status"] == status.SENT
+    assert event["notification_id"] == item["notification_id"]
+    assert (event["channel"], event["attempt"], event["provider"]) == ("email", 1, "smtp")
+
+
+async def test_already_delivered_is_not_sent_again(
+    handler: DeliveryHandler[EmailDelivery], sink: MailSink, topics: Topics
+) -> None:
+    """A redelivery of a delivered message sends no second mail and reports the same ``sent`` event."""
+    message = consumed(delivery(), topics)
+    first = status_events(await handler([message]), topics)
+    await sink.wait_for(1)
+    again = status_events(await handler([message]), topics)
+    assert len(sink.messages) == 1
+    assert [e["status"] for e in again] == [status.SENT]
+    assert again[0]["event_id"] == first[0]["event_id"]
+    assert again[0]["detail"] == "already delivered"
+
+
+async def test_ledger_entry_skips_the_send(
+    handler: DeliveryHandler[EmailDelivery], redis: Redis, settings: HeraldSettings, sink: MailSink, topics: Topics
+) -> None:
+    """An id recorded in the ledger (by another replica, say) is skipped; the rest of the batch is sent."""
+    done, fresh = delivery(to="done@example.com"), delivery(to="fresh@example.com")
+    await DeliveryLedger(redis, key(settings, "delivered", "email")).record([done["delivery_id"]])
+    outputs = await handler([consumed(done, topics, 0), consumed(fresh, topics, 1)])
+    [mail] = await sink.wait_for(1)
+    assert mail.rcpt_tos == ("fresh@example.com",)
+    events = status_events(outputs, topics)
+    assert [(e["notification_id"], e["status"]) for e in events] == [
+        (done["notification_id"], status.SENT),
+        (fresh["notification_id"], status.SENT),
+    ]
+    assert len(sink.messages) == 1
+
+
+async def test_temporary_refusal_is_delayed_for_a_retry(
+    handler: DeliveryHandler[EmailDelivery], sink: MailSink, topics: Topics
+) -> None:
+    item = delivery()
+    message = consumed(item, topics, offset=7)
+    sink.refuse_next(1)
+    before = datetime.now(UTC)
+    outputs = await handler([message])
+    after = datetime.now(UTC)
+    assert sink.messages == []
+    assert not any(isinstance(o, Reject) for o in outputs)
+    [delayed] = [o for o in outputs if isinstance(o, Produce) and o.topic == topics.delay]
+    assert delayed.key == message.key
+    assert dict(delayed.headers)[KIND] == b"delayed"
+    job = DELAYED_MESSAGE.decode(delayed.value)
+    assert job["target_topic"] == topics.send("email")
+    assert job["tenant_id"] == "acme"
+    assert job["notification_id"] == item["notification_id"]
+    assert job["key"] == message.key
+    assert job["headers"][TRACEPARENT] == TRACE
+    assert job["reason"] == "provider_deferred"
+    # Attempt 2 waits between half the base delay and the base delay.
+    assert before + timedelta(seconds=BASE_DELAY_S / 2) <= job["due_at"] <= after + timedelta(seconds=BASE_DELAY_S)
+    again = EMAIL_DELIVERY.decode(job["payload"])
+    assert again == {**item, "attempt": 2}
+    [event] = status_events(outputs, topics)
+    assert event["status"] == status.RETRYING
+    assert event["attempt"] == 1
+    assert event["reason"] == "provider_deferred"
+
+
+async def test_retry_job_id_is_stable_per_attempt(
+    handler: DeliveryHandler[EmailDelivery], sink: MailSink, topics: Topics
+) -> None:
+    """A redelivered failing message schedules the same job, so the retry store keeps one."""
+    message = consumed(delivery(), topics)
+    sink.refuse_next(2)
+    first, again = await handler([message]), await handler([message])
+
+    def job_id(outputs: list[Output]) -> str:
+        [delayed] = [o for o in outputs if isinstance(o, Produce) and o.topic == topics.delay]
+        return DELAYED_MESSAGE.decode(delayed.value)["job_id"]
+
+    assert job_id(first) == job_id(again)
+    later = consumed({**message.value, "attempt": 2}, topics)
+    sink.refuse_next(1)
+    assert job_id(await handler([later])) != job_id(first)
+
+
+async def test_exhausted_attempts_go_to_the_dlq(
+    handler: DeliveryHandler[EmailDelivery], sink: MailSink, topics: Topics
+) -> None:
+    item = delivery(attempt=MAX_ATTEMPTS)
+    message = consumed(item, topics)
+    sink.refuse_next(1)
+    outputs = await handler([message])
+    assert sink.messages == []
+    [reject] = [o for o in outputs if isinstance(o, Reject)]
+    assert reject.message is message
+    assert reject.reason is DeadLetterReason.MAX_ATTEMPTS_EXCEEDED
+    assert f"after {MAX_ATTEMPTS} attempts" in reject.detail
+    assert (reject.tenant_id, reject.notification_id) == ("acme", item["notification_id"])
+    assert not any(isinstance(o, Produce) and o.topic == topics.delay for o in outputs)
+    [event] = status_events(outputs, topics)
+    assert event["status"] == status.FAILED
+    assert event["reason"] == DeadLetterReason.MAX_ATTEMPTS_EXCEEDED.value
+    assert event["attempt"] == MAX_ATTEMPTS
+
+
+async def test_permanent_refusal_goes_to_the_dlq(
+    handler: DeliveryHandler[EmailDelivery], sink: MailSink, topics: Topics
+) -> None:
+    sink.refuse_recipients("@bounce.example")
+    item = delivery(to="gone@bounce.example")
+    message = consumed(item, topics)
+    outputs = await handler([message])
+    assert sink.messages == []
+    [reject] = [o for o in outputs if isinstance(o, Reject)]
+    assert reject.reason is DeadLetterReason.PROVIDER_REJECTED
+    assert reject.detail.startswith("550")
+    assert not any(isinstance(o, Produce) and o.topic == topics.delay for o in outputs)
+    [event] = status_events(outputs, topics)
+    assert event["status"] == status.FAILED
+    assert event["reason"] == DeadLetterReason.PROVIDER_REJECTED.value
+
+
+async def test_failed_sends_are_not_recorded_as_delivered(
+    handler: DeliveryHandler[EmailDelivery], sink: MailSink, topics: Topics
+) -> None:
+    """After a refused attempt, the same delivery is sent for real when retried."""
+    item = delivery()
+    sink.refuse_next(1)
+    await handler([consumed(item, topics)])
+    outputs = await handler([consumed({**item, "attempt": 2}, topics)])
+    [mail] = await sink.wait_for(1)
+    assert mail.header("Message-ID") == f"<{item['delivery_id']}@herald>"
+    assert [e["status"] for e in status_events(outputs, topics)] == [status.SENT]
+
+
+async def test_mixed_batch_keeps_message_order(
+    handler: DeliveryHandler[EmailDelivery], sink: MailSink, topics: Topics
+) -> None:
+    sink.refuse_recipients("bad@example.com")
+    good, bad = delivery(to="good@example.com"), delivery(to="bad@example.com")
+    outputs = await handler([consumed(good, topics, 0), consumed(bad, topics, 1)])
+    await sink.wait_for(1)
+    assert [(e["notification_id"], e["status"]) for e in status_events(outputs, topics)] == [
+        (good["notification_id"], status.SENT),
+        (bad["notification_id"], status.FAILED),
+    ]
+
+
+# --- unsendable messages stay confined to themselves ----------------------------------------------
+
+INJECTED_SUBJECT = "Hello Ada\r\nBcc: evil@example.com"
+
+
+async def test_provider_subject_with_line_break_is_failed(provider: SmtpProvider, sink: MailSink) -> None:
+    outcome = await provider.send(delivery(subject=INJECTED_SUBJECT))
+    assert isinstance(outcome, Failed)
+    assert sink.messages == []
+
+
+async def test_one_unsendable_message_does_not_resend_its_batch(
+    handler: DeliveryHandler[EmailDelivery], sink: MailSink, topics: Topics
+) -> None:
+    good, bad = delivery(to="good@example.com"), delivery(to="bad@example.com", subject=INJECTED_SUBJECT)
+    outputs = await handler([consumed(good, topics, 0), consumed(bad, topics, 1)])
+    await sink.wait_for(1)
+    assert [(e["notification_id"], e["status"]) for e in status_events(outputs, topics)] == [
+        (good["notification_id"], status.SENT),
+        (bad["notification_id"], status.FAILED),
+    ]
+    # A redelivery of the good one is recognised as already delivered.
+    await handler([consumed(good, topics, 0)])
+    assert len(sink.messages) == 1

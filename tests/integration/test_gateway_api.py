@@ -1,0 +1,292 @@
+"""The HTTP gateway with its real dependencies: Postgres for keys and status, the broker for requests.
+
+The app runs in ``TestClient`` as a context manager, so its lifespan opens the real pool and producer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from httpx import Response
+
+from services.gateway.app import create_app
+from services.gateway.repository import ApiKeyRepository
+from services.gateway.settings import GatewaySettings
+from shared.config import HeraldSettings
+from shared.kafka.records import KIND, TENANT
+from shared.messages import NOTIFICATION_REQUEST
+from shared.requests import notification_id_for
+from shared.storage.database import create_pool
+from tests.kafka_helpers import read_topic
+
+pytestmark = pytest.mark.integration
+
+API_KEY = "test-key-0123456789abcdef"
+DEV_TENANT = "dev"
+NOTIFICATIONS = "/api/v1/notifications"
+PROBLEM_JSON = "application/problem+json"
+MAX_BODY_BYTES = 4096
+
+
+@pytest.fixture
+def gateway_settings(settings: HeraldSettings, database_url: str) -> GatewaySettings:
+    return GatewaySettings(
+        kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
+        topic_prefix=settings.topic_prefix,
+        kafka_idempotent_producer=False,
+        database_url=database_url,
+        database_pool_size=2,
+        dev_api_key=API_KEY,  # type: ignore[arg-type]
+        dev_tenant=DEV_TENANT,
+        max_body_bytes=MAX_BODY_BYTES,
+    )
+
+
+@pytest.fixture
+def client(gateway_settings: GatewaySettings) -> Iterator[TestClient]:
+    with TestClient(create_app(gateway_settings)) as running:
+        yield running
+
+
+def auth(secret: str = API_KEY) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def body(**overrides: Any) -> dict[str, Any]:
+    value: dict[str, Any] = {
+        "channels": ["email"],
+        "recipient": {"email": "ada@example.com", "user_id": "user-1"},
+        "content": {"subject": "Hello {{ name }}", "text": "Hi {{ name }}", "html": "<p>Hi {{ name }}</p>"},
+        "variables": {"name": "Ada"},
+    }
+    value.update(overrides)
+    return value
+
+
+def assert_problem(response: Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON
+    problem: dict[str, Any] = response.json()
+    assert problem["status"] == status
+    assert problem["title"]
+    assert problem["type"].startswith("https://")
+    return problem
+
+
+async def add_tenant_with_key(database_url: str, tenant_id: str, secret: str) -> None:
+    pool = await create_pool(database_url, size=1)
+    try:
+        keys = ApiKeyRepository(pool)
+        await keys.ensure_tenant(tenant_id, "Other tenant")
+        await keys.create_key(tenant_id, "test key", secret)
+    finally:
+        await pool.close()
+
+
+# --- authentication -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({}, id="no-header"),
+        pytest.param({"Authorization": "Basic dXNlcjpwYXNz"}, id="not-bearer"),
+        pytest.param(auth("wrong-key-0123456789abcdef"), id="wrong-key"),
+    ],
+)
+def test_post_without_a_valid_key_is_401(client: TestClient, headers: dict[str, str]) -> None:
+    response = client.post(NOTIFICATIONS, json=body(), headers=headers)
+    problem = assert_problem(response, 401)
+    assert response.headers["www-authenticate"] == 'Bearer realm="herald"'
+    assert problem["instance"] == NOTIFICATIONS
+
+
+# --- validation -----------------------------------------------------------------------------------
+
+
+def test_invalid_email_is_422_with_pointer(client: TestClient) -> None:
+    response = client.post(NOTIFICATIONS, json=body(recipient={"email": "not-an-address"}), headers=auth())
+    problem = assert_problem(response, 422)
+    assert problem["errors"][0]["pointer"] == "#/recipient/email"
+    assert problem["errors"][0]["detail"]
+
+
+def test_missing_subject_is_422_with_pointer(client: TestClient) -> None:
+    response = client.post(NOTIFICATIONS, json=body(content={"text": "no subject"}), headers=auth())
+    problem = assert_problem(response, 422)
+    assert [e["pointer"] for e in problem["errors"]] == ["#/content/subject"]
+
+
+def test_missing_body_text_is_422(client: TestClient) -> None:
+    response = client.post(NOTIFICATIONS, json=body(content={"subject": "s"}), headers=auth())
+    problem = assert_problem(response, 422)
+    assert problem["errors"][0]["pointer"] == "#/content/text"
+
+
+def test_unknown_channel_is_422(client: TestClient) -> None:
+    response = client.post(NOTIFICATIONS, json=body(channels=["email", "pigeon"]), headers=auth())
+    problem = assert_problem(response, 422)
+    assert problem["errors"][0]["pointer"] == "#/channels/1"
+
+
+def test_unknown_field_is_422(client: TestClient) -> None:
+    response = client.post(NOTIFICATIONS, json=body(colour="blue"), headers=auth())
+    problem = assert_problem(response, 422)
+    assert problem["errors"][0]["pointer"] == "#/colour"
+
+
+def test_invalid_request_is_not_produced(client: TestClient, gateway_settings: GatewaySettings) -> None:
+    """A 422 produces nothing: the only record on the topic is the valid request sent after it."""
+    assert client.post(NOTIFICATIONS, json=body(content={"text": "x"}), headers=auth()).status_code == 422
+    accepted = client.post(NOTIFICATIONS, json=body(), headers=auth())
+    assert accepted.status_code == 202
+    [record] = asyncio.run(
+        read_topic(gateway_settings.kafka_bootstrap_servers, f"{gateway_settings.topic_prefix}.requests.v1", 1)
+    )
+    assert NOTIFICATION_REQUEST.decode(record.value)["notification_id"] == accepted.json()["id"]
+
+
+# --- accepting and reading ------------------------------------------------------------------------
+
+
+def test_accepted_notification_is_found_right_after(client: TestClient) -> None:
+    response = client.post(NOTIFICATIONS, json=body(), headers=auth())
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    notification_id = accepted["id"]
+    assert uuid.UUID(notification_id)
+    assert accepted["status"] == "accepted"
+    assert response.headers["location"] == f"{NOTIFICATIONS}/{notification_id}"
+    assert accepted["links"]["self"] == response.headers["location"]
+
+    found = client.get(response.headers["location"], headers=auth())
+    assert found.status_code == 200, found.text
+    view = found.json()
+    assert view["id"] == notification_id
+    assert view["status"] == "accepted"
+    assert view["idempotency_key"] is None
+    assert view["attempts"] == 0
+    assert view["history"] == []
+
+
+def test_accepted_request_is_on_the_requests_topic(client: TestClient, gateway_settings: GatewaySettings) -> None:
+    """The record carries the tenant, the unrendered templates and the variables, keyed by recipient."""
+    response = client.post(
+        NOTIFICATIONS,
+        json=body(priority="high", metadata={"campaign": "welcome"}),
+        headers=auth(),
+    )
+    assert response.status_code == 202, response.text
+    topic = f"{gateway_settings.topic_prefix}.requests.v1"
+    [record] = asyncio.run(read_topic(gateway_settings.kafka_bootstrap_servers, topic, 1))
+    request = NOTIFICATION_REQUEST.decode(record.value)
+    assert request["notification_id"] == response.json()["id"]
+    assert request["tenant_id"] == DEV_TENANT
+    assert request["channels"] == ["email"]
+    assert request["priority"] == "high"
+    assert request["metadata"] == {"campaign": "welcome"}
+    assert request["recipient"]["email"] == "ada@example.com"
+    # Templates are rendered later, by the router.
+    assert request["content"] == {
+        "subject": "Hello {{ name }}",
+        "text": "Hi {{ name }}",
+        "html": "<p>Hi {{ name }}</p>",
+    }
+    assert orjson.loads(request["variables_json"]) == {"name": "Ada"}
+    assert record.key == b"dev:user-1"
+    headers = dict(record.headers)
+    assert headers[TENANT] == DEV_TENANT.encode()
+    assert headers[KIND] == b"notification_request"
+
+
+def test_same_idempotency_key_gives_the_same_id(client: TestClient) -> None:
+    headers = {**auth(), "Idempotency-Key": "order-42"}
+    first = client.post(NOTIFICATIONS, json=body(), headers=headers)
+    again = client.post(NOTIFICATIONS, json=body(), headers=headers)
+    other = client.post(NOTIFICATIONS, json=body(), headers={**auth(), "Idempotency-Key": "order-43"})
+    assert first.status_code == again.status_code == other.status_code == 202
+    assert first.json()["id"] == again.json()["id"] == notification_id_for(DEV_TENANT, "order-42")
+    assert other.json()["id"] != first.json()["id"]
+    view = client.get(f"{NOTIFICATIONS}/{first.json()['id']}", headers=auth()).json()
+    assert view["idempotency_key"] == "order-42"
+
+
+def test_other_tenant_cannot_see_the_notification(client: TestClient, database_url: str) -> None:
+    other_key = f"other-{uuid.uuid4().hex}"
+    asyncio.run(add_tenant_with_key(database_url, "globex", other_key))
+    created = client.post(NOTIFICATIONS, json=body(), headers=auth())
+    assert created.status_code == 202
+    location = created.headers["location"]
+    assert client.get(location, headers=auth()).status_code == 200
+    assert_problem(client.get(location, headers=auth(other_key)), 404)
+
+
+def test_unknown_id_is_404_problem(client: TestClient) -> None:
+    missing = str(uuid.uuid4())
+    problem = assert_problem(client.get(f"{NOTIFICATIONS}/{missing}", headers=auth()), 404)
+    assert missing in problem["detail"]
+    assert problem["instance"] == f"{NOTIFICATIONS}/{missing}"
+
+
+def test_malformed_id_is_404_problem(client: TestClient) -> None:
+    assert_problem(client.get(f"{NOTIFICATIONS}/not-a-uuid", headers=auth()), 404)
+
+
+def test_oversized_body_is_413_problem(client: TestClient) -> None:
+    payload = body(variables={"padding": "x" * MAX_BODY_BYTES})
+    problem = assert_problem(client.post(NOTIFICATIONS, json=payload, headers=auth()), 413)
+    assert str(MAX_BODY_BYTES) in problem["detail"]
+
+
+# --- operations -----------------------------------------------------------------------------------
+
+
+def test_health(client: TestClient) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_ready_runs_every_check(client: TestClient) -> None:
+    response = client.get("/ready")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "ok", "checks": {"kafka": "ok", "postgres": "ok"}}
+
+
+def test_metrics_count_requests_by_route(client: TestClient) -> None:
+    assert client.post(NOTIFICATIONS, json=body(), headers=auth()).status_code == 202
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert "herald_http_requests_total" in response.text
+    assert 'herald_http_requests_total{method="POST",route="/api/v1/notifications",status="202"}' in response.text
+
+
+def test_unauthenticated_invalid_body_is_401_not_422(client: TestClient) -> None:
+    """Without a key the caller learns nothing about its body."""
+    response = client.post(NOTIFICATIONS, json={"channels": []})
+    assert_problem(response, 401)
+
+
+def test_get_without_key_is_401(client: TestClient) -> None:
+    response = client.get(f"{NOTIFICATIONS}/{uuid.uuid4()}")
+    assert_problem(response, 401)
+    assert response.headers["www-authenticate"] == 'Bearer realm="herald"'
+
+
+def test_oversized_chunked_body_is_413(client: TestClient) -> None:
+    payload = orjson.dumps(body(variables={"padding": "x" * MAX_BODY_BYTES}))
+    assert len(payload) > MAX_BODY_BYTES
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(payload), 1000):
+            yield payload[start : start + 1000]
+
+    response = client.post(NOTIFICATIONS, content=chunks(), headers={**auth(), "Content-Type": "application/json"})
+    assert "content-length" not in response.request.headers
+    assert_problem(response, 413)

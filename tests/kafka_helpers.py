@@ -1,0 +1,94 @@
+"""Reading and writing test topics directly, without a consumer group."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+
+async def produce_raw(bootstrap: str, topic: str, values: Sequence[bytes], key: bytes | None = None) -> None:
+    """Produce bytes as they are (good or garbage), waiting for every acknowledgement."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for value in values]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[ConsumerRecord]:
+    """Read ``topic`` from the beginning until ``count`` records arrived (or fail after ``timeout``).
+
+    Tansu reports a wrong "latest" offset after batched produce, so this waits for a count instead.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout
+        partitions = None
+        while not partitions:
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"topic {topic} never appeared")
+                await consumer._client.force_metadata_update()
+        consumer.assign([TopicPartition(topic, p) for p in partitions])
+        await consumer.seek_to_beginning()
+        records: list[ConsumerRecord] = []
+        while len(records) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic}: expected {count} records, got {len(records)}")
+            batch = await consumer.getmany(timeout_ms=200)
+            for partition_records in batch.values():
+                records.extend(partition_records)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def committed(bootstrap: str, group: str, topic: str) -> int:
+    """The sum of a group's committed offsets over a topic's partitions."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        total = 0
+        for partition in partitions:
+            offset = await consumer.committed(TopicPartition(topic, partition))
+            total += offset or 0
+        return total
+    finally:
+        await consumer.stop()
+
+
+async def high_watermarks(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
+    """Each partition's high watermark, as fetch responses report it (Tansu's ListOffsets can be wrong)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning()
+        deadline = time.monotonic() + timeout
+        while any(consumer.highwater(tp) is None for tp in partitions):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic}: no fetch response for every partition")
+            await consumer.getmany(timeout_ms=100, max_records=1)
+        return {tp.partition: consumer.highwater(tp) for tp in partitions}
+    finally:
+        await consumer.stop()
+
+
+async def wait_until_drained(bootstrap: str, group: str, topic: str, timeout: float = 60.0) -> None:
+    """Wait until ``group`` has committed every record now in ``topic``: nothing of it can come again."""
+    deadline = time.monotonic() + timeout
+    target = sum((await high_watermarks(bootstrap, topic)).values())
+    while (done := await committed(bootstrap, group, topic)) < target:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{group} committed {done} of {target} records of {topic}")
+        await asyncio.sleep(0.2)

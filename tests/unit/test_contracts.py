@@ -1,0 +1,135 @@
+"""The Avro contracts: single-object encoding, typed shapes, and evolution against every released version."""
+
+from __future__ import annotations
+
+import io
+import typing
+from datetime import datetime
+from pathlib import Path
+
+import fastavro
+import pytest
+from fastavro.utils import generate_many
+
+from shared import messages
+from shared.codec import HISTORY_DIR, MAGIC, SCHEMA_DIR, Contract, UndecodableMessage, contract, load_schema
+from shared.codec import schema_fingerprint as fingerprint
+
+pytestmark = pytest.mark.unit
+
+NAMES = sorted(path.stem for path in SCHEMA_DIR.glob("*.avsc"))
+HISTORY = sorted(HISTORY_DIR.glob("*/*.avsc"))
+TYPED = {
+    "NotificationRequest": messages.NotificationRequest,
+    "RoutableNotification": messages.RoutableNotification,
+    "EmailDelivery": messages.EmailDelivery,
+    "StatusEvent": messages.StatusEvent,
+    "DelayedMessage": messages.DelayedMessage,
+    "DeadLetter": messages.DeadLetter,
+}
+
+
+def encode_with(schema: object, record: object) -> bytes:
+    """Single-object encode with an arbitrary (e.g. older) schema, as an old producer would."""
+    buffer = io.BytesIO()
+    buffer.write(MAGIC + fingerprint(schema))
+    fastavro.schemaless_writer(buffer, schema, record)
+    return buffer.getvalue()
+
+
+def plain(value: object) -> object:
+    """Timestamps as epoch milliseconds (fastavro's generator writes longs, its reader returns datetimes)."""
+    if isinstance(value, datetime):
+        return round(value.timestamp() * 1000)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def test_every_schema_has_a_typed_shape() -> None:
+    assert set(NAMES) == set(TYPED)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_typed_shape_names_exactly_the_schema_fields(name: str) -> None:
+    schema = load_schema(SCHEMA_DIR / f"{name}.avsc")
+    assert set(typing.get_type_hints(TYPED[name])) == {field["name"] for field in schema["fields"]}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_round_trip(name: str) -> None:
+    codec = contract(name)
+    for record in generate_many(codec.schema, 20):
+        data = codec.encode(record)
+        assert data[:2] == b"\xc3\x01"
+        assert data[2:10] == codec.fingerprint
+        assert plain(codec.decode(data)) == plain(record)
+
+
+@pytest.mark.parametrize("path", HISTORY, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_current_schema_reads_every_released_version(path: Path) -> None:
+    old = load_schema(path)
+    codec = contract(path.parent.name)
+    for record in generate_many(old, 20):
+        decoded = codec.decode(encode_with(old, record))
+        # Every field the old writer had arrives unchanged; new fields take their defaults.
+        assert plain({k: decoded[k] for k in record}) == plain(record)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_current_schema_is_released_or_compatible_with_the_newest_release(name: str) -> None:
+    releases = sorted((HISTORY_DIR / name).glob("v*.avsc"), key=lambda p: int(p.stem[1:]))
+    assert releases, f"copy schemas/{name}.avsc to schemas/history/{name}/v1.avsc"
+    newest = load_schema(releases[-1])
+    current = contract(name)
+    if fingerprint(newest) != current.fingerprint:
+        record = generate_many(newest, 1).__next__()
+        current.decode(encode_with(newest, record))
+
+
+def test_an_incompatible_change_is_caught() -> None:
+    """A field added without a default cannot be read from old data: the evolution test would fail."""
+    old = load_schema(SCHEMA_DIR / "StatusEvent.avsc")
+    broken_schema = {**old, "fields": [*old["fields"], {"name": "added_without_default", "type": "string"}]}
+    broken = fastavro.parse_schema(broken_schema, named_schemas={})
+    codec: Contract[dict[str, object]] = Contract(
+        name="StatusEvent", schema=broken, fingerprint=fingerprint(broken), readable={fingerprint(old): old}
+    )
+    record = next(generate_many(old, 1))
+    with pytest.raises(UndecodableMessage):
+        codec.decode(encode_with(old, record))
+
+
+def test_an_added_field_with_default_reads_old_data() -> None:
+    old = load_schema(SCHEMA_DIR / "StatusEvent.avsc")
+    evolved_schema = {**old, "fields": [*old["fields"], {"name": "region", "type": "string", "default": "eu"}]}
+    evolved = fastavro.parse_schema(evolved_schema, named_schemas={})
+    codec: Contract[dict[str, object]] = Contract(
+        name="StatusEvent", schema=evolved, fingerprint=fingerprint(evolved), readable={fingerprint(old): old}
+    )
+    record = next(generate_many(old, 1))
+    assert plain(codec.decode(encode_with(old, record))) == plain({**record, "region": "eu"})
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "not Avro single-object encoded"),
+        (b'{"json": true}', "not Avro single-object encoded"),
+        (MAGIC + b"\x00" * 8 + b"\x02", "unknown writer schema"),
+    ],
+)
+def test_undecodable_bytes_are_named(data: bytes, message: str) -> None:
+    with pytest.raises(UndecodableMessage, match=message):
+        messages.STATUS_EVENT.decode(data)
+
+
+def test_truncated_and_padded_bodies_are_undecodable() -> None:
+    record = next(generate_many(messages.STATUS_EVENT.schema, 1))
+    data = messages.STATUS_EVENT.encode(record)
+    with pytest.raises(UndecodableMessage):
+        messages.STATUS_EVENT.decode(data[:-3])
+    with pytest.raises(UndecodableMessage, match="trailing bytes"):
+        messages.STATUS_EVENT.decode(data + b"\x00")

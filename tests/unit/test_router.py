@@ -1,0 +1,75 @@
+"""The router's handler: one routable notification in, a rendered delivery (or a failure) out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from services.router.handlers import RouterHandler, delivery_id_for
+from services.router.templates import TemplateRenderer
+from shared.errors import DeadLetterReason
+from shared.kafka.records import Consumed, Produce, Reject
+from shared.messages import EMAIL_DELIVERY, ROUTABLE_NOTIFICATION, STATUS_EVENT, RoutableNotification
+from shared.status_events import StatusReporter
+from shared.topics import Topics
+
+pytestmark = pytest.mark.unit
+
+TOPICS = Topics("unit")
+
+
+def routable(subject: str, variables: dict[str, object]) -> Consumed[RoutableNotification]:
+    value: RoutableNotification = {
+        "notification_id": "6f1c1f4e-3a9b-4d7e-9d8b-2b1f5c7e9a10",
+        "tenant_id": "acme",
+        "accepted_at": datetime.now(UTC),
+        "priority": "high",
+        "channels": ["email"],
+        "recipient": {"user_id": None, "email": "ada@example.com", "phone": None, "locale": None},
+        "content": {"subject": subject, "text": "Hi {{ name }}", "html": "<p>{{ name }}</p>"},
+        "variables_json": orjson.dumps(variables).decode(),
+        "metadata": {"campaign": "welcome"},
+    }
+    return Consumed(TOPICS.routable, 0, 7, b"acme:ada", value, ROUTABLE_NOTIFICATION.encode(value))
+
+
+@pytest.fixture
+def handler() -> RouterHandler:
+    return RouterHandler(renderer=TemplateRenderer(), reporter=StatusReporter(TOPICS.status, "router"), topics=TOPICS)
+
+
+async def test_renders_the_delivery_for_the_chosen_channel(handler: RouterHandler) -> None:
+    message = routable("Welcome {{ name }}", {"name": "<i>Ada</i>"})
+    delivery_record, status_record = await handler(message)
+    assert isinstance(delivery_record, Produce)
+    assert isinstance(status_record, Produce)
+    assert delivery_record.topic == TOPICS.send("email")
+    assert delivery_record.key == b"acme:ada"
+    delivery = EMAIL_DELIVERY.decode(delivery_record.value)
+    assert delivery["delivery_id"] == delivery_id_for(message.value["notification_id"], "email")
+    assert (delivery["to"], delivery["subject"], delivery["text"]) == (
+        "ada@example.com",
+        "Welcome <i>Ada</i>",
+        "Hi <i>Ada</i>",
+    )
+    assert delivery["html"] == "<p>&lt;i&gt;Ada&lt;/i&gt;</p>"
+    assert (delivery["priority"], delivery["metadata"], delivery["attempt"]) == ("high", {"campaign": "welcome"}, 1)
+    assert STATUS_EVENT.decode(status_record.value)["status"] == "routed"
+
+
+async def test_a_subject_that_renders_to_several_lines_fails_the_notification(handler: RouterHandler) -> None:
+    reject, status_record = await handler(routable("Hello {{ name }}", {"name": "Ada\r\nBcc: evil@example.com"}))
+    assert isinstance(reject, Reject)
+    assert isinstance(status_record, Produce)
+    assert reject.reason == DeadLetterReason.INVALID_PAYLOAD
+    event = STATUS_EVENT.decode(status_record.value)
+    assert (event["status"], event["reason"]) == ("failed", "invalid_payload")
+    assert "single line" in (event["detail"] or "")
+
+
+async def test_a_missing_variable_fails_the_notification_naming_the_field(handler: RouterHandler) -> None:
+    reject, _ = await handler(routable("Hello {{ nobody }}", {"name": "Ada"}))
+    assert isinstance(reject, Reject)
+    assert reject.detail.startswith("content/subject")

@@ -1,0 +1,163 @@
+"""Channel choice, retry backoff, stable delivery ids and stable status event ids."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from services.router.handlers import delivery_id_for
+from services.router.routing import choose_channel
+from shared import status
+from shared.delivery import RetryPolicy
+from shared.errors import InvalidRequest
+from shared.kafka.records import KIND, TENANT, TRACEPARENT
+from shared.messages import STATUS_EVENT, Recipient
+from shared.status_events import StatusReporter
+
+pytestmark = pytest.mark.unit
+
+TRACE = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def recipient(email: str | None = None, phone: str | None = None) -> Recipient:
+    return {"user_id": "u-1", "email": email, "phone": phone, "locale": None}
+
+
+# --- choose_channel -------------------------------------------------------------------------------
+
+
+def test_choose_channel_picks_email_with_its_address() -> None:
+    assert choose_channel(["email"], recipient(email="ada@example.com")) == ("email", "ada@example.com")
+
+
+def test_choose_channel_skips_channels_the_recipient_cannot_be_reached_on() -> None:
+    """Unknown channels and channels without an address are passed over for the first reachable one."""
+    assert choose_channel(["sms", "push", "email"], recipient(email="ada@example.com", phone="+15550100")) == (
+        "email",
+        "ada@example.com",
+    )
+
+
+def test_choose_channel_raises_when_no_channel_is_reachable() -> None:
+    with pytest.raises(InvalidRequest, match="email") as caught:
+        choose_channel(["email"], recipient(phone="+15550100"))
+    assert caught.value.field == "channels"
+
+
+def test_choose_channel_raises_for_empty_address() -> None:
+    with pytest.raises(InvalidRequest):
+        choose_channel(["email"], recipient(email=""))
+
+
+# --- RetryPolicy ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("attempt", "ceiling"), [(2, 2.0), (3, 4.0), (4, 8.0), (5, 16.0), (6, 32.0)])
+def test_delay_grows_exponentially_within_jitter_bounds(attempt: int, ceiling: float) -> None:
+    policy = RetryPolicy(max_attempts=10, base_delay_s=2.0, max_delay_s=1000.0)
+    delays = [policy.delay_before(attempt) for _ in range(200)]
+    assert all(d is not None and ceiling / 2 <= d <= ceiling for d in delays), delays
+    # Full jitter: not one fixed value.
+    assert len(set(delays)) > 1
+
+
+def test_delay_is_capped_by_max_delay() -> None:
+    policy = RetryPolicy(max_attempts=30, base_delay_s=2.0, max_delay_s=60.0)
+    for attempt in (7, 10, 20, 30):
+        for _ in range(50):
+            delay = policy.delay_before(attempt)
+            assert delay is not None
+            assert 30.0 <= delay <= 60.0
+
+
+def test_delay_is_none_past_max_attempts() -> None:
+    policy = RetryPolicy(max_attempts=3, base_delay_s=1.0, max_delay_s=10.0)
+    assert policy.delay_before(3) is not None
+    assert policy.delay_before(4) is None
+    assert policy.delay_before(10) is None
+
+
+# --- delivery ids ---------------------------------------------------------------------------------
+
+
+def test_delivery_id_is_stable_per_notification_and_channel() -> None:
+    notification = str(uuid.uuid4())
+    first = delivery_id_for(notification, "email")
+    assert first == delivery_id_for(notification, "email")
+    assert uuid.UUID(first).version == 5
+    assert first != delivery_id_for(str(uuid.uuid4()), "email")
+    assert first != delivery_id_for(notification, "sms")
+
+
+# --- StatusReporter -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def reporter() -> StatusReporter:
+    return StatusReporter(topic="t.status.v1", service="sender-email")
+
+
+def test_status_event_carries_what_happened(reporter: StatusReporter) -> None:
+    produce = reporter.event(
+        notification_id="n-1",
+        tenant_id="acme",
+        status=status.RETRYING,
+        key=b"acme:ada",
+        traceparent=TRACE,
+        channel="email",
+        attempt=2,
+        provider="smtp",
+        reason="provider_deferred",
+        detail="451 try later",
+    )
+    assert produce.topic == "t.status.v1"
+    assert produce.key == b"acme:ada"
+    assert dict(produce.headers) == {TENANT: b"acme", KIND: b"status_event", TRACEPARENT: TRACE}
+    event = STATUS_EVENT.decode(produce.value)
+    assert event["notification_id"] == "n-1"
+    assert event["tenant_id"] == "acme"
+    assert event["status"] == "retrying"
+    assert event["service"] == "sender-email"
+    assert (event["channel"], event["attempt"], event["provider"]) == ("email", 2, "smtp")
+    assert (event["reason"], event["detail"]) == ("provider_deferred", "451 try later")
+
+
+def test_status_event_id_is_stable_for_the_same_happening(reporter: StatusReporter) -> None:
+    """A redelivered message reports the same event id, even with another detail or time."""
+    first = reporter.event(
+        notification_id="n-1", tenant_id="acme", status=status.SENT, key=None, channel="email", attempt=1
+    )
+    again = reporter.event(
+        notification_id="n-1",
+        tenant_id="acme",
+        status=status.SENT,
+        key=None,
+        channel="email",
+        attempt=1,
+        detail="already delivered",
+    )
+    assert STATUS_EVENT.decode(first.value)["event_id"] == STATUS_EVENT.decode(again.value)["event_id"]
+
+
+def test_status_event_id_differs_for_different_happenings(reporter: StatusReporter) -> None:
+    def event_id(**changes: object) -> str:
+        arguments: dict[str, object] = {
+            "notification_id": "n-1",
+            "tenant_id": "acme",
+            "status": status.RETRYING,
+            "key": None,
+            "channel": "email",
+            "attempt": 1,
+        }
+        arguments.update(changes)
+        return STATUS_EVENT.decode(reporter.event(**arguments).value)["event_id"]  # type: ignore[arg-type]
+
+    ids = [
+        event_id(),
+        event_id(attempt=2),
+        event_id(status=status.SENT),
+        event_id(notification_id="n-2"),
+        event_id(channel=None),
+    ]
+    assert len(set(ids)) == len(ids)
