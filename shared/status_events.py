@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from shared.kafka.records import Headers, Produce, headers_for
+from shared.errors import DeadLetterReason
+from shared.kafka.records import TRACEPARENT, Consumed, Headers, Output, Produce, Reject, headers_for
 from shared.messages import STATUS_EVENT
 
 EVENT_NAMESPACE = uuid.UUID("0b6f2f8e-3c1f-4b8e-8f59-6c1d0c2e7a44")
@@ -52,3 +54,29 @@ class StatusReporter:
         )
         headers: Headers = headers_for(tenant_id, "status_event", traceparent)
         return Produce(self.topic, value, key=key, headers=headers)
+
+    def give_up(
+        self,
+        message: Consumed[Any],
+        *,
+        status: str,
+        reason: DeadLetterReason,
+        detail: str,
+        traceparent: bytes | None = None,
+        **event: Any,
+    ) -> list[Output]:
+        """A message that can never succeed: to the DLQ, and its notification marked ``status`` saying why."""
+        value = message.value
+        return [
+            Reject(message, reason, detail, tenant_id=value["tenant_id"], notification_id=value["notification_id"]),
+            self.event(
+                notification_id=value["notification_id"],
+                tenant_id=value["tenant_id"],
+                status=status,
+                key=message.key,
+                traceparent=traceparent or message.header(TRACEPARENT),
+                reason=reason.value,
+                detail=detail,
+                **event,
+            ),
+        ]

@@ -62,9 +62,7 @@ async def measure_broker_ceiling(bootstrap_servers: str, count: int, deadline_s:
     """Produce then consume ``count`` records on a fresh topic; fail if it takes over ``deadline_s``."""
     prefix = f"bench-ceiling-{uuid.uuid4().hex[:8]}"
     await create_topics(
-        AdminSettings(
-            kafka_bootstrap_servers=bootstrap_servers, topic_prefix=prefix, kafka_topic_partitions=PARTITIONS
-        )
+        AdminSettings(kafka_bootstrap_servers=bootstrap_servers, topic_prefix=prefix, kafka_topic_partitions=PARTITIONS)
     )
     topic = Topics(prefix).requests
     async with asyncio.timeout(deadline_s):

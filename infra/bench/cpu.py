@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -62,6 +63,10 @@ class CpuUsage:
         """``seconds`` of CPU as a share of one core over the phase (200 % = both cores of this machine)."""
         return 100.0 * seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
+    def with_group(self, name: str, seconds: float) -> CpuUsage:
+        """This usage with one more group measured another way (a child that exited, from its rusage)."""
+        return replace(self, groups={**self.groups, name: seconds})
+
     def to_json(self) -> dict[str, object]:
         """Seconds and % of one core per group, biggest first."""
         ranked = sorted(self.groups.items(), key=lambda item: item[1], reverse=True)
@@ -75,6 +80,13 @@ class CpuUsage:
         }
 
 
+def machine_busy_percent(seconds: float = 1.0) -> float:
+    """How busy the machine is right now, in % of one core, over ``seconds``."""
+    before = _machine_busy_ticks()
+    time.sleep(seconds)
+    return 100.0 * (_machine_busy_ticks() - before) / TICKS_PER_SECOND / seconds
+
+
 class CpuProbe:
     """Samples named processes (by pid) and every process whose name is one of ``by_comm`` (e.g. postgres)."""
 
@@ -82,11 +94,6 @@ class CpuProbe:
         self._pids = {name: pid for name, pid in pids.items() if pid is not None}
         # comm -> group: Postgres and Redis run one process per connection or several, under one name.
         self._by_comm = {comm: group for group, comm in by_comm.items()}
-
-    def add(self, name: str, pid: int | None) -> None:
-        """Follow one more process from now on (started after the first snapshot: all its CPU counts)."""
-        if pid is not None:
-            self._pids[name] = pid
 
     def snapshot(self) -> CpuSnapshot:
         """The counters now."""

@@ -113,12 +113,8 @@ def run_k6(
     concurrency: int,
     seconds: float,
     line_sink: Callable[[str, str], None] | None,
-    on_start: Callable[[ManagedProcess], None] = lambda process: None,
 ) -> HttpLoad:
-    """Run k6 against ``url`` for ``seconds`` with ``concurrency`` users and read its summary.
-
-    ``on_start`` gets the k6 process once it runs (to sample its CPU, for instance).
-    """
+    """Run k6 against ``url`` for ``seconds`` with ``concurrency`` users and read its summary."""
     work_dir.mkdir(parents=True, exist_ok=True)
     script = work_dir / "gateway_load.js"
     script.write_text(_SCRIPT)
@@ -127,9 +123,17 @@ def run_k6(
     binary = k6_binary()
     process = ManagedProcess(
         f"k6-{name}",
-        # The REST API k6 opens by default goes on a free port so parallel runs cannot collide.
-        [str(binary), "run", "--no-usage-report", "--quiet", "--no-color", "--address", f"127.0.0.1:{free_port()}"]
-        + [str(script)],
+        [
+            str(binary),
+            "run",
+            "--no-usage-report",
+            "--quiet",
+            "--no-color",
+            # The REST API k6 opens by default goes on a free port so parallel runs cannot collide.
+            "--address",
+            f"127.0.0.1:{free_port()}",
+            str(script),
+        ],
         env={
             "K6_NO_USAGE_REPORT": "true",
             "BENCH_METHOD": method,
@@ -145,7 +149,6 @@ def run_k6(
     )
     process.start()
     try:
-        on_start(process)
         # The run, its graceful stop (10 s) and start-up, with room to spare.
         code = process.wait(seconds + 60)
     except BaseException:

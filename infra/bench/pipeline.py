@@ -50,7 +50,11 @@ WHERE accepted_at IS NOT NULL AND sent_at IS NOT NULL
 
 @dataclass(frozen=True)
 class Latency:
-    """Percentiles over ``count`` sent notifications, in milliseconds."""
+    """Percentiles over ``count`` sent notifications, in milliseconds.
+
+    ``accepted_*`` start at ingest's ``accepted`` event; ``created_*`` at ``notifications.created_at``,
+    which is the gateway's acceptance for HTTP requests (and the first event otherwise).
+    """
 
     count: int
     accepted_p50_ms: float
@@ -184,7 +188,9 @@ async def read_latency(database: asyncpg.Connection, tenant_id: str, since: date
     )
 
 
-async def drain(database_url: str, tenant_id: str, since: datetime, expected: int, timeout_s: float) -> tuple[int, float]:
+async def drain(
+    database_url: str, tenant_id: str, since: datetime, expected: int, timeout_s: float
+) -> tuple[int, float]:
     """Wait until ``expected`` of the tenant's notifications since ``since`` are sent; (how many, seconds waited)."""
     database = await asyncpg.connect(database_url)
     try:

@@ -16,7 +16,9 @@ TARGETS: dict[str, float] = {
     "latency_p99_ms_at_1000_per_s": 250,
 }
 
-_COLUMNS = (44, 22, 24)
+_COLUMNS = (46, 22, 24)
+# Busy time outside Herald above this (% of one core) means other work competed with the run.
+_OTHER_WARNING_PERCENT = 20.0
 
 
 def _n(value: float) -> str:
@@ -49,6 +51,9 @@ def _cpu_line(title: str, cpu: dict[str, Any], per: tuple[int, str] | None = Non
         top = [(name, s) for name, s in cpu["cpu_seconds"].items() if name != "other"][:5]
         detail = ", ".join(f"{name} {1000 * s / count:.2f}" for name, s in top)
         lines.append(f"  CPU per {unit}: {1000 * total / count:.2f} ms ({detail})")
+    other = cpu["percent_of_core"]["other"]
+    if other > _OTHER_WARNING_PERCENT:
+        lines.append(f"  WARNING: {other:.0f}% of a core went to processes outside this run: the figures are low")
     return lines
 
 
@@ -90,16 +95,17 @@ def render(results: dict[str, Any]) -> str:
             ),
             _row(
                 "seconds: producer done / sink / Postgres",
-                " / ".join("-" if s is None else f"{s:.1f}" for s in (
-                    pipeline["produce_seconds"], pipeline["sink_seconds"], pipeline["stored_seconds"]
-                )),
+                " / ".join(
+                    "-" if s is None else f"{s:.1f}"
+                    for s in (pipeline["produce_seconds"], pipeline["sink_seconds"], pipeline["stored_seconds"])
+                ),
             ),
         ]
         latency = pipeline.get("latency")
         if latency:
             lines.append(
                 _row(
-                    "accepted -> sent p50 / p99 (all queued at once)",
+                    "accepted -> sent p50 / p99 (one burst)",
                     f"{_ms(latency['accepted_p50_ms'])} / {_ms(latency['accepted_p99_ms'])} ms",
                 )
             )

@@ -9,6 +9,7 @@ namespace's Redis keys, whatever happened before.
 from __future__ import annotations
 
 import contextlib
+import signal
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -105,8 +106,8 @@ class BenchStack:
         # Registered first so it runs last, once the services are gone.
         self._cleanup.callback(lambda: uvloop.run(self._forget_data()))
 
-        self.broker.start()
         self._cleanup.callback(self.broker.stop)
+        self.broker.start()
         uvloop.run(self._prepare())
 
         self._sink, self.sink_note = start_sink(self.work_dir / "smtp-sink.counters", self._max_mails)
@@ -114,9 +115,7 @@ class BenchStack:
 
         self.specs = herald_services(free_port(), [free_port() for _ in range(5)])
         # start_services stops what it started if one of them fails to get ready.
-        self.processes = start_services(
-            self.specs, self.environment(), ready_timeout=120, line_sink=self.service_lines
-        )
+        self.processes = start_services(self.specs, self.environment(), ready_timeout=120, line_sink=self.service_lines)
         self._cleanup.callback(lambda: stop_all(self.processes, grace=_STOP_GRACE_S))
 
     def environment(self) -> dict[str, str]:
@@ -171,7 +170,13 @@ class BenchStack:
 
     def close(self) -> None:
         """Stop services, sink and broker, then forget the data and stop private datastores."""
-        self._cleanup.close()
+        # A second Ctrl-C must not cut the clean-up short and leave a database or processes behind.
+        previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self._cleanup.close()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def __enter__(self) -> Self:
         self.start()

@@ -43,7 +43,7 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-POSTGRES_SYSTEM_USER = "postgres"
+POSTGRES_SYSTEM_USERS = ("postgres", "nobody")
 
 
 class DatastoreUnavailable(RuntimeError):
@@ -235,6 +235,18 @@ def _binary_major_version(bin_dir: Path) -> str:
     return match.group(1)
 
 
+def _unprivileged_account() -> pwd.struct_passwd:
+    for name in POSTGRES_SYSTEM_USERS:
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    raise DatastoreUnavailable(
+        f"running as root, Herald starts Postgres as one of the users {', '.join(POSTGRES_SYSTEM_USERS)}, "
+        "and none exists (create one with `useradd --system postgres`, or run as a normal user)"
+    )
+
+
 class PostgresServer:
     """A private Postgres on ``127.0.0.1:port`` with its data in ``data_dir`` (kept across runs).
 
@@ -283,15 +295,9 @@ class PostgresServer:
             )
 
     def _prepare_as_root(self) -> None:
-        # Postgres refuses to run as root: run its programs as the system user "postgres", which must
-        # own the data folder and be able to reach it through every parent folder.
-        try:
-            account = pwd.getpwnam(POSTGRES_SYSTEM_USER)
-        except KeyError as error:
-            raise DatastoreUnavailable(
-                "running as root, Herald starts Postgres as the system user 'postgres', which does not exist "
-                "(create it with `useradd --system postgres`, or run as a normal user)"
-            ) from error
+        # Postgres refuses to run as root: run its programs as the system user "postgres" (or, on a
+        # machine without one, "nobody"), which must own the data folder and reach it through every parent.
+        account = _unprivileged_account()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for parent in self.data_dir.parents:
             mode = parent.stat().st_mode
@@ -302,7 +308,7 @@ class PostgresServer:
                 )
         os.chown(self.data_dir, account.pw_uid, account.pw_gid)
         self.data_dir.chmod(0o700)
-        self._run_as = ["runuser", "-u", POSTGRES_SYSTEM_USER, "--"]
+        self._run_as = ["runuser", "-u", account.pw_name, "--"]
 
     def start(self, timeout: float = 60.0) -> None:
         """Create the cluster if the folder is empty, then start the server and wait until it accepts us."""

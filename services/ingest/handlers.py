@@ -9,7 +9,7 @@ from services.ingest.dedup import Claim, IdempotencyGuard
 from shared import status
 from shared.errors import DeadLetterReason, InvalidRequest
 from shared.kafka.handlers import bind_context
-from shared.kafka.records import TRACEPARENT, Consumed, Output, Produce, Reject, headers_for
+from shared.kafka.records import TRACEPARENT, Consumed, Output, Produce, headers_for
 from shared.messages import ROUTABLE_NOTIFICATION, NotificationRequest
 from shared.observability import metrics
 from shared.requests import recipient_key, validate_request
@@ -88,22 +88,6 @@ class IngestHandler:
 
     def _reject(self, message: Consumed[NotificationRequest], error: InvalidRequest) -> list[Output]:
         bind_context(message)
-        request = message.value
-        return [
-            Reject(
-                message,
-                DeadLetterReason.INVALID_PAYLOAD,
-                str(error),
-                tenant_id=request["tenant_id"],
-                notification_id=request["notification_id"],
-            ),
-            self._reporter.event(
-                notification_id=request["notification_id"],
-                tenant_id=request["tenant_id"],
-                status=status.REJECTED,
-                key=message.key,
-                traceparent=message.header(TRACEPARENT),
-                reason=DeadLetterReason.INVALID_PAYLOAD.value,
-                detail=str(error),
-            ),
-        ]
+        return self._reporter.give_up(
+            message, status=status.REJECTED, reason=DeadLetterReason.INVALID_PAYLOAD, detail=str(error)
+        )

@@ -7,7 +7,7 @@ from services.ingest.handlers import IngestHandler
 from services.ingest.settings import IngestSettings
 from shared import service
 from shared.config import load_settings
-from shared.kafka.consumer import ConsumerConfig, ConsumerLoop
+from shared.kafka.consumer import service_consumer
 from shared.kafka.producer import MessageProducer
 from shared.messages import NOTIFICATION_REQUEST
 from shared.redis import create_redis, key
@@ -29,14 +29,13 @@ async def serve() -> None:
         routable_topic=topics.routable,
         key_prefix=key(settings, "idempotency"),
     )
-    consumer = ConsumerLoop(
-        settings=settings,
+    consumer = service_consumer(
+        settings,
         service=SERVICE,
-        config=ConsumerConfig(group_id=topics.group(SERVICE), topics=[topics.requests]),
+        topic=topics.requests,
         contract=NOTIFICATION_REQUEST,
         handler=handler,
         producer=producer,
-        dlq_topic=topics.dlq,
     )
     await producer.start()
     try:

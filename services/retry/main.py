@@ -7,7 +7,7 @@ from services.retry.settings import RetrySettings
 from services.retry.store import DelayedJobStore
 from shared import service
 from shared.config import load_settings
-from shared.kafka.consumer import ConsumerConfig, ConsumerLoop
+from shared.kafka.consumer import service_consumer
 from shared.kafka.producer import MessageProducer
 from shared.messages import DELAYED_MESSAGE
 from shared.storage.database import check, create_pool
@@ -24,14 +24,13 @@ async def serve() -> None:
     producer = MessageProducer(settings, client_id=SERVICE)
     store = DelayedJobStore(pool)
     scheduler = DelayedJobScheduler(store, producer, settings.fire_batch_size, settings.max_idle_s)
-    consumer = ConsumerLoop(
-        settings=settings,
+    consumer = service_consumer(
+        settings,
         service=SERVICE,
-        config=ConsumerConfig(group_id=topics.group(SERVICE), topics=[topics.delay]),
+        topic=topics.delay,
         contract=DELAYED_MESSAGE,
         handler=DelayedJobIntake(store),
         producer=producer,
-        dlq_topic=topics.dlq,
     )
     await producer.start()
     try:

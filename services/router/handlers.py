@@ -11,7 +11,7 @@ from services.router.routing import choose_channel
 from services.router.templates import TemplateRenderer
 from shared import status
 from shared.errors import DeadLetterReason, InvalidRequest
-from shared.kafka.records import TRACEPARENT, Consumed, Output, Produce, Reject, headers_for
+from shared.kafka.records import TRACEPARENT, Consumed, Output, Produce, headers_for
 from shared.messages import EMAIL_DELIVERY, RoutableNotification
 from shared.observability.tracing import span
 from shared.status_events import StatusReporter
@@ -40,7 +40,13 @@ class RouterHandler:
                 channel, address = choose_channel(notification["channels"], notification["recipient"])
                 delivery = self._render_email(notification, address)
             except InvalidRequest as error:
-                return self._fail(message, error, traceparent)
+                return self._reporter.give_up(
+                    message,
+                    status=status.FAILED,
+                    reason=DeadLetterReason.INVALID_PAYLOAD,
+                    detail=str(error),
+                    traceparent=traceparent,
+                )
         return [
             Produce(
                 self._topics.send(channel),
@@ -80,26 +86,3 @@ class RouterHandler:
                 "metadata": notification["metadata"],
             }
         )
-
-    def _fail(
-        self, message: Consumed[RoutableNotification], error: InvalidRequest, traceparent: bytes | None
-    ) -> list[Output]:
-        notification = message.value
-        return [
-            Reject(
-                message,
-                DeadLetterReason.INVALID_PAYLOAD,
-                str(error),
-                tenant_id=notification["tenant_id"],
-                notification_id=notification["notification_id"],
-            ),
-            self._reporter.event(
-                notification_id=notification["notification_id"],
-                tenant_id=notification["tenant_id"],
-                status=status.FAILED,
-                key=message.key,
-                traceparent=traceparent,
-                reason=DeadLetterReason.INVALID_PAYLOAD.value,
-                detail=str(error),
-            ),
-        ]

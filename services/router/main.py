@@ -7,7 +7,7 @@ from services.router.settings import RouterSettings
 from services.router.templates import TemplateRenderer
 from shared import service
 from shared.config import load_settings
-from shared.kafka.consumer import ConsumerConfig, ConsumerLoop
+from shared.kafka.consumer import service_consumer
 from shared.kafka.handlers import for_each
 from shared.kafka.producer import MessageProducer
 from shared.messages import ROUTABLE_NOTIFICATION
@@ -27,14 +27,13 @@ async def serve() -> None:
         reporter=StatusReporter(topics.status, SERVICE),
         topics=topics,
     )
-    consumer = ConsumerLoop(
-        settings=settings,
+    consumer = service_consumer(
+        settings,
         service=SERVICE,
-        config=ConsumerConfig(group_id=topics.group(SERVICE), topics=[topics.routable]),
+        topic=topics.routable,
         contract=ROUTABLE_NOTIFICATION,
         handler=for_each(handler),
         producer=producer,
-        dlq_topic=topics.dlq,
     )
     await producer.start()
     try:

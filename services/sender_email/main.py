@@ -7,7 +7,7 @@ from services.sender_email.smtp import SmtpProvider
 from shared import service
 from shared.config import load_settings
 from shared.delivery import RetryPolicy
-from shared.kafka.consumer import ConsumerConfig, ConsumerLoop
+from shared.kafka.consumer import service_consumer
 from shared.kafka.producer import MessageProducer
 from shared.messages import EMAIL_DELIVERY
 from shared.redis import create_redis, key
@@ -37,14 +37,13 @@ async def serve() -> None:
         delay_topic=topics.delay,
         concurrency=settings.smtp_pool_size,
     )
-    consumer = ConsumerLoop(
-        settings=settings,
+    consumer = service_consumer(
+        settings,
         service=SERVICE,
-        config=ConsumerConfig(group_id=topics.group(SERVICE), topics=[topics.send(CHANNEL)]),
+        topic=topics.send(CHANNEL),
         contract=EMAIL_DELIVERY,
         handler=handler,
         producer=producer,
-        dlq_topic=topics.dlq,
     )
     await producer.start()
     try:

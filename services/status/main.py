@@ -6,11 +6,12 @@ from collections.abc import Sequence
 
 from services.status.repository import StatusRepository
 from services.status.settings import StatusSettings
-from shared import service
+from shared import service, status
 from shared.config import load_settings
-from shared.kafka.consumer import ConsumerConfig, ConsumerLoop
+from shared.errors import DeadLetterReason
+from shared.kafka.consumer import service_consumer
 from shared.kafka.producer import MessageProducer
-from shared.kafka.records import Consumed, Output
+from shared.kafka.records import Consumed, Output, Reject
 from shared.messages import STATUS_EVENT, StatusEvent
 from shared.observability import metrics
 from shared.storage.database import check, create_pool
@@ -26,9 +27,14 @@ class StatusWriter:
         self._repository = repository
 
     async def __call__(self, batch: Sequence[Consumed[StatusEvent]]) -> list[Output]:
-        await self._repository.apply([message.value for message in batch])
-        metrics.STATUS_EVENTS_STORED.inc(len(batch))
-        return []
+        known = [message for message in batch if message.value["status"] in status.RANKS]
+        await self._repository.apply([message.value for message in known])
+        metrics.STATUS_EVENTS_STORED.inc(len(known))
+        return [
+            Reject(message, DeadLetterReason.INVALID_PAYLOAD, f"unknown status {message.value['status']!r}")
+            for message in batch
+            if message.value["status"] not in status.RANKS
+        ]
 
 
 async def serve() -> None:
@@ -37,14 +43,14 @@ async def serve() -> None:
     topics = Topics(settings.topic_prefix)
     pool = await create_pool(settings.database_url, settings.database_pool_size)
     producer = MessageProducer(settings, client_id=SERVICE)
-    consumer = ConsumerLoop(
-        settings=settings,
+    consumer = service_consumer(
+        settings,
         service=SERVICE,
-        config=ConsumerConfig(group_id=topics.group(SERVICE), topics=[topics.status], max_batch=settings.max_batch),
+        topic=topics.status,
         contract=STATUS_EVENT,
         handler=StatusWriter(StatusRepository(pool)),
         producer=producer,
-        dlq_topic=topics.dlq,
+        max_batch=settings.max_batch,
     )
     await producer.start()
     try:

@@ -40,6 +40,7 @@ from shared.kafka.producer import MessageProducer
 from shared.kafka.records import KIND, TENANT, TRACEPARENT, BatchResult, Consumed, Handler, Output, Produce, Reject
 from shared.messages import DEAD_LETTER
 from shared.observability import metrics
+from shared.topics import Topics
 
 log = structlog.get_logger(__name__)
 
@@ -311,3 +312,26 @@ def _erase(message: Consumed[Any]) -> Consumed[object]:
 def _header_text(message: Consumed[Any], name: str) -> str | None:
     value = message.header(name)
     return value.decode(errors="replace") if value is not None else None
+
+
+def service_consumer(
+    settings: HeraldSettings,
+    *,
+    service: str,
+    topic: str,
+    contract: Contract[Any],
+    handler: Handler[T],
+    producer: MessageProducer,
+    **tuning: Any,
+) -> ConsumerLoop[T]:
+    """A service's loop over one topic: its own consumer group, dead letters to the DLQ topic."""
+    topics = Topics(settings.topic_prefix)
+    return ConsumerLoop(
+        settings=settings,
+        service=service,
+        config=ConsumerConfig(group_id=topics.group(service), topics=[topic], **tuning),
+        contract=contract,
+        handler=handler,
+        producer=producer,
+        dlq_topic=topics.dlq,
+    )

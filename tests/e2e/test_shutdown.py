@@ -92,9 +92,8 @@ async def test_sigterm_mid_stream_loses_nothing_and_sends_nothing_twice(pipeline
         )
     except AssertionError:
         missing = [i for i in ids if not pipeline.mails_for(i)]
-        raise AssertionError(
-            f"{len(missing)} of {COUNT} never delivered; their statuses: {await statuses(pipeline.database_url, missing)}"
-        ) from None
+        found = await statuses(pipeline.database_url, missing)
+        raise AssertionError(f"{len(missing)} of {COUNT} never delivered; their statuses: {found}") from None
 
     async def all_sent() -> bool | None:
         return True if await sent_count(pipeline.database_url, ids) == COUNT else None
