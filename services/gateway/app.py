@@ -12,6 +12,7 @@ from services.gateway.auth import ApiKeyAuthenticator
 from services.gateway.middleware import BodySizeLimit, RequestMetrics
 from services.gateway.repository import ApiKeyRepository, NotificationRepository
 from services.gateway.settings import GatewaySettings
+from shared.batching import GroupWriter
 from shared.kafka.producer import MessageProducer
 from shared.observability.ops import Check, health_routes
 from shared.storage.database import check, create_pool
@@ -36,6 +37,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.producer = producer
         app.state.topics = Topics(settings.topic_prefix)
         app.state.notifications = NotificationRepository(pool)
+        # Concurrent POSTs share one INSERT: a round trip per batch, not per request.
+        app.state.accepted = GroupWriter(app.state.notifications.record_accepted)
         app.state.authenticator = ApiKeyAuthenticator(keys, settings.auth_cache_ttl_s)
         checks.update({"kafka": producer.check, "postgres": lambda: check(pool)})
         try:

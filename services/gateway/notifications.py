@@ -13,8 +13,9 @@ from fastapi import APIRouter, Header, Request, Response
 
 from services.gateway.auth import Tenant
 from services.gateway.problems import Problem
-from services.gateway.repository import NotificationRepository
+from services.gateway.repository import AcceptedNotification
 from services.gateway.schemas import Links, NotificationAccepted, NotificationCreate, NotificationOut, StatusChange
+from shared.batching import GroupWriter
 from shared.kafka.producer import MessageProducer
 from shared.kafka.records import Produce, headers_for
 from shared.messages import NOTIFICATION_REQUEST
@@ -37,7 +38,7 @@ async def accept_notification(
     tenant_id: str,
     idempotency_key: str | None,
     producer: MessageProducer,
-    repository: NotificationRepository,
+    recorder: GroupWriter[AcceptedNotification],
     topics: Topics,
 ) -> str:
     """Make the request durable in Kafka, record it as accepted, and return its id."""
@@ -62,13 +63,7 @@ async def accept_notification(
         )
         await producer.produce([record])
     try:
-        await repository.record_accepted(
-            notification_id=notification_id,
-            tenant_id=tenant_id,
-            channel=None,
-            idempotency_key=idempotency_key,
-            created_at=request["created_at"],
-        )
+        await recorder.submit(AcceptedNotification(notification_id, tenant_id, idempotency_key, request["created_at"]))
     except Exception as error:
         # Kafka has it, so it will be delivered and the status service will create the row: still a 202.
         log.warning("record_accepted_failed", notification_id=notification_id, error=repr(error))
@@ -93,7 +88,7 @@ async def create_notification(
         tenant_id=tenant,
         idempotency_key=idempotency_key,
         producer=state.producer,
-        repository=state.notifications,
+        recorder=state.accepted,
         topics=state.topics,
     )
     location = f"{router.prefix}/{notification_id}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -46,39 +47,45 @@ class NotificationView:
     events: tuple[EventView, ...]
 
 
+@dataclass(frozen=True)
+class AcceptedNotification:
+    """A notification the gateway just made durable in Kafka."""
+
+    notification_id: str
+    tenant_id: str
+    idempotency_key: str | None
+    created_at: datetime
+
+
 class NotificationRepository:
     """Records accepted notifications and reads them back for their tenant."""
 
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
-    async def record_accepted(
-        self,
-        *,
-        notification_id: str,
-        tenant_id: str,
-        channel: str | None,
-        idempotency_key: str | None,
-        created_at: datetime,
-    ) -> bool:
-        """Store a new notification as ``accepted``; False if one with this id already exists."""
+    async def record_accepted(self, notifications: Sequence[AcceptedNotification]) -> int:
+        """Store new notifications as ``accepted`` in one statement; returns how many were new."""
         inserted = await self._pool.fetchval(
             """
-            INSERT INTO notifications (id, tenant_id, status, status_rank, channel, idempotency_key,
-                                       created_at, updated_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
-            ON CONFLICT (id) DO NOTHING
-            RETURNING true
+            WITH new AS (
+                INSERT INTO notifications (id, tenant_id, status, status_rank, channel, idempotency_key,
+                                           created_at, updated_at)
+                SELECT id, tenant_id, $5, $6, NULL, idempotency_key, created_at, created_at
+                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[])
+                    AS n(id, tenant_id, idempotency_key, created_at)
+                ON CONFLICT (id) DO NOTHING
+                RETURNING 1
+            )
+            SELECT count(*) FROM new
             """,
-            notification_id,
-            tenant_id,
+            [n.notification_id for n in notifications],
+            [n.tenant_id for n in notifications],
+            [n.idempotency_key for n in notifications],
+            [n.created_at for n in notifications],
             ACCEPTED,
             rank(ACCEPTED),
-            channel,
-            idempotency_key,
-            created_at,
         )
-        return inserted is not None
+        return int(inserted)
 
     async def get(self, tenant_id: str, notification_id: str) -> NotificationView | None:
         """The notification and its events, or None if it does not exist or belongs to another tenant."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Channel = Literal["email"]
 
@@ -16,7 +16,8 @@ class _Body(BaseModel):
 
 class RecipientIn(_Body):
     user_id: str | None = Field(default=None, max_length=256)
-    email: EmailStr | None = None
+    # Checked by the shared request rules (one validator for HTTP and Kafka callers).
+    email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=32)
     locale: str | None = Field(default=None, max_length=35)
 

@@ -43,10 +43,8 @@ class SmtpProvider:
                 except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
                     return Retry(self.name, f"cannot connect to the SMTP server: {error!r}")
                 try:
-                    await asyncio.wait_for(
-                        connection.sendmail(self._envelope_from, [delivery["to"]], message),
-                        self._settings.smtp_timeout_s,
-                    )
+                    # Each SMTP command is bounded by the connection's timeout (HERALD_SMTP_TIMEOUT_S).
+                    await connection.sendmail(self._envelope_from, [delivery["to"]], message)
                 except aiosmtplib.SMTPServerDisconnected as error:
                     _discard(connection)
                     if fresh_try:

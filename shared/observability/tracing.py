@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -50,9 +51,14 @@ def current_traceparent() -> bytes | None:
     return value.encode() if value else None
 
 
+@cache
+def _tracer() -> trace.Tracer:
+    # Looked up once: get_tracer builds a new instrumentation scope on every call.
+    return trace.get_tracer("herald")
+
+
 @contextmanager
 def span(name: str, traceparent: bytes | None = None, **attributes: str) -> Iterator[bytes | None]:
     """Run a block in a span continuing ``traceparent``; yields the traceparent to put on outputs."""
-    tracer = trace.get_tracer("herald")
-    with tracer.start_as_current_span(name, context=context_from(traceparent), attributes=attributes):
+    with _tracer().start_as_current_span(name, context=context_from(traceparent), attributes=attributes):
         yield current_traceparent() or traceparent

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from services.gateway.repository import ApiKeyRepository, NotificationRepository, hash_secret
+from services.gateway.repository import AcceptedNotification, ApiKeyRepository, NotificationRepository, hash_secret
 from services.retry.store import DelayedJobStore, DueJob
 from services.status.repository import StatusRepository
 from shared import status
@@ -197,10 +197,8 @@ async def test_event_for_unknown_notification_creates_it(db_pool: Pool) -> None:
     assert (view.tenant_id, view.status, view.channel, view.attempts) == ("globex", status.SENT, "push", 1)
     assert view.created_at == T0
     # The gateway's own record of the acceptance arrives late: the row exists, nothing changes.
-    created = await notifications.record_accepted(
-        notification_id=nid, tenant_id="globex", channel=None, idempotency_key=None, created_at=T0
-    )
-    assert created is False
+    inserted = await notifications.record_accepted([AcceptedNotification(nid, "globex", None, T0)])
+    assert inserted == 0
     view = await notifications.get("globex", nid)
     assert view is not None
     assert view.status == status.SENT
@@ -248,36 +246,27 @@ async def test_record_accepted_then_get(db_pool: Pool) -> None:
     notifications = NotificationRepository(db_pool)
     nid = new_id()
 
-    created = await notifications.record_accepted(
-        notification_id=nid, tenant_id="acme", channel="email", idempotency_key="order-42", created_at=T0
-    )
+    inserted = await notifications.record_accepted([AcceptedNotification(nid, "acme", "order-42", T0)])
 
-    assert created is True
+    assert inserted == 1
     view = await notifications.get("acme", nid)
     assert view is not None
     assert (view.id, view.tenant_id, view.status, view.channel, view.idempotency_key, view.attempts) == (
         nid,
         "acme",
         status.ACCEPTED,
-        "email",
+        None,
         "order-42",
         0,
     )
     assert (view.created_at, view.updated_at, view.events) == (T0, T0, ())
-    assert (
-        await notifications.record_accepted(
-            notification_id=nid, tenant_id="acme", channel=None, idempotency_key=None, created_at=T0
-        )
-        is False
-    )
+    assert await notifications.record_accepted([AcceptedNotification(nid, "acme", None, T0)]) == 0
 
 
 async def test_get_is_scoped_to_the_tenant(db_pool: Pool) -> None:
     notifications = NotificationRepository(db_pool)
     nid = new_id()
-    await notifications.record_accepted(
-        notification_id=nid, tenant_id="acme", channel=None, idempotency_key=None, created_at=T0
-    )
+    await notifications.record_accepted([AcceptedNotification(nid, "acme", None, T0)])
     await StatusRepository(db_pool).apply([event(nid, status.ROUTED, T0, tenant_id="acme")])
 
     assert await notifications.get("globex", nid) is None
