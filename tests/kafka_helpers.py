@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -26,6 +26,21 @@ async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30
 
     Tansu reports a wrong "latest" offset after batched produce, so this waits for a count instead.
     """
+    return await read_until(bootstrap, topic, lambda records: len(records) >= count, timeout, f"{count} records")
+
+
+async def find_record(
+    bootstrap: str, topic: str, match: Callable[[ConsumerRecord], bool], timeout: float = 30.0
+) -> ConsumerRecord:
+    """The first record of ``topic`` that ``match`` accepts, waiting for it to arrive."""
+    records = await read_until(bootstrap, topic, lambda found: any(map(match, found)), timeout, "a matching record")
+    return next(record for record in records if match(record))
+
+
+async def read_until(
+    bootstrap: str, topic: str, enough: Callable[[list[ConsumerRecord]], bool], timeout: float, what: str
+) -> list[ConsumerRecord]:
+    """Read ``topic`` from the beginning until ``enough`` says the records read so far suffice."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
     await consumer.start()
     try:
@@ -40,9 +55,9 @@ async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30
         consumer.assign([TopicPartition(topic, p) for p in partitions])
         await consumer.seek_to_beginning()
         records: list[ConsumerRecord] = []
-        while len(records) < count:
+        while not enough(records):
             if time.monotonic() > deadline:
-                raise AssertionError(f"{topic}: expected {count} records, got {len(records)}")
+                raise AssertionError(f"{topic}: expected {what}, got {len(records)} records")
             batch = await consumer.getmany(timeout_ms=200)
             for partition_records in batch.values():
                 records.extend(partition_records)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
+import orjson
 import pytest
+from aiokafka.structs import ConsumerRecord
 
 from shared.client import NotificationClient
 from shared.kafka.records import headers_for, message_key
@@ -20,7 +23,7 @@ from shared.messages import (
 )
 from shared.requests import build_request
 from tests.e2e.conftest import Pipeline, eventually
-from tests.kafka_helpers import produce_raw, read_topic
+from tests.kafka_helpers import find_record, produce_raw, read_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -133,6 +136,32 @@ async def test_an_smtp_refusal_is_retried_once_and_delivered_once(pipeline: Pipe
     await pipeline.wait_for_mail(marker.json()["id"])
     assert len(pipeline.mails_for(notification_id)) == 1
 
+    # The sender logged the refusal as JSON, bound to the notification and its trace.
+    logged = [
+        orjson.loads(line) for line in pipeline.processes["sender-email"].output_tail(200) if line.startswith("{")
+    ]
+    refusal = [entry for entry in logged if entry.get("event") == "send_failed"]
+    assert any(entry["notification_id"] == notification_id and entry["trace_id"] for entry in refusal), refusal
+
+
+async def test_the_trace_started_at_the_gateway_reaches_the_sender(pipeline: Pipeline) -> None:
+    async with pipeline.client() as client:
+        accepted = await client.post("/api/v1/notifications", json=email_request(unique_address()))
+    notification_id = accepted.json()["id"]
+    await pipeline.wait_for_mail(notification_id)
+
+    def trace_id(record: ConsumerRecord) -> str:
+        return str(dict(record.headers)["traceparent"].decode().split("-")[1])
+
+    def of_this(decode: Callable[[bytes], Mapping[str, object]]) -> Callable[[ConsumerRecord], bool]:
+        return lambda record: decode(record.value)["notification_id"] == notification_id
+
+    bootstrap, topics = pipeline.broker.bootstrap_servers, pipeline.topics
+    at_gateway = trace_id(await find_record(bootstrap, topics.requests, of_this(NOTIFICATION_REQUEST.decode)))
+    at_sender = trace_id(await find_record(bootstrap, topics.send("email"), of_this(EMAIL_DELIVERY.decode)))
+    assert int(at_gateway, 16) != 0
+    assert at_sender == at_gateway
+
 
 async def test_an_invalid_request_from_kafka_is_rejected_to_the_dlq(pipeline: Pipeline) -> None:
     request = build_request(
@@ -147,13 +176,16 @@ async def test_an_invalid_request_from_kafka_is_rejected_to_the_dlq(pipeline: Pi
     final = await pipeline.wait_for_status(request["notification_id"], "rejected")
     assert final["last_reason"] == "invalid_payload"
     assert "recipient/email" in final["last_detail"]
-    letters = [
-        DEAD_LETTER.decode(r.value) for r in await read_topic(pipeline.broker.bootstrap_servers, pipeline.topics.dlq, 1)
-    ]
-    assert any(
-        letter["notification_id"] == request["notification_id"] and letter["reason_category"] == "invalid_payload"
-        for letter in letters
+    letter = DEAD_LETTER.decode(
+        (
+            await find_record(
+                pipeline.broker.bootstrap_servers,
+                pipeline.topics.dlq,
+                lambda record: DEAD_LETTER.decode(record.value)["notification_id"] == request["notification_id"],
+            )
+        ).value
     )
+    assert letter["reason_category"] == "invalid_payload"
 
 
 def delivery(notification_id: str, address: str) -> EmailDelivery:
@@ -258,9 +290,15 @@ async def test_undecodable_bytes_on_every_consumed_topic_go_to_the_dlq_and_the_n
         else:
             await pipeline.wait_for_mail(notification_id)
 
-    letters = [DEAD_LETTER.decode(r.value) for r in await read_topic(bootstrap, topics.dlq, len(good) + 1, timeout=30)]
-    undecodable = {letter["original_topic"] for letter in letters if letter["reason_category"] == "undecodable"}
-    assert undecodable == set(good)
-    for letter in letters:
+    def undecodable_from(records: list[ConsumerRecord]) -> set[str]:
+        letters = [DEAD_LETTER.decode(record.value) for record in records]
+        return {letter["original_topic"] for letter in letters if letter["reason_category"] == "undecodable"}
+
+    records = await read_until(
+        bootstrap, topics.dlq, lambda found: undecodable_from(found) >= set(good), 30, "a letter per topic"
+    )
+    assert undecodable_from(records) == set(good)
+    for record in records:
+        letter = DEAD_LETTER.decode(record.value)
         if letter["reason_category"] == "undecodable":
             assert letter["original_payload"] == b"\xde\xad\xbe\xef not avro"
