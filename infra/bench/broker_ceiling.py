@@ -78,14 +78,19 @@ async def measure_broker_ceiling(bootstrap_servers: str, count: int, deadline_s:
     )
 
 
-async def _produce(bootstrap_servers: str, topic: str, count: int) -> float:
-    producer = AIOKafkaProducer(
+def services_like_producer(bootstrap_servers: str) -> AIOKafkaProducer:
+    """A producer batching as Herald's services do (acks=all), without idempotence (Tansu lacks it)."""
+    return AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
         acks="all",
         enable_idempotence=False,
         linger_ms=LINGER_MS,
         max_batch_size=MAX_BATCH_BYTES,
     )
+
+
+async def _produce(bootstrap_servers: str, topic: str, count: int) -> float:
+    producer = services_like_producer(bootstrap_servers)
     await producer.start()
     try:
         value = bytes(RECORD_BYTES)

@@ -15,9 +15,8 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
 
-from shared.kafka.producer import LINGER_MS, MAX_BATCH_BYTES
+from infra.bench.broker_ceiling import services_like_producer
 from shared.kafka.records import headers_for
 from shared.messages import NOTIFICATION_REQUEST
 from shared.requests import build_request, recipient_key
@@ -121,13 +120,7 @@ async def run_pipeline(
     """Produce ``records`` as fast as one producer can and wait until every one is delivered and stored."""
     count = len(records)
     headers = list(headers_for(tenant_id, "notification_request", None))
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers,
-        acks="all",
-        enable_idempotence=False,
-        linger_ms=LINGER_MS,
-        max_batch_size=MAX_BATCH_BYTES,
-    )
+    producer = services_like_producer(bootstrap_servers)
     database = await asyncpg.connect(database_url)
     await producer.start()
     try:

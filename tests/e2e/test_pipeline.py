@@ -23,6 +23,7 @@ from shared.messages import (
 )
 from shared.requests import build_request
 from tests.e2e.conftest import Pipeline, eventually
+from tests.factories import email_delivery
 from tests.kafka_helpers import find_record, produce_raw, read_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -188,19 +189,9 @@ async def test_an_invalid_request_from_kafka_is_rejected_to_the_dlq(pipeline: Pi
     assert letter["reason_category"] == "invalid_payload"
 
 
-def delivery(notification_id: str, address: str) -> EmailDelivery:
-    return {
-        "delivery_id": str(uuid.uuid4()),
-        "notification_id": notification_id,
-        "tenant_id": TENANT,
-        "attempt": 1,
-        "priority": "normal",
-        "to": address,
-        "subject": "direct",
-        "text": "sent without the router",
-        "html": None,
-        "metadata": {},
-    }
+def direct_delivery(notification_id: str) -> EmailDelivery:
+    """A rendered delivery, as if the router had made it."""
+    return email_delivery(notification_id=notification_id, tenant_id=TENANT, to=unique_address(), html=None)
 
 
 async def test_undecodable_bytes_on_every_consumed_topic_go_to_the_dlq_and_the_next_message_still_flows(
@@ -238,7 +229,7 @@ async def test_undecodable_bytes_on_every_consumed_topic_go_to_the_dlq_and_the_n
     )
 
     send_id = str(uuid.uuid4())
-    good[topics.send("email")] = (send_id, EMAIL_DELIVERY.encode(delivery(send_id, unique_address())))
+    good[topics.send("email")] = (send_id, EMAIL_DELIVERY.encode(direct_delivery(send_id)))
 
     delayed_id = str(uuid.uuid4())
     good[topics.delay] = (
@@ -251,7 +242,7 @@ async def test_undecodable_bytes_on_every_consumed_topic_go_to_the_dlq_and_the_n
                 "due_at": now,
                 "target_topic": topics.send("email"),
                 "key": None,
-                "payload": EMAIL_DELIVERY.encode(delivery(delayed_id, unique_address())),
+                "payload": EMAIL_DELIVERY.encode(direct_delivery(delayed_id)),
                 "headers": {},
                 "reason": "test",
             }

@@ -9,7 +9,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from redis.asyncio import Redis
 
+from shared.config import HeraldSettings
+from shared.redis import create_redis
 from shared.storage.database import Pool, create_pool
 from shared.storage.migrate import ensure_database, migrate
 
@@ -52,3 +55,16 @@ async def db_pool(database_url: str) -> AsyncIterator[Pool]:
         yield pool
     finally:
         await pool.close()
+
+
+@pytest.fixture
+async def redis(settings: HeraldSettings) -> AsyncIterator[Redis]:
+    """A client on the test Redis; every key under the test's namespace is deleted afterwards."""
+    client = create_redis(settings)
+    try:
+        yield client
+    finally:
+        stale = [k async for k in client.scan_iter(match=f"{settings.redis_namespace}:*")]
+        if stale:
+            await client.delete(*stale)
+        await client.aclose()

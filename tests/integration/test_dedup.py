@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from redis.asyncio import Redis
 
 from services.ingest.dedup import Claim, IdempotencyGuard
 from shared.config import HeraldSettings
-from shared.redis import create_redis, key
+from shared.redis import key
 
 pytestmark = pytest.mark.integration
 
 TTL_S = 600
-
-
-@pytest.fixture
-async def redis(settings: HeraldSettings) -> AsyncIterator[Redis]:
-    client = create_redis(settings)
-    try:
-        yield client
-    finally:
-        stale = [k async for k in client.scan_iter(match=f"{settings.redis_namespace}:*")]
-        if stale:
-            await client.delete(*stale)
-        await client.aclose()
 
 
 @pytest.fixture

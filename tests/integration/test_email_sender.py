@@ -7,10 +7,8 @@ delayed retries, DLQ verdicts) is decoded and checked.
 from __future__ import annotations
 
 import socket
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -24,10 +22,11 @@ from shared.delivery import Delivered, Failed, Retry, RetryPolicy
 from shared.errors import DeadLetterReason
 from shared.kafka.records import KIND, TENANT, TRACEPARENT, Consumed, Output, Produce, Reject
 from shared.messages import DELAYED_MESSAGE, EMAIL_DELIVERY, STATUS_EVENT, EmailDelivery, StatusEvent
-from shared.redis import create_redis, key
+from shared.redis import key
 from shared.sender import DeliveryHandler, DeliveryLedger
 from shared.status_events import StatusReporter
 from shared.topics import Topics
+from tests.factories import email_delivery as delivery
 
 pytestmark = pytest.mark.integration
 
@@ -43,18 +42,6 @@ BASE_DELAY_S = 60.0
 def sink() -> Iterator[MailSink]:
     with MailSink() as running:
         yield running
-
-
-@pytest.fixture
-async def redis(settings: HeraldSettings) -> AsyncIterator[Redis]:
-    client = create_redis(settings)
-    try:
-        yield client
-    finally:
-        stale = [k async for k in client.scan_iter(match=f"{settings.redis_namespace}:*")]
-        if stale:
-            await client.delete(*stale)
-        await client.aclose()
 
 
 def smtp_settings(settings: HeraldSettings, port: int) -> EmailSenderSettings:
@@ -103,23 +90,6 @@ def handler(
 
 
 # --- helpers --------------------------------------------------------------------------------------
-
-
-def delivery(**overrides: Any) -> EmailDelivery:
-    value: dict[str, Any] = {
-        "delivery_id": str(uuid.uuid4()),
-        "notification_id": str(uuid.uuid4()),
-        "tenant_id": "acme",
-        "attempt": 1,
-        "priority": "normal",
-        "to": "ada@example.com",
-        "subject": "Your order shipped",
-        "text": "It is on its way.",
-        "html": "<p>It is on its way.</p>",
-        "metadata": {},
-    }
-    value.update(overrides)
-    return value  # type: ignore[return-value]
 
 
 def consumed(value: EmailDelivery, topics: Topics, offset: int = 0) -> Consumed[EmailDelivery]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import uuid
 from email.message import EmailMessage
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 
 from services.sender_email.mime import build_message
 from shared.messages import EmailDelivery
+from tests.factories import email_delivery
 
 pytestmark = pytest.mark.unit
 
@@ -19,20 +19,7 @@ SENDER = "Herald <noreply@herald.local>"
 
 
 def delivery(**overrides: Any) -> EmailDelivery:
-    value: dict[str, Any] = {
-        "delivery_id": str(uuid.uuid4()),
-        "notification_id": str(uuid.uuid4()),
-        "tenant_id": "acme",
-        "attempt": 1,
-        "priority": "normal",
-        "to": "ada@example.com",
-        "subject": "Your order shipped",
-        "text": "Plain body",
-        "html": "<p>HTML body</p>",
-        "metadata": {},
-    }
-    value.update(overrides)
-    return value  # type: ignore[return-value]
+    return email_delivery(**{"text": "Plain body", "html": "<p>HTML body</p>", **overrides})
 
 
 def parse(raw: bytes) -> EmailMessage:
