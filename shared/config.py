@@ -8,7 +8,7 @@ errors into one readable message naming each bad variable.
 from __future__ import annotations
 
 import sys
-from typing import Literal, TypeVar
+from typing import Literal, NoReturn, TypeVar
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,5 +62,10 @@ def load_settings(cls: type[SettingsT]) -> SettingsT:
     try:
         return cls()
     except ValidationError as error:
-        print(describe_errors(error), file=sys.stderr)
-        raise ConfigurationError(2) from error
+        refuse_configuration(describe_errors(error))
+
+
+def refuse_configuration(message: str) -> NoReturn:
+    """Stop start-up with ``message`` on stderr (before logging is set up) and exit status 2."""
+    print(message, file=sys.stderr)
+    raise ConfigurationError(2)

@@ -23,6 +23,8 @@ class Retry:
     provider: str
     detail: str
     reason: str = "provider_unavailable"
+    # The earliest sensible retry (a rate limit's wait, an open circuit's remaining time), if known.
+    after_s: float | None = None
 
 
 @dataclass(frozen=True)

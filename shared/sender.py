@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import structlog
 from redis.asyncio import Redis
@@ -27,6 +27,7 @@ from shared.kafka.records import TRACEPARENT, Consumed, Output, Produce, headers
 from shared.messages import DELAYED_MESSAGE
 from shared.observability import metrics
 from shared.observability.tracing import span
+from shared.providers.base import Provider
 from shared.status_events import StatusReporter
 
 log = structlog.get_logger(__name__)
@@ -35,16 +36,6 @@ DeliveryT = TypeVar("DeliveryT", bound=Mapping[str, Any])
 JOB_NAMESPACE = uuid.UUID("c7d4b1a2-5e6f-4a3b-8c9d-0e1f2a3b4c5d")
 # How long a delivered id is remembered; redeliveries come within minutes, a week is generous.
 DELIVERED_TTL_S = 7 * 24 * 3600
-
-
-class Provider(Protocol[DeliveryT]):  # type: ignore[misc]
-    """One way of reaching people on a channel (SMTP, SendGrid, Twilio, ...)."""
-
-    name: str
-
-    async def send(self, delivery: DeliveryT) -> Outcome:
-        """Send one delivery; never raises for provider failures, returns the outcome instead."""
-        ...
 
 
 class DeliveryLedger:
@@ -124,11 +115,11 @@ class DeliveryHandler(Generic[DeliveryT]):
                     # Confined to this message: raising would retry the batch and mail its others again.
                     log.exception("provider_raised")
                     outcome = Failed(self._provider.name, repr(error), DeadLetterReason.PROCESSING_ERROR)
-            metrics.PROVIDER_SECONDS.labels(channel=self._channel, provider=self._provider.name).observe(
+            metrics.PROVIDER_SECONDS.labels(channel=self._channel, provider=outcome.provider).observe(
                 time.perf_counter() - started
             )
             metrics.NOTIFICATIONS_SENT.labels(
-                channel=self._channel, provider=self._provider.name, outcome=type(outcome).__name__.lower()
+                channel=self._channel, provider=outcome.provider, outcome=type(outcome).__name__.lower()
             ).inc()
             if not isinstance(outcome, Delivered):
                 log.info("send_failed", outcome=type(outcome).__name__, detail=outcome.detail)
@@ -151,6 +142,7 @@ class DeliveryHandler(Generic[DeliveryT]):
         if isinstance(outcome, Retry):
             delay = self._policy.delay_before(attempt + 1)
             if delay is not None:
+                delay = max(delay, outcome.after_s or 0.0)
                 return [
                     self._retry_later(message, attempt + 1, delay, outcome.reason),
                     self._reporter.event(

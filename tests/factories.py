@@ -1,10 +1,14 @@
-"""Builders of valid records for tests, with any field overridable."""
+"""Builders of valid records, and scripted doubles of Herald's own interfaces, for tests."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections import deque
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from shared.delivery import Delivered, Outcome
 from shared.messages import EmailDelivery
 
 
@@ -24,3 +28,29 @@ def email_delivery(**overrides: Any) -> EmailDelivery:
     }
     value.update(overrides)
     return value  # type: ignore[return-value]
+
+
+DELIVERY: Mapping[str, Any] = {"delivery_id": "d1"}
+
+
+class ScriptedProvider:
+    """Answers with the outcomes it was given, in order (the last one forever); counts its calls."""
+
+    def __init__(self, name: str, outcomes: Iterable[Outcome | float]) -> None:
+        self.name = name
+        self._script: deque[Outcome | float] = deque(outcomes)
+        self.calls = 0
+
+    def validate_config(self) -> None:
+        return None
+
+    async def health(self) -> None:
+        return None
+
+    async def send(self, delivery: Mapping[str, Any]) -> Outcome:
+        self.calls += 1
+        step = self._script[0] if len(self._script) == 1 else self._script.popleft()
+        if isinstance(step, float):
+            await asyncio.sleep(step)  # a provider that hangs this long
+            return Delivered(self.name)
+        return step

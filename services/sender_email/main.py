@@ -1,15 +1,19 @@
-"""Wires sender-email: send.email topic -> DeliveryHandler(SmtpProvider) -> status, delay and DLQ topics."""
+"""Wires sender-email: send.email topic -> DeliveryHandler(email provider chain) -> status, delay, DLQ."""
 
 from __future__ import annotations
 
 from services.sender_email.settings import EmailSenderSettings
 from services.sender_email.smtp import SmtpProvider
 from shared import service
-from shared.config import load_settings
+from shared.config import load_settings, refuse_configuration
 from shared.delivery import RetryPolicy
 from shared.kafka.consumer import service_consumer
 from shared.kafka.producer import MessageProducer
-from shared.messages import EMAIL_DELIVERY
+from shared.messages import EMAIL_DELIVERY, EmailDelivery
+from shared.providers.base import ProviderConfigError
+from shared.providers.factory import build_chain
+from shared.providers.health import ProviderHealth
+from shared.providers.ratelimit import SendRateLimiter
 from shared.redis import create_redis, key
 from shared.sender import DeliveryHandler, DeliveryLedger
 from shared.status_events import StatusReporter
@@ -24,11 +28,22 @@ async def serve() -> None:
     service.setup(SERVICE, settings)
     topics = Topics(settings.topic_prefix)
     redis = create_redis(settings)
+    smtp = SmtpProvider(settings)
+    try:
+        chain = build_chain(
+            CHANNEL,
+            settings.email_providers,
+            {"smtp": lambda: smtp},
+            settings,
+            SendRateLimiter(redis, key(settings, "ratelimit")),
+        )
+    except ProviderConfigError as error:
+        refuse_configuration(f"invalid configuration:\n  {error}")
+    health = ProviderHealth(chain.providers, settings.provider_health_interval_s)
     producer = MessageProducer(settings, client_id=SERVICE)
-    provider = SmtpProvider(settings)
-    handler = DeliveryHandler(
+    handler: DeliveryHandler[EmailDelivery] = DeliveryHandler(
         channel=CHANNEL,
-        provider=provider,
+        provider=chain,
         contract=EMAIL_DELIVERY,
         ledger=DeliveryLedger(redis, key(settings, "delivered", CHANNEL)),
         reporter=StatusReporter(topics.status, SERVICE),
@@ -48,11 +63,14 @@ async def serve() -> None:
     await producer.start()
     try:
         await service.serve_consumers(
-            settings, [consumer], checks={"kafka": producer.check, "redis": redis.ping, "smtp": provider.health}
+            settings,
+            [consumer],
+            checks={"kafka": producer.check, "redis": redis.ping, "providers": health.ready},
+            background=[health.run],
         )
     finally:
         await producer.stop()
-        provider.close()
+        smtp.close()
         await redis.aclose()
 
 

@@ -14,6 +14,7 @@ from services.sender_email.settings import EmailSenderSettings
 from shared.delivery import Delivered, Failed, Outcome, Retry
 from shared.errors import DeadLetterReason
 from shared.messages import EmailDelivery
+from shared.providers.base import ProviderConfigError
 
 
 class SmtpProvider:
@@ -63,6 +64,18 @@ class SmtpProvider:
                 self._idle.put_nowait(connection)
                 return Delivered(self.name)
         raise AssertionError("unreachable: the second try always returns")
+
+    def validate_config(self) -> None:
+        """Refuse settings that cannot work, naming the variable."""
+        settings = self._settings
+        if not settings.smtp_host:
+            raise ProviderConfigError("HERALD_SMTP_HOST: required for the smtp provider")
+        if settings.smtp_use_tls and settings.smtp_start_tls:
+            raise ProviderConfigError("HERALD_SMTP_USE_TLS and HERALD_SMTP_START_TLS: choose one")
+        if bool(settings.smtp_username) != bool(settings.smtp_password):
+            raise ProviderConfigError("HERALD_SMTP_USERNAME and HERALD_SMTP_PASSWORD: give both or neither")
+        if not self._envelope_from or any(c in settings.smtp_from for c in "\r\n"):
+            raise ProviderConfigError(f"HERALD_SMTP_FROM: not an address: {settings.smtp_from!r}")
 
     async def health(self) -> None:
         """Readiness: the SMTP server accepts a connection and answers NOOP."""

@@ -54,3 +54,14 @@ HTTP_SECONDS = Histogram(
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
 )
+
+# Provider protection.
+CIRCUIT_STATE = Gauge(
+    "herald_circuit_state", "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open", ["provider"]
+)
+CIRCUIT_TRANSITIONS = Counter(
+    "herald_circuit_transitions_total", "Circuit breaker state changes, by the state entered", ["provider", "to"]
+)
+PROVIDER_UP = Gauge(
+    "herald_provider_up", "1 if the provider passed its last periodic health check, else 0", ["provider"]
+)

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import asyncpg
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from infra.local.broker import Broker
 from infra.local.mail_sink import MailSink, ReceivedMessage
@@ -131,6 +132,16 @@ async def _prepare_storage_and_topics(broker: Broker, namespace: str, database_u
     await create_topics(settings)
 
 
+async def _forget_redis_keys(namespace: str) -> None:
+    client = Redis.from_url(REDIS_URL)
+    try:
+        stale = [key async for key in client.scan_iter(match=f"{namespace}:*", count=10_000)]
+        if stale:
+            await client.delete(*stale)
+    finally:
+        await client.aclose()
+
+
 async def _drop_database(database_url: str) -> None:
     admin = await asyncpg.connect(BASE_DATABASE_URL)
     try:
@@ -159,6 +170,7 @@ def running_pipeline(broker: Broker) -> Iterator[Pipeline]:
         stop_all(pipeline.processes.values(), 20)
         sink.stop()
         asyncio.run(_drop_database(database_url))
+        asyncio.run(_forget_redis_keys(namespace))
 
 
 @pytest.fixture(scope="module")

@@ -64,7 +64,7 @@ async def redis(settings: HeraldSettings) -> AsyncIterator[Redis]:
     try:
         yield client
     finally:
-        stale = [k async for k in client.scan_iter(match=f"{settings.redis_namespace}:*")]
+        stale = [k async for k in client.scan_iter(match=f"{settings.redis_namespace}:*", count=10_000)]
         if stale:
             await client.delete(*stale)
         await client.aclose()

@@ -1,0 +1,38 @@
+"""The one small interface every provider implements (SMTP, SendGrid, Twilio, FCM, ...)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, TypeVar
+
+from shared.delivery import Outcome
+
+DeliveryT = TypeVar("DeliveryT", bound=Mapping[str, Any], contravariant=True)
+
+
+class ProviderConfigError(ValueError):
+    """A provider's configuration cannot work (a missing key, a bad URL); raised at start-up."""
+
+
+class Provider(Protocol[DeliveryT]):
+    """One way of reaching people on a channel."""
+
+    @property
+    def name(self) -> str:
+        """Short and stable: it labels metrics, statuses and configuration (``smtp``, ``sendgrid``)."""
+        ...
+
+    def validate_config(self) -> None:
+        """Raise :class:`ProviderConfigError` naming what is wrong; called once at start-up."""
+        ...
+
+    async def send(self, delivery: DeliveryT) -> Outcome:
+        """Send one delivery. Provider failures are returned as outcomes, never raised.
+
+        Must not block the event loop; the caller bounds it with a timeout.
+        """
+        ...
+
+    async def health(self) -> None:
+        """Raise if the provider cannot be reached now (a cheap call: a connection, a NOOP)."""
+        ...

@@ -1,0 +1,24 @@
+"""Settings every channel sender shares (``HERALD_*``): retries, providers' limits and breakers."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.config import HeraldSettings
+
+
+class SenderSettings(HeraldSettings):
+    max_attempts: int = Field(default=5, ge=1)
+    retry_base_delay_s: float = Field(default=2.0, ge=0)
+    retry_max_delay_s: float = Field(default=300.0, ge=0)
+    # Every provider call is bounded by this (seconds).
+    provider_timeout_s: float = Field(default=10.0, gt=0)
+    # Sends per second per provider, shared by every replica, e.g. {"smtp": 500}; unlisted: unlimited.
+    provider_rate_limits: dict[str, float] = Field(default_factory=dict)
+    # A provider's circuit opens when this share of its calls failed in the window (with enough calls).
+    breaker_failure_rate: float = Field(default=0.5, gt=0, le=1)
+    breaker_minimum_calls: int = Field(default=10, ge=1)
+    breaker_window_s: float = Field(default=30.0, gt=0)
+    breaker_open_s: float = Field(default=30.0, gt=0)
+    breaker_half_open_probes: int = Field(default=3, ge=1)
+    provider_health_interval_s: float = Field(default=30.0, gt=0)
