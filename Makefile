@@ -32,7 +32,7 @@ test-e2e: $(STAMP)
 lint: $(STAMP) ## ruff (lint and format) and mypy --strict.
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared services infra
+	$(BIN)/mypy shared services infra tests
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

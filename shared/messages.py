@@ -66,6 +66,17 @@ class EmailDelivery(TypedDict):
     metadata: dict[str, str]
 
 
+class SmsDelivery(TypedDict):
+    delivery_id: str
+    notification_id: str
+    tenant_id: str
+    attempt: int
+    priority: Priority
+    to: str
+    body: str
+    metadata: dict[str, str]
+
+
 class StatusEvent(TypedDict):
     event_id: str
     notification_id: str
@@ -109,6 +120,7 @@ class DeadLetter(TypedDict):
 NOTIFICATION_REQUEST: Contract[NotificationRequest] = contract("NotificationRequest")
 ROUTABLE_NOTIFICATION: Contract[RoutableNotification] = contract("RoutableNotification")
 EMAIL_DELIVERY: Contract[EmailDelivery] = contract("EmailDelivery")
+SMS_DELIVERY: Contract[SmsDelivery] = contract("SmsDelivery")
 STATUS_EVENT: Contract[StatusEvent] = contract("StatusEvent")
 DELAYED_MESSAGE: Contract[DelayedMessage] = contract("DelayedMessage")
 DEAD_LETTER: Contract[DeadLetter] = contract("DeadLetter")

@@ -18,6 +18,7 @@ from email_validator import EmailNotValidError, validate_email
 from shared.errors import InvalidRequest
 from shared.kafka.records import message_key
 from shared.messages import Content, NotificationRequest, Priority, Recipient
+from shared.phone import normalize_e164
 from shared.topics import CHANNELS
 
 # Fixed namespace for ids derived from idempotency keys: the same tenant and key give the same id.
@@ -85,6 +86,8 @@ def validate_request(request: NotificationRequest) -> None:
             raise InvalidRequest(f"channels/{index}", f"unknown channel {channel!r}; supported: {', '.join(CHANNELS)}")
     if "email" in request["channels"]:
         _validate_email_request(request)
+    if "sms" in request["channels"]:
+        _validate_sms_request(request)
     if len(request["variables_json"].encode()) > MAX_VARIABLES_BYTES:
         raise InvalidRequest("variables", f"larger than {MAX_VARIABLES_BYTES} bytes")
     try:
@@ -108,3 +111,12 @@ def _validate_email_request(request: NotificationRequest) -> None:
         raise InvalidRequest("content/subject", "required for the email channel")
     if not content["text"] and not content["html"]:
         raise InvalidRequest("content/text", "give a text or an html body")
+
+
+def _validate_sms_request(request: NotificationRequest) -> None:
+    phone = request["recipient"]["phone"]
+    if not phone:
+        raise InvalidRequest("recipient/phone", "required for the sms channel")
+    normalize_e164(phone)
+    if not request["content"]["text"]:
+        raise InvalidRequest("content/text", "required for the sms channel (the message body)")

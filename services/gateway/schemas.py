@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Channel = Literal["email"]
+Channel = Literal["email", "sms"]
 
 
 class _Body(BaseModel):

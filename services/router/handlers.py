@@ -12,8 +12,9 @@ from services.router.templates import TemplateRenderer
 from shared import status
 from shared.errors import DeadLetterReason, InvalidRequest
 from shared.kafka.records import TRACEPARENT, Consumed, Output, Produce, headers_for
-from shared.messages import EMAIL_DELIVERY, RoutableNotification
+from shared.messages import EMAIL_DELIVERY, SMS_DELIVERY, RoutableNotification
 from shared.observability.tracing import span
+from shared.phone import normalize_e164
 from shared.status_events import StatusReporter
 from shared.topics import Topics
 
@@ -38,7 +39,8 @@ class RouterHandler:
         with span("router.route", message.header(TRACEPARENT)) as traceparent:
             try:
                 channel, address = choose_channel(notification["channels"], notification["recipient"])
-                delivery = self._render_email(notification, address)
+                render = self._render_sms if channel == "sms" else self._render_email
+                delivery = render(notification, address)
             except InvalidRequest as error:
                 return self._reporter.give_up(
                     message,
@@ -83,6 +85,21 @@ class RouterHandler:
                 "subject": subject,
                 "text": render("content/text", content["text"], variables) if content["text"] else None,
                 "html": render("content/html", content["html"], variables, html=True) if content["html"] else None,
+                "metadata": notification["metadata"],
+            }
+        )
+
+    def _render_sms(self, notification: RoutableNotification, address: str) -> bytes:
+        variables = orjson.loads(notification["variables_json"])
+        return SMS_DELIVERY.encode(
+            {
+                "delivery_id": delivery_id_for(notification["notification_id"], "sms"),
+                "notification_id": notification["notification_id"],
+                "tenant_id": notification["tenant_id"],
+                "attempt": 1,
+                "priority": notification["priority"],
+                "to": normalize_e164(address),
+                "body": self._renderer.render("content/text", notification["content"]["text"] or "", variables),
                 "metadata": notification["metadata"],
             }
         )

@@ -1,77 +1,61 @@
-"""Wires sender-email: send.email topic -> DeliveryHandler(email provider chain) -> status, delay, DLQ."""
+"""Wires sender-email: send.email topic -> the email provider chain -> status, delay and DLQ topics."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from services.sender_email.sendgrid import SendGridConfig, SendGridProvider
+from services.sender_email.ses import SesConfig, SesProvider
 from services.sender_email.settings import EmailSenderSettings
 from services.sender_email.smtp import SmtpProvider
 from shared import service
-from shared.config import load_settings, refuse_configuration
-from shared.delivery import RetryPolicy
-from shared.kafka.consumer import service_consumer
-from shared.kafka.producer import MessageProducer
+from shared.config import load_settings
 from shared.messages import EMAIL_DELIVERY, EmailDelivery
-from shared.providers.base import ProviderConfigError
-from shared.providers.factory import build_chain
-from shared.providers.health import ProviderHealth
-from shared.providers.ratelimit import SendRateLimiter
-from shared.redis import create_redis, key
-from shared.sender import DeliveryHandler, DeliveryLedger
-from shared.status_events import StatusReporter
-from shared.topics import Topics
+from shared.providers.base import Provider
+from shared.sender_service import serve_sender
 
-SERVICE = "sender-email"
-CHANNEL = "email"
+
+def available_providers(settings: EmailSenderSettings) -> dict[str, Callable[[], Provider[EmailDelivery]]]:
+    """Every email provider Herald knows; each is built only when HERALD_EMAIL_PROVIDERS lists it."""
+    return {
+        "smtp": lambda: SmtpProvider(settings),
+        "sendgrid": lambda: SendGridProvider(
+            SendGridConfig(
+                api_key=settings.sendgrid_api_key.get_secret_value() if settings.sendgrid_api_key else "",
+                from_address=settings.sendgrid_from,
+                base_url=settings.sendgrid_base_url,
+                timeout_s=settings.sendgrid_timeout_s,
+                max_concurrency=settings.sendgrid_max_concurrency,
+                open_tracking=settings.sendgrid_open_tracking,
+                click_tracking=settings.sendgrid_click_tracking,
+            )
+        ),
+        "ses": lambda: SesProvider(
+            SesConfig(
+                region=settings.ses_region,
+                sender=settings.ses_from,
+                access_key_id=settings.ses_access_key_id,
+                secret_access_key=settings.ses_secret_access_key,
+                endpoint_url=settings.ses_endpoint_url,
+                configuration_set=settings.ses_configuration_set,
+                timeout_s=settings.ses_timeout_s,
+                max_concurrency=settings.ses_max_concurrency,
+            )
+        ),
+    }
 
 
 async def serve() -> None:
     settings = load_settings(EmailSenderSettings)
-    service.setup(SERVICE, settings)
-    topics = Topics(settings.topic_prefix)
-    redis = create_redis(settings)
-    smtp = SmtpProvider(settings)
-    try:
-        chain = build_chain(
-            CHANNEL,
-            settings.email_providers,
-            {"smtp": lambda: smtp},
-            settings,
-            SendRateLimiter(redis, key(settings, "ratelimit")),
-        )
-    except ProviderConfigError as error:
-        refuse_configuration(f"invalid configuration:\n  {error}")
-    health = ProviderHealth(chain.providers, settings.provider_health_interval_s)
-    producer = MessageProducer(settings, client_id=SERVICE)
-    handler: DeliveryHandler[EmailDelivery] = DeliveryHandler(
-        channel=CHANNEL,
-        provider=chain,
+    await serve_sender(
+        service_name="sender-email",
+        channel="email",
+        settings=settings,
         contract=EMAIL_DELIVERY,
-        ledger=DeliveryLedger(redis, key(settings, "delivered", CHANNEL)),
-        reporter=StatusReporter(topics.status, SERVICE),
-        policy=RetryPolicy(settings.max_attempts, settings.retry_base_delay_s, settings.retry_max_delay_s),
-        send_topic=topics.send(CHANNEL),
-        delay_topic=topics.delay,
+        provider_names=settings.email_providers,
+        available=available_providers(settings),
         concurrency=settings.smtp_pool_size,
     )
-    consumer = service_consumer(
-        settings,
-        service=SERVICE,
-        topic=topics.send(CHANNEL),
-        contract=EMAIL_DELIVERY,
-        handler=handler,
-        producer=producer,
-    )
-    await producer.start()
-    try:
-        await service.serve_consumers(
-            settings,
-            [consumer],
-            checks={"kafka": producer.check, "redis": redis.ping, "providers": health.ready},
-            background=[health.run],
-        )
-    finally:
-        await producer.stop()
-        smtp.close()
-        await redis.aclose()
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ provider could take it, the result is a :class:`Retry` with the earliest time wo
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -70,6 +71,15 @@ class ProviderChain(Generic[DeliveryT]):
     def validate_config(self) -> None:
         for provider in self._providers:
             provider.validate_config()
+
+    async def close(self) -> None:
+        """Release what providers hold open (connections, clients), for those that hold any."""
+        for provider in self._providers:
+            close = getattr(provider, "close", None)
+            if close is not None:
+                result = close()
+                if inspect.isawaitable(result):
+                    await result
 
     async def health(self) -> None:
         """Healthy while at least one provider answers."""

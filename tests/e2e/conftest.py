@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -66,7 +66,7 @@ class Pipeline:
 
     async def wait_for_mail(self, notification_id: str, timeout: float = 30.0) -> ReceivedMessage:
         """The mail of one notification, once it reached the SMTP server."""
-        mails = await eventually(
+        mails: list[ReceivedMessage] = await eventually(
             lambda: self.mails_for(notification_id) or None, timeout, f"mail for {notification_id}"
         )
         return mails[0]
@@ -80,7 +80,8 @@ class Pipeline:
                 body: dict[str, Any] = response.json()
                 return body if response.status_code == 200 and body["status"] == status else None
 
-            return await eventually(fetch, timeout, f"{notification_id} to be {status}")
+            found: dict[str, Any] = await eventually(fetch, timeout, f"{notification_id} to be {status}")
+            return found
 
     async def metric(self, service: str, name: str) -> float:
         """The sum of a Prometheus metric's samples on one service."""
@@ -90,7 +91,7 @@ class Pipeline:
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
-async def eventually(probe: Callable[[], T | None] | Callable[[], Awaitable[T | None]], timeout: float, what: str) -> T:
+async def eventually(probe: Callable[[], Any], timeout: float, what: str) -> Any:
     """Poll ``probe`` until it returns something other than None (or fail naming ``what``)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -98,7 +99,7 @@ async def eventually(probe: Callable[[], T | None] | Callable[[], Awaitable[T | 
         if asyncio.iscoroutine(result):
             result = await result
         if result is not None:
-            return result  # type: ignore[return-value]
+            return result
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         await asyncio.sleep(0.05)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 from redis.asyncio import Redis
 
+from infra.standins.aws import MotoServer
 from shared.config import HeraldSettings
 from shared.redis import create_redis
 from shared.storage.database import Pool, create_pool
@@ -68,3 +69,17 @@ async def redis(settings: HeraldSettings) -> AsyncIterator[Redis]:
         if stale:
             await client.delete(*stale)
         await client.aclose()
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[MotoServer]:
+    """moto in server mode: the AWS APIs (SES, SNS) over real HTTP, for one test module."""
+    with MotoServer(line_sink=None) as server:
+        yield server
+
+
+@pytest.fixture
+def aws(moto_server: MotoServer) -> MotoServer:
+    """The moto server, emptied: no identities, nothing sent yet."""
+    moto_server.reset()
+    return moto_server

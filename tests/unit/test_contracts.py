@@ -6,6 +6,7 @@ import io
 import typing
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import fastavro
 import pytest
@@ -23,13 +24,14 @@ TYPED = {
     "NotificationRequest": messages.NotificationRequest,
     "RoutableNotification": messages.RoutableNotification,
     "EmailDelivery": messages.EmailDelivery,
+    "SmsDelivery": messages.SmsDelivery,
     "StatusEvent": messages.StatusEvent,
     "DelayedMessage": messages.DelayedMessage,
     "DeadLetter": messages.DeadLetter,
 }
 
 
-def encode_with(schema: object, record: object) -> bytes:
+def encode_with(schema: Any, record: Any) -> bytes:
     """Single-object encode with an arbitrary (e.g. older) schema, as an old producer would."""
     buffer = io.BytesIO()
     buffer.write(MAGIC + fingerprint(schema))

@@ -136,3 +136,25 @@ def test_variables_limit_counts_bytes_not_characters() -> None:
     with pytest.raises(InvalidRequest) as caught:
         validate_request(request)
     assert caught.value.field == "variables"
+
+
+def sms_request(phone: str | None, text: str | None = "Your code is 1234") -> NotificationRequest:
+    return build_request(tenant_id="acme", channels=["sms"], recipient={"phone": phone}, content={"text": text})
+
+
+@pytest.mark.parametrize(
+    ("phone", "text", "field"),
+    [
+        (None, "hi", "recipient/phone"),
+        ("12", "hi", "recipient/phone"),
+        ("+1 202 555 0199", None, "content/text"),
+    ],
+)
+def test_sms_rules(phone: str | None, text: str | None, field: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        validate_request(sms_request(phone, text))
+    assert caught.value.field == field
+
+
+def test_a_valid_sms_request_passes() -> None:
+    validate_request(sms_request("+44 20 7946 0958"))

@@ -11,7 +11,7 @@ from services.router.handlers import RouterHandler, delivery_id_for
 from services.router.templates import TemplateRenderer
 from shared.errors import DeadLetterReason
 from shared.kafka.records import Consumed, Produce, Reject
-from shared.messages import EMAIL_DELIVERY, ROUTABLE_NOTIFICATION, STATUS_EVENT, RoutableNotification
+from shared.messages import EMAIL_DELIVERY, ROUTABLE_NOTIFICATION, SMS_DELIVERY, STATUS_EVENT, RoutableNotification
 from shared.status_events import StatusReporter
 from shared.topics import Topics
 
@@ -73,3 +73,17 @@ async def test_a_missing_variable_fails_the_notification_naming_the_field(handle
     reject, _ = await handler(routable("Hello {{ nobody }}", {"name": "Ada"}))
     assert isinstance(reject, Reject)
     assert reject.detail.startswith("content/subject")
+
+
+async def test_an_sms_is_rendered_as_text_to_the_e164_number(handler: RouterHandler) -> None:
+    message = routable("unused for sms", {"name": "<i>Ada</i>"})
+    message.value["channels"] = ["sms"]
+    message.value["recipient"]["phone"] = "+44 20 7946 0958"
+    delivery_record, status_record = await handler(message)
+    assert isinstance(delivery_record, Produce)
+    assert isinstance(status_record, Produce)
+    assert delivery_record.topic == TOPICS.send("sms")
+    delivery = SMS_DELIVERY.decode(delivery_record.value)
+    assert (delivery["to"], delivery["body"]) == ("+442079460958", "Hi <i>Ada</i>")
+    assert delivery["delivery_id"] == delivery_id_for(message.value["notification_id"], "sms")
+    assert STATUS_EVENT.decode(status_record.value)["channel"] == "sms"

@@ -33,9 +33,13 @@ def test_choose_channel_picks_email_with_its_address() -> None:
 
 def test_choose_channel_skips_channels_the_recipient_cannot_be_reached_on() -> None:
     """Unknown channels and channels without an address are passed over for the first reachable one."""
-    assert choose_channel(["sms", "push", "email"], recipient(email="ada@example.com", phone="+15550100")) == (
+    assert choose_channel(["sms", "push", "email"], recipient(email="ada@example.com")) == (
         "email",
         "ada@example.com",
+    )
+    assert choose_channel(["push", "sms", "email"], recipient(email="ada@example.com", phone="+15550100")) == (
+        "sms",
+        "+15550100",
     )
 
 

@@ -1,0 +1,68 @@
+"""A local AWS API (moto in server mode) that boto3 talks to, for SES, SNS and any other AWS provider.
+
+moto runs as its own process, so the code under test reaches it over real HTTP, signed and
+serialised by botocore exactly as for AWS; point a client at it with ``endpoint_url=server.url``
+and any credentials. Its ``/moto-api/`` endpoints reset the state and expose what it holds (sent
+emails, published SMS) for tests to check.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from infra.local.processes import LineSink, ManagedProcess, free_port, print_prefixed, python_module
+
+HOST = "127.0.0.1"
+
+
+class MotoServer:
+    """``python -m moto.server`` on a local port, every AWS service on one endpoint."""
+
+    def __init__(
+        self, port: int | None = None, *, name: str = "moto", line_sink: LineSink | None = print_prefixed
+    ) -> None:
+        self.port = port or free_port(HOST)
+        self._process: ManagedProcess = python_module(
+            name, "moto.server", "-H", HOST, "-p", str(self.port), line_sink=line_sink
+        )
+
+    @property
+    def url(self) -> str:
+        """The ``endpoint_url`` for boto3 clients."""
+        return f"http://{HOST}:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start moto and wait until it answers HTTP."""
+        self._process.start()
+        try:
+            self._process.wait_http_ready(f"{self.url}/moto-api/", timeout=timeout)
+        except Exception:
+            self._process.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop moto; everything it held is gone."""
+        self._process.stop()
+
+    def reset(self) -> None:
+        """Forget every resource and message of every service (cheap: use between tests)."""
+        httpx.post(f"{self.url}/moto-api/reset", timeout=10.0).raise_for_status()
+
+    def model_data(self) -> dict[str, Any]:
+        """Every model instance moto holds, by service and model, e.g. ``["ses"]["RawMessage"]``."""
+        response = httpx.get(f"{self.url}/moto-api/data.json", timeout=10.0)
+        response.raise_for_status()
+        data: dict[str, Any] = response.json()
+        return data
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,1 @@
+"""sender-sms: sends SMS deliveries through Twilio or Amazon SNS."""

@@ -1,0 +1,3 @@
+from services.sender_sms.main import main
+
+main()

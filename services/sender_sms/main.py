@@ -1,0 +1,56 @@
+"""Wires sender-sms: send.sms topic -> the SMS provider chain -> status, delay and DLQ topics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from services.sender_sms.settings import SmsSenderSettings
+from services.sender_sms.sns import SnsConfig, SnsSmsProvider
+from services.sender_sms.twilio_sms import TwilioConfig, TwilioSmsProvider
+from shared import service
+from shared.config import load_settings
+from shared.messages import SMS_DELIVERY, SmsDelivery
+from shared.providers.base import Provider
+from shared.sender_service import serve_sender
+
+
+def available_providers(settings: SmsSenderSettings) -> dict[str, Callable[[], Provider[SmsDelivery]]]:
+    """Every SMS provider Herald knows, built from settings only when configured to be used."""
+    return {
+        "twilio": lambda: TwilioSmsProvider(
+            TwilioConfig(
+                account_sid=settings.twilio_account_sid or "",
+                auth_token=settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else "",
+                from_number=settings.twilio_from_number,
+                messaging_service_sid=settings.twilio_messaging_service_sid,
+                status_callback_url=settings.twilio_status_callback_url,
+                base_url=settings.twilio_base_url,
+                timeout_s=settings.provider_timeout_s,
+            )
+        ),
+        "sns": lambda: SnsSmsProvider(
+            SnsConfig(
+                region=settings.sns_region,
+                endpoint_url=settings.sns_endpoint_url,
+                sender_id=settings.sns_sender_id,
+                timeout_s=settings.provider_timeout_s,
+            )
+        ),
+    }
+
+
+async def serve() -> None:
+    settings = load_settings(SmsSenderSettings)
+    await serve_sender(
+        service_name="sender-sms",
+        channel="sms",
+        settings=settings,
+        contract=SMS_DELIVERY,
+        provider_names=settings.sms_providers,
+        available=available_providers(settings),
+        concurrency=settings.sms_concurrency,
+    )
+
+
+def main() -> None:
+    service.run(serve)

@@ -1,0 +1,79 @@
+"""Running one channel's sender: the same wiring for email, SMS, push and webhooks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from shared import service
+from shared.codec import Contract
+from shared.config import refuse_configuration
+from shared.delivery import RetryPolicy
+from shared.kafka.consumer import service_consumer
+from shared.kafka.producer import MessageProducer
+from shared.providers.base import Provider, ProviderConfigError
+from shared.providers.factory import build_chain
+from shared.providers.health import ProviderHealth
+from shared.providers.ratelimit import SendRateLimiter
+from shared.redis import create_redis, key
+from shared.sender import DeliveryHandler, DeliveryLedger
+from shared.sender_settings import SenderSettings
+from shared.status_events import StatusReporter
+from shared.topics import Topics
+
+DeliveryT = TypeVar("DeliveryT", bound=Mapping[str, Any])
+
+
+async def serve_sender(
+    *,
+    service_name: str,
+    channel: str,
+    settings: SenderSettings,
+    contract: Contract[DeliveryT],
+    provider_names: Sequence[str],
+    available: Mapping[str, Callable[[], Provider[DeliveryT]]],
+    concurrency: int,
+) -> None:
+    """Consume ``send.<channel>`` and deliver through the configured provider chain until SIGTERM."""
+    service.setup(service_name, settings)
+    topics = Topics(settings.topic_prefix)
+    redis = create_redis(settings)
+    try:
+        chain = build_chain(
+            channel, provider_names, available, settings, SendRateLimiter(redis, key(settings, "ratelimit"))
+        )
+    except ProviderConfigError as error:
+        refuse_configuration(f"invalid configuration:\n  {error}")
+    health = ProviderHealth(chain.providers, settings.provider_health_interval_s)
+    producer = MessageProducer(settings, client_id=service_name)
+    handler: DeliveryHandler[DeliveryT] = DeliveryHandler(
+        channel=channel,
+        provider=chain,
+        contract=contract,
+        ledger=DeliveryLedger(redis, key(settings, "delivered", channel)),
+        reporter=StatusReporter(topics.status, service_name),
+        policy=RetryPolicy(settings.max_attempts, settings.retry_base_delay_s, settings.retry_max_delay_s),
+        send_topic=topics.send(channel),
+        delay_topic=topics.delay,
+        concurrency=concurrency,
+    )
+    consumer = service_consumer(
+        settings,
+        service=service_name,
+        topic=topics.send(channel),
+        contract=contract,
+        handler=handler,
+        producer=producer,
+    )
+    await producer.start()
+    try:
+        await service.serve_consumers(
+            settings,
+            [consumer],
+            checks={"kafka": producer.check, "redis": redis.ping, "providers": health.ready},
+            background=[health.run],
+        )
+    finally:
+        await producer.stop()
+        await chain.close()
+        await redis.aclose()
