@@ -26,7 +26,8 @@ from infra.bench.smtp_sink import Sink, start_sink
 from infra.local.broker import Broker
 from infra.local.datastores import ensure_datastores
 from infra.local.processes import ManagedProcess, free_port, stop_all
-from infra.local.stack import REPO_ROOT, ServiceSpec, herald_services, start_services
+from infra.local.stack import REPO_ROOT, WORKERS, ServiceSpec, herald_services, start_services
+from infra.standins.aws import MotoServer
 from shared.config import HeraldSettings, load_settings
 from shared.kafka.admin import AdminSettings, create_topics
 from shared.storage.migrate import ensure_database, migrate
@@ -69,6 +70,8 @@ class BenchStack:
         self.database_url = ""
         self.redis_url = ""
         self._sink: Sink | None = None
+        # sender-sms runs too (idle here): SNS on moto stands in for its provider.
+        self._sms = MotoServer(name="bench-moto", line_sink=None)
         self.sink_note: str | None = None
         self._cleanup = contextlib.ExitStack()
 
@@ -113,7 +116,10 @@ class BenchStack:
         self._sink, self.sink_note = start_sink(self.work_dir / "smtp-sink.counters", self._max_mails)
         self._cleanup.callback(self._sink.stop)
 
-        self.specs = herald_services(free_port(), [free_port() for _ in range(5)])
+        self._cleanup.callback(self._sms.stop)
+        self._sms.start()
+
+        self.specs = herald_services(free_port(), [free_port() for _ in WORKERS])
         # start_services stops what it started if one of them fails to get ready.
         self.processes = start_services(self.specs, self.environment(), ready_timeout=120, line_sink=self.service_lines)
         self._cleanup.callback(lambda: stop_all(self.processes, grace=_STOP_GRACE_S))
@@ -134,6 +140,7 @@ class BenchStack:
             "HERALD_LOG_LEVEL": "WARNING",
             "HERALD_GATEWAY_HOST": "127.0.0.1",
             "HERALD_OPS_HOST": "127.0.0.1",
+            **self._sms.sms_environment(),
         }
 
     async def _prepare(self) -> None:

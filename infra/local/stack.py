@@ -32,6 +32,7 @@ from infra.local.processes import (
     stop_all,
     wait_any,
 )
+from infra.standins.aws import MotoServer
 from shared.config import HeraldSettings, load_settings
 
 log = structlog.get_logger(__name__)
@@ -49,11 +50,13 @@ class LocalStackSettings(HeraldSettings):
     smtp_port: int = Field(default=1025, ge=1, le=65535)
     # The mail sink's web page and JSON API.
     mail_web_port: int = Field(default=8025, ge=1, le=65535)
+    # moto (SNS) standing in for an SMS provider, unless HERALD_SMS_PROVIDERS is set.
+    sms_stand_in_port: int = Field(default=5055, ge=1, le=65535)
     # Private Postgres data and received mail (.eml) go here; relative to the repository.
     local_var_dir: Path = Path("var")
     local_ready_timeout_s: float = Field(default=90.0, gt=0)
-    # The non-gateway services' operations ports (/ready, /metrics): this and the next four.
-    local_ops_ports_start: int = Field(default=9101, ge=1, le=65531)
+    # The non-gateway services' operations ports (/ready, /metrics): this and the next five.
+    local_ops_ports_start: int = Field(default=9101, ge=1, le=65530)
     # Above the gateway's own 20 s graceful shutdown, so it is never SIGKILLed mid-drain.
     local_stop_grace_s: float = Field(default=25.0, ge=0)
 
@@ -78,19 +81,20 @@ class ServiceSpec:
         return {**common, "HERALD_OPS_PORT" if self.uses_ops_port else "HERALD_GATEWAY_PORT": str(self.port)}
 
 
-def herald_services(
-    gateway_port: int = 8080, ops_ports: Sequence[int] = (9101, 9102, 9103, 9104, 9105)
-) -> list[ServiceSpec]:
-    """Every service of the email pipeline, in start order (the e2e tests start them the same way)."""
-    ingest, router, sender_email, retry, status = ops_ports
-    return [
-        ServiceSpec("gateway", "services.gateway", gateway_port, uses_ops_port=False),
-        ServiceSpec("ingest", "services.ingest", ingest),
-        ServiceSpec("router", "services.router", router),
-        ServiceSpec("sender-email", "services.sender_email", sender_email),
-        ServiceSpec("retry", "services.retry", retry),
-        ServiceSpec("status", "services.status", status),
+# The services that listen on an operations port (all but the gateway), in start order; their
+# default HERALD_OPS_PORTs are 9101, 9102, ... in this order.
+WORKERS = ("ingest", "router", "sender-email", "retry", "status", "sender-sms")
+
+
+def herald_services(gateway_port: int = 8080, ops_ports: Sequence[int] = range(9101, 9107)) -> list[ServiceSpec]:
+    """Every service, in start order, with its ports (the e2e tests start them the same way)."""
+    if len(ops_ports) != len(WORKERS):
+        raise ValueError(f"give one operations port for each of {', '.join(WORKERS)}")
+    workers = [
+        ServiceSpec(name, "services." + name.replace("-", "_"), port)
+        for name, port in zip(WORKERS, ops_ports, strict=True)
     ]
+    return [ServiceSpec("gateway", "services.gateway", gateway_port, uses_ops_port=False), *workers]
 
 
 def start_services(
@@ -156,10 +160,12 @@ class LocalStack:
         var_dir = settings.local_var_dir
         self.var_dir = var_dir if var_dir.is_absolute() else REPO_ROOT / var_dir
         first = settings.local_ops_ports_start
-        self.services = herald_services(settings.gateway_port, range(first, first + 5))
+        self.services = herald_services(settings.gateway_port, range(first, first + len(WORKERS)))
         self.datastores: Datastores | None = None
         self.broker: Broker | None = None
         self.mail_sink: ManagedProcess | None = None
+        # SNS on moto stands in for an SMS provider unless HERALD_SMS_PROVIDERS names real ones.
+        self.sms_stand_in: MotoServer | None = None
         self.processes: list[ManagedProcess] = []
         self.environment: dict[str, str] = {}
 
@@ -176,6 +182,8 @@ class LocalStack:
     def _check_ports_free(self) -> None:
         wanted = {spec.name: spec.port for spec in self.services}
         wanted |= {"mail sink (SMTP)": self.settings.smtp_port, "mail sink (web)": self.settings.mail_web_port}
+        if "HERALD_SMS_PROVIDERS" not in os.environ:
+            wanted["SMS stand-in (moto)"] = self.settings.sms_stand_in_port
         busy = [f"{name} port {port}" for name, port in wanted.items() if port_accepts("127.0.0.1", port)]
         if busy:
             raise StackError(
@@ -246,6 +254,11 @@ class LocalStack:
         self.mail_sink.start()
         self.mail_sink.wait_http_ready(f"{self.mail_web_url}health", timeout=30)
 
+        if "HERALD_SMS_PROVIDERS" not in os.environ:
+            self.sms_stand_in = MotoServer(self.settings.sms_stand_in_port)
+            self.sms_stand_in.start()
+            self.environment |= self.sms_stand_in.sms_environment()
+
         run_step("migrate", "shared.storage.migrate", self.environment)
         run_step("topics", "shared.kafka.admin", self.environment)
         self.processes = start_services(
@@ -255,6 +268,8 @@ class LocalStack:
     def wait(self) -> ManagedProcess | None:
         """Block until a supervised process exits on its own (returned) or a signal stops us."""
         watched = [*self.processes, *([self.mail_sink] if self.mail_sink else [])]
+        if self.sms_stand_in is not None:
+            watched.append(self.sms_stand_in.process)
         if self.broker is not None and self.broker.process is not None:
             watched.append(self.broker.process)
         return wait_any(watched)
@@ -264,6 +279,8 @@ class LocalStack:
         stop_all(self.processes, grace=self.settings.local_stop_grace_s)
         if self.mail_sink is not None:
             self.mail_sink.stop(grace=5)
+        if self.sms_stand_in is not None:
+            self.sms_stand_in.stop()
         if self.broker is not None:
             self.broker.stop()
         if self.datastores is not None:
@@ -276,6 +293,10 @@ class LocalStack:
             '{"channels":["email"],"recipient":{"email":"ada@example.com"},'
             '"content":{"subject":"Hello {{ name }}","text":"Hi {{ name }}!"},"variables":{"name":"Ada"}}'
         )
+        sms_body = (
+            '{"channels":["sms"],"recipient":{"phone":"+14155550123"},'
+            '"content":{"text":"Your code is {{ code }}"},"variables":{"code":"1234"}}'
+        )
         assert self.datastores is not None
         return "\n".join(
             [
@@ -285,6 +306,11 @@ class LocalStack:
                 f"  API docs:   {self.gateway_url}/docs",
                 f"  Dev key:    {key}",
                 f"  Mail:       {self.mail_web_url}",
+                *(
+                    [f"  SMS:        {self.sms_stand_in.url}/moto-api/data.json (SNS on moto: sns -> SMS)"]
+                    if self.sms_stand_in
+                    else []
+                ),
                 f"  Kafka:      {self.environment['HERALD_KAFKA_BOOTSTRAP_SERVERS']}",
                 f"  Postgres:   {redact(self.datastores.database_url)}",
                 f"  Redis:      {redact(self.datastores.redis_url)}",
@@ -293,6 +319,10 @@ class LocalStack:
                 f"  curl -sS -X POST {self.gateway_url}/api/v1/notifications "
                 f'-H "Authorization: Bearer {key}" -H "Content-Type: application/json" '
                 f"-d '{body}'",
+                "Or a text message:",
+                f"  curl -sS -X POST {self.gateway_url}/api/v1/notifications "
+                f'-H "Authorization: Bearer {key}" -H "Content-Type: application/json" '
+                f"-d '{sms_body}'",
                 "Then look it up (use the id from the answer):",
                 f'  curl -sS {self.gateway_url}/api/v1/notifications/ID -H "Authorization: Bearer {key}"',
                 "",

@@ -30,6 +30,11 @@ class MotoServer:
         )
 
     @property
+    def process(self) -> ManagedProcess:
+        """The moto process, for supervision alongside other processes."""
+        return self._process
+
+    @property
     def url(self) -> str:
         """The ``endpoint_url`` for boto3 clients."""
         return f"http://{HOST}:{self.port}"
@@ -50,6 +55,21 @@ class MotoServer:
     def reset(self) -> None:
         """Forget every resource and message of every service (cheap: use between tests)."""
         httpx.post(f"{self.url}/moto-api/reset", timeout=10.0).raise_for_status()
+
+    def sms_environment(self) -> dict[str, str]:
+        """Settings that make sender-sms send through SNS on this server (dummy credentials moto accepts)."""
+        return {
+            "HERALD_SMS_PROVIDERS": "sns",
+            "HERALD_SNS_ENDPOINT_URL": self.url,
+            "HERALD_SNS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+
+    def sent_sms(self) -> list[dict[str, Any]]:
+        """Every SMS published through SNS so far: ``{message_id, phone_number, message}``."""
+        sent: list[dict[str, Any]] = self.model_data().get("sns", {}).get("SMS", [])
+        return sent
 
     def model_data(self) -> dict[str, Any]:
         """Every model instance moto holds, by service and model, e.g. ``["ses"]["RawMessage"]``."""

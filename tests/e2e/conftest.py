@@ -19,7 +19,8 @@ from redis.asyncio import Redis
 from infra.local.broker import Broker
 from infra.local.mail_sink import MailSink, ReceivedMessage
 from infra.local.processes import ManagedProcess, free_port, stop_all
-from infra.local.stack import ServiceSpec, herald_services, start_services
+from infra.local.stack import WORKERS, ServiceSpec, herald_services, start_services
+from infra.standins.aws import MotoServer
 from shared.kafka.admin import AdminSettings, create_topics
 from shared.storage.migrate import ensure_database, migrate
 from shared.topics import Topics
@@ -38,6 +39,7 @@ class Pipeline:
     broker: Broker
     database_url: str
     sink: MailSink
+    sms: MotoServer
     specs: list[ServiceSpec]
     environment: dict[str, str]
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
@@ -60,6 +62,16 @@ class Pipeline:
         process = self.processes[name]
         process.start()
         process.wait_http_ready(spec.ready_url, timeout=60)
+
+    async def wait_for_sms(self, phone: str, timeout: float = 30.0) -> dict[str, Any]:
+        """The text message SNS (moto) received for ``phone``."""
+
+        async def sent() -> dict[str, Any] | None:
+            messages = await asyncio.to_thread(self.sms.sent_sms)
+            return next((m for m in messages if m["phone_number"] == phone), None)
+
+        found: dict[str, Any] = await eventually(sent, timeout, f"an SMS to {phone}")
+        return found
 
     def mails_for(self, notification_id: str) -> list[ReceivedMessage]:
         return [m for m in self.sink.messages if m.header("X-Herald-Notification-Id") == notification_id]
@@ -160,9 +172,11 @@ def running_pipeline(broker: Broker) -> Iterator[Pipeline]:
     asyncio.run(_prepare_storage_and_topics(broker, namespace, database_url))
     sink = MailSink()
     sink.start()
-    specs = herald_services(free_port(), [free_port() for _ in range(5)])
-    environment = service_environment(namespace, broker, database_url, sink)
-    pipeline = Pipeline(namespace, broker, database_url, sink, specs, environment)
+    sms = MotoServer(line_sink=None)
+    sms.start()
+    specs = herald_services(free_port(), [free_port() for _ in WORKERS])
+    environment = service_environment(namespace, broker, database_url, sink) | sms.sms_environment()
+    pipeline = Pipeline(namespace, broker, database_url, sink, sms, specs, environment)
     try:
         processes = start_services(specs, environment, ready_timeout=90, line_sink=None)
         pipeline.processes = {spec.name: process for spec, process in zip(specs, processes, strict=True)}
@@ -170,6 +184,7 @@ def running_pipeline(broker: Broker) -> Iterator[Pipeline]:
     finally:
         stop_all(pipeline.processes.values(), 20)
         sink.stop()
+        sms.stop()
         asyncio.run(_drop_database(database_url))
         asyncio.run(_forget_redis_keys(namespace))
 

@@ -293,3 +293,20 @@ async def test_undecodable_bytes_on_every_consumed_topic_go_to_the_dlq_and_the_n
         letter = DEAD_LETTER.decode(record.value)
         if letter["reason_category"] == "undecodable":
             assert letter["original_payload"] == b"\xde\xad\xbe\xef not avro"
+
+
+async def test_an_sms_request_is_delivered_through_the_sms_sender(pipeline: Pipeline) -> None:
+    phone = f"+1415555{uuid.uuid4().int % 10_000:04d}"
+    body = {
+        "channels": ["sms"],
+        "recipient": {"phone": phone.replace("+1", "+1 ")},
+        "content": {"text": "Your code is {{ code }}"},
+        "variables": {"code": "4321"},
+    }
+    async with pipeline.client() as client:
+        accepted = await client.post("/api/v1/notifications", json=body)
+    assert accepted.status_code == 202, accepted.text
+    sms = await pipeline.wait_for_sms(phone)
+    assert sms["message"] == "Your code is 4321"
+    final = await pipeline.wait_for_status(accepted.json()["id"], "sent")
+    assert (final["channel"], final["history"][-1]["provider"]) == ("sms", "sns")
