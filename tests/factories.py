@@ -8,6 +8,11 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pydantic import SecretStr
+
+from services.sender_email.ses import SesConfig
+from services.sender_email.settings import EmailSenderSettings
+from shared.config import HeraldSettings
 from shared.delivery import Delivered, Outcome
 from shared.messages import EmailDelivery
 
@@ -54,3 +59,35 @@ class ScriptedProvider:
             await asyncio.sleep(step)  # a provider that hangs this long
             return Delivered(self.name)
         return step
+
+
+def smtp_settings(settings: HeraldSettings, port: int) -> EmailSenderSettings:
+    return EmailSenderSettings(
+        kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
+        topic_prefix=settings.topic_prefix,
+        redis_url=settings.redis_url,
+        redis_namespace=settings.redis_namespace,
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_from="Herald Tests <noreply@herald.test>",
+        smtp_timeout_s=10.0,
+        smtp_pool_size=2,
+    )
+
+
+SENDER = "Herald Tests <noreply@herald.test>"
+REGION = "us-east-1"
+
+
+def ses_config(endpoint_url: str, **overrides: Any) -> SesConfig:
+    values: dict[str, Any] = {
+        "region": REGION,
+        "sender": SENDER,
+        "access_key_id": "testing",
+        "secret_access_key": SecretStr("testing"),
+        "endpoint_url": endpoint_url,
+        "timeout_s": 5.0,
+        "max_concurrency": 4,
+    }
+    values.update(overrides)
+    return SesConfig(**values)

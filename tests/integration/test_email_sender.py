@@ -14,7 +14,6 @@ import pytest
 from redis.asyncio import Redis
 
 from infra.local.mail_sink import MailSink
-from services.sender_email.settings import EmailSenderSettings
 from services.sender_email.smtp import SmtpProvider
 from shared import status
 from shared.config import HeraldSettings
@@ -27,6 +26,7 @@ from shared.sender import DeliveryHandler, DeliveryLedger
 from shared.status_events import StatusReporter
 from shared.topics import Topics
 from tests.factories import email_delivery as delivery
+from tests.factories import smtp_settings
 
 pytestmark = pytest.mark.integration
 
@@ -42,20 +42,6 @@ BASE_DELAY_S = 60.0
 def sink() -> Iterator[MailSink]:
     with MailSink() as running:
         yield running
-
-
-def smtp_settings(settings: HeraldSettings, port: int) -> EmailSenderSettings:
-    return EmailSenderSettings(
-        kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
-        topic_prefix=settings.topic_prefix,
-        redis_url=settings.redis_url,
-        redis_namespace=settings.redis_namespace,
-        smtp_host="127.0.0.1",
-        smtp_port=port,
-        smtp_from="Herald Tests <noreply@herald.test>",
-        smtp_timeout_s=10.0,
-        smtp_pool_size=2,
-    )
 
 
 @pytest.fixture

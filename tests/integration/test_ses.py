@@ -11,34 +11,17 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
-from pydantic import SecretStr
 
 from infra.local.processes import free_port
 from infra.standins.aws import MotoServer
-from services.sender_email.ses import SesConfig, SesProvider, classify
+from services.sender_email.ses import SesProvider, classify
 from shared.delivery import Delivered, Failed, Retry
 from shared.errors import DeadLetterReason
 from shared.providers.base import ProviderConfigError
+from tests.factories import REGION, SENDER, ses_config
 from tests.factories import email_delivery as delivery
 
 pytestmark = pytest.mark.integration
-
-SENDER = "Herald Tests <noreply@herald.test>"
-REGION = "us-east-1"
-
-
-def ses_config(endpoint_url: str, **overrides: Any) -> SesConfig:
-    values: dict[str, Any] = {
-        "region": REGION,
-        "sender": SENDER,
-        "access_key_id": "testing",
-        "secret_access_key": SecretStr("testing"),
-        "endpoint_url": endpoint_url,
-        "timeout_s": 5.0,
-        "max_concurrency": 4,
-    }
-    values.update(overrides)
-    return SesConfig(**values)
 
 
 @pytest.fixture

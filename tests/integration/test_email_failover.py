@@ -1,0 +1,108 @@
+"""Failover and circuit breaking across real email providers: SES (moto) first, SMTP second.
+
+SES goes down: every mail still arrives, through SMTP, and SES's circuit opens. SES comes back:
+after the open interval the circuit lets probes through, they succeed and it closes again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from infra.local.mail_sink import MailSink
+from infra.standins.aws import MotoServer
+from services.sender_email.ses import SesProvider
+from services.sender_email.smtp import SmtpProvider
+from shared.config import HeraldSettings
+from shared.delivery import Delivered
+from shared.observability import metrics
+from shared.providers.breaker import BreakerPolicy, BreakerState
+from shared.providers.chain import ProviderChain, ProviderLimits
+from tests.factories import REGION, email_delivery, ses_config, smtp_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+POLICY = BreakerPolicy(failure_rate_threshold=0.5, minimum_calls=3, window_s=30, open_for_s=1.0, half_open_probes=2)
+
+
+def verify_sender(endpoint_url: str) -> None:
+    client: Any = boto3.client(
+        "sesv2",
+        region_name=REGION,
+        endpoint_url=endpoint_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    client.create_email_identity(EmailIdentity="noreply@herald.test")
+
+
+@pytest.fixture
+def ses_server() -> Iterator[MotoServer]:
+    with MotoServer(line_sink=None) as server:
+        verify_sender(server.url)
+        yield server
+
+
+@pytest.fixture
+def sink() -> Iterator[MailSink]:
+    with MailSink() as running:
+        yield running
+
+
+@pytest.fixture
+async def chain(settings: HeraldSettings, ses_server: MotoServer, sink: MailSink) -> AsyncIterator[ProviderChain[Any]]:
+    ses = SesProvider(ses_config(ses_server.url, timeout_s=1.0))
+    smtp = SmtpProvider(smtp_settings(settings, sink.port))
+    providers: ProviderChain[Any] = ProviderChain(
+        [ses, smtp], breaker_policy=POLICY, limits={"ses": ProviderLimits(timeout_s=3.0)}, limiter=None
+    )
+    try:
+        yield providers
+    finally:
+        await providers.close()
+
+
+def circuit(provider: str) -> float:
+    value: float = metrics.CIRCUIT_STATE.labels(provider=provider)._value.get()
+    return value
+
+
+async def test_a_failing_primary_fails_over_opens_its_circuit_and_closes_after_recovery(
+    chain: ProviderChain[Any], ses_server: MotoServer, sink: MailSink
+) -> None:
+    first = await chain.send(email_delivery())
+    assert isinstance(first, Delivered)
+    assert first.provider == "ses"
+
+    ses_server.stop()
+    for _ in range(POLICY.minimum_calls):
+        outcome = await chain.send(email_delivery())
+        assert isinstance(outcome, Delivered)
+        assert outcome.provider == "smtp"
+    assert chain.breaker("ses").state is BreakerState.OPEN
+    assert circuit("ses") == 2
+    await sink.wait_for(POLICY.minimum_calls)
+
+    # While open, SES is not tried: the mail goes straight to SMTP and the circuit stays open.
+    outcome = await chain.send(email_delivery())
+    assert isinstance(outcome, Delivered)
+    assert outcome.provider == "smtp"
+    assert chain.breaker("ses").state is BreakerState.OPEN
+
+    ses_server.start()
+    verify_sender(ses_server.url)
+    deadline = time.monotonic() + 10
+    while chain.breaker("ses").state is not BreakerState.HALF_OPEN:
+        assert time.monotonic() < deadline, "the circuit never half-opened"
+        await asyncio.sleep(0.05)
+    for _ in range(POLICY.half_open_probes):
+        outcome = await chain.send(email_delivery())
+        assert isinstance(outcome, Delivered)
+        assert outcome.provider == "ses"
+    assert chain.breaker("ses").state is BreakerState.CLOSED
+    assert circuit("ses") == 0
