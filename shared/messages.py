@@ -77,6 +77,22 @@ class SmsDelivery(TypedDict):
     metadata: dict[str, str]
 
 
+class PushDelivery(TypedDict):
+    delivery_id: str
+    notification_id: str
+    tenant_id: str
+    attempt: int
+    priority: Priority
+    platform: Literal["android", "ios", "web"]
+    token: str
+    title: str | None
+    body: str
+    data: dict[str, str]
+    ttl_s: int | None
+    collapse_key: str | None
+    metadata: dict[str, str]
+
+
 class StatusEvent(TypedDict):
     event_id: str
     notification_id: str
@@ -121,6 +137,7 @@ NOTIFICATION_REQUEST: Contract[NotificationRequest] = contract("NotificationRequ
 ROUTABLE_NOTIFICATION: Contract[RoutableNotification] = contract("RoutableNotification")
 EMAIL_DELIVERY: Contract[EmailDelivery] = contract("EmailDelivery")
 SMS_DELIVERY: Contract[SmsDelivery] = contract("SmsDelivery")
+PUSH_DELIVERY: Contract[PushDelivery] = contract("PushDelivery")
 STATUS_EVENT: Contract[StatusEvent] = contract("StatusEvent")
 DELAYED_MESSAGE: Contract[DelayedMessage] = contract("DelayedMessage")
 DEAD_LETTER: Contract[DeadLetter] = contract("DeadLetter")

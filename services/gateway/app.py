@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.gateway import notifications, problems
+from services.gateway import devices, notifications, problems
 from services.gateway.auth import ApiKeyAuthenticator
 from services.gateway.middleware import BodySizeLimit, RequestMetrics
 from services.gateway.repository import ApiKeyRepository, NotificationRepository
@@ -16,6 +16,7 @@ from shared.batching import GroupWriter
 from shared.kafka.producer import MessageProducer
 from shared.observability.ops import Check, health_routes
 from shared.storage.database import check, create_pool
+from shared.storage.devices import DeviceRepository
 from shared.topics import Topics
 
 SERVICE = "gateway"
@@ -37,6 +38,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.producer = producer
         app.state.topics = Topics(settings.topic_prefix)
         app.state.notifications = NotificationRepository(pool)
+        app.state.devices = DeviceRepository(pool)
         # Concurrent POSTs share one INSERT: a round trip per batch, not per request.
         app.state.accepted = GroupWriter(app.state.notifications.record_accepted)
         app.state.authenticator = ApiKeyAuthenticator(keys, settings.auth_cache_ttl_s)
@@ -55,6 +57,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     problems.install(app)
     app.include_router(notifications.router)
+    app.include_router(devices.router)
     app.router.routes.extend(health_routes(checks))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics)

@@ -5,18 +5,27 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from fastapi.testclient import TestClient
+from httpx import Response
 from redis.asyncio import Redis
 
 from infra.standins.aws import MotoServer
+from services.gateway.app import create_app
+from services.gateway.settings import GatewaySettings
 from shared.config import HeraldSettings
 from shared.redis import create_redis
 from shared.storage.database import Pool, create_pool
 from shared.storage.migrate import ensure_database, migrate
 
+API_KEY = "test-key-0123456789abcdef"
+DEV_TENANT = "dev"
+MAX_BODY_BYTES = 4096
+PROBLEM_JSON = "application/problem+json"
 BASE_DATABASE_URL = os.environ.get("HERALD_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -83,3 +92,37 @@ def aws(moto_server: MotoServer) -> MotoServer:
     """The moto server, emptied: no identities, nothing sent yet."""
     moto_server.reset()
     return moto_server
+
+
+@pytest.fixture
+def gateway_settings(settings: HeraldSettings, database_url: str) -> GatewaySettings:
+    return GatewaySettings(
+        kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
+        topic_prefix=settings.topic_prefix,
+        kafka_idempotent_producer=False,
+        database_url=database_url,
+        database_pool_size=2,
+        dev_api_key=API_KEY,  # type: ignore[arg-type]
+        dev_tenant=DEV_TENANT,
+        max_body_bytes=MAX_BODY_BYTES,
+    )
+
+
+@pytest.fixture
+def client(gateway_settings: GatewaySettings) -> Iterator[TestClient]:
+    with TestClient(create_app(gateway_settings)) as running:
+        yield running
+
+
+def auth(secret: str = API_KEY) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def assert_problem(response: Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON
+    problem: dict[str, Any] = response.json()
+    assert problem["status"] == status
+    assert problem["title"]
+    assert problem["type"].startswith("https://")
+    return problem

@@ -13,49 +13,19 @@ from typing import Any
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from httpx import Response
 
-from services.gateway.app import create_app
 from services.gateway.repository import ApiKeyRepository
 from services.gateway.settings import GatewaySettings
-from shared.config import HeraldSettings
 from shared.kafka.records import KIND, TENANT
 from shared.messages import NOTIFICATION_REQUEST
 from shared.requests import notification_id_for
 from shared.storage.database import create_pool
+from tests.integration.conftest import DEV_TENANT, MAX_BODY_BYTES, assert_problem, auth
 from tests.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.integration
 
-API_KEY = "test-key-0123456789abcdef"
-DEV_TENANT = "dev"
 NOTIFICATIONS = "/api/v1/notifications"
-PROBLEM_JSON = "application/problem+json"
-MAX_BODY_BYTES = 4096
-
-
-@pytest.fixture
-def gateway_settings(settings: HeraldSettings, database_url: str) -> GatewaySettings:
-    return GatewaySettings(
-        kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
-        topic_prefix=settings.topic_prefix,
-        kafka_idempotent_producer=False,
-        database_url=database_url,
-        database_pool_size=2,
-        dev_api_key=API_KEY,  # type: ignore[arg-type]
-        dev_tenant=DEV_TENANT,
-        max_body_bytes=MAX_BODY_BYTES,
-    )
-
-
-@pytest.fixture
-def client(gateway_settings: GatewaySettings) -> Iterator[TestClient]:
-    with TestClient(create_app(gateway_settings)) as running:
-        yield running
-
-
-def auth(secret: str = API_KEY) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
 
 
 def body(**overrides: Any) -> dict[str, Any]:
@@ -67,16 +37,6 @@ def body(**overrides: Any) -> dict[str, Any]:
     }
     value.update(overrides)
     return value
-
-
-def assert_problem(response: Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM_JSON
-    problem: dict[str, Any] = response.json()
-    assert problem["status"] == status
-    assert problem["title"]
-    assert problem["type"].startswith("https://")
-    return problem
 
 
 async def add_tenant_with_key(database_url: str, tenant_id: str, secret: str) -> None:

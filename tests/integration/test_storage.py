@@ -71,9 +71,9 @@ async def test_migrate_applies_each_migration_once_and_records_it(empty_database
         }
     finally:
         await connection.close()
-    assert [(row["version"], row["name"]) for row in rows] == [(1, "0001_initial")]
+    assert [(row["version"], row["name"]) for row in rows] == [(1, "0001_initial"), (2, "0002_devices")]
     assert all(row["applied_at"] is not None for row in rows)
-    assert {"tenants", "api_keys", "notifications", "notification_events", "delayed_jobs"} <= tables
+    assert {"tenants", "api_keys", "notifications", "notification_events", "delayed_jobs", "devices"} <= tables
 
 
 async def test_concurrent_migrators_apply_each_migration_once(empty_database_url: str) -> None:

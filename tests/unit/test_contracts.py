@@ -25,6 +25,7 @@ TYPED = {
     "RoutableNotification": messages.RoutableNotification,
     "EmailDelivery": messages.EmailDelivery,
     "SmsDelivery": messages.SmsDelivery,
+    "PushDelivery": messages.PushDelivery,
     "StatusEvent": messages.StatusEvent,
     "DelayedMessage": messages.DelayedMessage,
     "DeadLetter": messages.DeadLetter,
