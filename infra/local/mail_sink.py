@@ -19,9 +19,10 @@ import email.policy
 import itertools
 import signal
 import socket
+import ssl
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -33,7 +34,7 @@ from typing import Any, Self
 import jinja2
 import structlog
 import uvicorn
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -404,6 +405,28 @@ class _OwnerStoppedServer(uvicorn.Server):
         yield
 
 
+@dataclass(frozen=True)
+class SinkSecurity:
+    """TLS and authentication the sink demands, to test a client's STARTTLS, implicit TLS and AUTH."""
+
+    tls: ssl.SSLContext
+    # True: TLS from the first byte (port 465 style); False: plain until STARTTLS, which is required.
+    implicit_tls: bool = False
+    # (username, password) that AUTH PLAIN/LOGIN must present; None: no authentication.
+    credentials: tuple[str, str] | None = None
+
+    def authenticator(self) -> Callable[..., AuthResult] | None:
+        if self.credentials is None:
+            return None
+        expected = self.credentials
+
+        def check(server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
+            given = (data.login.decode(), data.password.decode()) if isinstance(data, LoginPassword) else None
+            return AuthResult(success=given == expected)
+
+        return check
+
+
 class SinkServers:
     """The SMTP server and, when ``http_port`` is given, the web app, on the running event loop.
 
@@ -411,9 +434,16 @@ class SinkServers:
     """
 
     def __init__(
-        self, store: MailStore, *, host: str = "127.0.0.1", smtp_port: int = 0, http_port: int | None = None
+        self,
+        store: MailStore,
+        *,
+        host: str = "127.0.0.1",
+        smtp_port: int = 0,
+        http_port: int | None = None,
+        security: SinkSecurity | None = None,
     ) -> None:
         self.store = store
+        self.security = security
         self.host = host
         self.smtp_port = smtp_port
         self.http_port = http_port
@@ -425,6 +455,8 @@ class SinkServers:
         """Bind and start serving."""
         loop = asyncio.get_running_loop()
         handler = SinkHandler(self.store)
+        security = self.security
+        starttls = security is not None and not security.implicit_tls
         self._smtp = await loop.create_server(
             # A fixed hostname: the default asks DNS for this machine's FQDN, slow without a network.
             lambda: SMTP(
@@ -433,9 +465,15 @@ class SinkServers:
                 enable_SMTPUTF8=True,
                 data_size_limit=DATA_SIZE_LIMIT,
                 loop=loop,
+                tls_context=security.tls if starttls and security else None,
+                require_starttls=starttls,
+                authenticator=security.authenticator() if security else None,
+                auth_required=bool(security and security.credentials),
+                auth_require_tls=True,
             ),
             host=self.host,
             port=self.smtp_port,
+            ssl=security.tls if security and security.implicit_tls else None,
         )
         self.smtp_port = self._smtp.sockets[0].getsockname()[1]
         if self.http_port is not None:
@@ -500,9 +538,10 @@ class MailSink:
         http_port: int | None = None,
         maildir: Path | None = None,
         max_messages: int = DEFAULT_MAX_MESSAGES,
+        security: SinkSecurity | None = None,
     ) -> None:
         self.store = MailStore(maildir=maildir, max_messages=max_messages)
-        self._servers = SinkServers(self.store, host=host, smtp_port=port, http_port=http_port)
+        self._servers = SinkServers(self.store, host=host, smtp_port=port, http_port=http_port, security=security)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None

@@ -15,6 +15,8 @@ class EmailSenderSettings(SenderSettings):
     # Implicit TLS (port 465) or STARTTLS after connecting; at most one of them.
     smtp_use_tls: bool = False
     smtp_start_tls: bool = False
+    # A CA bundle to trust for the SMTP server's certificate (a private CA); unset: the system's CAs.
+    smtp_ca_file: str | None = None
     smtp_from: str = "Herald <noreply@herald.local>"
     # Bound on each SMTP command (seconds); the whole send is bounded by HERALD_PROVIDER_TIMEOUT_S.
     smtp_timeout_s: float = Field(default=10.0, gt=0)

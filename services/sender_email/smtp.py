@@ -103,6 +103,7 @@ class SmtpProvider:
             username=settings.smtp_username,
             password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
             timeout=settings.smtp_timeout_s,
+            cert_bundle=settings.smtp_ca_file,
         )
         await connection.connect()
         return connection
