@@ -20,6 +20,7 @@ class Recipient(TypedDict):
     email: str | None
     phone: str | None
     locale: str | None
+    webhook_url: str | None
 
 
 class Content(TypedDict):
@@ -93,6 +94,17 @@ class PushDelivery(TypedDict):
     metadata: dict[str, str]
 
 
+class WebhookDelivery(TypedDict):
+    delivery_id: str
+    notification_id: str
+    tenant_id: str
+    attempt: int
+    priority: Priority
+    url: str
+    payload_json: str
+    metadata: dict[str, str]
+
+
 class StatusEvent(TypedDict):
     event_id: str
     notification_id: str
@@ -138,6 +150,7 @@ ROUTABLE_NOTIFICATION: Contract[RoutableNotification] = contract("RoutableNotifi
 EMAIL_DELIVERY: Contract[EmailDelivery] = contract("EmailDelivery")
 SMS_DELIVERY: Contract[SmsDelivery] = contract("SmsDelivery")
 PUSH_DELIVERY: Contract[PushDelivery] = contract("PushDelivery")
+WEBHOOK_DELIVERY: Contract[WebhookDelivery] = contract("WebhookDelivery")
 STATUS_EVENT: Contract[StatusEvent] = contract("StatusEvent")
 DELAYED_MESSAGE: Contract[DelayedMessage] = contract("DelayedMessage")
 DEAD_LETTER: Contract[DeadLetter] = contract("DeadLetter")

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from email_validator import EmailNotValidError, validate_email
@@ -64,6 +65,7 @@ def build_request(
             email=recipient.get("email"),
             phone=recipient.get("phone"),
             locale=recipient.get("locale"),
+            webhook_url=recipient.get("webhook_url"),
         ),
         "content": Content(subject=content.get("subject"), text=content.get("text"), html=content.get("html")),
         "variables_json": orjson.dumps(dict(variables or {})).decode(),
@@ -88,6 +90,8 @@ def validate_request(request: NotificationRequest) -> None:
         _validate_email_request(request)
     if "sms" in request["channels"]:
         _validate_sms_request(request)
+    if "webhook" in request["channels"]:
+        _validate_webhook_request(request)
     if len(request["variables_json"].encode()) > MAX_VARIABLES_BYTES:
         raise InvalidRequest("variables", f"larger than {MAX_VARIABLES_BYTES} bytes")
     try:
@@ -120,3 +124,14 @@ def _validate_sms_request(request: NotificationRequest) -> None:
     normalize_e164(phone)
     if not request["content"]["text"]:
         raise InvalidRequest("content/text", "required for the sms channel (the message body)")
+
+
+def _validate_webhook_request(request: NotificationRequest) -> None:
+    url = request["recipient"]["webhook_url"]
+    if not url:
+        raise InvalidRequest("recipient/webhook_url", "required for the webhook channel")
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise InvalidRequest("recipient/webhook_url", "must be an absolute http(s) URL")
+    if parts.username or parts.password:
+        raise InvalidRequest("recipient/webhook_url", "must not carry credentials")

@@ -26,7 +26,14 @@ from infra.bench.smtp_sink import Sink, start_sink
 from infra.local.broker import Broker
 from infra.local.datastores import ensure_datastores
 from infra.local.processes import ManagedProcess, free_port, stop_all
-from infra.local.stack import REPO_ROOT, WORKERS, ServiceSpec, herald_services, start_services
+from infra.local.stack import (
+    LOCAL_WEBHOOK_ENVIRONMENT,
+    REPO_ROOT,
+    WORKERS,
+    ServiceSpec,
+    herald_services,
+    start_services,
+)
 from infra.standins.aws import MotoServer
 from shared.config import HeraldSettings, load_settings
 from shared.kafka.admin import AdminSettings, create_topics
@@ -141,6 +148,7 @@ class BenchStack:
             "HERALD_GATEWAY_HOST": "127.0.0.1",
             "HERALD_OPS_HOST": "127.0.0.1",
             **self._sms.sms_environment(),
+            **LOCAL_WEBHOOK_ENVIRONMENT,
         }
 
     async def _prepare(self) -> None:

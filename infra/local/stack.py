@@ -38,6 +38,11 @@ from shared.config import HeraldSettings, load_settings
 log = structlog.get_logger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Webhooks on one machine: a well-known signing key, and local receivers allowed (never in production).
+LOCAL_WEBHOOK_ENVIRONMENT = {
+    "HERALD_WEBHOOK_SIGNING_KEY": "local-webhook-signing-key-change-me-0123456789",
+    "HERALD_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
+}
 DEFAULT_DEV_API_KEY = "dev-local-key-change-me"
 
 
@@ -55,8 +60,8 @@ class LocalStackSettings(HeraldSettings):
     # Private Postgres data and received mail (.eml) go here; relative to the repository.
     local_var_dir: Path = Path("var")
     local_ready_timeout_s: float = Field(default=90.0, gt=0)
-    # The non-gateway services' operations ports (/ready, /metrics): this and the next five.
-    local_ops_ports_start: int = Field(default=9101, ge=1, le=65530)
+    # The non-gateway services' operations ports (/ready, /metrics): this and the next six.
+    local_ops_ports_start: int = Field(default=9101, ge=1, le=65529)
     # Above the gateway's own 20 s graceful shutdown, so it is never SIGKILLed mid-drain.
     local_stop_grace_s: float = Field(default=25.0, ge=0)
 
@@ -83,10 +88,10 @@ class ServiceSpec:
 
 # The services that listen on an operations port (all but the gateway), in start order; their
 # default HERALD_OPS_PORTs are 9101, 9102, ... in this order.
-WORKERS = ("ingest", "router", "sender-email", "retry", "status", "sender-sms")
+WORKERS = ("ingest", "router", "sender-email", "retry", "status", "sender-sms", "sender-webhook")
 
 
-def herald_services(gateway_port: int = 8080, ops_ports: Sequence[int] = range(9101, 9107)) -> list[ServiceSpec]:
+def herald_services(gateway_port: int = 8080, ops_ports: Sequence[int] = range(9101, 9108)) -> list[ServiceSpec]:
     """Every service, in start order, with its ports (the e2e tests start them the same way)."""
     if len(ops_ports) != len(WORKERS):
         raise ValueError(f"give one operations port for each of {', '.join(WORKERS)}")
@@ -221,6 +226,7 @@ class LocalStack:
             "HERALD_SMTP_HOST": self.settings.smtp_host,
             "HERALD_SMTP_PORT": str(self.settings.smtp_port),
             "HERALD_DEV_API_KEY": self.settings.dev_api_key,
+            **LOCAL_WEBHOOK_ENVIRONMENT,
             # A laptop's stack, with a well-known dev key, listens on loopback unless told otherwise.
             "HERALD_GATEWAY_HOST": os.environ.get("HERALD_GATEWAY_HOST", "127.0.0.1"),
             "HERALD_OPS_HOST": os.environ.get("HERALD_OPS_HOST", "127.0.0.1"),

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Channel = Literal["email", "sms"]
+Channel = Literal["email", "sms", "webhook"]
 
 
 class _Body(BaseModel):
@@ -20,6 +20,7 @@ class RecipientIn(_Body):
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=32)
     locale: str | None = Field(default=None, max_length=35)
+    webhook_url: str | None = Field(default=None, max_length=2048)
 
 
 class ContentIn(_Body):

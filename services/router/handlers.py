@@ -12,7 +12,7 @@ from services.router.templates import TemplateRenderer
 from shared import status
 from shared.errors import DeadLetterReason, InvalidRequest
 from shared.kafka.records import TRACEPARENT, Consumed, Output, Produce, headers_for
-from shared.messages import EMAIL_DELIVERY, SMS_DELIVERY, RoutableNotification
+from shared.messages import EMAIL_DELIVERY, SMS_DELIVERY, WEBHOOK_DELIVERY, RoutableNotification
 from shared.observability.tracing import span
 from shared.phone import normalize_e164
 from shared.status_events import StatusReporter
@@ -33,14 +33,14 @@ class RouterHandler:
         self._renderer = renderer
         self._reporter = reporter
         self._topics = topics
+        self._renderers = {"email": self._render_email, "sms": self._render_sms, "webhook": self._render_webhook}
 
     async def __call__(self, message: Consumed[RoutableNotification]) -> Sequence[Output]:
         notification = message.value
         with span("router.route", message.header(TRACEPARENT)) as traceparent:
             try:
                 channel, address = choose_channel(notification["channels"], notification["recipient"])
-                render = self._render_sms if channel == "sms" else self._render_email
-                delivery = render(notification, address)
+                delivery = self._renderers[channel](notification, address)
             except InvalidRequest as error:
                 return self._reporter.give_up(
                     message,
@@ -100,6 +100,33 @@ class RouterHandler:
                 "priority": notification["priority"],
                 "to": normalize_e164(address),
                 "body": self._renderer.render("content/text", notification["content"]["text"] or "", variables),
+                "metadata": notification["metadata"],
+            }
+        )
+
+    def _render_webhook(self, notification: RoutableNotification, address: str) -> bytes:
+        variables = orjson.loads(notification["variables_json"])
+        content = notification["content"]
+        render = self._renderer.render
+        payload = {
+            "type": "notification",
+            "notification_id": notification["notification_id"],
+            "tenant_id": notification["tenant_id"],
+            "subject": render("content/subject", content["subject"], variables) if content["subject"] else None,
+            "text": render("content/text", content["text"], variables) if content["text"] else None,
+            "html": render("content/html", content["html"], variables, html=True) if content["html"] else None,
+            "data": variables,
+            "metadata": notification["metadata"],
+        }
+        return WEBHOOK_DELIVERY.encode(
+            {
+                "delivery_id": delivery_id_for(notification["notification_id"], "webhook"),
+                "notification_id": notification["notification_id"],
+                "tenant_id": notification["tenant_id"],
+                "attempt": 1,
+                "priority": notification["priority"],
+                "url": address,
+                "payload_json": orjson.dumps(payload).decode(),
                 "metadata": notification["metadata"],
             }
         )

@@ -8,7 +8,7 @@ from shared.errors import InvalidRequest
 from shared.messages import Recipient
 
 # Which recipient field each channel delivers to.
-ADDRESS_FIELD = {"email": "email", "sms": "phone"}
+ADDRESS_FIELD = {"email": "email", "sms": "phone", "webhook": "webhook_url"}
 
 
 def choose_channel(channels: Sequence[str], recipient: Recipient) -> tuple[str, str]:

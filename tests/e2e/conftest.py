@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from infra.local.broker import Broker
 from infra.local.mail_sink import MailSink, ReceivedMessage
 from infra.local.processes import ManagedProcess, free_port, stop_all
-from infra.local.stack import WORKERS, ServiceSpec, herald_services, start_services
+from infra.local.stack import LOCAL_WEBHOOK_ENVIRONMENT, WORKERS, ServiceSpec, herald_services, start_services
 from infra.standins.aws import MotoServer
 from shared.kafka.admin import AdminSettings, create_topics
 from shared.storage.migrate import ensure_database, migrate
@@ -133,6 +133,7 @@ def service_environment(namespace: str, broker: Broker, database_url: str, sink:
         "HERALD_RETRY_BASE_DELAY_S": "0.2",
         "HERALD_RETRY_MAX_DELAY_S": "1",
         "HERALD_LOG_LEVEL": "INFO",
+        **LOCAL_WEBHOOK_ENVIRONMENT,
     }
 
 

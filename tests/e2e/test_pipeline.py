@@ -9,7 +9,10 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord
+from standardwebhooks.webhooks import Webhook
 
+from infra.local.stack import LOCAL_WEBHOOK_ENVIRONMENT
+from services.sender_webhook.signing import tenant_secret
 from shared.client import NotificationClient
 from shared.kafka.records import headers_for, message_key
 from shared.messages import (
@@ -25,6 +28,7 @@ from shared.requests import build_request
 from tests.e2e.conftest import Pipeline, eventually
 from tests.factories import email_delivery
 from tests.kafka_helpers import find_record, produce_raw, read_until
+from tests.scripted_http import Reply, ScriptedServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -220,7 +224,13 @@ async def test_undecodable_bytes_on_every_consumed_topic_go_to_the_dlq_and_the_n
                 "accepted_at": now,
                 "priority": "normal",
                 "channels": ["email"],
-                "recipient": {"user_id": None, "email": unique_address(), "phone": None, "locale": None},
+                "recipient": {
+                    "user_id": None,
+                    "email": unique_address(),
+                    "phone": None,
+                    "locale": None,
+                    "webhook_url": None,
+                },
                 "content": {"subject": "routable", "text": "routable", "html": None},
                 "variables_json": "{}",
                 "metadata": {},
@@ -310,3 +320,29 @@ async def test_an_sms_request_is_delivered_through_the_sms_sender(pipeline: Pipe
     assert sms["message"] == "Your code is 4321"
     final = await pipeline.wait_for_status(accepted.json()["id"], "sent")
     assert (final["channel"], final["history"][-1]["provider"]) == ("sms", "sns")
+
+
+async def test_a_webhook_request_is_posted_signed_to_the_customer_url(pipeline: Pipeline) -> None:
+    with ScriptedServer().serving() as receiver:
+        receiver.reply = Reply(200)
+        body = {
+            "channels": ["webhook"],
+            "recipient": {"webhook_url": f"{receiver.url}/hooks/orders"},
+            "content": {"text": "Order {{ order }} shipped"},
+            "variables": {"order": "A-7"},
+        }
+        async with pipeline.client() as client:
+            accepted = await client.post("/api/v1/notifications", json=body)
+        assert accepted.status_code == 202, accepted.text
+        notification_id = accepted.json()["id"]
+        final = await pipeline.wait_for_status(notification_id, "sent")
+        assert final["channel"] == "webhook"
+        [request] = [r for r in receiver.requests if r.path == "/hooks/orders"]
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        secret = tenant_secret(LOCAL_WEBHOOK_ENVIRONMENT["HERALD_WEBHOOK_SIGNING_KEY"].encode(), TENANT)
+        payload = Webhook(secret).verify(request.body, headers)
+        assert (payload["notification_id"], payload["text"], payload["data"]) == (
+            notification_id,
+            "Order A-7 shipped",
+            {"order": "A-7"},
+        )

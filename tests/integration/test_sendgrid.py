@@ -8,11 +8,8 @@ for good), so classification is tested against a scripted local HTTP server inst
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +23,7 @@ from shared.delivery import Delivered, Failed, Retry
 from shared.errors import DeadLetterReason
 from shared.providers.base import ProviderConfigError
 from tests.factories import email_delivery as delivery
+from tests.scripted_http import Reply, ScriptedServer
 
 pytestmark = pytest.mark.integration
 
@@ -36,65 +34,6 @@ SENDER = "Herald Tests <noreply@herald.test>"
 
 def config(base_url: str = "https://api.sendgrid.com", **overrides: Any) -> SendGridConfig:
     return SendGridConfig(**{"api_key": API_KEY, "from_address": SENDER, "base_url": base_url, **overrides})
-
-
-# --- a scripted server, for the answers Prism cannot give ----------------------------------------
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    delay_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class Recorded:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-class ScriptedServer(ThreadingHTTPServer):
-    """Answers every request with ``reply`` and records it."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _ScriptedHandler)
-        self.reply = Reply(202)
-        self.requests: list[Recorded] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that timed out has gone away before the delayed answer: expected, not worth a traceback.
-        pass
-
-
-class _ScriptedHandler(BaseHTTPRequestHandler):
-    server: ScriptedServer
-
-    def _answer(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.requests.append(Recorded(self.command, self.path, dict(self.headers), body))
-        reply = self.server.reply
-        time.sleep(reply.delay_s)
-        self.send_response(reply.status)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        self.wfile.write(reply.body)
-
-    do_GET = do_POST = _answer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 # --- fixtures -------------------------------------------------------------------------------------
@@ -117,14 +56,8 @@ def provider(prism: PrismMock) -> Iterator[SendGridProvider]:
 
 @pytest.fixture(scope="module")
 def scripted_server() -> Iterator[ScriptedServer]:
-    server = ScriptedServer()
-    thread = threading.Thread(target=server.serve_forever, name="scripted-sendgrid", daemon=True)
-    thread.start()
-    try:
+    with ScriptedServer().serving() as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

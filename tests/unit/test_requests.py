@@ -33,7 +33,13 @@ def test_build_request_copies_fields() -> None:
     request = email_request(priority="high", metadata={"campaign": "welcome"}, idempotency_key="k-1")
     assert request["tenant_id"] == "acme"
     assert request["channels"] == ["email"]
-    assert request["recipient"] == {"user_id": None, "email": "ada@example.com", "phone": None, "locale": None}
+    assert request["recipient"] == {
+        "user_id": None,
+        "email": "ada@example.com",
+        "phone": None,
+        "locale": None,
+        "webhook_url": None,
+    }
     assert request["content"] == {"subject": "Hello {{ name }}", "text": "Hi {{ name }}", "html": None}
     assert orjson.loads(request["variables_json"]) == {"name": "Ada"}
     assert request["priority"] == "high"

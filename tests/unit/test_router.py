@@ -27,7 +27,7 @@ def routable(subject: str, variables: dict[str, object]) -> Consumed[RoutableNot
         "accepted_at": datetime.now(UTC),
         "priority": "high",
         "channels": ["email"],
-        "recipient": {"user_id": None, "email": "ada@example.com", "phone": None, "locale": None},
+        "recipient": {"user_id": None, "email": "ada@example.com", "phone": None, "locale": None, "webhook_url": None},
         "content": {"subject": subject, "text": "Hi {{ name }}", "html": "<p>{{ name }}</p>"},
         "variables_json": orjson.dumps(variables).decode(),
         "metadata": {"campaign": "welcome"},

@@ -21,7 +21,7 @@ TRACE = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 def recipient(email: str | None = None, phone: str | None = None) -> Recipient:
-    return {"user_id": "u-1", "email": email, "phone": phone, "locale": None}
+    return {"user_id": "u-1", "email": email, "phone": phone, "locale": None, "webhook_url": None}
 
 
 # --- choose_channel -------------------------------------------------------------------------------

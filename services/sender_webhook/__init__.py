@@ -1,0 +1,1 @@
+"""The webhook sender: POSTs notifications to customers' URLs, signed per Standard Webhooks."""

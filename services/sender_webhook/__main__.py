@@ -1,0 +1,3 @@
+from services.sender_webhook.main import main
+
+main()

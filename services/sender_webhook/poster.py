@@ -1,0 +1,100 @@
+"""The webhook provider: a signed HTTP POST to the customer's URL, with outcomes by status code."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import httpx
+
+from services.sender_webhook.signing import signed_headers, tenant_secret
+from shared.delivery import Delivered, Failed, Outcome, Retry
+from shared.errors import DeadLetterReason
+from shared.messages import WebhookDelivery
+from shared.providers.base import ProviderConfigError
+
+NAME = "http"
+USER_AGENT = "Herald-Webhooks/1"
+# Worth another try: timeouts and throttling, and the server's own failures.
+RETRYABLE_STATUS = frozenset({408, 425, 429})
+
+
+class WebhookProvider:
+    """POSTs :class:`WebhookDelivery` payloads, signed with the tenant's secret."""
+
+    name = NAME
+
+    def __init__(
+        self, signing_key: bytes | None, *, timeout_s: float, concurrency: int, allow_private_networks: bool
+    ) -> None:
+        self._signing_key = signing_key or b""
+        self._allow_private = allow_private_networks
+        self._client = httpx.AsyncClient(
+            timeout=timeout_s,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
+
+    def validate_config(self) -> None:
+        if len(self._signing_key) < 32:
+            raise ProviderConfigError("HERALD_WEBHOOK_SIGNING_KEY: required, at least 32 characters")
+
+    async def send(self, delivery: WebhookDelivery) -> Outcome:
+        """POST once; 2xx delivered, 408/425/429/5xx and network failures retried, other 4xx refused."""
+        url = delivery["url"]
+        refusal = await self._refuse_private(url)
+        if refusal is not None:
+            return refusal
+        body = delivery["payload_json"]
+        secret = tenant_secret(self._signing_key, delivery["tenant_id"])
+        headers = signed_headers(secret, delivery["delivery_id"], datetime.now(UTC), body)
+        headers |= {"content-type": "application/json", "user-agent": USER_AGENT}
+        try:
+            response = await self._client.post(url, content=body.encode(), headers=headers)
+        except httpx.TimeoutException as error:
+            return Retry(NAME, f"no answer from {url}: {error!r}", "provider_timeout")
+        except httpx.HTTPError as error:
+            return Retry(NAME, f"cannot reach {url}: {error!r}")
+        return _by_status(response)
+
+    async def health(self) -> None:
+        """Every customer's endpoint is different: there is no one service to check."""
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def _refuse_private(self, url: str) -> Outcome | None:
+        # SSRF: a customer URL must not reach Herald's own network, unless explicitly allowed.
+        if self._allow_private:
+            return None
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port)
+        except OSError as error:
+            return Retry(NAME, f"cannot resolve {host}: {error}")
+        for info in infos:
+            address = ipaddress.ip_address(info[4][0])
+            if not address.is_global:
+                detail = f"refused: {host} resolves to the non-public address {address}"
+                return Failed(NAME, detail, DeadLetterReason.INVALID_PAYLOAD)
+        return None
+
+
+def _by_status(response: httpx.Response) -> Outcome:
+    status = response.status_code
+    detail = f"{status} {response.reason_phrase}"
+    if 200 <= status < 300:
+        return Delivered(NAME, detail)
+    if status in RETRYABLE_STATUS or status >= 500:
+        wait = response.headers.get("retry-after", "")
+        return Retry(
+            NAME,
+            detail,
+            "rate_limited" if status == 429 else "endpoint_unavailable",
+            after_s=float(wait) if wait.isdigit() else None,
+        )
+    return Failed(NAME, detail, DeadLetterReason.PROVIDER_REJECTED)
