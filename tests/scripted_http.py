@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,14 +29,19 @@ class Recorded:
 
 
 class ScriptedServer(ThreadingHTTPServer):
-    """Answers every request with ``reply`` and records it."""
+    """Answers each request with the next reply scripted for its path, else ``reply``; records them all."""
 
     daemon_threads = True
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _ScriptedHandler)
         self.reply = Reply(202)
+        self.scripted: dict[str, deque[Reply]] = {}
         self.requests: list[Recorded] = []
+
+    def script(self, path: str, *replies: Reply) -> None:
+        """Answer the next requests to ``path`` with ``replies``, in order, then fall back to ``reply``."""
+        self.scripted.setdefault(path, deque()).extend(replies)
 
     @contextmanager
     def serving(self) -> Iterator[ScriptedServer]:
@@ -63,7 +69,8 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.server.requests.append(Recorded(self.command, self.path, dict(self.headers), body))
-        reply = self.server.reply
+        queue = self.server.scripted.get(self.path)
+        reply = queue.popleft() if queue else self.server.reply
         time.sleep(reply.delay_s)
         self.send_response(reply.status)
         for name, value in reply.headers.items():

@@ -346,3 +346,42 @@ async def test_a_webhook_request_is_posted_signed_to_the_customer_url(pipeline: 
             "Order A-7 shipped",
             {"order": "A-7"},
         )
+
+
+def webhook_request(url: str) -> dict[str, object]:
+    return {"channels": ["webhook"], "recipient": {"webhook_url": url}, "content": {"text": "ping"}}
+
+
+async def test_a_webhook_refused_with_a_4xx_fails_at_once_and_goes_to_the_dlq(pipeline: Pipeline) -> None:
+    with ScriptedServer().serving() as receiver:
+        receiver.reply = Reply(400)
+        async with pipeline.client() as client:
+            accepted = await client.post("/api/v1/notifications", json=webhook_request(f"{receiver.url}/refuses"))
+        notification_id = accepted.json()["id"]
+        final = await pipeline.wait_for_status(notification_id, "failed")
+    assert (final["attempts"], final["last_reason"], final["last_detail"]) == (
+        1,
+        "provider_rejected",
+        "400 Bad Request",
+    )
+    letter = await find_record(
+        pipeline.broker.bootstrap_servers,
+        pipeline.topics.dlq,
+        lambda record: DEAD_LETTER.decode(record.value)["notification_id"] == notification_id,
+    )
+    assert DEAD_LETTER.decode(letter.value)["reason_category"] == "provider_rejected"
+    assert len(receiver.requests) == 1
+
+
+async def test_a_webhook_answered_503_is_retried_then_delivered_with_the_same_id(pipeline: Pipeline) -> None:
+    with ScriptedServer().serving() as receiver:
+        receiver.script("/flaky", Reply(503))
+        receiver.reply = Reply(200)
+        async with pipeline.client() as client:
+            accepted = await client.post("/api/v1/notifications", json=webhook_request(f"{receiver.url}/flaky"))
+        notification_id = accepted.json()["id"]
+        final = await pipeline.wait_for_status(notification_id, "sent")
+    changes = [(change["status"], change["attempt"], change["reason"]) for change in final["history"]]
+    assert changes[-2:] == [("retrying", 1, "endpoint_unavailable"), ("sent", 2, None)]
+    assert len({request.headers["webhook-id"] for request in receiver.requests}) == 1
+    assert len(receiver.requests) == 2
