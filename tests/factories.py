@@ -14,22 +14,51 @@ from services.sender_email.ses import SesConfig
 from services.sender_email.settings import EmailSenderSettings
 from shared.config import HeraldSettings
 from shared.delivery import Delivered, Outcome
-from shared.messages import EmailDelivery
+from shared.messages import EmailDelivery, PushDelivery, SmsDelivery
 
 
-def email_delivery(**overrides: Any) -> EmailDelivery:
-    """A valid delivery with fresh ids; ``overrides`` replace any field."""
-    value: dict[str, Any] = {
+def delivery_fields() -> dict[str, Any]:
+    """The fields every channel's delivery record shares, with fresh ids."""
+    return {
         "delivery_id": str(uuid.uuid4()),
         "notification_id": str(uuid.uuid4()),
         "tenant_id": "acme",
         "attempt": 1,
         "priority": "normal",
+        "metadata": {},
+    }
+
+
+def push_delivery(**overrides: Any) -> PushDelivery:
+    """A valid push delivery (android unless overridden) with fresh ids."""
+    value = delivery_fields() | {
+        "priority": "high",
+        "platform": "android",
+        "token": "device-token",
+        "title": "Your order shipped",
+        "body": "It is on its way.",
+        "data": {"order_id": "42"},
+        "ttl_s": 3600,
+        "collapse_key": "order-42",
+    }
+    value.update(overrides)
+    return value  # type: ignore[return-value]
+
+
+def sms_delivery(**overrides: Any) -> SmsDelivery:
+    """A valid text message with fresh ids; ``overrides`` replace any field."""
+    value = delivery_fields() | {"to": "+14155550123", "body": "Your code is 123456"}
+    value.update(overrides)
+    return value  # type: ignore[return-value]
+
+
+def email_delivery(**overrides: Any) -> EmailDelivery:
+    """A valid delivery with fresh ids; ``overrides`` replace any field."""
+    value = delivery_fields() | {
         "to": "ada@example.com",
         "subject": "Your order shipped",
         "text": "It is on its way.",
         "html": "<p>It is on its way.</p>",
-        "metadata": {},
     }
     value.update(overrides)
     return value  # type: ignore[return-value]

@@ -22,6 +22,7 @@ from shared.delivery import Delivered, Failed, Retry
 from shared.errors import DeadLetterReason
 from shared.messages import PushDelivery
 from shared.providers.base import ProviderConfigError
+from tests.factories import push_delivery
 
 pytestmark = pytest.mark.integration
 
@@ -33,24 +34,7 @@ SIGNING_KEY = generate_signing_key()
 
 
 def push(**overrides: Any) -> PushDelivery:
-    """A valid iOS delivery with fresh ids; ``overrides`` replace any field."""
-    value: dict[str, Any] = {
-        "delivery_id": str(uuid.uuid4()),
-        "notification_id": str(uuid.uuid4()),
-        "tenant_id": "acme",
-        "attempt": 1,
-        "priority": "high",
-        "platform": "ios",
-        "token": DEVICE_TOKEN,
-        "title": "Your order shipped",
-        "body": "It is on its way.",
-        "data": {"order_id": "42"},
-        "ttl_s": 3600,
-        "collapse_key": "order-42",
-        "metadata": {},
-    }
-    value.update(overrides)
-    return value  # type: ignore[return-value]
+    return push_delivery(**{"platform": "ios", "token": DEVICE_TOKEN, **overrides})
 
 
 def config(standin: ApnsStandIn | None = None, **overrides: Any) -> ApnsConfig:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from shared.delivery import Delivered, Failed, Retry
 from shared.errors import DeadLetterReason
 from shared.messages import PushDelivery
 from shared.providers.base import ProviderConfigError
+from tests.factories import push_delivery
 
 pytestmark = [
     pytest.mark.integration,
@@ -38,23 +38,7 @@ TOKEN = "fcm-token_abc:123"
 
 
 def push(**overrides: Any) -> PushDelivery:
-    value: dict[str, Any] = {
-        "delivery_id": str(uuid.uuid4()),
-        "notification_id": str(uuid.uuid4()),
-        "tenant_id": "acme",
-        "attempt": 1,
-        "priority": "high",
-        "platform": "android",
-        "token": TOKEN,
-        "title": "Your order shipped",
-        "body": "It is on its way.",
-        "data": {"order_id": "42"},
-        "ttl_s": 3600,
-        "collapse_key": "orders",
-        "metadata": {},
-    }
-    value.update(overrides)
-    return value  # type: ignore[return-value]
+    return push_delivery(**{"token": TOKEN, "collapse_key": "orders", **overrides})
 
 
 @pytest.fixture(scope="module")

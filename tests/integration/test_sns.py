@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -19,6 +18,7 @@ from shared.delivery import Delivered, Failed, Retry
 from shared.errors import DeadLetterReason
 from shared.messages import SmsDelivery
 from shared.providers.base import ProviderConfigError
+from tests.factories import sms_delivery
 
 pytestmark = pytest.mark.integration
 
@@ -39,18 +39,7 @@ def sns_config(endpoint_url: str, **overrides: Any) -> SnsConfig:
 
 
 def sms(**overrides: Any) -> SmsDelivery:
-    value: dict[str, Any] = {
-        "delivery_id": str(uuid.uuid4()),
-        "notification_id": str(uuid.uuid4()),
-        "tenant_id": "acme",
-        "attempt": 1,
-        "priority": "normal",
-        "to": TO,
-        "body": "Your code is 123456",
-        "metadata": {},
-    }
-    value.update(overrides)
-    return value  # type: ignore[return-value]
+    return sms_delivery(**{"to": TO, **overrides})
 
 
 @pytest.fixture

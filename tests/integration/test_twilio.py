@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +34,7 @@ from shared.delivery import Delivered, Failed, Retry
 from shared.errors import DeadLetterReason
 from shared.messages import SmsDelivery
 from shared.providers.base import ProviderConfigError
+from tests.factories import sms_delivery
 
 pytestmark = pytest.mark.integration
 
@@ -59,18 +59,7 @@ def twilio_config(base_url: str, **overrides: Any) -> TwilioConfig:
 
 
 def sms(**overrides: Any) -> SmsDelivery:
-    value: dict[str, Any] = {
-        "delivery_id": str(uuid.uuid4()),
-        "notification_id": str(uuid.uuid4()),
-        "tenant_id": "acme",
-        "attempt": 1,
-        "priority": "normal",
-        "to": TO,
-        "body": "Your code is 123456",
-        "metadata": {},
-    }
-    value.update(overrides)
-    return value  # type: ignore[return-value]
+    return sms_delivery(**{"to": TO, **overrides})
 
 
 # --- against Twilio's contract (Prism) ------------------------------------------------------------

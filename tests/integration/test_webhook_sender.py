@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import orjson
@@ -15,6 +14,7 @@ from shared.delivery import Delivered, Failed, Retry
 from shared.errors import DeadLetterReason
 from shared.messages import WebhookDelivery
 from shared.providers.base import ProviderConfigError
+from tests.factories import delivery_fields
 from tests.scripted_http import Reply, ScriptedServer
 
 pytestmark = pytest.mark.integration
@@ -23,15 +23,9 @@ KEY = b"k" * 32
 
 
 def delivery(url: str, **overrides: object) -> WebhookDelivery:
-    value: dict[str, object] = {
-        "delivery_id": str(uuid.uuid4()),
-        "notification_id": str(uuid.uuid4()),
-        "tenant_id": "acme",
-        "attempt": 1,
-        "priority": "normal",
+    value = delivery_fields() | {
         "url": url,
         "payload_json": orjson.dumps({"type": "notification", "text": "hello"}).decode(),
-        "metadata": {},
     }
     value.update(overrides)
     return value  # type: ignore[return-value]
