@@ -12,12 +12,18 @@ import os
 import socket
 import struct
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import structlog
 
-from infra.local.processes import LineSink, ManagedProcess, ProcessError, free_port, port_accepts, print_prefixed
+from infra.local.processes import (
+    LineSink,
+    ManagedProcess,
+    ProcessError,
+    StartsAndStops,
+    free_port,
+    port_accepts,
+    print_prefixed,
+)
 
 __all__ = ["Broker", "free_port", "kafka_reachable", "parse_bootstrap_servers", "tansu_binary"]
 
@@ -91,7 +97,7 @@ def kafka_reachable(bootstrap_servers: str, timeout: float = 1.0) -> bool:
     return False
 
 
-class Broker:
+class Broker(StartsAndStops):
     """A Tansu broker on ``127.0.0.1:port``; ``start()`` returns once it answers Kafka requests.
 
     It can be started again after ``stop()`` or ``kill()``, on the same port, empty.
@@ -160,12 +166,3 @@ class Broker:
         """SIGKILL the broker at once, as a crash would (for fault tests)."""
         if self._process is not None:
             self._process.kill()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

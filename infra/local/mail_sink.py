@@ -28,8 +28,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import jinja2
 import structlog
@@ -39,6 +38,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+
+from infra.local.processes import StartsAndStops
 
 log = structlog.get_logger(__name__)
 
@@ -522,7 +523,7 @@ class SinkServers:
             await task
 
 
-class MailSink:
+class MailSink(StartsAndStops):
     """An in-process SMTP sink for tests: its servers run on their own event loop in a thread.
 
     >>> with MailSink() as sink:  # doctest: +SKIP
@@ -619,15 +620,6 @@ class MailSink:
                 self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(timeout)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 async def serve(

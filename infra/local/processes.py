@@ -20,7 +20,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Self
 
 import httpx
@@ -81,7 +80,24 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-class ManagedProcess:
+class StartsAndStops:
+    """``with X() as x:`` for anything that starts and stops: started on entry, stopped on exit."""
+
+    def start(self) -> object:
+        raise NotImplementedError
+
+    def stop(self) -> object:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class ManagedProcess(StartsAndStops):
     """One supervised child process.
 
     The child runs in its own session so a Ctrl-C in the terminal reaches only the supervisor,
@@ -243,15 +259,6 @@ class ManagedProcess:
             return None
         self.send_signal(signal.SIGKILL)
         return self.wait(10)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def python_module(

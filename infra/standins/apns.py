@@ -19,8 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -30,6 +29,7 @@ from h2.connection import H2Connection
 from h2.events import DataReceived, RequestReceived, StreamEnded, StreamReset
 from h2.exceptions import ProtocolError
 
+from infra.local.processes import StartsAndStops
 from infra.standins.tls import local_server_context
 
 HOST = "127.0.0.1"
@@ -80,7 +80,7 @@ class _Stream:
     body: bytearray = field(default_factory=bytearray)
 
 
-class ApnsStandIn:
+class ApnsStandIn(StartsAndStops):
     """Apple's ``POST /3/device/{token}`` for one team's signing key, on ``https://{host}:{port}``."""
 
     def __init__(
@@ -157,15 +157,6 @@ class ApnsStandIn:
         if self._directory is not None:
             shutil.rmtree(self._directory, ignore_errors=True)
             self._directory = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _files(self) -> Path:
         if self._directory is None:

@@ -8,17 +8,16 @@ emails, published SMS) for tests to check.
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
-from infra.local.processes import LineSink, ManagedProcess, free_port, print_prefixed, python_module
+from infra.local.processes import LineSink, ManagedProcess, StartsAndStops, free_port, print_prefixed, python_module
 
 HOST = "127.0.0.1"
 
 
-class MotoServer:
+class MotoServer(StartsAndStops):
     """``python -m moto.server`` on a local port, every AWS service on one endpoint."""
 
     def __init__(
@@ -77,12 +76,3 @@ class MotoServer:
         response.raise_for_status()
         data: dict[str, Any] = response.json()
         return data
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

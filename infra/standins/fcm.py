@@ -23,8 +23,7 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import uvicorn
 from cryptography.exceptions import InvalidSignature
@@ -34,6 +33,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from infra.local.processes import StartsAndStops
 
 HOST = "127.0.0.1"
 FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
@@ -111,7 +112,7 @@ class _Invalid(ValueError):
         self.description = description
 
 
-class FcmStandIn:
+class FcmStandIn(StartsAndStops):
     """FCM's send endpoint and an OAuth2 token endpoint on one local port, served from a thread."""
 
     def __init__(self, host: str = HOST) -> None:
@@ -223,15 +224,6 @@ class FcmStandIn:
         if self._thread is not None:
             self._thread.join(timeout)
         self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # --- the HTTP API ---------------------------------------------------------------------------
 

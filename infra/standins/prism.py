@@ -16,12 +16,10 @@ import json
 import subprocess
 import tempfile
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import httpx
 
-from infra.local.processes import ManagedProcess, ProcessError, free_port
+from infra.local.processes import ManagedProcess, ProcessError, StartsAndStops, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PRISM_DIR = REPO_ROOT / "var" / "tools" / "prism"
@@ -71,7 +69,7 @@ def _servable(spec: Path, workdir: Path) -> Path:
     return folded
 
 
-class PrismMock:
+class PrismMock(StartsAndStops):
     """A Prism mock server for one JSON API description (OpenAPI 3 or Swagger 2), on localhost."""
 
     def __init__(self, spec: Path, *, port: int | None = None, dynamic: bool = False) -> None:
@@ -122,12 +120,3 @@ class PrismMock:
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
