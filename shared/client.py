@@ -64,13 +64,18 @@ class NotificationClient:
         *,
         channels: Sequence[str],
         recipient: Mapping[str, str | None],
-        content: Mapping[str, str | None],
+        content: Mapping[str, Any],
         variables: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
         priority: Priority = "normal",
         metadata: Mapping[str, str] | None = None,
+        tracking: Mapping[str, bool] | None = None,
     ) -> str:
         """Validate and produce one request; returns its notification id once Kafka acknowledged it.
+
+        ``content`` may list email ``attachments`` (``filename``, ``content_type``, and ``url`` or
+        ``content_base64``); ``tracking={"opens": True, "clicks": True}`` asks for Herald's open pixel
+        and tracked links in the html part.
 
         Raises:
             shared.errors.InvalidRequest: the request can never be delivered (names the field).
@@ -84,6 +89,7 @@ class NotificationClient:
             idempotency_key=idempotency_key,
             priority=priority,
             metadata=metadata,
+            tracking=tracking,
         )
         validate_request(request)
         await self._producer.send_and_wait(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Literal, NoReturn, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "HERALD_"
@@ -69,3 +69,8 @@ def refuse_configuration(message: str) -> NoReturn:
     """Stop start-up with ``message`` on stderr (before logging is set up) and exit status 2."""
     print(message, file=sys.stderr)
     raise ConfigurationError(2)
+
+
+def reveal(secret: SecretStr | None) -> str:
+    """The secret's value, or "" when it is not set (providers then refuse the empty value by name)."""
+    return secret.get_secret_value() if secret is not None else ""

@@ -38,6 +38,13 @@ class Failed:
 
 Outcome = Delivered | Retry | Failed
 
+DEAD_TOKEN_REASONS = frozenset({DeadLetterReason.UNREGISTERED_TOKEN, DeadLetterReason.INVALID_TOKEN})
+
+
+def token_is_dead(outcome: Outcome) -> bool:
+    """Whether a push provider refused the delivery because its device token must never be used again."""
+    return isinstance(outcome, Failed) and outcome.reason in DEAD_TOKEN_REASONS
+
 
 @dataclass(frozen=True)
 class RetryPolicy:

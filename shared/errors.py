@@ -28,6 +28,16 @@ class DeadLetterReason(StrEnum):
     PROVIDER_REJECTED = "provider_rejected"
     MAX_ATTEMPTS_EXCEEDED = "max_attempts_exceeded"
     PROCESSING_ERROR = "processing_error"
+    # A push token the provider no longer knows (the app was uninstalled), or one it says is malformed:
+    # either way the device is disabled and never used again.
+    UNREGISTERED_TOKEN = "unregistered_token"
+    INVALID_TOKEN = "invalid_token"
+    # The provider refused the recipient's address (no such mailbox, not a phone number).
+    INVALID_ADDRESS = "invalid_address"
+    # The provider refused the content (spam or policy filters, too large).
+    REJECTED_CONTENT = "rejected_content"
+    # The recipient asked the provider to stop (an SMS STOP, an opt-out list).
+    RECIPIENT_OPTED_OUT = "recipient_opted_out"
 
 
 class InvalidRequest(ValueError):

@@ -23,10 +23,23 @@ class Recipient(TypedDict):
     webhook_url: str | None
 
 
+class Attachment(TypedDict):
+    filename: str
+    content_type: str
+    url: str | None
+    content_base64: str | None
+
+
 class Content(TypedDict):
     subject: str | None
     text: str | None
     html: str | None
+    attachments: list[Attachment]
+
+
+class Tracking(TypedDict):
+    opens: bool
+    clicks: bool
 
 
 class NotificationRequest(TypedDict):
@@ -40,6 +53,7 @@ class NotificationRequest(TypedDict):
     content: Content
     variables_json: str
     metadata: dict[str, str]
+    tracking: Tracking
 
 
 class RoutableNotification(TypedDict):
@@ -52,6 +66,7 @@ class RoutableNotification(TypedDict):
     content: Content
     variables_json: str
     metadata: dict[str, str]
+    tracking: Tracking
 
 
 class EmailDelivery(TypedDict):
@@ -65,6 +80,7 @@ class EmailDelivery(TypedDict):
     text: str | None
     html: str | None
     metadata: dict[str, str]
+    attachments: list[Attachment]
 
 
 class SmsDelivery(TypedDict):
@@ -92,6 +108,7 @@ class PushDelivery(TypedDict):
     ttl_s: int | None
     collapse_key: str | None
     metadata: dict[str, str]
+    deliveries: int
 
 
 class WebhookDelivery(TypedDict):
@@ -117,6 +134,8 @@ class StatusEvent(TypedDict):
     provider: str | None
     reason: str | None
     detail: str | None
+    delivery_id: str | None
+    deliveries: int | None
 
 
 class DelayedMessage(TypedDict):

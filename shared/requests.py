@@ -7,6 +7,10 @@ gets the same rules (its bad requests go to the DLQ and are marked ``rejected``)
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
+import unicodedata
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -18,13 +22,22 @@ from email_validator import EmailNotValidError, validate_email
 
 from shared.errors import InvalidRequest
 from shared.kafka.records import message_key
-from shared.messages import Content, NotificationRequest, Priority, Recipient
+from shared.messages import Attachment, Content, NotificationRequest, Priority, Recipient, Tracking
 from shared.phone import normalize_e164
 from shared.topics import CHANNELS
 
 # Fixed namespace for ids derived from idempotency keys: the same tenant and key give the same id.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("5f0c6a4e-8d0e-4c36-9a53-2a8f1f7b9c11")
 MAX_VARIABLES_BYTES = 64 * 1024
+MAX_ATTACHMENTS = 10
+# Inline attachments travel inside Kafka records (request, routable, delivery), which must stay small.
+MAX_INLINE_ATTACHMENT_BYTES = 256 * 1024
+MAX_FILENAME_CHARACTERS = 255
+MAX_URL_CHARACTERS = 2048
+# RFC 6838 type/subtype names, without parameters (they would end up in a MIME header).
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
+# Control, format (e.g. right-to-left override: "invoice\u202efdp.exe") and line/paragraph separators.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
 def notification_id_for(tenant_id: str, idempotency_key: str | None) -> str:
@@ -45,14 +58,20 @@ def build_request(
     tenant_id: str,
     channels: Sequence[str],
     recipient: Mapping[str, str | None],
-    content: Mapping[str, str | None],
+    content: Mapping[str, Any],
     variables: Mapping[str, Any] | None = None,
     idempotency_key: str | None = None,
     priority: Priority = "normal",
     metadata: Mapping[str, str] | None = None,
     created_at: datetime | None = None,
+    tracking: Mapping[str, bool] | None = None,
 ) -> NotificationRequest:
-    """Assemble a :class:`NotificationRequest` record (not yet validated)."""
+    """Assemble a :class:`NotificationRequest` record (not yet validated).
+
+    ``content`` has ``subject``, ``text``, ``html`` and ``attachments`` (mappings with ``filename``,
+    ``content_type`` and ``url`` or ``content_base64``); ``tracking`` has ``opens`` and ``clicks``.
+    """
+    tracking = tracking or {}
     return {
         "notification_id": notification_id_for(tenant_id, idempotency_key),
         "tenant_id": tenant_id,
@@ -67,9 +86,23 @@ def build_request(
             locale=recipient.get("locale"),
             webhook_url=recipient.get("webhook_url"),
         ),
-        "content": Content(subject=content.get("subject"), text=content.get("text"), html=content.get("html")),
+        "content": Content(
+            subject=content.get("subject"),
+            text=content.get("text"),
+            html=content.get("html"),
+            attachments=[
+                Attachment(
+                    filename=attachment.get("filename") or "",
+                    content_type=attachment.get("content_type") or "",
+                    url=attachment.get("url"),
+                    content_base64=attachment.get("content_base64"),
+                )
+                for attachment in content.get("attachments") or ()
+            ],
+        ),
         "variables_json": orjson.dumps(dict(variables or {})).decode(),
         "metadata": dict(metadata or {}),
+        "tracking": Tracking(opens=bool(tracking.get("opens")), clicks=bool(tracking.get("clicks"))),
     }
 
 
@@ -92,6 +125,10 @@ def validate_request(request: NotificationRequest) -> None:
         _validate_sms_request(request)
     if "webhook" in request["channels"]:
         _validate_webhook_request(request)
+    if "push" in request["channels"]:
+        _validate_push_request(request)
+    # Checked whatever the channels: only email sends them, but every request must fit in Kafka.
+    _validate_attachments(request["content"]["attachments"])
     if len(request["variables_json"].encode()) > MAX_VARIABLES_BYTES:
         raise InvalidRequest("variables", f"larger than {MAX_VARIABLES_BYTES} bytes")
     try:
@@ -126,12 +163,77 @@ def _validate_sms_request(request: NotificationRequest) -> None:
         raise InvalidRequest("content/text", "required for the sms channel (the message body)")
 
 
+def _validate_push_request(request: NotificationRequest) -> None:
+    # Push reaches the user's registered devices; which ones is only known when the router looks.
+    if not request["recipient"]["user_id"]:
+        raise InvalidRequest("recipient/user_id", "required for the push channel (its devices are registered by user)")
+    if not request["content"]["text"]:
+        raise InvalidRequest("content/text", "required for the push channel (the notification body)")
+
+
 def _validate_webhook_request(request: NotificationRequest) -> None:
     url = request["recipient"]["webhook_url"]
     if not url:
         raise InvalidRequest("recipient/webhook_url", "required for the webhook channel")
-    parts = urlsplit(url)
+    _validate_http_url("recipient/webhook_url", url)
+
+
+def _validate_http_url(field: str, url: str) -> None:
+    # Whether the host may be reached (not a private address) is decided when it is called (SSRF guard).
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises for a port out of range, which would otherwise fail only when called
+    except ValueError:  # e.g. "http://[::1" or "http://host:99999"
+        raise InvalidRequest(field, "must be an absolute http(s) URL") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise InvalidRequest("recipient/webhook_url", "must be an absolute http(s) URL")
+        raise InvalidRequest(field, "must be an absolute http(s) URL")
     if parts.username or parts.password:
-        raise InvalidRequest("recipient/webhook_url", "must not carry credentials")
+        raise InvalidRequest(field, "must not carry credentials")
+
+
+def _validate_attachments(attachments: Sequence[Attachment]) -> None:
+    if len(attachments) > MAX_ATTACHMENTS:
+        raise InvalidRequest("content/attachments", f"at most {MAX_ATTACHMENTS} attachments")
+    inline_bytes = 0
+    for index, attachment in enumerate(attachments):
+        field = f"content/attachments/{index}"
+        _validate_filename(f"{field}/filename", attachment["filename"])
+        if not _MEDIA_TYPE.fullmatch(attachment["content_type"]):
+            raise InvalidRequest(f"{field}/content_type", "must be a media type, type/subtype (application/pdf)")
+        url, data = attachment["url"], attachment["content_base64"]
+        if (url is None) == (data is None):
+            raise InvalidRequest(field, "give exactly one of url and content_base64")
+        if url is not None:
+            if len(url) > MAX_URL_CHARACTERS:
+                raise InvalidRequest(f"{field}/url", f"longer than {MAX_URL_CHARACTERS} characters")
+            _validate_http_url(f"{field}/url", url)
+        else:
+            budget = MAX_INLINE_ATTACHMENT_BYTES - inline_bytes
+            inline_bytes += _inline_size(f"{field}/content_base64", data or "", budget)
+
+
+def _validate_filename(field: str, filename: str) -> None:
+    if not filename or len(filename) > MAX_FILENAME_CHARACTERS:
+        raise InvalidRequest(field, f"required, at most {MAX_FILENAME_CHARACTERS} characters")
+    if "/" in filename or "\\" in filename or filename in (".", ".."):
+        raise InvalidRequest(field, "a file name, without a path")
+    if any(unicodedata.category(character) in _UNSAFE_CATEGORIES for character in filename):
+        raise InvalidRequest(field, "must not contain control or formatting characters")
+
+
+def _inline_size(field: str, data: str, budget: int) -> int:
+    """The decoded size of an inline attachment, refused past ``budget`` (what is left of the total)."""
+    too_large = (
+        f"inline attachments may total {MAX_INLINE_ATTACHMENT_BYTES // 1024} KiB: they travel in Kafka records, "
+        "which must stay small; give larger files by url"
+    )
+    # Four base64 characters carry three bytes: an oversized string is refused before it is decoded.
+    if len(data) > (budget + 2) // 3 * 4:
+        raise InvalidRequest(field, too_large)
+    try:
+        size = len(base64.b64decode(data, validate=True))
+    except binascii.Error:
+        raise InvalidRequest(field, "not base64 (RFC 4648, standard alphabet, padded, no line breaks)") from None
+    if size > budget:
+        raise InvalidRequest(field, too_large)
+    return size

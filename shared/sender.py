@@ -136,6 +136,9 @@ class DeliveryHandler(Generic[DeliveryT]):
             "channel": self._channel,
             "attempt": attempt,
             "provider": outcome.provider,
+            "delivery_id": delivery["delivery_id"],
+            # Only push splits a notification (one delivery per device); every other channel has one.
+            "deliveries": int(delivery.get("deliveries", 1)),
         }
         if isinstance(outcome, Delivered):
             return [self._reporter.event(status=status.SENT, detail=outcome.detail, **report)]
@@ -164,6 +167,8 @@ class DeliveryHandler(Generic[DeliveryT]):
             channel=self._channel,
             attempt=attempt,
             provider=failure.provider,
+            delivery_id=report["delivery_id"],
+            deliveries=report["deliveries"],
         )
 
     def _retry_later(self, message: Consumed[DeliveryT], attempt: int, delay_s: float, reason: str) -> Produce:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from shared import service
@@ -11,8 +11,8 @@ from shared.config import refuse_configuration
 from shared.delivery import RetryPolicy
 from shared.kafka.consumer import service_consumer
 from shared.kafka.producer import MessageProducer
-from shared.providers.base import Provider, ProviderConfigError
-from shared.providers.factory import build_chain
+from shared.observability.ops import Check
+from shared.providers.base import ProviderConfigError, ProviderSet
 from shared.providers.health import ProviderHealth
 from shared.providers.ratelimit import SendRateLimiter
 from shared.redis import create_redis, key
@@ -30,18 +30,20 @@ async def serve_sender(
     channel: str,
     settings: SenderSettings,
     contract: Contract[DeliveryT],
-    provider_names: Sequence[str],
-    available: Mapping[str, Callable[[], Provider[DeliveryT]]],
+    build_providers: Callable[[SendRateLimiter], ProviderSet[DeliveryT]],
     concurrency: int,
+    checks: Mapping[str, Check] | None = None,
 ) -> None:
-    """Consume ``send.<channel>`` and deliver through the configured provider chain until SIGTERM."""
+    """Consume ``send.<channel>`` and deliver through the configured providers until SIGTERM.
+
+    ``build_providers`` makes them (usually :func:`build_chain`) with the rate limiter every replica
+    shares; ``checks`` are readiness checks beyond Kafka, Redis and the providers.
+    """
     service.setup(service_name, settings)
     topics = Topics(settings.topic_prefix)
     redis = create_redis(settings)
     try:
-        chain = build_chain(
-            channel, provider_names, available, settings, SendRateLimiter(redis, key(settings, "ratelimit"))
-        )
+        chain = build_providers(SendRateLimiter(redis, key(settings, "ratelimit")))
     except ProviderConfigError as error:
         refuse_configuration(f"invalid configuration:\n  {error}")
     health = ProviderHealth(chain.providers, settings.provider_health_interval_s)
@@ -70,7 +72,7 @@ async def serve_sender(
         await service.serve_consumers(
             settings,
             [consumer],
-            checks={"kafka": producer.check, "redis": redis.ping, "providers": health.ready},
+            checks={"kafka": producer.check, "redis": redis.ping, "providers": health.ready, **(checks or {})},
             background=[health.run],
         )
     finally:

@@ -1,7 +1,8 @@
 """The notification status vocabulary and its monotonic order.
 
-A status may only be replaced by one of higher rank, and never once it is terminal, so a late
-``sent`` never overwrites ``delivered`` whatever order the events arrive in.
+A status may only be replaced by one of higher rank: never after a failure, and once the recipient
+was reached (delivered, opened, clicked) only by engagement. So a late ``sent`` never overwrites
+``delivered``, nor a bounce a click, whatever order the events arrive in.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ ROUTED: Final = "routed"
 RETRYING: Final = "retrying"
 SENT: Final = "sent"
 DELIVERED: Final = "delivered"
+# Engagement, recorded by the gateway's tracking routes: the recipient opened the mail, followed a link.
+OPENED: Final = "opened"
+CLICKED: Final = "clicked"
 REJECTED: Final = "rejected"
 FAILED: Final = "failed"
 
@@ -24,12 +28,19 @@ RANKS: Final = MappingProxyType(
         RETRYING: 30,
         SENT: 40,
         DELIVERED: 50,
+        OPENED: 52,
+        CLICKED: 54,
         REJECTED: 60,
         FAILED: 60,
     }
 )
 
 TERMINAL: Final = frozenset({DELIVERED, REJECTED, FAILED})
+# Nothing follows a failure.
+FINAL: Final = frozenset({REJECTED, FAILED})
+# Proof the recipient got it: from here on only engagement moves the status (a later bounce does not).
+REACHED: Final = frozenset({DELIVERED, OPENED, CLICKED})
+ENGAGEMENT: Final = frozenset({OPENED, CLICKED})
 
 
 def rank(status: str) -> int:
@@ -41,8 +52,10 @@ def rank(status: str) -> int:
 
 
 def advances(current: str | None, new: str) -> bool:
-    """True when ``new`` may replace ``current``: no status yet, or a higher rank over a non-terminal one."""
+    """True when ``new`` may replace ``current``: no status yet, or a higher rank, never after a failure,
+    and only engagement once the recipient was reached."""
     new_rank = rank(new)
     if current is None:
         return True
-    return current not in TERMINAL and new_rank > rank(current)
+    movable = current not in FINAL and (current not in REACHED or new in ENGAGEMENT)
+    return movable and new_rank > rank(current)

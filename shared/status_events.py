@@ -34,9 +34,21 @@ class StatusReporter:
         provider: str | None = None,
         reason: str | None = None,
         detail: str | None = None,
+        delivery_id: str | None = None,
+        deliveries: int | None = None,
+        distinct_by: str | None = None,
     ) -> Produce:
-        """A status event; its id is derived from what happened, so a redelivered event is stored once."""
-        event_id = uuid.uuid5(EVENT_NAMESPACE, f"{notification_id}:{status}:{channel}:{attempt}")
+        """A status event; its id is derived from what happened, so a redelivered event is stored once.
+
+        Senders name the ``delivery_id`` (and how many ``deliveries`` the notification has): a
+        notification sent to several devices is sent once any delivery is, failed once all are.
+        ``distinct_by`` tells apart happenings that are otherwise alike (each clicked URL).
+        """
+        happening = f"{notification_id}:{status}:{channel}:{attempt}"
+        for part in (delivery_id, distinct_by):
+            if part:
+                happening = f"{happening}:{part}"
+        event_id = uuid.uuid5(EVENT_NAMESPACE, happening)
         value = STATUS_EVENT.encode(
             {
                 "event_id": str(event_id),
@@ -50,6 +62,8 @@ class StatusReporter:
                 "provider": provider,
                 "reason": reason,
                 "detail": detail,
+                "delivery_id": delivery_id,
+                "deliveries": deliveries,
             }
         )
         headers: Headers = headers_for(tenant_id, "status_event", traceparent)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 CONTRACT_VERSION = 1
-CHANNELS = ("email", "sms", "webhook")
+CHANNELS = ("email", "sms", "push", "webhook")
 
 
 @dataclass(frozen=True)

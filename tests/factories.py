@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -14,7 +15,7 @@ from services.sender_email.ses import SesConfig
 from services.sender_email.settings import EmailSenderSettings
 from shared.config import HeraldSettings
 from shared.delivery import Delivered, Outcome
-from shared.messages import EmailDelivery, PushDelivery, SmsDelivery
+from shared.messages import Attachment, EmailDelivery, PushDelivery, SmsDelivery
 
 
 def delivery_fields() -> dict[str, Any]:
@@ -40,6 +41,7 @@ def push_delivery(**overrides: Any) -> PushDelivery:
         "data": {"order_id": "42"},
         "ttl_s": 3600,
         "collapse_key": "order-42",
+        "deliveries": 1,
     }
     value.update(overrides)
     return value  # type: ignore[return-value]
@@ -52,6 +54,16 @@ def sms_delivery(**overrides: Any) -> SmsDelivery:
     return value  # type: ignore[return-value]
 
 
+def inline_attachment(filename: str, data: bytes, content_type: str = "application/octet-stream") -> Attachment:
+    """An attachment given inline, as base64."""
+    return {
+        "filename": filename,
+        "content_type": content_type,
+        "url": None,
+        "content_base64": base64.b64encode(data).decode(),
+    }
+
+
 def email_delivery(**overrides: Any) -> EmailDelivery:
     """A valid delivery with fresh ids; ``overrides`` replace any field."""
     value = delivery_fields() | {
@@ -59,6 +71,7 @@ def email_delivery(**overrides: Any) -> EmailDelivery:
         "subject": "Your order shipped",
         "text": "It is on its way.",
         "html": "<p>It is on its way.</p>",
+        "attachments": [],
     }
     value.update(overrides)
     return value  # type: ignore[return-value]

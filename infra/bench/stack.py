@@ -27,7 +27,7 @@ from infra.local.broker import Broker
 from infra.local.datastores import ensure_datastores
 from infra.local.processes import ManagedProcess, free_port, stop_all
 from infra.local.stack import (
-    LOCAL_WEBHOOK_ENVIRONMENT,
+    LOCAL_ENVIRONMENT,
     REPO_ROOT,
     WORKERS,
     ServiceSpec,
@@ -35,6 +35,7 @@ from infra.local.stack import (
     start_services,
 )
 from infra.standins.aws import MotoServer
+from infra.standins.push import PushStandIns
 from shared.config import HeraldSettings, load_settings
 from shared.kafka.admin import AdminSettings, create_topics
 from shared.storage.migrate import ensure_database, migrate
@@ -79,6 +80,7 @@ class BenchStack:
         self._sink: Sink | None = None
         # sender-sms runs too (idle here): SNS on moto stands in for its provider.
         self._sms = MotoServer(name="bench-moto", line_sink=None)
+        self._push = PushStandIns()
         self.sink_note: str | None = None
         self._cleanup = contextlib.ExitStack()
 
@@ -125,6 +127,8 @@ class BenchStack:
 
         self._cleanup.callback(self._sms.stop)
         self._sms.start()
+        self._cleanup.callback(self._push.stop)
+        self._push.start()
 
         self.specs = herald_services(free_port(), [free_port() for _ in WORKERS])
         # start_services stops what it started if one of them fails to get ready.
@@ -148,7 +152,9 @@ class BenchStack:
             "HERALD_GATEWAY_HOST": "127.0.0.1",
             "HERALD_OPS_HOST": "127.0.0.1",
             **self._sms.sms_environment(),
-            **LOCAL_WEBHOOK_ENVIRONMENT,
+            **self._push.environment(),
+            **LOCAL_ENVIRONMENT,
+            "HERALD_TRACKING_BASE_URL": self.gateway_url,
         }
 
     async def _prepare(self) -> None:

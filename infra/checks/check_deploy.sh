@@ -166,7 +166,7 @@ if "version" in doc:
     problems.append("drop the obsolete top-level 'version' key")
 herald = {name: s for name, s in services.items() if "build" in s}
 expected = {"migrate", "create-topics", "gateway", "ingest", "router", "sender-email", "sender-sms",
-            "sender-webhook", "retry", "status"}
+            "sender-webhook", "sender-push", "retry", "status"}
 if set(herald) != expected:
     problems.append(f"services built from the Dockerfile: {sorted(herald)}, expected {sorted(expected)}")
 for infra in ("kafka", "postgres", "redis", "mailpit"):
@@ -372,7 +372,7 @@ step "modules the deployment runs"
 # (ALLOW_MISSING_MODULES=1 only reports them, for work in progress).
 missing=()
 for module in services.gateway services.ingest services.router services.sender_email services.sender_sms services.sender_webhook \
-    services.retry \
+    services.sender_push services.retry \
     services.status shared.storage.migrate shared.kafka.admin; do
     path="${module//.//}"
     [[ -f "$path.py" || -f "$path/__main__.py" ]] || missing+=("$module")

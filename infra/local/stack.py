@@ -8,6 +8,7 @@ SIGTERM stops everything it started: services first, then the sink, the broker a
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -32,16 +33,20 @@ from infra.local.processes import (
     stop_all,
     wait_any,
 )
-from infra.standins.aws import MotoServer
+from infra.standins.messaging import MessagingStandIns
+from infra.standins.push import PushStandIns
 from shared.config import HeraldSettings, load_settings
 
 log = structlog.get_logger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# Webhooks on one machine: a well-known signing key, and local receivers allowed (never in production).
-LOCAL_WEBHOOK_ENVIRONMENT = {
+# Herald on one machine (never in production): well-known signing keys for webhooks and tracked
+# links, and webhook receivers and attachment URLs on this machine allowed.
+LOCAL_ENVIRONMENT = {
     "HERALD_WEBHOOK_SIGNING_KEY": "local-webhook-signing-key-change-me-0123456789",
     "HERALD_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
+    "HERALD_TRACKING_SIGNING_KEY": "local-tracking-signing-key-change-me-0123456789",
+    "HERALD_ATTACHMENT_ALLOW_PRIVATE_NETWORKS": "true",
 }
 DEFAULT_DEV_API_KEY = "dev-local-key-change-me"
 
@@ -55,12 +60,15 @@ class LocalStackSettings(HeraldSettings):
     smtp_port: int = Field(default=1025, ge=1, le=65535)
     # The mail sink's web page and JSON API.
     mail_web_port: int = Field(default=8025, ge=1, le=65535)
-    # moto (SNS) standing in for an SMS provider, unless HERALD_SMS_PROVIDERS is set.
+    # The SMS and email providers' stand-ins (see infra.standins.messaging): moto for SNS, Prism with
+    # Twilio's and SendGrid's API descriptions; each unless its provider's URL variable is set.
     sms_stand_in_port: int = Field(default=5055, ge=1, le=65535)
+    twilio_stand_in_port: int = Field(default=4010, ge=1, le=65535)
+    sendgrid_stand_in_port: int = Field(default=4011, ge=1, le=65535)
     # Private Postgres data and received mail (.eml) go here; relative to the repository.
     local_var_dir: Path = Path("var")
     local_ready_timeout_s: float = Field(default=90.0, gt=0)
-    # The non-gateway services' operations ports (/ready, /metrics): this and the next six.
+    # The non-gateway services' operations ports (/ready, /metrics): this and the next seven.
     local_ops_ports_start: int = Field(default=9101, ge=1, le=65529)
     # Above the gateway's own 20 s graceful shutdown, so it is never SIGKILLed mid-drain.
     local_stop_grace_s: float = Field(default=25.0, ge=0)
@@ -88,10 +96,10 @@ class ServiceSpec:
 
 # The services that listen on an operations port (all but the gateway), in start order; their
 # default HERALD_OPS_PORTs are 9101, 9102, ... in this order.
-WORKERS = ("ingest", "router", "sender-email", "retry", "status", "sender-sms", "sender-webhook")
+WORKERS = ("ingest", "router", "sender-email", "retry", "status", "sender-sms", "sender-webhook", "sender-push")
 
 
-def herald_services(gateway_port: int = 8080, ops_ports: Sequence[int] = range(9101, 9108)) -> list[ServiceSpec]:
+def herald_services(gateway_port: int = 8080, ops_ports: Sequence[int] = range(9101, 9109)) -> list[ServiceSpec]:
     """Every service, in start order, with its ports (the e2e tests start them the same way)."""
     if len(ops_ports) != len(WORKERS):
         raise ValueError(f"give one operations port for each of {', '.join(WORKERS)}")
@@ -169,8 +177,14 @@ class LocalStack:
         self.datastores: Datastores | None = None
         self.broker: Broker | None = None
         self.mail_sink: ManagedProcess | None = None
-        # SNS on moto stands in for an SMS provider unless HERALD_SMS_PROVIDERS names real ones.
-        self.sms_stand_in: MotoServer | None = None
+        # Twilio (Prism), SNS (moto) and SendGrid (Prism), for the providers not pointed elsewhere.
+        self.messaging = MessagingStandIns(
+            twilio_port=settings.twilio_stand_in_port,
+            sns_port=settings.sms_stand_in_port,
+            sendgrid_port=settings.sendgrid_stand_in_port,
+        )
+        # FCM, APNs and Web Push stand-ins unless HERALD_FCM_CREDENTIALS points at a real Firebase project.
+        self.push_stand_ins: PushStandIns | None = None
         self.processes: list[ManagedProcess] = []
         self.environment: dict[str, str] = {}
 
@@ -187,8 +201,7 @@ class LocalStack:
     def _check_ports_free(self) -> None:
         wanted = {spec.name: spec.port for spec in self.services}
         wanted |= {"mail sink (SMTP)": self.settings.smtp_port, "mail sink (web)": self.settings.mail_web_port}
-        if "HERALD_SMS_PROVIDERS" not in os.environ:
-            wanted["SMS stand-in (moto)"] = self.settings.sms_stand_in_port
+        wanted |= self.messaging.ports()
         busy = [f"{name} port {port}" for name, port in wanted.items() if port_accepts("127.0.0.1", port)]
         if busy:
             raise StackError(
@@ -226,7 +239,9 @@ class LocalStack:
             "HERALD_SMTP_HOST": self.settings.smtp_host,
             "HERALD_SMTP_PORT": str(self.settings.smtp_port),
             "HERALD_DEV_API_KEY": self.settings.dev_api_key,
-            **LOCAL_WEBHOOK_ENVIRONMENT,
+            **LOCAL_ENVIRONMENT,
+            # Tracked links and the open pixel point at this stack's gateway.
+            "HERALD_TRACKING_BASE_URL": self.gateway_url,
             # A laptop's stack, with a well-known dev key, listens on loopback unless told otherwise.
             "HERALD_GATEWAY_HOST": os.environ.get("HERALD_GATEWAY_HOST", "127.0.0.1"),
             "HERALD_OPS_HOST": os.environ.get("HERALD_OPS_HOST", "127.0.0.1"),
@@ -260,10 +275,13 @@ class LocalStack:
         self.mail_sink.start()
         self.mail_sink.wait_http_ready(f"{self.mail_web_url}health", timeout=30)
 
-        if "HERALD_SMS_PROVIDERS" not in os.environ:
-            self.sms_stand_in = MotoServer(self.settings.sms_stand_in_port)
-            self.sms_stand_in.start()
-            self.environment |= self.sms_stand_in.sms_environment()
+        self.messaging.start()
+        self.environment |= self.messaging.environment()
+
+        if "HERALD_FCM_CREDENTIALS" not in os.environ:
+            self.push_stand_ins = PushStandIns(line_sink=print_prefixed)
+            self.push_stand_ins.start()
+            self.environment |= self.push_stand_ins.environment()
 
         run_step("migrate", "shared.storage.migrate", self.environment)
         run_step("topics", "shared.kafka.admin", self.environment)
@@ -274,8 +292,7 @@ class LocalStack:
     def wait(self) -> ManagedProcess | None:
         """Block until a supervised process exits on its own (returned) or a signal stops us."""
         watched = [*self.processes, *([self.mail_sink] if self.mail_sink else [])]
-        if self.sms_stand_in is not None:
-            watched.append(self.sms_stand_in.process)
+        watched.extend(self.messaging.processes())
         if self.broker is not None and self.broker.process is not None:
             watched.append(self.broker.process)
         return wait_any(watched)
@@ -285,12 +302,18 @@ class LocalStack:
         stop_all(self.processes, grace=self.settings.local_stop_grace_s)
         if self.mail_sink is not None:
             self.mail_sink.stop(grace=5)
-        if self.sms_stand_in is not None:
-            self.sms_stand_in.stop()
+        self.messaging.stop()
+        if self.push_stand_ins is not None:
+            self.push_stand_ins.stop()
         if self.broker is not None:
             self.broker.stop()
         if self.datastores is not None:
             self.datastores.stop()
+
+    def _providers(self, channel: str, default: str) -> str:
+        """The providers a sender uses: as set by hand, else as the stack set them, else its default."""
+        variable = f"HERALD_{channel}_PROVIDERS"
+        return os.environ.get(variable) or self.environment.get(variable) or default
 
     def banner(self) -> str:
         """What a person needs to try the stack."""
@@ -304,6 +327,23 @@ class LocalStack:
             '"content":{"text":"Your code is {{ code }}"},"variables":{"code":"1234"}}'
         )
         assert self.datastores is not None
+        push: list[str] = []
+        if self.push_stand_ins is not None:
+            stand_ins = self.push_stand_ins
+            device = json.dumps({"platform": "web", "token": stand_ins.web_subscription()})
+            push_body = (
+                '{"channels":["push"],"recipient":{"user_id":"ada"},'
+                '"content":{"subject":"Hello {{ name }}","text":"Your order shipped"},"variables":{"name":"Ada"}}'
+            )
+            push = [
+                "Or a push: register a device for user ada (a browser subscribed to the Web Push stand-in), then send:",
+                f"  curl -sS -X POST {self.gateway_url}/api/v1/recipients/ada/devices "
+                f'-H "Authorization: Bearer {key}" -H "Content-Type: application/json" '
+                f"-d '{device}'",
+                f"  curl -sS -X POST {self.gateway_url}/api/v1/notifications "
+                f'-H "Authorization: Bearer {key}" -H "Content-Type: application/json" '
+                f"-d '{push_body}'",
+            ]
         return "\n".join(
             [
                 "",
@@ -312,9 +352,17 @@ class LocalStack:
                 f"  API docs:   {self.gateway_url}/docs",
                 f"  Dev key:    {key}",
                 f"  Mail:       {self.mail_web_url}",
+                f"  Email via:  {self._providers('EMAIL', 'smtp')} "
+                "(HERALD_EMAIL_PROVIDERS; sendgrid,smtp sends through SendGrid's stand-in)",
+                f"  SMS via:    {self._providers('SMS', 'twilio')} (HERALD_SMS_PROVIDERS)",
+                *self.messaging.describe(),
                 *(
-                    [f"  SMS:        {self.sms_stand_in.url}/moto-api/data.json (SNS on moto: sns -> SMS)"]
-                    if self.sms_stand_in
+                    [
+                        f"  Push:       FCM {self.push_stand_ins.fcm.url}, APNs https://127.0.0.1:"
+                        f"{self.push_stand_ins.apns.port}, Web Push {self.push_stand_ins.web.origin} (stand-ins; "
+                        "each delivery's provider answer shows in the notification's deliveries)"
+                    ]
+                    if self.push_stand_ins
                     else []
                 ),
                 f"  Kafka:      {self.environment['HERALD_KAFKA_BOOTSTRAP_SERVERS']}",
@@ -329,6 +377,7 @@ class LocalStack:
                 f"  curl -sS -X POST {self.gateway_url}/api/v1/notifications "
                 f'-H "Authorization: Bearer {key}" -H "Content-Type: application/json" '
                 f"-d '{sms_body}'",
+                *push,
                 "Then look it up (use the id from the answer):",
                 f'  curl -sS {self.gateway_url}/api/v1/notifications/ID -H "Authorization: Bearer {key}"',
                 "",

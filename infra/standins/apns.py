@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,8 @@ class ApnsStandIn(StartsAndStops):
         self.host = HOST
         self.port = port
         self.notifications: list[ApnsNotification] = []
+        # Called with each accepted notification (the local stack prints them).
+        self.on_accept: Callable[[ApnsNotification], None] | None = None
         # Seconds before each answer is sent, to make a client time out.
         self.answer_delay_s = 0.0
         # deque: filled by the test's thread, drained by the server's.
@@ -192,6 +195,8 @@ class ApnsStandIn(StartsAndStops):
                 body["timestamp"] = int(time.time() * 1000)
             return scripted.status, apns_id, body
         self.notifications.append(notification)
+        if self.on_accept is not None:
+            self.on_accept(notification)
         return 200, apns_id, None
 
     def _accept(self, headers: dict[str, str], body: bytes, apns_id: str) -> ApnsNotification:

@@ -16,16 +16,14 @@ import itertools
 import json
 import re
 import secrets
-import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -35,6 +33,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from infra.local.processes import StartsAndStops
+from infra.standins.asgi import ThreadedServer
 
 HOST = "127.0.0.1"
 FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
@@ -124,8 +123,9 @@ class FcmStandIn(StartsAndStops):
         self._accounts: dict[str, _Account] = {}  # by client_email
         self._access_tokens: dict[str, tuple[str, float]] = {}  # token -> (project_id, expiry)
         self._ids = itertools.count(1)
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ThreadedServer | None = None
+        # Called with each accepted message (the local stack prints them).
+        self.on_accept: Callable[[AcceptedMessage], None] | None = None
 
     @property
     def url(self) -> str:
@@ -199,31 +199,15 @@ class FcmStandIn(StartsAndStops):
 
     def start(self, timeout: float = 10.0) -> None:
         """Serve on a background thread; return once it accepts connections."""
-        # Bound before uvicorn starts, so the port is known at once and never raced for.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        sock.listen(128)
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self._app(), log_config=None, log_level="warning", access_log=False, lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, name="fcm-standin")
-        self._thread.daemon = True
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError(f"the FCM stand-in did not start within {timeout:g} s")
-            time.sleep(0.01)
+        self._server = ThreadedServer(self._app(), self.host, self.port, "FCM stand-in")
+        self._server.start(timeout)
+        self.port = self._server.port
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop serving and wait for the thread to end."""
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self._server = self._thread = None
+            self._server.stop(timeout)
+        self._server = None
 
     # --- the HTTP API ---------------------------------------------------------------------------
 
@@ -305,8 +289,11 @@ class FcmStandIn(StartsAndStops):
         except _Invalid as invalid:
             return _error(400, invalid.description, "INVALID_ARGUMENT", invalid.field or None)
         name = f"projects/{project}/messages/{next(self._ids)}"
+        accepted = AcceptedMessage(project, name, message, body.get("validate_only") is True)
         with self._lock:
-            self._messages.append(AcceptedMessage(project, name, message, body.get("validate_only") is True))
+            self._messages.append(accepted)
+        if self.on_accept is not None:
+            self.on_accept(accepted)
         return JSONResponse({"name": name})
 
 

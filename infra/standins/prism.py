@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from infra.local.processes import ManagedProcess, ProcessError, StartsAndStops, free_port
+from infra.local.processes import LineSink, ManagedProcess, ProcessError, StartsAndStops, free_port, print_prefixed
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PRISM_DIR = REPO_ROOT / "var" / "tools" / "prism"
@@ -72,12 +72,28 @@ def _servable(spec: Path, workdir: Path) -> Path:
 class PrismMock(StartsAndStops):
     """A Prism mock server for one JSON API description (OpenAPI 3 or Swagger 2), on localhost."""
 
-    def __init__(self, spec: Path, *, port: int | None = None, dynamic: bool = False) -> None:
+    def __init__(
+        self,
+        spec: Path,
+        *,
+        port: int | None = None,
+        dynamic: bool = False,
+        name: str | None = None,
+        line_sink: LineSink | None = print_prefixed,
+    ) -> None:
         self.spec = spec.resolve()
         self.port = port
         self.dynamic = dynamic
+        # The prefix of Prism's output lines, which go to ``line_sink``.
+        self.name = name or f"prism-{self.spec.stem}"
+        self._line_sink = line_sink
         self._process: ManagedProcess | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def process(self) -> ManagedProcess | None:
+        """The Prism process while started, for supervision alongside other processes."""
+        return self._process
 
     @property
     def url(self) -> str:
@@ -96,7 +112,7 @@ class PrismMock(StartsAndStops):
         if self.dynamic:
             argv.append("--dynamic")
         argv.append(str(_servable(self.spec, Path(self._workdir.name))))
-        self._process = ManagedProcess(f"prism-{self.spec.stem}", argv, cwd=REPO_ROOT)
+        self._process = ManagedProcess(self.name, argv, cwd=REPO_ROOT, line_sink=self._line_sink)
         self._process.start()
         try:
             # Any answer will do (an unknown path gets a 404): Prism listens only once the spec is loaded.

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.gateway import devices, notifications, problems
+from services.gateway import devices, notifications, problems, tracking
 from services.gateway.auth import ApiKeyAuthenticator
 from services.gateway.middleware import BodySizeLimit, RequestMetrics
 from services.gateway.repository import ApiKeyRepository, NotificationRepository
@@ -58,6 +58,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     problems.install(app)
     app.include_router(notifications.router)
     app.include_router(devices.router)
+    # Without an API key: mail clients call these, and the token's signature authenticates them.
+    app.include_router(tracking.routes(settings.tracking_signing_key))
     app.router.routes.extend(health_routes(checks))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics)

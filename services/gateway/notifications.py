@@ -14,7 +14,14 @@ from fastapi import APIRouter, Header, Request, Response
 from services.gateway.auth import Tenant
 from services.gateway.problems import Problem
 from services.gateway.repository import AcceptedNotification
-from services.gateway.schemas import Links, NotificationAccepted, NotificationCreate, NotificationOut, StatusChange
+from services.gateway.schemas import (
+    DeliveryOut,
+    Links,
+    NotificationAccepted,
+    NotificationCreate,
+    NotificationOut,
+    StatusChange,
+)
 from shared.batching import GroupWriter
 from shared.kafka.producer import MessageProducer
 from shared.kafka.records import Produce, headers_for
@@ -51,6 +58,7 @@ async def accept_notification(
         idempotency_key=idempotency_key,
         priority=body.priority,
         metadata=body.metadata,
+        tracking=body.tracking.model_dump(),
     )
     validate_request(request)
     notification_id = request["notification_id"]
@@ -113,4 +121,5 @@ async def get_notification(notification_id: str, tenant: Tenant, request: Reques
         created_at=view.created_at,
         updated_at=view.updated_at,
         history=[StatusChange(**{k: v for k, v in asdict(e).items() if k != "event_id"}) for e in view.events],
+        deliveries=[DeliveryOut(**asdict(d)) for d in view.deliveries],
     )

@@ -28,6 +28,21 @@ class EventView:
     provider: str | None
     reason: str | None
     detail: str | None
+    delivery_id: str | None
+
+
+@dataclass(frozen=True)
+class DeliveryView:
+    """One delivery of a notification (one per push device, else one): its own status and attempts."""
+
+    id: str
+    channel: str | None
+    status: str
+    attempts: int
+    provider: str | None
+    last_reason: str | None
+    last_detail: str | None
+    updated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,7 @@ class NotificationView:
     created_at: datetime
     updated_at: datetime
     events: tuple[EventView, ...]
+    deliveries: tuple[DeliveryView, ...]
 
 
 @dataclass(frozen=True)
@@ -108,10 +124,21 @@ class NotificationRepository:
                 return None
             events = await connection.fetch(
                 """
-                SELECT event_id, status, occurred_at, service, channel, attempt, provider, reason, detail
+                SELECT event_id::text, status, occurred_at, service, channel, attempt, provider, reason, detail,
+                       delivery_id::text
                 FROM notification_events
                 WHERE notification_id = $1 AND tenant_id = $2
                 ORDER BY occurred_at, id
+                """,
+                key,
+                tenant_id,
+            )
+            deliveries = await connection.fetch(
+                """
+                SELECT id::text, channel, status, attempts, provider, last_reason, last_detail, updated_at
+                FROM deliveries
+                WHERE notification_id = $1 AND tenant_id = $2
+                ORDER BY created_at, id
                 """,
                 key,
                 tenant_id,
@@ -127,20 +154,8 @@ class NotificationRepository:
             idempotency_key=row["idempotency_key"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
-            events=tuple(
-                EventView(
-                    event_id=str(event["event_id"]),
-                    status=event["status"],
-                    occurred_at=event["occurred_at"],
-                    service=event["service"],
-                    channel=event["channel"],
-                    attempt=event["attempt"],
-                    provider=event["provider"],
-                    reason=event["reason"],
-                    detail=event["detail"],
-                )
-                for event in events
-            ),
+            events=tuple(EventView(*event.values()) for event in events),
+            deliveries=tuple(DeliveryView(*delivery.values()) for delivery in deliveries),
         )
 
 

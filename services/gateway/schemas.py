@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Channel = Literal["email", "sms", "webhook"]
+Channel = Literal["email", "sms", "push", "webhook"]
 
 
 class _Body(BaseModel):
@@ -23,12 +23,30 @@ class RecipientIn(_Body):
     webhook_url: str | None = Field(default=None, max_length=2048)
 
 
+class AttachmentIn(_Body):
+    """A file attached to an email: exactly one of ``url`` (fetched when sending) and ``content_base64``."""
+
+    # The rules (file name, media type, URL, base64, 256 KiB inline in all) are the shared request rules.
+    filename: str = Field(max_length=1024)
+    content_type: str = Field(max_length=255, examples=["application/pdf"])
+    url: str | None = Field(default=None, max_length=4096)
+    content_base64: str | None = None
+
+
 class ContentIn(_Body):
     """Jinja2 templates; ``html`` is autoescaped when rendered."""
 
     subject: str | None = Field(default=None, max_length=998)
     text: str | None = Field(default=None, max_length=200_000)
     html: str | None = Field(default=None, max_length=500_000)
+    attachments: list[AttachmentIn] = Field(default_factory=list, description="Email only; at most 10.")
+
+
+class TrackingIn(_Body):
+    """Herald's own open pixel and tracked links, in an email's html part."""
+
+    opens: bool = False
+    clicks: bool = False
 
 
 class NotificationCreate(_Body):
@@ -38,6 +56,7 @@ class NotificationCreate(_Body):
     variables: dict[str, Any] = Field(default_factory=dict, description="Values for the templates.")
     priority: Literal["high", "normal", "low"] = "normal"
     metadata: dict[str, str] = Field(default_factory=dict, max_length=50)
+    tracking: TrackingIn = Field(default_factory=TrackingIn)
 
 
 class Links(BaseModel):
@@ -59,6 +78,19 @@ class StatusChange(BaseModel):
     provider: str | None
     reason: str | None
     detail: str | None
+    # Which delivery a sender's event is about (a push goes out as one delivery per device).
+    delivery_id: str | None
+
+
+class DeliveryOut(BaseModel):
+    id: str
+    channel: str | None
+    status: str
+    attempts: int
+    provider: str | None
+    last_reason: str | None
+    last_detail: str | None
+    updated_at: datetime
 
 
 class NotificationOut(BaseModel):
@@ -72,3 +104,4 @@ class NotificationOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     history: list[StatusChange]
+    deliveries: list[DeliveryOut]

@@ -14,3 +14,6 @@ class GatewaySettings(HeraldSettings):
     # How long a verified API key is trusted without asking Postgres again (seconds).
     auth_cache_ttl_s: float = Field(default=30.0, ge=0)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Verifies the router's open/click tracking tokens (the router's HERALD_TRACKING_SIGNING_KEY);
+    # unset: the tracking routes answer 404.
+    tracking_signing_key: SecretStr | None = Field(default=None, min_length=32)

@@ -68,6 +68,7 @@ class IngestHandler:
                 "content": request["content"],
                 "variables_json": request["variables_json"],
                 "metadata": request["metadata"],
+                "tracking": request["tracking"],
             }
         )
         return [

@@ -1,4 +1,6 @@
-"""Router's handler: choose the channel, render the content, hand it to that channel's sender."""
+"""Router's handler: choose the channel, render the content, hand it to that channel's sender.
+
+A push goes to every active device of its user, one delivery each (the sender disables dead tokens)."""
 
 from __future__ import annotations
 
@@ -7,40 +9,59 @@ from collections.abc import Sequence
 
 import orjson
 
-from services.router.routing import choose_channel
+from services.router.routing import choose_route
 from services.router.templates import TemplateRenderer
+from services.router.tracking import EmailTracking, tracked_html
 from shared import status
 from shared.errors import DeadLetterReason, InvalidRequest
-from shared.kafka.records import TRACEPARENT, Consumed, Output, Produce, headers_for
-from shared.messages import EMAIL_DELIVERY, SMS_DELIVERY, WEBHOOK_DELIVERY, RoutableNotification
+from shared.kafka.handlers import bind_context
+from shared.kafka.records import TRACEPARENT, Consumed, Handler, Output, Produce, headers_for
+from shared.messages import EMAIL_DELIVERY, PUSH_DELIVERY, SMS_DELIVERY, WEBHOOK_DELIVERY, RoutableNotification
 from shared.observability.tracing import span
 from shared.phone import normalize_e164
 from shared.status_events import StatusReporter
+from shared.storage.devices import Device, DeviceRepository
 from shared.topics import Topics
 
 DELIVERY_NAMESPACE = uuid.UUID("8a3e5d1c-2b7f-4f0a-9c6e-1d2b3a4c5e6f")
 
 
-def delivery_id_for(notification_id: str, channel: str) -> str:
+def delivery_id_for(notification_id: str, channel: str, device_id: str | None = None) -> str:
     """Stable across attempts, so the sender recognises a delivery it has already made."""
-    return str(uuid.uuid5(DELIVERY_NAMESPACE, f"{notification_id}:{channel}"))
+    target = f"{notification_id}:{channel}:{device_id}" if device_id else f"{notification_id}:{channel}"
+    return str(uuid.uuid5(DELIVERY_NAMESPACE, target))
 
 
 class RouterHandler:
-    """Turns one routable notification into a rendered delivery for its channel."""
+    """Turns one routable notification into rendered deliveries for its channel (one per push device)."""
 
-    def __init__(self, *, renderer: TemplateRenderer, reporter: StatusReporter, topics: Topics) -> None:
+    def __init__(
+        self,
+        *,
+        renderer: TemplateRenderer,
+        reporter: StatusReporter,
+        topics: Topics,
+        tracking: EmailTracking | None = None,
+    ) -> None:
+        """``tracking`` adds open pixels and tracked links to emails that ask for them (None: off)."""
         self._renderer = renderer
         self._reporter = reporter
         self._topics = topics
+        self._tracking = tracking
         self._renderers = {"email": self._render_email, "sms": self._render_sms, "webhook": self._render_webhook}
 
-    async def __call__(self, message: Consumed[RoutableNotification]) -> Sequence[Output]:
+    async def __call__(
+        self, message: Consumed[RoutableNotification], devices: Sequence[Device] = ()
+    ) -> Sequence[Output]:
+        """Route ``message``; ``devices`` are its recipient's active push devices (looked up per batch)."""
         notification = message.value
         with span("router.route", message.header(TRACEPARENT)) as traceparent:
             try:
-                channel, address = choose_channel(notification["channels"], notification["recipient"])
-                delivery = self._renderers[channel](notification, address)
+                route = choose_route(notification["channels"], notification["recipient"], devices)
+                if route.channel == "push":
+                    deliveries = self._render_push(notification, route.devices)
+                else:
+                    deliveries = [self._renderers[route.channel](notification, route.address)]
             except InvalidRequest as error:
                 return self._reporter.give_up(
                     message,
@@ -49,20 +70,18 @@ class RouterHandler:
                     detail=str(error),
                     traceparent=traceparent,
                 )
+        headers = headers_for(notification["tenant_id"], f"delivery.{route.channel}", traceparent)
+        topic = self._topics.send(route.channel)
         return [
-            Produce(
-                self._topics.send(channel),
-                delivery,
-                key=message.key,
-                headers=headers_for(notification["tenant_id"], f"delivery.{channel}", traceparent),
-            ),
+            *(Produce(topic, delivery, key=message.key, headers=headers) for delivery in deliveries),
             self._reporter.event(
                 notification_id=notification["notification_id"],
                 tenant_id=notification["tenant_id"],
                 status=status.ROUTED,
                 key=message.key,
                 traceparent=traceparent,
-                channel=channel,
+                channel=route.channel,
+                deliveries=len(deliveries),
             ),
         ]
 
@@ -84,8 +103,14 @@ class RouterHandler:
                 "to": address,
                 "subject": subject,
                 "text": render("content/text", content["text"], variables) if content["text"] else None,
-                "html": render("content/html", content["html"], variables, html=True) if content["html"] else None,
+                "html": tracked_html(
+                    render("content/html", content["html"], variables, html=True) if content["html"] else None,
+                    notification,
+                    self._tracking,
+                ),
                 "metadata": notification["metadata"],
+                # URL attachments are fetched by the sender, when it sends.
+                "attachments": content["attachments"],
             }
         )
 
@@ -130,3 +155,52 @@ class RouterHandler:
                 "metadata": notification["metadata"],
             }
         )
+
+    def _render_push(self, notification: RoutableNotification, devices: Sequence[Device]) -> list[bytes]:
+        variables = orjson.loads(notification["variables_json"])
+        content = notification["content"]
+        render = self._renderer.render
+        title = render("content/subject", content["subject"], variables) if content["subject"] else None
+        body = render("content/text", content["text"] or "", variables)
+        return [
+            PUSH_DELIVERY.encode(
+                {
+                    "delivery_id": delivery_id_for(notification["notification_id"], "push", device.id),
+                    "notification_id": notification["notification_id"],
+                    "tenant_id": notification["tenant_id"],
+                    "attempt": 1,
+                    "priority": notification["priority"],
+                    "platform": device.platform,
+                    "token": device.token,
+                    "title": title,
+                    "body": body,
+                    # The app finds the notification (and its status) by this id.
+                    "data": {"notification_id": notification["notification_id"]},
+                    "ttl_s": None,
+                    "collapse_key": None,
+                    "metadata": notification["metadata"],
+                    "deliveries": len(devices),
+                }
+            )
+            for device in devices
+        ]
+
+
+def with_devices(handler: RouterHandler, devices: DeviceRepository) -> Handler[RoutableNotification]:
+    """The router's batch handler: one query for the push devices of the whole batch, then each message."""
+
+    async def handle(batch: Sequence[Consumed[RoutableNotification]]) -> list[Output]:
+        users = {
+            (message.value["tenant_id"], user_id)
+            for message in batch
+            if "push" in message.value["channels"] and (user_id := message.value["recipient"]["user_id"])
+        }
+        found = await devices.active_for_users(users)
+        outputs: list[Output] = []
+        for message in batch:
+            bind_context(message)
+            user = (message.value["tenant_id"], message.value["recipient"]["user_id"] or "")
+            outputs.extend(await handler(message, found.get(user, ())))
+        return outputs
+
+    return handle

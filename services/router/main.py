@@ -1,17 +1,19 @@
-"""Wires the router: routable topic -> RouterHandler -> send.<channel> and status topics."""
+"""Wires the router: routable topic -> RouterHandler (push devices from Postgres) -> send.<channel>, status."""
 
 from __future__ import annotations
 
-from services.router.handlers import RouterHandler
+from services.router import tracking
+from services.router.handlers import RouterHandler, with_devices
 from services.router.settings import RouterSettings
 from services.router.templates import TemplateRenderer
 from shared import service
 from shared.config import load_settings
 from shared.kafka.consumer import service_consumer
-from shared.kafka.handlers import for_each
 from shared.kafka.producer import MessageProducer
 from shared.messages import ROUTABLE_NOTIFICATION
 from shared.status_events import StatusReporter
+from shared.storage.database import check, create_pool
+from shared.storage.devices import DeviceRepository
 from shared.topics import Topics
 
 SERVICE = "router"
@@ -19,27 +21,34 @@ SERVICE = "router"
 
 async def serve() -> None:
     settings = load_settings(RouterSettings)
+    email_tracking = tracking.from_settings(settings)
     service.setup(SERVICE, settings)
     topics = Topics(settings.topic_prefix)
+    # Postgres holds the push devices a push notification fans out to.
+    pool = await create_pool(settings.database_url, settings.database_pool_size)
     producer = MessageProducer(settings, client_id=SERVICE)
     handler = RouterHandler(
         renderer=TemplateRenderer(settings.template_cache_size),
         reporter=StatusReporter(topics.status, SERVICE),
         topics=topics,
+        tracking=email_tracking,
     )
     consumer = service_consumer(
         settings,
         service=SERVICE,
         topic=topics.routable,
         contract=ROUTABLE_NOTIFICATION,
-        handler=for_each(handler),
+        handler=with_devices(handler, DeviceRepository(pool)),
         producer=producer,
     )
     await producer.start()
     try:
-        await service.serve_consumers(settings, [consumer], checks={"kafka": producer.check})
+        await service.serve_consumers(
+            settings, [consumer], checks={"kafka": producer.check, "postgres": lambda: check(pool)}
+        )
     finally:
         await producer.stop()
+        await pool.close()
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from services.sender_email.attachments import AttachmentFetcher, WithAttachments
 from services.sender_email.sendgrid import SendGridConfig, SendGridProvider
 from services.sender_email.ses import SesConfig, SesProvider
 from services.sender_email.settings import EmailSenderSettings
@@ -12,6 +13,7 @@ from shared import service
 from shared.config import load_settings
 from shared.messages import EMAIL_DELIVERY, EmailDelivery
 from shared.providers.base import Provider
+from shared.providers.factory import build_chain
 from shared.sender_service import serve_sender
 
 
@@ -52,8 +54,15 @@ async def serve() -> None:
         channel="email",
         settings=settings,
         contract=EMAIL_DELIVERY,
-        provider_names=settings.email_providers,
-        available=available_providers(settings),
+        # URL attachments are fetched once per attempt, before the chain (and its failover) sees the mail.
+        build_providers=lambda limiter: WithAttachments(
+            build_chain("email", settings.email_providers, available_providers(settings), settings, limiter),
+            AttachmentFetcher(
+                max_bytes=settings.attachment_max_bytes,
+                timeout_s=settings.attachment_fetch_timeout_s,
+                allow_private_networks=settings.attachment_allow_private_networks,
+            ),
+        ),
         concurrency=settings.smtp_pool_size,
     )
 

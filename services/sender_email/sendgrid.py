@@ -75,7 +75,7 @@ class SendGridProvider:
         body = self._mail_body(delivery)
         if body is None:
             reason = DeadLetterReason.INVALID_PAYLOAD
-            return Failed(self.name, "SendGrid needs a subject and a text or html body", reason)
+            return Failed(self.name, "SendGrid needs a subject, a text or html body and inline attachments", reason)
         post = functools.partial(self._client.client.mail.send.post, request_body=body, timeout=self._config.timeout_s)
         try:
             answer = await self._call(post)
@@ -85,14 +85,14 @@ class SendGridProvider:
         return _by_status(answer)
 
     def _mail_body(self, delivery: EmailDelivery) -> dict[str, Any] | None:
-        """The v3 Mail Send request body, or None if the contract cannot be met (no subject or body)."""
+        """The v3 Mail Send request body, or None if it cannot be made (no subject or body, a URL attachment)."""
         content = [
             {"type": f"text/{subtype}", "value": value}
             # SendGrid wants text/plain first when both are given.
             for subtype, value in (("plain", delivery["text"]), ("html", delivery["html"]))
             if value
         ]
-        if not content or not delivery["subject"]:
+        if not content or not delivery["subject"] or any(a["content_base64"] is None for a in delivery["attachments"]):
             return None
         body: dict[str, Any] = {
             "personalizations": [
@@ -104,6 +104,7 @@ class SendGridProvider:
                     "custom_args": {
                         "notification_id": delivery["notification_id"],
                         "delivery_id": delivery["delivery_id"],
+                        "tenant_id": delivery["tenant_id"],
                     },
                 }
             ],
@@ -112,6 +113,17 @@ class SendGridProvider:
             "content": content,
             "tracking_settings": self._tracking,
         }
+        if delivery["attachments"]:
+            # Inline by now: URL attachments are fetched before any provider sees the mail.
+            body["attachments"] = [
+                {
+                    "content": attachment["content_base64"],
+                    "filename": attachment["filename"],
+                    "type": attachment["content_type"],
+                    "disposition": "attachment",
+                }
+                for attachment in delivery["attachments"]
+            ]
         if category := delivery["metadata"].get("category"):
             # Truncated rather than refused: a mail is not worth losing over its statistics label.
             body["categories"] = [category[:MAX_CATEGORY]]
@@ -166,7 +178,21 @@ def _by_status(answer: _Answer) -> Outcome:
         # The account's key, not the message: another provider can still send it, so fail over.
         return Retry(NAME, detail, reason="provider_account")
     # 400 (a bad request), 403 (e.g. an unverified sender), 413 (too large): retrying will not help.
+    if status == 413:
+        return Failed(NAME, detail, DeadLetterReason.REJECTED_CONTENT)
+    if status == 400 and _names_recipient(answer):
+        return Failed(NAME, detail, DeadLetterReason.INVALID_ADDRESS)
     return Failed(NAME, detail)
+
+
+def _names_recipient(answer: _Answer) -> bool:
+    """Whether SendGrid's 400 is about a recipient's address (an error whose field is personalizations…to…)."""
+    try:
+        errors = json.loads(answer.body)["errors"]
+    except (ValueError, LookupError, TypeError):
+        return False
+    fields = [e.get("field") or "" for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+    return any(f.startswith("personalizations") and ".to" in f for f in fields)
 
 
 def _failure_detail(answer: _Answer) -> str:

@@ -169,7 +169,7 @@ def classify(error: ClientError | BotoCoreError) -> Retry | Failed:
             return Retry(NAME, detail)
         if code in _ACCOUNT or status in (401, 403):
             return Retry(NAME, detail, reason="provider_account")
-        # MessageRejected, BadRequestException...
+        # MessageRejected (an unverified sender as much as a virus), BadRequestException...
         return Failed(NAME, detail, DeadLetterReason.PROVIDER_REJECTED)
     # No answer from SES (refused or reset connection, connect or read timeout, no credentials found):
     # nothing was said about the message.

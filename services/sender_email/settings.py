@@ -44,4 +44,10 @@ class EmailSenderSettings(SenderSettings):
     ses_configuration_set: str | None = None
     ses_timeout_s: float = Field(default=10.0, gt=0)
     ses_max_concurrency: int = Field(default=8, ge=1)
+    # Attachments given by URL are fetched when a mail is sent: at most this many bytes in all per mail,
+    # within this many seconds (a timeout is retried later; a 404 fails the notification).
+    attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    attachment_fetch_timeout_s: float = Field(default=10.0, gt=0)
+    # Allow attachment URLs that resolve to loopback or private addresses (SSRF guard); local stacks and tests only.
+    attachment_allow_private_networks: bool = False
     ops_port: int = 9103

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.errors
+import re
 from email.utils import parseaddr
 
 import aiosmtplib
@@ -15,6 +16,9 @@ from shared.delivery import Delivered, Failed, Outcome, Retry
 from shared.errors import DeadLetterReason
 from shared.messages import EmailDelivery
 from shared.providers.base import ProviderConfigError
+
+# An enhanced status code (RFC 3463) at the start of a reply: class.subject.detail, e.g. 5.1.1.
+_ENHANCED_STATUS = re.compile(r"^\s*[245]\.(\d{1,3})\.\d{1,3}")
 
 
 class SmtpProvider:
@@ -113,7 +117,25 @@ def _by_code(code: int, message: str) -> Outcome:
     detail = f"{code} {message}"
     if 400 <= code < 500:
         return Retry(SmtpProvider.name, detail, reason="provider_deferred")
-    return Failed(SmtpProvider.name, detail, DeadLetterReason.PROVIDER_REJECTED)
+    return Failed(SmtpProvider.name, detail, _rejection_reason(code, message))
+
+
+def _rejection_reason(code: int, message: str) -> DeadLetterReason:
+    """Why a server refused a mail for good, from its enhanced status code (RFC 3463) or its reply code."""
+    enhanced = _ENHANCED_STATUS.match(message)
+    if enhanced:
+        subject = enhanced.group(1)
+        # X.1.* is about addresses; X.6.* media and X.7.* security or policy (spam filters); X.3.4 too big.
+        if subject == "1":
+            return DeadLetterReason.INVALID_ADDRESS
+        if subject in ("6", "7") or enhanced.group(0).strip().startswith("5.3.4"):
+            return DeadLetterReason.REJECTED_CONTENT
+        return DeadLetterReason.PROVIDER_REJECTED
+    if code in (550, 551, 553):  # mailbox unavailable, not local, name not allowed
+        return DeadLetterReason.INVALID_ADDRESS
+    if code in (552, 554):  # exceeded storage allocation (too big), transaction failed (often content)
+        return DeadLetterReason.REJECTED_CONTENT
+    return DeadLetterReason.PROVIDER_REJECTED
 
 
 def _discard(connection: aiosmtplib.SMTP) -> None:

@@ -26,8 +26,6 @@ from shared.providers.base import ProviderConfigError
 NAME = "apns"
 PRODUCTION_HOST = "api.push.apple.com"
 SANDBOX_HOST = "api.sandbox.push.apple.com"
-# The detail of a Failed outcome for a token Apple no longer knows: the sender disables such tokens.
-UNREGISTERED_PREFIX = "unregistered token"
 # Apple's key and team identifiers are ten upper-case letters and digits.
 # How long close() waits for the connections to shut down.
 CLOSE_TIMEOUT_S = 2.0
@@ -61,11 +59,6 @@ class ApnsConfig:
     max_connections: int = 4
     # Connection attempts per send (aioapns waits a second between them).
     max_connection_attempts: int = 3
-
-
-def is_unregistered(outcome: Outcome) -> bool:
-    """Whether Apple refused the delivery because its token is no longer valid."""
-    return isinstance(outcome, Failed) and outcome.detail.startswith(UNREGISTERED_PREFIX)
 
 
 class ApnsProvider:
@@ -138,7 +131,7 @@ class ApnsProvider:
         if config.ca_file is not None and not Path(config.ca_file).is_file():
             raise ProviderConfigError(f"HERALD_APNS_CA_FILE: no such file: {config.ca_file!r}")
         if config.timeout_s <= 0:
-            raise ProviderConfigError("HERALD_APNS_TIMEOUT_S: must be positive")
+            raise ProviderConfigError("HERALD_PROVIDER_TIMEOUT_S: must be positive")
         if config.max_connections < 1:
             raise ProviderConfigError("HERALD_APNS_MAX_CONNECTIONS: at least 1")
         if config.max_connection_attempts < 1:
@@ -250,8 +243,10 @@ def _classify(result: NotificationResult) -> Outcome:
     if status == 200:
         return Delivered(NAME, result.notification_id)
     # 410 is Unregistered (or ExpiredToken); BadDeviceToken is not a token of this environment's devices.
-    if status == 410 or reason == "BadDeviceToken":
-        return Failed(NAME, f"{UNREGISTERED_PREFIX}: {detail}", DeadLetterReason.PERMANENT_FAILURE)
+    if status == 410:
+        return Failed(NAME, f"unregistered token: {detail}", DeadLetterReason.UNREGISTERED_TOKEN)
+    if reason == "BadDeviceToken":
+        return Failed(NAME, f"invalid token: {detail}", DeadLetterReason.INVALID_TOKEN)
     if reason == "DeviceTokenNotForTopic":
         # A token of another app (or a wrong HERALD_APNS_TOPIC): kept, since it may be right for that app.
         return Failed(NAME, f"token not for topic: {detail}", DeadLetterReason.PERMANENT_FAILURE)

@@ -27,8 +27,6 @@ from shared.providers.base import ProviderConfigError
 
 NAME = "fcm"
 FCM_BASE_URL = "https://fcm.googleapis.com"
-# The detail of a Failed outcome for a token FCM no longer knows: the sender disables such tokens.
-UNREGISTERED_PREFIX = "unregistered token"
 _FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 _BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
 # Web Push's Topic header (the collapse key) allows at most 32 characters of the URL-safe base64 alphabet.
@@ -51,11 +49,6 @@ class FcmConfig:
     timeout_s: float = 10.0
     # Requests in flight at once, each on a thread of the provider's own.
     max_concurrency: int = 8
-
-
-def is_unregistered(outcome: Outcome) -> bool:
-    """Whether FCM refused the delivery because its token is no longer registered."""
-    return isinstance(outcome, Failed) and outcome.detail.startswith(UNREGISTERED_PREFIX)
 
 
 class FcmProvider:
@@ -123,7 +116,7 @@ class FcmProvider:
         if url.scheme not in ("http", "https") or not url.netloc:
             raise ProviderConfigError(f"HERALD_FCM_BASE_URL: not an http(s) URL: {config.base_url!r}")
         if config.timeout_s <= 0:
-            raise ProviderConfigError(f"HERALD_FCM_TIMEOUT_S: must be positive: {config.timeout_s}")
+            raise ProviderConfigError(f"HERALD_PROVIDER_TIMEOUT_S: must be positive: {config.timeout_s}")
 
     async def health(self) -> None:
         """Readiness: the service account obtains an access token (no message is sent)."""
@@ -179,12 +172,12 @@ def _message(delivery: PushDelivery) -> messaging.Message:
 def _classify(error: exceptions.FirebaseError) -> Outcome:
     detail = f"{error.code} {error}"
     if isinstance(error, messaging.UnregisteredError):
-        return Failed(NAME, f"{UNREGISTERED_PREFIX}: {error}", DeadLetterReason.PERMANENT_FAILURE)
+        return Failed(NAME, f"unregistered token: {error}", DeadLetterReason.UNREGISTERED_TOKEN)
     if isinstance(error, messaging.SenderIdMismatchError):
         return Failed(NAME, f"token of another sender: {error}", DeadLetterReason.PERMANENT_FAILURE)
     if isinstance(error, exceptions.InvalidArgumentError):
         if _about_token(error):
-            return Failed(NAME, f"invalid token: {error}", DeadLetterReason.PERMANENT_FAILURE)
+            return Failed(NAME, f"invalid token: {error}", DeadLetterReason.INVALID_TOKEN)
         return Failed(NAME, detail)
     if isinstance(error, exceptions.ResourceExhaustedError):
         return Retry(NAME, detail, reason="rate_limited", after_s=_retry_after_s(error))

@@ -8,9 +8,10 @@ from services.sender_sms.settings import SmsSenderSettings
 from services.sender_sms.sns import SnsConfig, SnsSmsProvider
 from services.sender_sms.twilio_sms import TwilioConfig, TwilioSmsProvider
 from shared import service
-from shared.config import load_settings
+from shared.config import load_settings, reveal
 from shared.messages import SMS_DELIVERY, SmsDelivery
 from shared.providers.base import Provider
+from shared.providers.factory import build_chain
 from shared.sender_service import serve_sender
 
 
@@ -20,7 +21,7 @@ def available_providers(settings: SmsSenderSettings) -> dict[str, Callable[[], P
         "twilio": lambda: TwilioSmsProvider(
             TwilioConfig(
                 account_sid=settings.twilio_account_sid or "",
-                auth_token=settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else "",
+                auth_token=reveal(settings.twilio_auth_token),
                 from_number=settings.twilio_from_number,
                 messaging_service_sid=settings.twilio_messaging_service_sid,
                 status_callback_url=settings.twilio_status_callback_url,
@@ -46,8 +47,9 @@ async def serve() -> None:
         channel="sms",
         settings=settings,
         contract=SMS_DELIVERY,
-        provider_names=settings.sms_providers,
-        available=available_providers(settings),
+        build_providers=lambda limiter: build_chain(
+            "sms", settings.sms_providers, available_providers(settings), settings, limiter
+        ),
         concurrency=settings.sms_concurrency,
     )
 

@@ -147,4 +147,8 @@ def classify(error: botocore.exceptions.ClientError) -> Outcome:
         # not the message's: fail over and let the breaker open instead of dead-lettering every SMS.
         return Retry(SnsSmsProvider.name, detail)
     # InvalidParameter (not a phone number), OptedOut, a message too long...: it will never pass.
+    if code == "InvalidParameter" and "phone" in detail.lower():
+        return Failed(SnsSmsProvider.name, detail, DeadLetterReason.INVALID_ADDRESS)
+    if code == "OptedOut":
+        return Failed(SnsSmsProvider.name, detail, DeadLetterReason.RECIPIENT_OPTED_OUT)
     return Failed(SnsSmsProvider.name, detail, DeadLetterReason.PROVIDER_REJECTED)

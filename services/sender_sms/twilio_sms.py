@@ -25,6 +25,15 @@ _ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 _MESSAGING_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
 # 4xx codes that pass with time: 20429 too many requests, 21611 the sender's outgoing queue is full.
 _RATE_LIMITED_CODES = frozenset({20429, 21611})
+# Twilio's error codes (https://www.twilio.com/docs/api/errors) that say more than "refused".
+_REJECTION_REASONS = {
+    21211: DeadLetterReason.INVALID_ADDRESS,  # invalid 'To' number
+    21217: DeadLetterReason.INVALID_ADDRESS,  # the number does not appear to be valid
+    21614: DeadLetterReason.INVALID_ADDRESS,  # not a mobile number
+    21610: DeadLetterReason.RECIPIENT_OPTED_OUT,  # the recipient replied STOP
+    21617: DeadLetterReason.REJECTED_CONTENT,  # the body is over the concatenated message limit
+    30007: DeadLetterReason.REJECTED_CONTENT,  # filtered by the carrier as spam
+}
 
 
 @dataclass(frozen=True)
@@ -157,4 +166,4 @@ def _classify(error: TwilioRestException | TwilioServiceException) -> Outcome:
         # fail over and let the breaker open instead of dead-lettering every SMS.
         return Retry(TwilioSmsProvider.name, detail)
     # 21211 invalid To, 21614 not a mobile number, 21610 unsubscribed (STOP), 21408 region not enabled...
-    return Failed(TwilioSmsProvider.name, detail, DeadLetterReason.PROVIDER_REJECTED)
+    return Failed(TwilioSmsProvider.name, detail, _REJECTION_REASONS.get(code or 0, DeadLetterReason.PROVIDER_REJECTED))

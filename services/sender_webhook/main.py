@@ -10,6 +10,7 @@ from shared import service
 from shared.config import load_settings
 from shared.messages import WEBHOOK_DELIVERY, WebhookDelivery
 from shared.providers.base import Provider
+from shared.providers.factory import build_chain
 from shared.sender_service import serve_sender
 
 
@@ -33,8 +34,9 @@ async def serve() -> None:
         channel="webhook",
         settings=settings,
         contract=WEBHOOK_DELIVERY,
-        provider_names=settings.webhook_providers,
-        available=available_providers(settings),
+        build_providers=lambda limiter: build_chain(
+            "webhook", settings.webhook_providers, available_providers(settings), settings, limiter
+        ),
         concurrency=settings.webhook_concurrency,
     )
 

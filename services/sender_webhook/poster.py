@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -14,6 +12,7 @@ from shared.delivery import Delivered, Failed, Outcome, Retry
 from shared.errors import DeadLetterReason
 from shared.messages import WebhookDelivery
 from shared.providers.base import ProviderConfigError
+from shared.ssrf import NonPublicAddress, ensure_public
 
 NAME = "http"
 USER_AGENT = "Herald-Webhooks/1"
@@ -69,18 +68,12 @@ class WebhookProvider:
         # SSRF: a customer URL must not reach Herald's own network, unless explicitly allowed.
         if self._allow_private:
             return None
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port)
+            await ensure_public(url)
+        except NonPublicAddress as error:
+            return Failed(NAME, f"refused: {error}", DeadLetterReason.INVALID_PAYLOAD)
         except OSError as error:
-            return Retry(NAME, f"cannot resolve {host}: {error}")
-        for info in infos:
-            address = ipaddress.ip_address(info[4][0])
-            if not address.is_global:
-                detail = f"refused: {host} resolves to the non-public address {address}"
-                return Failed(NAME, detail, DeadLetterReason.INVALID_PAYLOAD)
+            return Retry(NAME, f"cannot resolve {urlsplit(url).hostname}: {error}")
         return None
 
 

@@ -5,29 +5,40 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from shared.messages import StatusEvent
-from shared.status import TERMINAL, rank
+from shared.status import ENGAGEMENT, FINAL, REACHED, ROUTED, rank
 from shared.storage.database import Pool
 
-# True when the incoming status may replace the stored one; the same rule as shared.status.advances.
-_ADVANCES = "(NOT n.status = ANY($13::text[]) AND excluded.status_rank > n.status_rank)"
 
-# One statement for the whole batch. The events are unnested from parallel arrays and inserted once
-# each; only the events new to the store move notifications. Per notification, the batch's
-# highest-ranked event is its candidate status (ties go to the earliest), applied only if it advances.
+def _advances(row: str) -> str:
+    """SQL: the incoming (``excluded``) status may replace ``row``'s; the rule of shared.status.advances."""
+    reached_only_engagement = f"(NOT {row}.status = ANY($19::text[]) OR excluded.status = ANY($20::text[]))"
+    movable = f"NOT {row}.status = ANY($15::text[]) AND {reached_only_engagement}"
+    return f"({movable} AND excluded.status_rank > {row}.status_rank)"
+
+
+# One statement for the whole batch, hence one transaction. The events are unnested from parallel
+# arrays and inserted once each; only the events new to the store move anything.
+#
+# Senders' events name a delivery. Each delivery's status moves forward on its own (``deliveries``),
+# and the notification follows its deliveries: the best of those not failed (sent beats retrying),
+# or ``failed`` once as many deliveries failed as the notification has. A delivery failure short of
+# that reads as ``routed``: one dead device token must not fail a push another device received.
+# The other events (accepted, routed, rejected, engagement) are the notification's own candidates.
+# Per notification the highest-ranked candidate wins, applied only if it advances.
 _APPLY = f"""
 WITH incoming AS (
     SELECT *
     FROM unnest(
         $1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::smallint[], $6::timestamptz[],
-        $7::text[], $8::text[], $9::int[], $10::text[], $11::text[], $12::text[]
+        $7::text[], $8::text[], $9::int[], $10::text[], $11::text[], $12::text[], $13::uuid[], $14::int[]
     ) AS e(event_id, notification_id, tenant_id, status, status_rank, occurred_at,
-           service, channel, attempt, provider, reason, detail)
+           service, channel, attempt, provider, reason, detail, delivery_id, deliveries)
 ),
 inserted AS (
     INSERT INTO notification_events (event_id, notification_id, tenant_id, status, occurred_at,
-                                     service, channel, attempt, provider, reason, detail)
+                                     service, channel, attempt, provider, reason, detail, delivery_id)
     SELECT event_id, notification_id, tenant_id, status, occurred_at,
-           service, channel, attempt, provider, reason, detail
+           service, channel, attempt, provider, reason, detail, delivery_id
     FROM incoming
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
@@ -37,33 +48,109 @@ fresh AS (
     FROM incoming JOIN inserted USING (event_id)
     ORDER BY event_id
 ),
+delivery_winner AS (
+    SELECT DISTINCT ON (delivery_id) delivery_id, notification_id, tenant_id, channel, status, status_rank,
+                                     provider, reason, detail
+    FROM fresh
+    WHERE delivery_id IS NOT NULL
+    ORDER BY delivery_id, status_rank DESC, occurred_at, event_id
+),
+delivery_summary AS (
+    SELECT delivery_id, min(occurred_at) AS first_at, max(occurred_at) AS last_at,
+           coalesce(max(attempt), 0) AS attempts
+    FROM fresh
+    WHERE delivery_id IS NOT NULL
+    GROUP BY delivery_id
+),
+upserted AS (
+    INSERT INTO deliveries AS d (id, notification_id, tenant_id, channel, status, status_rank, attempts,
+                                 provider, last_reason, last_detail, created_at, updated_at)
+    SELECT w.delivery_id, w.notification_id, w.tenant_id, w.channel, w.status, w.status_rank, s.attempts,
+           w.provider, w.reason, w.detail, s.first_at, s.last_at
+    FROM delivery_winner AS w JOIN delivery_summary AS s USING (delivery_id)
+    ORDER BY w.delivery_id
+    ON CONFLICT (id) DO UPDATE SET
+        status = CASE WHEN {_advances("d")} THEN excluded.status ELSE d.status END,
+        status_rank = CASE WHEN {_advances("d")} THEN excluded.status_rank ELSE d.status_rank END,
+        provider = CASE WHEN {_advances("d")} THEN excluded.provider ELSE d.provider END,
+        last_reason = CASE WHEN {_advances("d")} THEN excluded.last_reason ELSE d.last_reason END,
+        last_detail = CASE WHEN {_advances("d")} THEN excluded.last_detail ELSE d.last_detail END,
+        attempts = greatest(d.attempts, excluded.attempts),
+        created_at = least(d.created_at, excluded.created_at),
+        updated_at = greatest(d.updated_at, excluded.updated_at)
+    WHERE d.tenant_id = excluded.tenant_id
+    RETURNING d.id, d.notification_id, d.tenant_id, d.status, d.status_rank, d.last_reason, d.last_detail,
+              d.updated_at
+),
+-- Every delivery of the notifications this batch touched, as it stands after the batch (a statement
+-- does not see its own writes: the rows it changed come from RETURNING, the others from the table).
+current_deliveries AS (
+    SELECT * FROM upserted
+    UNION ALL
+    SELECT d.id, d.notification_id, d.tenant_id, d.status, d.status_rank, d.last_reason, d.last_detail,
+           d.updated_at
+    FROM deliveries AS d
+    WHERE d.notification_id IN (SELECT notification_id FROM delivery_winner)
+      AND d.id NOT IN (SELECT id FROM upserted)
+),
+expected AS (
+    SELECT fresh.notification_id, greatest(max(fresh.deliveries), max(n.deliveries)) AS deliveries
+    FROM fresh LEFT JOIN notifications AS n ON n.id = fresh.notification_id
+    GROUP BY fresh.notification_id
+),
+delivery_best AS (
+    SELECT DISTINCT ON (notification_id) notification_id, tenant_id, status, status_rank, last_reason,
+                                         last_detail, updated_at, status = ANY($16::text[]) AS failure
+    FROM current_deliveries
+    ORDER BY notification_id, status = ANY($16::text[]), status_rank DESC, updated_at DESC
+),
+delivery_failures AS (
+    SELECT notification_id, count(*) FILTER (WHERE status = ANY($16::text[])) AS failed
+    FROM current_deliveries
+    GROUP BY notification_id
+),
+candidates AS (
+    SELECT notification_id, tenant_id, status, status_rank, reason, detail, occurred_at, event_id::text AS tiebreak
+    FROM fresh
+    WHERE delivery_id IS NULL
+    UNION ALL
+    SELECT b.notification_id, b.tenant_id,
+           CASE WHEN b.failure AND f.failed < coalesce(x.deliveries, 1) THEN $17 ELSE b.status END,
+           CASE WHEN b.failure AND f.failed < coalesce(x.deliveries, 1) THEN $18 ELSE b.status_rank END,
+           b.last_reason, b.last_detail, b.updated_at, ''
+    FROM delivery_best AS b
+    JOIN delivery_failures AS f USING (notification_id)
+    LEFT JOIN expected AS x USING (notification_id)
+),
 winner AS (
     SELECT DISTINCT ON (notification_id) notification_id, tenant_id, status, status_rank, reason, detail
-    FROM fresh
-    ORDER BY notification_id, status_rank DESC, occurred_at, event_id
+    FROM candidates
+    ORDER BY notification_id, status_rank DESC, occurred_at, tiebreak
 ),
 summary AS (
     SELECT notification_id,
            min(occurred_at) AS first_at,
            max(occurred_at) AS last_at,
            coalesce(max(attempt), 0) AS attempts,
+           max(deliveries) AS deliveries,
            (array_agg(channel ORDER BY occurred_at DESC) FILTER (WHERE channel IS NOT NULL))[1] AS channel
     FROM fresh
     GROUP BY notification_id
 )
-INSERT INTO notifications AS n (id, tenant_id, status, status_rank, channel, attempts,
+INSERT INTO notifications AS n (id, tenant_id, status, status_rank, channel, attempts, deliveries,
                                 last_reason, last_detail, created_at, updated_at)
-SELECT w.notification_id, w.tenant_id, w.status, w.status_rank, s.channel, s.attempts,
+SELECT w.notification_id, w.tenant_id, w.status, w.status_rank, s.channel, s.attempts, s.deliveries,
        w.reason, w.detail, s.first_at, s.last_at
 FROM winner AS w JOIN summary AS s USING (notification_id)
 ORDER BY w.notification_id
 ON CONFLICT (id) DO UPDATE SET
-    status = CASE WHEN {_ADVANCES} THEN excluded.status ELSE n.status END,
-    status_rank = CASE WHEN {_ADVANCES} THEN excluded.status_rank ELSE n.status_rank END,
-    last_reason = CASE WHEN {_ADVANCES} THEN excluded.last_reason ELSE n.last_reason END,
-    last_detail = CASE WHEN {_ADVANCES} THEN excluded.last_detail ELSE n.last_detail END,
+    status = CASE WHEN {_advances("n")} THEN excluded.status ELSE n.status END,
+    status_rank = CASE WHEN {_advances("n")} THEN excluded.status_rank ELSE n.status_rank END,
+    last_reason = CASE WHEN {_advances("n")} THEN excluded.last_reason ELSE n.last_reason END,
+    last_detail = CASE WHEN {_advances("n")} THEN excluded.last_detail ELSE n.last_detail END,
     channel = coalesce(excluded.channel, n.channel),
     attempts = greatest(n.attempts, excluded.attempts),
+    deliveries = greatest(n.deliveries, excluded.deliveries),
     created_at = least(n.created_at, excluded.created_at),
     updated_at = greatest(n.updated_at, excluded.updated_at)
 WHERE n.tenant_id = excluded.tenant_id
@@ -100,5 +187,12 @@ class StatusRepository:
             [event["provider"] for event in events],
             [event["reason"] for event in events],
             [event["detail"] for event in events],
-            sorted(TERMINAL),
+            [event.get("delivery_id") for event in events],
+            [event.get("deliveries") for event in events],
+            sorted(FINAL),
+            sorted(FINAL),
+            ROUTED,
+            rank(ROUTED),
+            sorted(REACHED),
+            sorted(ENGAGEMENT),
         )

@@ -8,6 +8,7 @@ from typing import Any, Protocol, TypeVar
 from shared.delivery import Outcome
 
 DeliveryT = TypeVar("DeliveryT", bound=Mapping[str, Any], contravariant=True)
+SetDeliveryT = TypeVar("SetDeliveryT", bound=Mapping[str, Any])
 
 
 class ProviderConfigError(ValueError):
@@ -35,4 +36,17 @@ class Provider(Protocol[DeliveryT]):
 
     async def health(self) -> None:
         """Raise if the provider cannot be reached now (a cheap call: a connection, a NOOP)."""
+        ...
+
+
+class ProviderSet(Provider[SetDeliveryT], Protocol[SetDeliveryT]):
+    """What a sender sends through: a provider made of providers (a failover chain, or a chain per platform)."""
+
+    @property
+    def providers(self) -> list[Provider[SetDeliveryT]]:
+        """Every provider inside, each once (for health checks)."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the providers hold open."""
         ...

@@ -39,6 +39,16 @@ class ProviderLimits:
     burst: int = 1
 
 
+async def close_providers(providers: Sequence[Provider[Any]]) -> None:
+    """Close each provider that has a ``close`` (sync or async)."""
+    for provider in providers:
+        close = getattr(provider, "close", None)
+        if close is not None:
+            result = close()
+            if inspect.isawaitable(result):
+                await result
+
+
 class ProviderChain(Generic[DeliveryT]):
     """Sends through the first provider that can take the delivery."""
 
@@ -49,11 +59,14 @@ class ProviderChain(Generic[DeliveryT]):
         breaker_policy: BreakerPolicy,
         limits: Mapping[str, ProviderLimits],
         limiter: SendRateLimiter | None,
+        breakers: Mapping[str, CircuitBreaker] | None = None,
     ) -> None:
+        """``breakers`` lets chains that share a provider share its breaker (push: FCM serves every platform)."""
         if not providers:
             raise ValueError("a provider chain needs at least one provider")
         self._providers = list(providers)
-        self._breakers = {p.name: CircuitBreaker(p.name, breaker_policy) for p in providers}
+        shared = breakers or {}
+        self._breakers = {p.name: shared.get(p.name) or CircuitBreaker(p.name, breaker_policy) for p in providers}
         self._limits = {p.name: limits.get(p.name, ProviderLimits()) for p in providers}
         self._limiter = limiter
 
@@ -74,12 +87,7 @@ class ProviderChain(Generic[DeliveryT]):
 
     async def close(self) -> None:
         """Release what providers hold open (connections, clients), for those that hold any."""
-        for provider in self._providers:
-            close = getattr(provider, "close", None)
-            if close is not None:
-                result = close()
-                if inspect.isawaitable(result):
-                    await result
+        await close_providers(self._providers)
 
     async def health(self) -> None:
         """Healthy while at least one provider answers."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -72,6 +73,27 @@ class DeviceRepository:
             active_only,
         )
         return [_device(row) for row in rows]
+
+    async def active_for_users(self, users: Collection[tuple[str, str]]) -> dict[tuple[str, str], list[Device]]:
+        """The active devices of many ``(tenant_id, user_id)`` pairs in one query, oldest first."""
+        if not users:
+            return {}
+        tenants, user_ids = zip(*users, strict=True)
+        rows = await self._pool.fetch(
+            f"""
+            SELECT tenant_id, {_COLUMNS} FROM devices
+            WHERE (tenant_id, user_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+              AND disabled_at IS NULL
+            ORDER BY created_at, id
+            """,
+            list(tenants),
+            list(user_ids),
+        )
+        found: dict[tuple[str, str], list[Device]] = {}
+        for row in rows:
+            tenant_id, *device = row.values()
+            found.setdefault((tenant_id, row["user_id"]), []).append(Device(*device))
+        return found
 
     async def remove(self, tenant_id: str, user_id: str, device_id: str) -> bool:
         """Disable one of the user's devices (soft delete); False if there is no such active device."""

@@ -19,8 +19,9 @@ from redis.asyncio import Redis
 from infra.local.broker import Broker
 from infra.local.mail_sink import MailSink, ReceivedMessage
 from infra.local.processes import ManagedProcess, free_port, stop_all
-from infra.local.stack import LOCAL_WEBHOOK_ENVIRONMENT, WORKERS, ServiceSpec, herald_services, start_services
+from infra.local.stack import LOCAL_ENVIRONMENT, WORKERS, ServiceSpec, herald_services, start_services
 from infra.standins.aws import MotoServer
+from infra.standins.push import PushStandIns
 from shared.kafka.admin import AdminSettings, create_topics
 from shared.storage.migrate import ensure_database, migrate
 from shared.topics import Topics
@@ -28,6 +29,7 @@ from tests.conftest import REDIS_URL
 from tests.integration.conftest import BASE_DATABASE_URL, _with_database
 
 API_KEY = "e2e-test-key-0123456789"
+TRACKING_KEY = LOCAL_ENVIRONMENT["HERALD_TRACKING_SIGNING_KEY"]
 T = TypeVar("T")
 
 
@@ -40,6 +42,7 @@ class Pipeline:
     database_url: str
     sink: MailSink
     sms: MotoServer
+    push: PushStandIns
     specs: list[ServiceSpec]
     environment: dict[str, str]
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
@@ -133,7 +136,8 @@ def service_environment(namespace: str, broker: Broker, database_url: str, sink:
         "HERALD_RETRY_BASE_DELAY_S": "0.2",
         "HERALD_RETRY_MAX_DELAY_S": "1",
         "HERALD_LOG_LEVEL": "INFO",
-        **LOCAL_WEBHOOK_ENVIRONMENT,
+        # Tracking's HERALD_TRACKING_BASE_URL, the gateway's address, is added once it is known.
+        **LOCAL_ENVIRONMENT,
     }
 
 
@@ -175,9 +179,14 @@ def running_pipeline(broker: Broker) -> Iterator[Pipeline]:
     sink.start()
     sms = MotoServer(line_sink=None)
     sms.start()
+    push = PushStandIns()
+    push.start()
     specs = herald_services(free_port(), [free_port() for _ in WORKERS])
-    environment = service_environment(namespace, broker, database_url, sink) | sms.sms_environment()
-    pipeline = Pipeline(namespace, broker, database_url, sink, sms, specs, environment)
+    environment = (
+        service_environment(namespace, broker, database_url, sink) | sms.sms_environment() | push.environment()
+    )
+    environment["HERALD_TRACKING_BASE_URL"] = f"http://127.0.0.1:{specs[0].port}"
+    pipeline = Pipeline(namespace, broker, database_url, sink, sms, push, specs, environment)
     try:
         processes = start_services(specs, environment, ready_timeout=90, line_sink=None)
         pipeline.processes = {spec.name: process for spec, process in zip(specs, processes, strict=True)}
@@ -186,12 +195,13 @@ def running_pipeline(broker: Broker) -> Iterator[Pipeline]:
         stop_all(pipeline.processes.values(), 20)
         sink.stop()
         sms.stop()
+        push.stop()
         asyncio.run(_drop_database(database_url))
         asyncio.run(_forget_redis_keys(namespace))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pipeline(broker: Broker) -> Iterator[Pipeline]:
-    """One running pipeline shared by a module's tests (each test uses its own notifications)."""
+    """One running pipeline shared by every end-to-end test (each uses its own notifications and users)."""
     with running_pipeline(broker) as running:
         yield running

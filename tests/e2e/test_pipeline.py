@@ -11,7 +11,7 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 from standardwebhooks.webhooks import Webhook
 
-from infra.local.stack import LOCAL_WEBHOOK_ENVIRONMENT
+from infra.local.stack import LOCAL_ENVIRONMENT
 from services.sender_webhook.signing import tenant_secret
 from shared.client import NotificationClient
 from shared.kafka.records import headers_for, message_key
@@ -231,9 +231,10 @@ async def test_undecodable_bytes_on_every_consumed_topic_go_to_the_dlq_and_the_n
                     "locale": None,
                     "webhook_url": None,
                 },
-                "content": {"subject": "routable", "text": "routable", "html": None},
+                "content": {"subject": "routable", "text": "routable", "html": None, "attachments": []},
                 "variables_json": "{}",
                 "metadata": {},
+                "tracking": {"opens": False, "clicks": False},
             }
         ),
     )
@@ -275,6 +276,8 @@ async def test_undecodable_bytes_on_every_consumed_topic_go_to_the_dlq_and_the_n
                 "provider": None,
                 "reason": None,
                 "detail": None,
+                "delivery_id": None,
+                "deliveries": None,
             }
         ),
     )
@@ -339,7 +342,7 @@ async def test_a_webhook_request_is_posted_signed_to_the_customer_url(pipeline: 
         assert final["channel"] == "webhook"
         [request] = [r for r in receiver.requests if r.path == "/hooks/orders"]
         headers = {k.lower(): v for k, v in request.headers.items()}
-        secret = tenant_secret(LOCAL_WEBHOOK_ENVIRONMENT["HERALD_WEBHOOK_SIGNING_KEY"].encode(), TENANT)
+        secret = tenant_secret(LOCAL_ENVIRONMENT["HERALD_WEBHOOK_SIGNING_KEY"].encode(), TENANT)
         payload = Webhook(secret).verify(request.body, headers)
         assert (payload["notification_id"], payload["text"], payload["data"]) == (
             notification_id,

@@ -17,8 +17,8 @@ import pytest
 
 from infra.local.processes import free_port
 from infra.standins.apns import ApnsStandIn, generate_signing_key
-from services.sender_push.apns import ApnsConfig, ApnsProvider, is_unregistered
-from shared.delivery import Delivered, Failed, Retry
+from services.sender_push.apns import ApnsConfig, ApnsProvider
+from shared.delivery import Delivered, Failed, Retry, token_is_dead
 from shared.errors import DeadLetterReason
 from shared.messages import PushDelivery
 from shared.providers.base import ProviderConfigError
@@ -128,16 +128,16 @@ async def test_health_passes(provider: ApnsProvider) -> None:
 async def test_unregistered_token_is_failed_for_good(standin: ApnsStandIn, provider: ApnsProvider) -> None:
     standin.fail_next(410, "Unregistered")
     outcome = await provider.send(push())
-    assert outcome == Failed("apns", "unregistered token: 410 Unregistered", DeadLetterReason.PERMANENT_FAILURE)
-    assert is_unregistered(outcome)
+    assert outcome == Failed("apns", "unregistered token: 410 Unregistered", DeadLetterReason.UNREGISTERED_TOKEN)
+    assert token_is_dead(outcome)
     assert standin.notifications == []
 
 
-async def test_bad_device_token_is_failed_as_unregistered(standin: ApnsStandIn, provider: ApnsProvider) -> None:
+async def test_bad_device_token_is_failed_as_invalid(standin: ApnsStandIn, provider: ApnsProvider) -> None:
     # Not hex: the stand-in itself refuses it, as Apple does.
     outcome = await provider.send(push(token="not-a-device-token"))
-    assert outcome == Failed("apns", "unregistered token: 400 BadDeviceToken", DeadLetterReason.PERMANENT_FAILURE)
-    assert is_unregistered(outcome)
+    assert outcome == Failed("apns", "invalid token: 400 BadDeviceToken", DeadLetterReason.INVALID_TOKEN)
+    assert token_is_dead(outcome)
 
 
 async def test_token_of_another_app_is_failed_but_kept(standin: ApnsStandIn, provider: ApnsProvider) -> None:
@@ -145,7 +145,7 @@ async def test_token_of_another_app_is_failed_but_kept(standin: ApnsStandIn, pro
     outcome = await provider.send(push())
     assert isinstance(outcome, Failed)
     assert outcome.reason == DeadLetterReason.PERMANENT_FAILURE
-    assert not is_unregistered(outcome)
+    assert not token_is_dead(outcome)
 
 
 async def test_other_bad_request_is_rejected(standin: ApnsStandIn, provider: ApnsProvider) -> None:
@@ -263,7 +263,7 @@ def test_key_can_be_read_from_a_file(tmp_path: Path) -> None:
         ({"key_pem": None, "key_path": "/nonexistent/AuthKey.p8"}, "HERALD_APNS_KEY_PATH"),
         ({"port": 0}, "HERALD_APNS_PORT"),
         ({"ca_file": "/nonexistent/ca.pem"}, "HERALD_APNS_CA_FILE"),
-        ({"timeout_s": 0}, "HERALD_APNS_TIMEOUT_S"),
+        ({"timeout_s": 0}, "HERALD_PROVIDER_TIMEOUT_S"),
         ({"max_connections": 0}, "HERALD_APNS_MAX_CONNECTIONS"),
     ],
 )

@@ -34,6 +34,8 @@ def event(n: int, status: str = "sent") -> bytes:
             "provider": None,
             "reason": None,
             "detail": None,
+            "delivery_id": None,
+            "deliveries": None,
         }
     )
 

@@ -6,8 +6,6 @@ after the open interval the circuit lets probes through, they succeed and it clo
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -20,9 +18,9 @@ from services.sender_email.ses import SesProvider
 from services.sender_email.smtp import SmtpProvider
 from shared.config import HeraldSettings
 from shared.delivery import Delivered
-from shared.observability import metrics
 from shared.providers.breaker import BreakerPolicy, BreakerState
 from shared.providers.chain import ProviderChain, ProviderLimits
+from tests.breakers import circuit_gauge, wait_for_state
 from tests.factories import REGION, email_delivery, ses_config, smtp_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -67,11 +65,6 @@ async def chain(settings: HeraldSettings, ses_server: MotoServer, sink: MailSink
         await providers.close()
 
 
-def circuit(provider: str) -> float:
-    value: float = metrics.CIRCUIT_STATE.labels(provider=provider)._value.get()
-    return value
-
-
 async def test_a_failing_primary_fails_over_opens_its_circuit_and_closes_after_recovery(
     chain: ProviderChain[Any], ses_server: MotoServer, sink: MailSink
 ) -> None:
@@ -85,7 +78,7 @@ async def test_a_failing_primary_fails_over_opens_its_circuit_and_closes_after_r
         assert isinstance(outcome, Delivered)
         assert outcome.provider == "smtp"
     assert chain.breaker("ses").state is BreakerState.OPEN
-    assert circuit("ses") == 2
+    assert circuit_gauge("ses") == 2
     await sink.wait_for(POLICY.minimum_calls)
 
     # While open, SES is not tried: the mail goes straight to SMTP and the circuit stays open.
@@ -96,13 +89,10 @@ async def test_a_failing_primary_fails_over_opens_its_circuit_and_closes_after_r
 
     ses_server.start()
     verify_sender(ses_server.url)
-    deadline = time.monotonic() + 10
-    while chain.breaker("ses").state is not BreakerState.HALF_OPEN:
-        assert time.monotonic() < deadline, "the circuit never half-opened"
-        await asyncio.sleep(0.05)
+    await wait_for_state(chain.breaker("ses"), BreakerState.HALF_OPEN)
     for _ in range(POLICY.half_open_probes):
         outcome = await chain.send(email_delivery())
         assert isinstance(outcome, Delivered)
         assert outcome.provider == "ses"
     assert chain.breaker("ses").state is BreakerState.CLOSED
-    assert circuit("ses") == 0
+    assert circuit_gauge("ses") == 0

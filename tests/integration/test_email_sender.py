@@ -6,27 +6,36 @@ delayed retries, DLQ verdicts) is decoded and checked.
 
 from __future__ import annotations
 
+import base64
+import email
+import email.policy
 import socket
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from infra.local.mail_sink import MailSink
+from services.sender_email.attachments import AttachmentFetcher, WithAttachments
 from services.sender_email.smtp import SmtpProvider
 from shared import status
 from shared.config import HeraldSettings
 from shared.delivery import Delivered, Failed, Retry, RetryPolicy
 from shared.errors import DeadLetterReason
 from shared.kafka.records import KIND, TENANT, TRACEPARENT, Consumed, Output, Produce, Reject
-from shared.messages import DELAYED_MESSAGE, EMAIL_DELIVERY, STATUS_EVENT, EmailDelivery, StatusEvent
+from shared.messages import DELAYED_MESSAGE, EMAIL_DELIVERY, STATUS_EVENT, Attachment, EmailDelivery, StatusEvent
+from shared.providers.base import Provider
+from shared.providers.breaker import BreakerPolicy
+from shared.providers.chain import ProviderChain
 from shared.redis import key
 from shared.sender import DeliveryHandler, DeliveryLedger
 from shared.status_events import StatusReporter
 from shared.topics import Topics
+from tests.factories import ScriptedProvider, inline_attachment, smtp_settings
 from tests.factories import email_delivery as delivery
-from tests.factories import smtp_settings
+from tests.scripted_http import Reply, ScriptedServer
 
 pytestmark = pytest.mark.integration
 
@@ -61,6 +70,12 @@ def topics(settings: HeraldSettings) -> Topics:
 @pytest.fixture
 def handler(
     provider: SmtpProvider, redis: Redis, settings: HeraldSettings, topics: Topics
+) -> DeliveryHandler[EmailDelivery]:
+    return delivery_handler(provider, redis, settings, topics)
+
+
+def delivery_handler(
+    provider: Provider[EmailDelivery], redis: Redis, settings: HeraldSettings, topics: Topics
 ) -> DeliveryHandler[EmailDelivery]:
     return DeliveryHandler(
         channel="email",
@@ -144,7 +159,7 @@ async def test_provider_refused_recipient_is_failed(provider: SmtpProvider, sink
     sink.refuse_recipients("nobody@example.com")
     outcome = await provider.send(delivery(to="nobody@example.com"))
     assert isinstance(outcome, Failed)
-    assert outcome.reason is DeadLetterReason.PROVIDER_REJECTED
+    assert outcome.reason is DeadLetterReason.INVALID_ADDRESS
     assert outcome.detail.startswith("550")
     assert sink.messages == []
 
@@ -289,12 +304,12 @@ async def test_permanent_refusal_goes_to_the_dlq(
     outputs = await handler([message])
     assert sink.messages == []
     [reject] = [o for o in outputs if isinstance(o, Reject)]
-    assert reject.reason is DeadLetterReason.PROVIDER_REJECTED
+    assert reject.reason is DeadLetterReason.INVALID_ADDRESS
     assert reject.detail.startswith("550")
     assert not any(isinstance(o, Produce) and o.topic == topics.delay for o in outputs)
     [event] = status_events(outputs, topics)
     assert event["status"] == status.FAILED
-    assert event["reason"] == DeadLetterReason.PROVIDER_REJECTED.value
+    assert event["reason"] == DeadLetterReason.INVALID_ADDRESS.value
 
 
 async def test_failed_sends_are_not_recorded_as_delivered(
@@ -347,3 +362,208 @@ async def test_one_unsendable_message_does_not_resend_its_batch(
     # A redelivery of the good one is recognised as already delivered.
     await handler([consumed(good, topics, 0)])
     assert len(sink.messages) == 1
+
+
+# --- attachments: inline, and fetched by URL when sending -------------------------------------------
+
+CSV = b"order,total\n42,9.99\n"
+
+
+@pytest.fixture(scope="module")
+def file_server() -> Iterator[ScriptedServer]:
+    with ScriptedServer().serving() as server:
+        yield server
+
+
+@pytest.fixture
+def files(file_server: ScriptedServer) -> ScriptedServer:
+    """A local file server: 404 unless a test scripts a path."""
+    file_server.reply = Reply(404, body=b"no such file")
+    file_server.scripted.clear()
+    file_server.requests.clear()
+    return file_server
+
+
+def fetcher(**overrides: Any) -> AttachmentFetcher:
+    # The file server is on loopback: the SSRF guard has to let it through, except where a test checks it.
+    options: dict[str, Any] = {"max_bytes": 1024 * 1024, "timeout_s": 5.0, "allow_private_networks": True}
+    return AttachmentFetcher(**(options | overrides))
+
+
+def chain(*providers: Provider[EmailDelivery]) -> ProviderChain[EmailDelivery]:
+    return ProviderChain(list(providers), breaker_policy=BreakerPolicy(), limits={}, limiter=None)
+
+
+def url_file(files: ScriptedServer, path: str, filename: str = "report.csv") -> Attachment:
+    return {"filename": filename, "content_type": "text/csv", "url": f"{files.url}{path}", "content_base64": None}
+
+
+@pytest.fixture
+async def attachment_handler(
+    provider: SmtpProvider, redis: Redis, settings: HeraldSettings, topics: Topics
+) -> AsyncIterator[DeliveryHandler[EmailDelivery]]:
+    """The email sender as main.py wires it: attachments fetched in front of the chain, SMTP behind it."""
+    sending = WithAttachments(chain(provider), fetcher())
+    try:
+        yield delivery_handler(sending, redis, settings, topics)
+    finally:
+        await sending.close()
+
+
+async def test_inline_and_url_attachments_arrive_in_the_mail(
+    attachment_handler: DeliveryHandler[EmailDelivery], files: ScriptedServer, sink: MailSink, topics: Topics
+) -> None:
+    files.script("/files/report.csv", Reply(200, {"Content-Type": "text/csv"}, CSV))
+    pdf = b"%PDF-1.7 " + bytes(range(256))
+    item = delivery(
+        attachments=[
+            inline_attachment("Übersicht März.pdf", pdf, "application/pdf"),
+            url_file(files, "/files/report.csv"),
+        ]
+    )
+    outputs = await attachment_handler([consumed(item, topics)])
+    assert [e["status"] for e in status_events(outputs, topics)] == [status.SENT]
+    [mail] = await sink.wait_for(1)
+    message = email.message_from_bytes(mail.raw, policy=email.policy.default)
+    assert message.get_content_type() == "multipart/mixed"
+    assert mail.text is not None
+    assert "It is on its way." in mail.text
+    assert mail.html is not None
+    assert "<p>It is on its way.</p>" in mail.html
+    assert [
+        (part.get_filename(), part.get_content_type(), part.get_payload(decode=True))
+        for part in message.iter_attachments()
+    ] == [("Übersicht März.pdf", "application/pdf", pdf), ("report.csv", "text/csv", CSV)]
+    [fetched] = files.requests
+    assert (fetched.method, fetched.path) == ("GET", "/files/report.csv")
+
+
+async def test_a_failover_does_not_fetch_again(files: ScriptedServer, provider: SmtpProvider, sink: MailSink) -> None:
+    files.script("/files/report.csv", Reply(200, body=CSV))
+    down = ScriptedProvider("down", [Retry("down", "unavailable")])
+    sending = WithAttachments(chain(down, provider), fetcher())
+    try:
+        assert await sending.send(delivery(attachments=[url_file(files, "/files/report.csv")])) == Delivered("smtp")
+    finally:
+        await sending.close()
+    assert down.calls == 1
+    assert len(files.requests) == 1
+    [mail] = await sink.wait_for(1)
+    [part] = email.message_from_bytes(mail.raw, policy=email.policy.default).iter_attachments()
+    assert part.get_payload(decode=True) == CSV
+
+
+@pytest.mark.parametrize("status_code", [404, 410, 403])
+async def test_an_attachment_that_is_gone_fails_the_notification(
+    attachment_handler: DeliveryHandler[EmailDelivery],
+    files: ScriptedServer,
+    sink: MailSink,
+    topics: Topics,
+    status_code: int,
+) -> None:
+    files.script("/files/report.csv", Reply(status_code))
+    message = consumed(delivery(attachments=[url_file(files, "/files/report.csv")]), topics)
+    outputs = await attachment_handler([message])
+    assert sink.messages == []
+    [reject] = [o for o in outputs if isinstance(o, Reject)]
+    assert reject.reason is DeadLetterReason.PERMANENT_FAILURE
+    assert reject.detail.startswith(f"attachment 'report.csv' unavailable: {status_code}")
+    [event] = status_events(outputs, topics)
+    assert (event["status"], event["provider"]) == (status.FAILED, "attachments")
+    assert event["detail"] == reject.detail
+
+
+@pytest.mark.parametrize("status_code", [503, 429])
+async def test_an_attachment_server_in_trouble_is_retried_later(
+    attachment_handler: DeliveryHandler[EmailDelivery],
+    files: ScriptedServer,
+    sink: MailSink,
+    topics: Topics,
+    status_code: int,
+) -> None:
+    files.script("/files/report.csv", Reply(status_code))
+    item = delivery(attachments=[url_file(files, "/files/report.csv")])
+    outputs = await attachment_handler([consumed(item, topics)])
+    assert sink.messages == []
+    assert not any(isinstance(o, Reject) for o in outputs)
+    [event] = status_events(outputs, topics)
+    assert (event["status"], event["reason"]) == (status.RETRYING, "attachment_unavailable")
+    [delayed] = [o for o in outputs if isinstance(o, Produce) and o.topic == topics.delay]
+    # The retry carries the URL, not the file: the record stays small and the next attempt fetches anew.
+    again = EMAIL_DELIVERY.decode(DELAYED_MESSAGE.decode(delayed.value)["payload"])
+    assert again["attachments"] == item["attachments"]
+
+
+async def test_a_failed_fetch_never_reaches_a_provider(files: ScriptedServer) -> None:
+    """An attachment server's trouble is not a provider's: no provider is called, so no breaker counts it."""
+    behind = ScriptedProvider("smtp", [Delivered("smtp")])
+    sending = WithAttachments(chain(behind), fetcher())
+    try:
+        for status_code in (503, 404):
+            files.script("/files/report.csv", Reply(status_code))
+            outcome = await sending.send(delivery(attachments=[url_file(files, "/files/report.csv")]))
+            assert outcome.provider == "attachments"
+    finally:
+        await sending.close()
+    assert behind.calls == 0
+
+
+async def test_a_slow_attachment_server_is_retried(files: ScriptedServer) -> None:
+    files.script("/files/report.csv", Reply(200, body=CSV, delay_s=2.0))
+    slow = fetcher(timeout_s=0.3)
+    try:
+        outcome = await slow.inline(delivery(attachments=[url_file(files, "/files/report.csv")]))
+    finally:
+        await slow.aclose()
+    assert isinstance(outcome, Retry)
+    assert outcome.reason == "attachment_unavailable"
+
+
+async def test_url_attachments_past_the_size_limit_fail(files: ScriptedServer) -> None:
+    """Each file fits alone; together they pass the limit, and the one that does is named."""
+    files.script("/files/a.csv", Reply(200, body=b"a" * 600))
+    files.script("/files/b.csv", Reply(200, body=b"b" * 600))
+    small = fetcher(max_bytes=1000)
+    try:
+        item = delivery(
+            attachments=[url_file(files, "/files/a.csv", "a.csv"), url_file(files, "/files/b.csv", "b.csv")]
+        )
+        outcome = await small.inline(item)
+    finally:
+        await small.aclose()
+    assert isinstance(outcome, Failed)
+    assert "'b.csv'" in outcome.detail
+    assert "HERALD_ATTACHMENT_MAX_BYTES" in outcome.detail
+
+
+async def test_an_attachment_on_a_private_address_is_refused_unfetched(files: ScriptedServer) -> None:
+    guarded = fetcher(allow_private_networks=False)
+    try:
+        outcome = await guarded.inline(delivery(attachments=[url_file(files, "/files/report.csv")]))
+    finally:
+        await guarded.aclose()
+    assert isinstance(outcome, Failed)
+    assert outcome.reason is DeadLetterReason.INVALID_PAYLOAD
+    assert "non-public address 127.0.0.1" in outcome.detail
+    assert files.requests == []
+
+
+async def test_redirects_are_followed_within_reason(files: ScriptedServer) -> None:
+    files.script("/old.csv", Reply(302, {"Location": "/files/report.csv"}))
+    files.script("/files/report.csv", Reply(200, body=CSV))
+    files.script("/elsewhere", Reply(301, {"Location": "ftp://files.example.com/report.csv"}))
+    files.reply = Reply(302, {"Location": "/loop"})
+    follower = fetcher()
+    try:
+        moved = await follower.inline(delivery(attachments=[url_file(files, "/old.csv")]))
+        to_ftp = await follower.inline(delivery(attachments=[url_file(files, "/elsewhere")]))
+        looping = await follower.inline(delivery(attachments=[url_file(files, "/loop")]))
+    finally:
+        await follower.aclose()
+    assert not isinstance(moved, Retry | Failed)
+    [attachment] = moved["attachments"]
+    assert (attachment["url"], base64.b64decode(attachment["content_base64"] or "")) == (None, CSV)
+    assert isinstance(to_ftp, Failed)
+    assert "non-http(s)" in to_ftp.detail
+    assert isinstance(looping, Failed)
+    assert "redirects" in looping.detail

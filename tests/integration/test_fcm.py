@@ -19,8 +19,8 @@ from firebase_admin import credentials
 
 from infra.local.processes import free_port
 from infra.standins.fcm import FcmStandIn
-from services.sender_push.fcm import FcmConfig, FcmProvider, is_unregistered
-from shared.delivery import Delivered, Failed, Retry
+from services.sender_push.fcm import FcmConfig, FcmProvider
+from shared.delivery import Delivered, Failed, Retry, token_is_dead
 from shared.errors import DeadLetterReason
 from shared.messages import PushDelivery
 from shared.providers.base import ProviderConfigError
@@ -120,9 +120,9 @@ async def test_unregistered_token_fails_permanently_and_is_recognisable(fcm: Fcm
     fcm.fail_next(404, "UNREGISTERED", message="Requested entity was not found.")
     outcome = await provider.send(push())
     assert isinstance(outcome, Failed)
-    assert outcome.reason == DeadLetterReason.PERMANENT_FAILURE
+    assert outcome.reason == DeadLetterReason.UNREGISTERED_TOKEN
     assert outcome.detail.startswith("unregistered token")
-    assert is_unregistered(outcome)
+    assert token_is_dead(outcome)
     assert fcm.messages == []
 
 
@@ -131,9 +131,9 @@ async def test_malformed_token_is_refused_by_the_standin_and_fails_permanently(
 ) -> None:
     outcome = await provider.send(push(token="not a token!"))
     assert isinstance(outcome, Failed)
-    assert outcome.reason == DeadLetterReason.PERMANENT_FAILURE
+    assert outcome.reason == DeadLetterReason.INVALID_TOKEN
     assert outcome.detail.startswith("invalid token")
-    assert not is_unregistered(outcome)
+    assert token_is_dead(outcome)
 
 
 async def test_other_invalid_argument_is_rejected(fcm: FcmStandIn, provider: FcmProvider) -> None:
@@ -260,7 +260,7 @@ def test_credentials_that_are_not_a_key_name_the_variable(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(
     ("overrides", "variable"),
-    [({"base_url": "fcm.googleapis.com"}, "HERALD_FCM_BASE_URL"), ({"timeout_s": 0}, "HERALD_FCM_TIMEOUT_S")],
+    [({"base_url": "fcm.googleapis.com"}, "HERALD_FCM_BASE_URL"), ({"timeout_s": 0}, "HERALD_PROVIDER_TIMEOUT_S")],
 )
 async def test_validate_config_names_the_variable(key_file: Path, overrides: dict[str, Any], variable: str) -> None:
     provider = FcmProvider(FcmConfig(credentials=str(key_file), **overrides))

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from services.gateway.repository import ApiKeyRepository
 from services.gateway.settings import GatewaySettings
 from shared.kafka.records import KIND, TENANT
-from shared.messages import NOTIFICATION_REQUEST
+from shared.messages import NOTIFICATION_REQUEST, Content
 from shared.requests import notification_id_for
 from shared.storage.database import create_pool
 from tests.integration.conftest import DEV_TENANT, MAX_BODY_BYTES, assert_problem, auth
@@ -101,6 +101,48 @@ def test_unknown_field_is_422(client: TestClient) -> None:
     assert problem["errors"][0]["pointer"] == "#/colour"
 
 
+@pytest.mark.parametrize(
+    ("attachment", "pointer"),
+    [
+        ({"filename": "a.pdf", "content_type": "application/pdf", "url": "ftp://x.example/a"}, "url"),
+        ({"filename": "a.pdf", "content_type": "application/pdf", "content_base64": "%%%"}, "content_base64"),
+        ({"filename": "../a.pdf", "content_type": "application/pdf", "url": "https://x.example/a"}, "filename"),
+        ({"filename": "a.pdf", "content_type": "pdf", "url": "https://x.example/a"}, "content_type"),
+    ],
+)
+def test_invalid_attachment_is_422_with_pointer(client: TestClient, attachment: dict[str, str], pointer: str) -> None:
+    content = {
+        "subject": "Invoice",
+        "text": "Attached.",
+        "attachments": [{"filename": "ok.txt", "content_type": "text/plain", "content_base64": "aGk="}, attachment],
+    }
+    response = client.post(NOTIFICATIONS, json=body(content=content), headers=auth())
+    problem = assert_problem(response, 422)
+    assert [e["pointer"] for e in problem["errors"]] == [f"#/content/attachments/1/{pointer}"]
+
+
+def test_attachments_and_tracking_are_on_the_requests_topic(
+    client: TestClient, gateway_settings: GatewaySettings
+) -> None:
+    attachments = [
+        {"filename": "a.pdf", "content_type": "application/pdf", "url": "https://files.example.com/a.pdf"},
+        {"filename": "b.txt", "content_type": "text/plain", "content_base64": "aGk="},
+    ]
+    content = {"subject": "Invoice", "html": "<p>Attached</p>", "attachments": attachments}
+    response = client.post(
+        NOTIFICATIONS, json=body(content=content, tracking={"opens": True, "clicks": True}), headers=auth()
+    )
+    assert response.status_code == 202, response.text
+    topic = f"{gateway_settings.topic_prefix}.requests.v1"
+    [record] = asyncio.run(read_topic(gateway_settings.kafka_bootstrap_servers, topic, 1))
+    request = NOTIFICATION_REQUEST.decode(record.value)
+    assert request["content"]["attachments"] == [
+        {**attachments[0], "content_base64": None},
+        {**attachments[1], "url": None},
+    ]
+    assert request["tracking"] == {"opens": True, "clicks": True}
+
+
 def test_invalid_request_is_not_produced(client: TestClient, gateway_settings: GatewaySettings) -> None:
     """A 422 produces nothing: the only record on the topic is the valid request sent after it."""
     assert client.post(NOTIFICATIONS, json=body(content={"text": "x"}), headers=auth()).status_code == 422
@@ -153,11 +195,14 @@ def test_accepted_request_is_on_the_requests_topic(client: TestClient, gateway_s
     assert request["metadata"] == {"campaign": "welcome"}
     assert request["recipient"]["email"] == "ada@example.com"
     # Templates are rendered later, by the router.
-    assert request["content"] == {
+    templates: Content = {
         "subject": "Hello {{ name }}",
         "text": "Hi {{ name }}",
         "html": "<p>Hi {{ name }}</p>",
+        "attachments": [],
     }
+    assert request["content"] == templates
+    assert request["tracking"] == {"opens": False, "clicks": False}
     assert orjson.loads(request["variables_json"]) == {"name": "Ada"}
     assert record.key == b"dev:user-1"
     headers = dict(record.headers)

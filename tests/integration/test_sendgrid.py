@@ -21,8 +21,10 @@ from infra.standins.prism import PrismMock
 from services.sender_email.sendgrid import SendGridConfig, SendGridProvider
 from shared.delivery import Delivered, Failed, Retry
 from shared.errors import DeadLetterReason
+from shared.messages import Attachment
 from shared.providers.base import ProviderConfigError
 from tests.factories import email_delivery as delivery
+from tests.factories import inline_attachment
 from tests.scripted_http import Reply, ScriptedServer
 
 pytestmark = pytest.mark.integration
@@ -30,6 +32,10 @@ pytestmark = pytest.mark.integration
 SPEC = Path(__file__).resolve().parents[2] / "infra" / "standins" / "contracts" / "sendgrid_v3_swagger2.json"
 API_KEY = "SG.test-key"
 SENDER = "Herald Tests <noreply@herald.test>"
+
+
+INVOICE = inline_attachment("Rechnung März.pdf", b"%PDF-1.7 invoice", "application/pdf")
+NOTE = inline_attachment("note.txt", b"hi", "text/plain")
 
 
 def config(base_url: str = "https://api.sendgrid.com", **overrides: Any) -> SendGridConfig:
@@ -103,6 +109,11 @@ async def test_prism_refuses_a_request_that_breaks_the_contract(prism: PrismMock
     assert any("personalizations" in violation["message"] for violation in violations)
 
 
+async def test_mail_with_attachments_is_delivered(provider: SendGridProvider) -> None:
+    outcome = await provider.send(delivery(attachments=[INVOICE, NOTE]))
+    assert outcome == Delivered("sendgrid")
+
+
 async def test_health_passes(provider: SendGridProvider) -> None:
     await provider.health()
 
@@ -124,7 +135,11 @@ async def test_request_carries_ids_category_and_tracking(scripted: ScriptedServe
         "personalizations": [
             {
                 "to": [{"email": mail["to"]}],
-                "custom_args": {"notification_id": mail["notification_id"], "delivery_id": mail["delivery_id"]},
+                "custom_args": {
+                    "notification_id": mail["notification_id"],
+                    "delivery_id": mail["delivery_id"],
+                    "tenant_id": mail["tenant_id"],
+                },
             }
         ],
         "from": {"email": "noreply@herald.test", "name": "Herald Tests"},
@@ -133,6 +148,32 @@ async def test_request_carries_ids_category_and_tracking(scripted: ScriptedServe
         "tracking_settings": {"open_tracking": {"enable": True}, "click_tracking": {"enable": False}},
         "categories": ["orders"],
     }
+
+
+async def test_attachments_are_sent_inline_as_base64(
+    scripted: ScriptedServer, scripted_provider: SendGridProvider
+) -> None:
+    await scripted_provider.send(delivery(attachments=[INVOICE, NOTE]))
+    [request] = scripted.requests
+    assert json.loads(request.body)["attachments"] == [
+        {
+            "content": INVOICE["content_base64"],
+            "filename": "Rechnung März.pdf",
+            "type": "application/pdf",
+            "disposition": "attachment",
+        },
+        {"content": "aGk=", "filename": "note.txt", "type": "text/plain", "disposition": "attachment"},
+    ]
+
+
+async def test_an_attachment_not_fetched_is_not_sent(
+    scripted: ScriptedServer, scripted_provider: SendGridProvider
+) -> None:
+    unfetched: Attachment = {**NOTE, "url": "https://files.example.com/note.txt", "content_base64": None}
+    outcome = await scripted_provider.send(delivery(attachments=[unfetched]))
+    assert isinstance(outcome, Failed)
+    assert outcome.reason is DeadLetterReason.INVALID_PAYLOAD
+    assert scripted.requests == []
 
 
 async def test_accepted_mail_reports_the_message_id(
@@ -179,27 +220,39 @@ async def test_server_error_is_retry(
 
 
 @pytest.mark.parametrize(
-    ("status", "error", "detail"),
+    ("status", "error", "detail", "reason"),
     [
         (
             400,
             {"message": "Does not contain a valid address.", "field": "personalizations.0.to.0.email"},
             "400 Does not contain a valid address. (personalizations.0.to.0.email)",
+            DeadLetterReason.INVALID_ADDRESS,
         ),
         (
             403,
             {"message": "The from address does not match a verified Sender Identity.", "field": "from"},
             "403 The from address does not match a verified Sender Identity. (from)",
+            DeadLetterReason.PROVIDER_REJECTED,
         ),
-        (413, {"message": "The JSON payload is too large.", "field": None}, "413 The JSON payload is too large."),
+        (
+            413,
+            {"message": "The JSON payload is too large.", "field": None},
+            "413 The JSON payload is too large.",
+            DeadLetterReason.REJECTED_CONTENT,
+        ),
     ],
 )
 async def test_refusal_is_failed_with_sendgrid_message(
-    scripted: ScriptedServer, scripted_provider: SendGridProvider, status: int, error: dict[str, Any], detail: str
+    scripted: ScriptedServer,
+    scripted_provider: SendGridProvider,
+    status: int,
+    error: dict[str, Any],
+    detail: str,
+    reason: DeadLetterReason,
 ) -> None:
     scripted.reply = Reply(status, body=json.dumps({"errors": [error]}).encode())
     outcome = await scripted_provider.send(delivery())
-    assert outcome == Failed("sendgrid", detail, DeadLetterReason.PROVIDER_REJECTED)
+    assert outcome == Failed("sendgrid", detail, reason)
 
 
 async def test_a_bad_api_key_fails_over_and_is_named(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import socket
 import time
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from services.sender_email.ses import SesProvider, classify
 from shared.delivery import Delivered, Failed, Retry
 from shared.errors import DeadLetterReason
 from shared.providers.base import ProviderConfigError
-from tests.factories import REGION, SENDER, ses_config
+from tests.factories import REGION, SENDER, inline_attachment, ses_config
 from tests.factories import email_delivery as delivery
 
 pytestmark = pytest.mark.integration
@@ -64,6 +66,22 @@ async def test_a_verified_sender_delivers_the_mime_message(aws: MotoServer, prov
     assert "Subject: Your order shipped\r\n" in raw
     assert "To: ada@example.com\r\n" in raw
     assert f"Message-ID: <{mail['delivery_id']}@herald>" in raw
+
+
+async def test_a_mail_with_an_attachment_goes_as_raw_mime(aws: MotoServer, provider: SesProvider) -> None:
+    verify_identity(aws, "noreply@herald.test")
+    pdf = b"%PDF-1.7 " + bytes(range(256))
+    invoice = inline_attachment("Rechnung März.pdf", pdf, "application/pdf")
+
+    outcome = await provider.send(delivery(attachments=[invoice]))
+
+    assert isinstance(outcome, Delivered)
+    [sent] = sent_messages(aws)
+    message = email.message_from_string(sent["raw_data"], policy=email.policy.default)
+    assert message.get_content_type() == "multipart/mixed"
+    [part] = message.iter_attachments()
+    assert (part.get_filename(), part.get_content_type()) == ("Rechnung März.pdf", "application/pdf")
+    assert part.get_payload(decode=True) == pdf
 
 
 async def test_a_verified_domain_covers_its_addresses(aws: MotoServer, provider: SesProvider) -> None:

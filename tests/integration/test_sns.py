@@ -68,7 +68,7 @@ async def test_publish_is_delivered_and_recorded(aws: MotoServer, provider: SnsS
 async def test_a_number_sns_refuses_is_failed(aws: MotoServer, provider: SnsSmsProvider) -> None:
     outcome = await provider.send(sms(to="+0 415 555"))
     assert isinstance(outcome, Failed)
-    assert outcome.reason is DeadLetterReason.PROVIDER_REJECTED
+    assert outcome.reason is DeadLetterReason.INVALID_ADDRESS
     assert "InvalidParameter" in outcome.detail
     assert sent_sms(aws) == []
 
@@ -127,7 +127,7 @@ def client_error(code: str, status: int) -> ClientError:
         ("ServiceUnavailable", 503, Retry, "provider_unavailable"),
         ("AuthorizationError", 403, Retry, "provider_unavailable"),
         ("InvalidParameter", 400, Failed, DeadLetterReason.PROVIDER_REJECTED),
-        ("OptedOut", 400, Failed, DeadLetterReason.PROVIDER_REJECTED),
+        ("OptedOut", 400, Failed, DeadLetterReason.RECIPIENT_OPTED_OUT),
         ("ParameterValueInvalid", 400, Failed, DeadLetterReason.PROVIDER_REJECTED),
     ],
 )

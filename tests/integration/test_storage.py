@@ -32,6 +32,8 @@ def event(
     attempt: int | None = None,
     reason: str | None = None,
     detail: str | None = None,
+    delivery_id: str | None = None,
+    deliveries: int | None = None,
 ) -> StatusEvent:
     return StatusEvent(
         event_id=str(uuid.uuid4()),
@@ -45,6 +47,8 @@ def event(
         provider=None,
         reason=reason,
         detail=detail,
+        delivery_id=delivery_id,
+        deliveries=deliveries,
     )
 
 
@@ -71,9 +75,15 @@ async def test_migrate_applies_each_migration_once_and_records_it(empty_database
         }
     finally:
         await connection.close()
-    assert [(row["version"], row["name"]) for row in rows] == [(1, "0001_initial"), (2, "0002_devices")]
+    assert [(row["version"], row["name"]) for row in rows] == [
+        (1, "0001_initial"),
+        (2, "0002_devices"),
+        (3, "0003_deliveries"),
+    ]
     assert all(row["applied_at"] is not None for row in rows)
-    assert {"tenants", "api_keys", "notifications", "notification_events", "delayed_jobs", "devices"} <= tables
+    assert {"tenants", "api_keys", "notifications", "notification_events", "delayed_jobs", "devices", "deliveries"} <= (
+        tables
+    )
 
 
 async def test_concurrent_migrators_apply_each_migration_once(empty_database_url: str) -> None:
@@ -115,6 +125,20 @@ async def test_late_sent_never_overwrites_delivered(db_pool: Pool) -> None:
     assert view.status == status.DELIVERED
     assert view.last_reason is None
     assert [e.status for e in view.events] == [status.SENT, status.DELIVERED, status.FAILED]
+
+
+async def test_a_delivered_mail_is_still_opened_and_clicked(db_pool: Pool) -> None:
+    repository = StatusRepository(db_pool)
+    nid = new_id()
+
+    await repository.apply([event(nid, status.DELIVERED, T0, channel="email", attempt=1)])
+    await repository.apply([event(nid, status.OPENED, T0 + timedelta(seconds=1), channel="email")])
+    await repository.apply([event(nid, status.FAILED, T0 + timedelta(seconds=2), reason="bounce")])
+    await repository.apply([event(nid, status.CLICKED, T0 + timedelta(seconds=3), channel="email")])
+
+    view = await NotificationRepository(db_pool).get("acme", nid)
+    assert view is not None
+    assert view.status == status.CLICKED
 
 
 async def test_out_of_order_batch_keeps_highest_rank(db_pool: Pool) -> None:
@@ -237,6 +261,122 @@ async def test_large_batch_in_one_call(db_pool: Pool) -> None:
 
     assert await db_pool.fetchval("SELECT count(*) FROM notifications WHERE status = 'sent'") == 2_000
     assert await db_pool.fetchval("SELECT count(*) FROM notification_events") == 4_000
+
+
+# Notifications split into deliveries (one per push device)
+
+
+def device_event(
+    nid: str,
+    delivery_id: str,
+    status_name: str,
+    at: datetime,
+    *,
+    deliveries: int,
+    attempt: int = 1,
+    reason: str | None = None,
+    detail: str | None = None,
+) -> StatusEvent:
+    return event(
+        nid,
+        status_name,
+        at,
+        channel="push",
+        attempt=attempt,
+        reason=reason,
+        detail=detail,
+        delivery_id=delivery_id,
+        deliveries=deliveries,
+    )
+
+
+async def test_a_dead_token_does_not_fail_a_push_another_device_received(db_pool: Pool) -> None:
+    repository = StatusRepository(db_pool)
+    nid, phone, tablet, laptop = new_id(), new_id(), new_id(), new_id()
+    await repository.apply([event(nid, status.ROUTED, T0, channel="push")])
+
+    await repository.apply([device_event(nid, phone, status.FAILED, T0 + timedelta(seconds=1), deliveries=3)])
+    view = await NotificationRepository(db_pool).get("acme", nid)
+    assert view is not None
+    assert view.status == status.ROUTED
+
+    await repository.apply(
+        [
+            device_event(nid, tablet, status.SENT, T0 + timedelta(seconds=2), deliveries=3),
+            device_event(nid, laptop, status.RETRYING, T0 + timedelta(seconds=2), deliveries=3, reason="timeout"),
+        ]
+    )
+    await repository.apply(
+        [device_event(nid, laptop, status.FAILED, T0 + timedelta(seconds=9), deliveries=3, attempt=5)]
+    )
+
+    view = await NotificationRepository(db_pool).get("acme", nid)
+    assert view is not None
+    assert (view.status, view.attempts) == (status.SENT, 5)
+    assert {(d.id, d.status, d.attempts) for d in view.deliveries} == {
+        (phone, status.FAILED, 1),
+        (tablet, status.SENT, 1),
+        (laptop, status.FAILED, 5),
+    }
+    assert [e.delivery_id for e in view.events] == [None, phone, tablet, laptop, laptop]
+
+
+async def test_a_push_fails_once_every_device_failed(db_pool: Pool) -> None:
+    repository = StatusRepository(db_pool)
+    nid, phone, tablet = new_id(), new_id(), new_id()
+    reason, detail = "unregistered_token", "unregistered token: 410"
+
+    # The failures arrive before the router's own event: each carries how many deliveries there are.
+    await repository.apply(
+        [device_event(nid, phone, status.FAILED, T0 + timedelta(seconds=1), deliveries=2, reason=reason, detail=detail)]
+    )
+    await repository.apply([event(nid, status.ROUTED, T0, channel="push")])
+    view = await NotificationRepository(db_pool).get("acme", nid)
+    assert view is not None
+    assert view.status == status.ROUTED
+
+    await repository.apply(
+        [
+            device_event(
+                nid, tablet, status.FAILED, T0 + timedelta(seconds=2), deliveries=2, reason=reason, detail=detail
+            )
+        ]
+    )
+
+    view = await NotificationRepository(db_pool).get("acme", nid)
+    assert view is not None
+    assert (view.status, view.last_reason, view.last_detail) == (status.FAILED, reason, detail)
+
+
+async def test_a_single_delivery_failure_fails_the_notification(db_pool: Pool) -> None:
+    repository = StatusRepository(db_pool)
+    nid = new_id()
+
+    await repository.apply(
+        [
+            event(nid, status.ROUTED, T0, channel="email"),
+            device_event(nid, new_id(), status.FAILED, T0 + timedelta(seconds=1), deliveries=1, reason="bounce"),
+        ]
+    )
+
+    view = await NotificationRepository(db_pool).get("acme", nid)
+    assert view is not None
+    assert (view.status, view.last_reason) == (status.FAILED, "bounce")
+
+
+async def test_a_delivery_status_only_moves_forward(db_pool: Pool) -> None:
+    repository = StatusRepository(db_pool)
+    nid, delivery = new_id(), new_id()
+
+    await repository.apply([device_event(nid, delivery, status.SENT, T0 + timedelta(seconds=2), deliveries=1)])
+    await repository.apply(
+        [device_event(nid, delivery, status.RETRYING, T0 + timedelta(seconds=1), deliveries=1, reason="timeout")]
+    )
+
+    view = await NotificationRepository(db_pool).get("acme", nid)
+    assert view is not None
+    assert [(d.status, d.last_reason) for d in view.deliveries] == [(status.SENT, None)]
+    assert view.status == status.SENT
 
 
 # Gateway: notifications and API keys

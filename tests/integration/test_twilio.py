@@ -218,16 +218,16 @@ async def erring_provider(fake_twilio: str) -> AsyncIterator[TwilioSmsProvider]:
 @pytest.mark.parametrize(
     ("to", "kind", "reason", "code"),
     [
-        ("+15005550001", Failed, DeadLetterReason.PROVIDER_REJECTED, "21211"),
-        ("+15005550002", Failed, DeadLetterReason.PROVIDER_REJECTED, "21614"),
-        ("+15005550003", Failed, DeadLetterReason.PROVIDER_REJECTED, "21610"),
+        ("+15005550001", Failed, DeadLetterReason.INVALID_ADDRESS, "21211"),
+        ("+15005550002", Failed, DeadLetterReason.INVALID_ADDRESS, "21614"),
+        ("+15005550003", Failed, DeadLetterReason.RECIPIENT_OPTED_OUT, "21610"),
         ("+15005550004", Failed, DeadLetterReason.PROVIDER_REJECTED, "21408"),
         ("+15005550005", Retry, "rate_limited", "20429"),
         ("+15005550006", Retry, "rate_limited", "21611"),
         ("+15005550007", Retry, "provider_unavailable", "20500"),
         ("+15005550008", Retry, "provider_unavailable", "503"),
         ("+15005550009", Retry, "provider_unavailable", "20003"),
-        ("+15005550010", Failed, DeadLetterReason.PROVIDER_REJECTED, "21211"),
+        ("+15005550010", Failed, DeadLetterReason.INVALID_ADDRESS, "21211"),
     ],
 )
 async def test_twilio_errors_are_classified(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +12,13 @@ import pytest
 
 from shared.errors import InvalidRequest
 from shared.messages import NotificationRequest
-from shared.requests import MAX_VARIABLES_BYTES, build_request, validate_request
+from shared.requests import (
+    MAX_ATTACHMENTS,
+    MAX_INLINE_ATTACHMENT_BYTES,
+    MAX_VARIABLES_BYTES,
+    build_request,
+    validate_request,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -40,7 +47,13 @@ def test_build_request_copies_fields() -> None:
         "locale": None,
         "webhook_url": None,
     }
-    assert request["content"] == {"subject": "Hello {{ name }}", "text": "Hi {{ name }}", "html": None}
+    assert request["content"] == {
+        "subject": "Hello {{ name }}",
+        "text": "Hi {{ name }}",
+        "html": None,
+        "attachments": [],
+    }
+    assert request["tracking"] == {"opens": False, "clicks": False}
     assert orjson.loads(request["variables_json"]) == {"name": "Ada"}
     assert request["priority"] == "high"
     assert request["metadata"] == {"campaign": "welcome"}
@@ -164,3 +177,138 @@ def test_sms_rules(phone: str | None, text: str | None, field: str) -> None:
 
 def test_a_valid_sms_request_passes() -> None:
     validate_request(sms_request("+44 20 7946 0958"))
+
+
+# --- attachments and tracking ---------------------------------------------------------------------
+
+PDF = {"filename": "invoice.pdf", "content_type": "application/pdf", "url": "https://files.example.com/i.pdf"}
+
+
+def inline(data: bytes, filename: str = "note.txt") -> dict[str, str]:
+    return {"filename": filename, "content_type": "text/plain", "content_base64": base64.b64encode(data).decode()}
+
+
+def with_attachments(*attachments: dict[str, Any]) -> NotificationRequest:
+    return email_request(content={"subject": "Your invoice", "text": "Attached.", "attachments": list(attachments)})
+
+
+def test_build_request_copies_attachments_and_tracking() -> None:
+    request = email_request(
+        content={"subject": "s", "text": "t", "attachments": [PDF, inline(b"hi")]},
+        tracking={"opens": True, "clicks": False},
+    )
+    assert request["content"]["attachments"] == [
+        {**PDF, "content_base64": None},
+        {"filename": "note.txt", "content_type": "text/plain", "url": None, "content_base64": "aGk="},
+    ]
+    assert request["tracking"] == {"opens": True, "clicks": False}
+
+
+def test_valid_attachments_pass() -> None:
+    validate_request(with_attachments(PDF, inline(b"%PDF-1.7"), {**PDF, "url": "http://files.example.com/x"}))
+
+
+def test_inline_attachments_up_to_the_limit_pass() -> None:
+    half = MAX_INLINE_ATTACHMENT_BYTES // 2
+    validate_request(with_attachments(inline(b"a" * half, "a.txt"), inline(b"b" * half, "b.txt")))
+
+
+@pytest.mark.parametrize(
+    ("attachment", "field", "detail"),
+    [
+        pytest.param({**PDF, "content_base64": "aGk="}, "content/attachments/0", "exactly one", id="both"),
+        pytest.param({**PDF, "url": None}, "content/attachments/0", "exactly one", id="neither"),
+        pytest.param({**PDF, "filename": ""}, "content/attachments/0/filename", "required", id="no-filename"),
+        pytest.param({**PDF, "filename": "x" * 256}, "content/attachments/0/filename", "255", id="long-filename"),
+        pytest.param({**PDF, "filename": "../etc/passwd"}, "content/attachments/0/filename", "path", id="slash"),
+        pytest.param({**PDF, "filename": "a\\b.pdf"}, "content/attachments/0/filename", "path", id="backslash"),
+        pytest.param({**PDF, "filename": ".."}, "content/attachments/0/filename", "path", id="dot-dot"),
+        pytest.param({**PDF, "filename": "a\r\nBcc: x.pdf"}, "content/attachments/0/filename", "control", id="crlf"),
+        pytest.param(
+            {**PDF, "filename": "invoice\u202efdp.exe"}, "content/attachments/0/filename", "control", id="rtl-override"
+        ),
+        pytest.param(
+            {**PDF, "content_type": "pdf"}, "content/attachments/0/content_type", "type/subtype", id="no-slash"
+        ),
+        pytest.param(
+            {**PDF, "content_type": "text/plain; charset=utf-8"},
+            "content/attachments/0/content_type",
+            "type/subtype",
+            id="parameters",
+        ),
+        pytest.param(
+            {**PDF, "content_type": "text/plain\r\nBcc: x"},
+            "content/attachments/0/content_type",
+            "type",
+            id="crlf-type",
+        ),
+        pytest.param({**PDF, "url": "ftp://files.example.com/i.pdf"}, "content/attachments/0/url", "http", id="ftp"),
+        pytest.param({**PDF, "url": "/i.pdf"}, "content/attachments/0/url", "absolute", id="relative"),
+        pytest.param({**PDF, "url": "https://[::1/i.pdf"}, "content/attachments/0/url", "absolute", id="bad-host"),
+        pytest.param({**PDF, "url": "https://x.io:99999/"}, "content/attachments/0/url", "absolute", id="bad-port"),
+        pytest.param(
+            {**PDF, "url": "https://u:p@example.com/i"}, "content/attachments/0/url", "credentials", id="creds"
+        ),
+        pytest.param(
+            {**PDF, "url": "https://example.com/" + "a" * 2048}, "content/attachments/0/url", "2048", id="long-url"
+        ),
+        pytest.param(
+            {**inline(b""), "content_base64": "not base64!"},
+            "content/attachments/0/content_base64",
+            "base64",
+            id="bad-base64",
+        ),
+        pytest.param(
+            {**inline(b""), "content_base64": "aGk"}, "content/attachments/0/content_base64", "base64", id="unpadded"
+        ),
+        pytest.param(
+            {**inline(b""), "content_base64": "aGVs\nbG8="},
+            "content/attachments/0/content_base64",
+            "base64",
+            id="line-break",
+        ),
+    ],
+)
+def test_invalid_attachment_names_the_field(attachment: dict[str, Any], field: str, detail: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        validate_request(with_attachments(attachment))
+    assert caught.value.field == field
+    assert detail in caught.value.detail
+
+
+def test_at_most_ten_attachments() -> None:
+    validate_request(with_attachments(*[PDF] * MAX_ATTACHMENTS))
+    with pytest.raises(InvalidRequest) as caught:
+        validate_request(with_attachments(*[PDF] * (MAX_ATTACHMENTS + 1)))
+    assert caught.value.field == "content/attachments"
+
+
+def test_inline_bytes_are_counted_across_attachments() -> None:
+    """Each fits alone; the one that takes the total past 256 KiB is named, and the detail says why."""
+    half = MAX_INLINE_ATTACHMENT_BYTES // 2
+    request = with_attachments(inline(b"a" * half, "a"), PDF, inline(b"b" * half, "b"), inline(b"c", "c"))
+    with pytest.raises(InvalidRequest) as caught:
+        validate_request(request)
+    assert caught.value.field == "content/attachments/3/content_base64"
+    assert "256 KiB" in caught.value.detail
+    assert "Kafka" in caught.value.detail
+    assert "url" in caught.value.detail
+
+
+def test_a_huge_inline_attachment_is_refused_by_its_length() -> None:
+    request = with_attachments({**inline(b""), "content_base64": "A" * (4 * MAX_INLINE_ATTACHMENT_BYTES)})
+    with pytest.raises(InvalidRequest, match="256 KiB"):
+        validate_request(request)
+
+
+def test_attachments_are_checked_for_every_channel() -> None:
+    """Only email sends them, but a bad one is refused on any channel: every request must fit in Kafka."""
+    request = build_request(
+        tenant_id="acme",
+        channels=["sms"],
+        recipient={"phone": "+44 20 7946 0958"},
+        content={"text": "hi", "attachments": [{**PDF, "url": None}]},
+    )
+    with pytest.raises(InvalidRequest) as caught:
+        validate_request(request)
+    assert caught.value.field == "content/attachments/0"

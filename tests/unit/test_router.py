@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import orjson
@@ -11,8 +12,16 @@ from services.router.handlers import RouterHandler, delivery_id_for
 from services.router.templates import TemplateRenderer
 from shared.errors import DeadLetterReason
 from shared.kafka.records import Consumed, Produce, Reject
-from shared.messages import EMAIL_DELIVERY, ROUTABLE_NOTIFICATION, SMS_DELIVERY, STATUS_EVENT, RoutableNotification
+from shared.messages import (
+    EMAIL_DELIVERY,
+    PUSH_DELIVERY,
+    ROUTABLE_NOTIFICATION,
+    SMS_DELIVERY,
+    STATUS_EVENT,
+    RoutableNotification,
+)
 from shared.status_events import StatusReporter
+from shared.storage.devices import Device, Platform
 from shared.topics import Topics
 
 pytestmark = pytest.mark.unit
@@ -28,9 +37,10 @@ def routable(subject: str, variables: dict[str, object]) -> Consumed[RoutableNot
         "priority": "high",
         "channels": ["email"],
         "recipient": {"user_id": None, "email": "ada@example.com", "phone": None, "locale": None, "webhook_url": None},
-        "content": {"subject": subject, "text": "Hi {{ name }}", "html": "<p>{{ name }}</p>"},
+        "content": {"subject": subject, "text": "Hi {{ name }}", "html": "<p>{{ name }}</p>", "attachments": []},
         "variables_json": orjson.dumps(variables).decode(),
         "metadata": {"campaign": "welcome"},
+        "tracking": {"opens": False, "clicks": False},
     }
     return Consumed(TOPICS.routable, 0, 7, b"acme:ada", value, ROUTABLE_NOTIFICATION.encode(value))
 
@@ -87,3 +97,53 @@ async def test_an_sms_is_rendered_as_text_to_the_e164_number(handler: RouterHand
     assert (delivery["to"], delivery["body"]) == ("+442079460958", "Hi <i>Ada</i>")
     assert delivery["delivery_id"] == delivery_id_for(message.value["notification_id"], "sms")
     assert STATUS_EVENT.decode(status_record.value)["channel"] == "sms"
+
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def devices(*platforms: Platform) -> list[Device]:
+    return [Device(str(uuid.uuid4()), "u-1", p, f"token-{i}", None, None, NOW, NOW) for i, p in enumerate(platforms)]
+
+
+def push_message() -> Consumed[RoutableNotification]:
+    message = routable("Hello {{ name }}", {"name": "Ada"})
+    message.value["channels"] = ["push", "email"]
+    message.value["recipient"]["user_id"] = "u-1"
+    return message
+
+
+async def test_a_push_fans_out_to_every_active_device(handler: RouterHandler) -> None:
+    message = push_message()
+    targets = devices("android", "ios", "web")
+
+    *deliveries, status_record = await handler(message, targets)
+
+    assert all(isinstance(record, Produce) and record.topic == TOPICS.send("push") for record in deliveries)
+    decoded = [PUSH_DELIVERY.decode(record.value) for record in deliveries if isinstance(record, Produce)]
+    assert [(d["platform"], d["token"]) for d in decoded] == [(t.platform, t.token) for t in targets]
+    assert [d["delivery_id"] for d in decoded] == [
+        delivery_id_for(message.value["notification_id"], "push", t.id) for t in targets
+    ]
+    assert {(d["title"], d["body"], d["deliveries"]) for d in decoded} == {("Hello Ada", "Hi Ada", 3)}
+    assert decoded[0]["data"] == {"notification_id": message.value["notification_id"]}
+    assert isinstance(status_record, Produce)
+    routed = STATUS_EVENT.decode(status_record.value)
+    assert (routed["status"], routed["channel"], routed["deliveries"]) == ("routed", "push", 3)
+
+
+async def test_a_push_to_a_user_without_devices_takes_the_next_channel(handler: RouterHandler) -> None:
+    delivery_record, _ = await handler(push_message(), [])
+    assert isinstance(delivery_record, Produce)
+    assert delivery_record.topic == TOPICS.send("email")
+
+
+async def test_a_push_only_request_without_devices_fails_to_the_dlq(handler: RouterHandler) -> None:
+    message = push_message()
+    message.value["channels"] = ["push"]
+    reject, status_record = await handler(message, [])
+    assert isinstance(reject, Reject)
+    assert reject.reason == DeadLetterReason.INVALID_PAYLOAD
+    assert "no active push device" in reject.detail
+    assert isinstance(status_record, Produce)
+    assert STATUS_EVENT.decode(status_record.value)["status"] == "failed"

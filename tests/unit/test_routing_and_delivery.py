@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
 from services.router.handlers import delivery_id_for
-from services.router.routing import choose_channel
+from services.router.routing import Route, choose_route
 from shared import status
 from shared.delivery import RetryPolicy
 from shared.errors import InvalidRequest
 from shared.kafka.records import KIND, TENANT, TRACEPARENT
 from shared.messages import STATUS_EVENT, Recipient
 from shared.status_events import StatusReporter
+from shared.storage.devices import Device, Platform
 
 pytestmark = pytest.mark.unit
 
@@ -24,34 +26,49 @@ def recipient(email: str | None = None, phone: str | None = None) -> Recipient:
     return {"user_id": "u-1", "email": email, "phone": phone, "locale": None, "webhook_url": None}
 
 
-# --- choose_channel -------------------------------------------------------------------------------
+# --- choose_route ---------------------------------------------------------------------------------
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def test_choose_channel_picks_email_with_its_address() -> None:
-    assert choose_channel(["email"], recipient(email="ada@example.com")) == ("email", "ada@example.com")
+def device(platform: Platform = "android", token: str = "tok-1") -> Device:
+    return Device(str(uuid.uuid4()), "u-1", platform, token, None, None, NOW, NOW)
 
 
-def test_choose_channel_skips_channels_the_recipient_cannot_be_reached_on() -> None:
-    """Unknown channels and channels without an address are passed over for the first reachable one."""
-    assert choose_channel(["sms", "push", "email"], recipient(email="ada@example.com")) == (
-        "email",
-        "ada@example.com",
+def test_choose_route_picks_email_with_its_address() -> None:
+    assert choose_route(["email"], recipient(email="ada@example.com")) == Route("email", "ada@example.com")
+
+
+def test_choose_route_skips_channels_the_recipient_cannot_be_reached_on() -> None:
+    """Channels without an address, and push without an active device, are passed over."""
+    assert choose_route(["sms", "push", "email"], recipient(email="ada@example.com")) == Route(
+        "email", "ada@example.com"
     )
-    assert choose_channel(["push", "sms", "email"], recipient(email="ada@example.com", phone="+15550100")) == (
-        "sms",
-        "+15550100",
+    assert choose_route(["push", "sms", "email"], recipient(email="ada@example.com", phone="+15550100")) == Route(
+        "sms", "+15550100"
     )
 
 
-def test_choose_channel_raises_when_no_channel_is_reachable() -> None:
+def test_choose_route_sends_push_to_every_active_device() -> None:
+    devices = [device("android"), device("ios", "ab" * 32)]
+    route = choose_route(["push", "email"], recipient(email="ada@example.com"), devices)
+    assert (route.channel, list(route.devices)) == ("push", devices)
+
+
+def test_choose_route_raises_when_no_channel_is_reachable() -> None:
     with pytest.raises(InvalidRequest, match="email") as caught:
-        choose_channel(["email"], recipient(phone="+15550100"))
+        choose_route(["email"], recipient(phone="+15550100"))
     assert caught.value.field == "channels"
 
 
-def test_choose_channel_raises_for_empty_address() -> None:
+def test_choose_route_names_missing_devices_when_push_was_asked_for() -> None:
+    with pytest.raises(InvalidRequest, match="no active push device"):
+        choose_route(["push"], recipient())
+
+
+def test_choose_route_raises_for_empty_address() -> None:
     with pytest.raises(InvalidRequest):
-        choose_channel(["email"], recipient(email=""))
+        choose_route(["email"], recipient(email=""))
 
 
 # --- RetryPolicy ----------------------------------------------------------------------------------
@@ -92,6 +109,31 @@ def test_delivery_id_is_stable_per_notification_and_channel() -> None:
     assert uuid.UUID(first).version == 5
     assert first != delivery_id_for(str(uuid.uuid4()), "email")
     assert first != delivery_id_for(notification, "sms")
+
+
+def test_each_push_device_gets_its_own_stable_delivery_id() -> None:
+    notification = str(uuid.uuid4())
+    phone, tablet = str(uuid.uuid4()), str(uuid.uuid4())
+    assert delivery_id_for(notification, "push", phone) == delivery_id_for(notification, "push", phone)
+    assert delivery_id_for(notification, "push", phone) != delivery_id_for(notification, "push", tablet)
+
+
+def test_events_of_sibling_deliveries_have_distinct_ids(reporter: StatusReporter) -> None:
+    def sent(delivery_id: str) -> str:
+        produce = reporter.event(
+            notification_id="n-1",
+            tenant_id="acme",
+            status=status.SENT,
+            key=None,
+            channel="push",
+            attempt=1,
+            delivery_id=delivery_id,
+            deliveries=2,
+        )
+        return STATUS_EVENT.decode(produce.value)["event_id"]
+
+    assert sent("d-1") == sent("d-1")
+    assert sent("d-1") != sent("d-2")
 
 
 # --- StatusReporter -------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ pytestmark = pytest.mark.unit
         (status.RETRYING, 30),
         (status.SENT, 40),
         (status.DELIVERED, 50),
+        (status.OPENED, 52),
+        (status.CLICKED, 54),
         (status.REJECTED, 60),
         (status.FAILED, 60),
     ],
@@ -34,6 +36,12 @@ def test_terminal_statuses() -> None:
     assert {status.DELIVERED, status.REJECTED, status.FAILED} == status.TERMINAL
 
 
+def test_failures_rank_above_everything_else() -> None:
+    """A failure is never hidden by a later (or reordered) engagement event."""
+    highest = max(rank for name, rank in status.RANKS.items() if name not in (status.FAILED, status.REJECTED))
+    assert status.rank(status.FAILED) == status.rank(status.REJECTED) > highest
+
+
 @pytest.mark.parametrize("new", sorted(status.RANKS))
 def test_any_status_advances_from_none(new: str) -> None:
     assert status.advances(None, new)
@@ -48,12 +56,23 @@ def test_any_status_advances_from_none(new: str) -> None:
         (status.SENT, status.DELIVERED, True),
         (status.SENT, status.FAILED, True),
         (status.ACCEPTED, status.REJECTED, True),
+        # Engagement moves a sent mail on: opened, then clicked; never back; it proves the mail arrived.
+        (status.SENT, status.OPENED, True),
+        (status.OPENED, status.CLICKED, True),
+        (status.SENT, status.CLICKED, True),
+        (status.CLICKED, status.OPENED, False),
+        (status.OPENED, status.SENT, False),
+        (status.CLICKED, status.FAILED, False),
+        (status.OPENED, status.FAILED, False),
         (status.SENT, status.RETRYING, False),
         (status.SENT, status.SENT, False),
         (status.ROUTED, status.ACCEPTED, False),
-        # Terminal statuses never change, even to a higher rank.
+        # Terminal statuses never change, even to a higher rank...
         (status.DELIVERED, status.SENT, False),
         (status.DELIVERED, status.FAILED, False),
+        # ...but for the recipient reading a delivered mail.
+        (status.DELIVERED, status.OPENED, True),
+        (status.DELIVERED, status.CLICKED, True),
         (status.FAILED, status.REJECTED, False),
         (status.REJECTED, status.DELIVERED, False),
     ],

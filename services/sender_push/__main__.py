@@ -1,0 +1,3 @@
+from services.sender_push.main import main
+
+main()
