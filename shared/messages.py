@@ -35,6 +35,7 @@ class Content(TypedDict):
     text: str | None
     html: str | None
     attachments: list[Attachment]
+    provider_templates: dict[str, str]
 
 
 class Tracking(TypedDict):
@@ -81,6 +82,8 @@ class EmailDelivery(TypedDict):
     html: str | None
     metadata: dict[str, str]
     attachments: list[Attachment]
+    provider_templates: dict[str, str]
+    template_data_json: str
 
 
 class SmsDelivery(TypedDict):

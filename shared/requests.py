@@ -39,6 +39,10 @@ _MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-
 # Control, format (e.g. right-to-left override: "invoice\u202efdp.exe") and line/paragraph separators.
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
+# Providers whose own stored templates a request may name (content.provider_templates).
+TEMPLATE_PROVIDERS = ("sendgrid",)
+_TEMPLATE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
 
 def notification_id_for(tenant_id: str, idempotency_key: str | None) -> str:
     """A new random id, or the id derived from the tenant's idempotency key."""
@@ -68,8 +72,9 @@ def build_request(
 ) -> NotificationRequest:
     """Assemble a :class:`NotificationRequest` record (not yet validated).
 
-    ``content`` has ``subject``, ``text``, ``html`` and ``attachments`` (mappings with ``filename``,
-    ``content_type`` and ``url`` or ``content_base64``); ``tracking`` has ``opens`` and ``clicks``.
+    ``content`` has ``subject``, ``text``, ``html``, ``attachments`` (mappings with ``filename``,
+    ``content_type`` and ``url`` or ``content_base64``) and ``provider_templates`` (provider name ->
+    the id of a template stored at that provider); ``tracking`` has ``opens`` and ``clicks``.
     """
     tracking = tracking or {}
     return {
@@ -99,6 +104,7 @@ def build_request(
                 )
                 for attachment in content.get("attachments") or ()
             ],
+            provider_templates=dict(content.get("provider_templates") or {}),
         ),
         "variables_json": orjson.dumps(dict(variables or {})).decode(),
         "metadata": dict(metadata or {}),
@@ -152,6 +158,13 @@ def _validate_email_request(request: NotificationRequest) -> None:
         raise InvalidRequest("content/subject", "required for the email channel")
     if not content["text"] and not content["html"]:
         raise InvalidRequest("content/text", "give a text or an html body")
+    for provider, template_id in content["provider_templates"].items():
+        field = f"content/provider_templates/{provider}"
+        if provider not in TEMPLATE_PROVIDERS:
+            supported = ", ".join(TEMPLATE_PROVIDERS)
+            raise InvalidRequest(field, f"no stored templates at {provider!r}; supported: {supported}")
+        if not _TEMPLATE_ID.match(template_id):
+            raise InvalidRequest(field, "a template id is 1 to 64 letters, digits, '-' or '_'")
 
 
 def _validate_sms_request(request: NotificationRequest) -> None:

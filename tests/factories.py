@@ -72,6 +72,8 @@ def email_delivery(**overrides: Any) -> EmailDelivery:
         "text": "It is on its way.",
         "html": "<p>It is on its way.</p>",
         "attachments": [],
+        "provider_templates": {},
+        "template_data_json": "{}",
     }
     value.update(overrides)
     return value  # type: ignore[return-value]

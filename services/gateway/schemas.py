@@ -40,6 +40,13 @@ class ContentIn(_Body):
     text: str | None = Field(default=None, max_length=200_000)
     html: str | None = Field(default=None, max_length=500_000)
     attachments: list[AttachmentIn] = Field(default_factory=list, description="Email only; at most 10.")
+    provider_templates: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=5,
+        description="Email only: a template stored at a provider, by provider, e.g. "
+        '{"sendgrid": "d-8f3c..."}; that provider renders it with `variables`, the others send the content above.',
+        examples=[{"sendgrid": "d-13b8f94fbcae4ec6b75270d6cb59f932"}],
+    )
 
 
 class TrackingIn(_Body):

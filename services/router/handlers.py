@@ -111,6 +111,8 @@ class RouterHandler:
                 "metadata": notification["metadata"],
                 # URL attachments are fetched by the sender, when it sends.
                 "attachments": content["attachments"],
+                "provider_templates": content["provider_templates"],
+                "template_data_json": notification["variables_json"],
             }
         )
 

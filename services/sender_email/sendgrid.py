@@ -85,7 +85,10 @@ class SendGridProvider:
         return _by_status(answer)
 
     def _mail_body(self, delivery: EmailDelivery) -> dict[str, Any] | None:
-        """The v3 Mail Send request body, or None if it cannot be made (no subject or body, a URL attachment)."""
+        """The v3 Mail Send request body, or None if it cannot be made (no subject or body, a URL attachment).
+
+        With a SendGrid template in ``provider_templates`` the mail is that template, rendered by SendGrid.
+        """
         content = [
             {"type": f"text/{subtype}", "value": value}
             # SendGrid wants text/plain first when both are given.
@@ -124,6 +127,12 @@ class SendGridProvider:
                 }
                 for attachment in delivery["attachments"]
             ]
+        if template_id := delivery["provider_templates"].get(NAME):
+            # SendGrid renders its stored (dynamic) template with the request's variables. The template's
+            # subject and body override Herald's rendered ones, which the contract still requires and
+            # which every other provider sends.
+            body["template_id"] = template_id
+            body["personalizations"][0]["dynamic_template_data"] = json.loads(delivery["template_data_json"])
         if category := delivery["metadata"].get("category"):
             # Truncated rather than refused: a mail is not worth losing over its statistics label.
             body["categories"] = [category[:MAX_CATEGORY]]

@@ -114,6 +114,14 @@ async def test_mail_with_attachments_is_delivered(provider: SendGridProvider) ->
     assert outcome == Delivered("sendgrid")
 
 
+TEMPLATED = {"provider_templates": {"sendgrid": "d-13b8f94fbcae4ec6b75270d6cb59f932"}}
+
+
+async def test_mail_from_a_sendgrid_template_passes_the_contract(provider: SendGridProvider) -> None:
+    outcome = await provider.send(delivery(**TEMPLATED, template_data_json='{"name": "Ada", "items": [1, 2]}'))
+    assert outcome == Delivered("sendgrid")
+
+
 async def test_health_passes(provider: SendGridProvider) -> None:
     await provider.health()
 
@@ -148,6 +156,18 @@ async def test_request_carries_ids_category_and_tracking(scripted: ScriptedServe
         "tracking_settings": {"open_tracking": {"enable": True}, "click_tracking": {"enable": False}},
         "categories": ["orders"],
     }
+
+
+async def test_a_sendgrid_template_is_named_with_the_variables_over_herald_content(
+    scripted: ScriptedServer, scripted_provider: SendGridProvider
+) -> None:
+    await scripted_provider.send(delivery(**TEMPLATED, template_data_json='{"name": "Ada", "items": [1, 2]}'))
+    [request] = scripted.requests
+    body = json.loads(request.body)
+    assert body["template_id"] == "d-13b8f94fbcae4ec6b75270d6cb59f932"
+    assert body["personalizations"][0]["dynamic_template_data"] == {"name": "Ada", "items": [1, 2]}
+    # Herald's rendering stays in the body: the contract requires it, and the template overrides it.
+    assert body["subject"] == "Your order shipped"
 
 
 async def test_attachments_are_sent_inline_as_base64(

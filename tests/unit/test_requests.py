@@ -52,6 +52,7 @@ def test_build_request_copies_fields() -> None:
         "text": "Hi {{ name }}",
         "html": None,
         "attachments": [],
+        "provider_templates": {},
     }
     assert request["tracking"] == {"opens": False, "clicks": False}
     assert orjson.loads(request["variables_json"]) == {"name": "Ada"}
@@ -115,6 +116,16 @@ def _set(path: tuple[str, ...], value: Any) -> Callable[[NotificationRequest], N
             "content/text",
             id="no-body",
         ),
+        pytest.param(
+            _set(("content", "provider_templates"), {"mailgun": "welcome"}),
+            "content/provider_templates/mailgun",
+            id="template-at-a-provider-without-templates",
+        ),
+        pytest.param(
+            _set(("content", "provider_templates"), {"sendgrid": "d-1 OR 1=1"}),
+            "content/provider_templates/sendgrid",
+            id="template-id-malformed",
+        ),
         pytest.param(_set(("variables_json",), "{not json"), "variables", id="variables-not-json"),
         pytest.param(_set(("variables_json",), "[1, 2]"), "variables", id="variables-not-object"),
         pytest.param(
@@ -132,6 +143,12 @@ def test_invalid_request_names_the_field(change: Callable[[NotificationRequest],
     assert caught.value.field == field
     assert caught.value.detail
     assert str(caught.value).startswith(f"{field}: ")
+
+
+def test_a_sendgrid_template_is_accepted_with_fallback_content() -> None:
+    request = email_request()
+    request["content"]["provider_templates"] = {"sendgrid": "d-13b8f94fbcae4ec6b75270d6cb59f932"}
+    validate_request(request)
 
 
 def test_unknown_channel_detail_names_it() -> None:
