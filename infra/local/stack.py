@@ -162,6 +162,9 @@ class _StopRequested(Exception):
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    # Once: a second signal (a second Ctrl-C, or one forwarded by a wrapper) must not interrupt the shutdown.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise _StopRequested
 
 
