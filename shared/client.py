@@ -70,12 +70,14 @@ class NotificationClient:
         priority: Priority = "normal",
         metadata: Mapping[str, str] | None = None,
         tracking: Mapping[str, bool] | None = None,
+        dedup: Mapping[str, Any] | None = None,
     ) -> str:
         """Validate and produce one request; returns its notification id once Kafka acknowledged it.
 
         ``content`` may list email ``attachments`` (``filename``, ``content_type``, and ``url`` or
         ``content_base64``); ``tracking={"opens": True, "clicks": True}`` asks for Herald's open pixel
-        and tracked links in the html part.
+        and tracked links in the html part. ``dedup={"window_s": 300}`` drops a repeat of the
+        idempotency key for that long, ``{"bypass": True}`` never (urgent).
 
         Raises:
             shared.errors.InvalidRequest: the request can never be delivered (names the field).
@@ -90,6 +92,7 @@ class NotificationClient:
             priority=priority,
             metadata=metadata,
             tracking=tracking,
+            dedup=dedup,
         )
         validate_request(request)
         await self._producer.send_and_wait(

@@ -90,3 +90,20 @@ def contract(name: str) -> Contract[Any]:
         parsed = load_schema(old)
         readable.setdefault(schema_fingerprint(parsed), parsed)
     return Contract(name=name, schema=current, fingerprint=schema_fingerprint(current), readable=readable)
+
+
+@cache
+def _contract_names() -> tuple[str, ...]:
+    return tuple(sorted(path.stem for path in SCHEMA_DIR.glob("*.avsc")))
+
+
+def decode_known(data: bytes) -> tuple[str, Any] | None:
+    """The name of the contract that wrote ``data`` (at any released version) and the record, or None."""
+    for name in _contract_names():
+        codec = contract(name)
+        if data[2:HEADER_SIZE] in codec.readable:
+            try:
+                return name, codec.decode(data)
+            except UndecodableMessage:
+                return None
+    return None

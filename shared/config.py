@@ -39,6 +39,12 @@ class HeraldSettings(BaseSettings):
     # Fraction of notifications whose trace is recorded (0..1); trace ids are propagated regardless.
     trace_sample_ratio: float = Field(default=0.01, ge=0.0, le=1.0)
     otlp_endpoint: str | None = None
+    # The consumer loop's dead-letter guard (shared.kafka.guard): when at least this share of the last
+    # dlq_guard_min_messages messages went to the DLQ for a reason that points at the environment (a
+    # dependency or provider failing, not the message), consumption pauses dlq_guard_pause_s (0: never).
+    dlq_guard_ratio: float = Field(default=0.5, gt=0.0, le=1.0)
+    dlq_guard_min_messages: int = Field(default=50, ge=1)
+    dlq_guard_pause_s: float = Field(default=30.0, ge=0.0)
 
 
 SettingsT = TypeVar("SettingsT", bound=HeraldSettings)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from shared.errors import DeadLetterReason
 
@@ -61,3 +62,20 @@ class RetryPolicy:
         ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 2))
         # Full jitter spreads retries of a failed burst so they don't hit the provider at once.
         return random.uniform(ceiling / 2, ceiling)
+
+
+# The metadata label that names a message's type (e.g. "otp", "marketing"): retries and dedup windows
+# can be set per type.
+MESSAGE_TYPE = "type"
+
+
+@dataclass(frozen=True)
+class RetryPolicies:
+    """A channel's retry policy, and the ones its message types override it with."""
+
+    default: RetryPolicy
+    by_type: Mapping[str, RetryPolicy] = field(default_factory=dict)
+
+    def for_message(self, metadata: Mapping[str, str]) -> RetryPolicy:
+        """The policy of the message's type (``metadata["type"]``), else the channel's."""
+        return self.by_type.get(metadata.get(MESSAGE_TYPE, ""), self.default)

@@ -38,9 +38,19 @@ class Content(TypedDict):
     provider_templates: dict[str, str]
 
 
+class Recurrence(TypedDict):
+    cron: str
+    until: datetime | None
+
+
 class Tracking(TypedDict):
     opens: bool
     clicks: bool
+
+
+class Dedup(TypedDict):
+    window_s: int | None
+    bypass: bool
 
 
 class NotificationRequest(TypedDict):
@@ -55,6 +65,10 @@ class NotificationRequest(TypedDict):
     variables_json: str
     metadata: dict[str, str]
     tracking: Tracking
+    send_at: datetime | None
+    timezone: str | None
+    recurrence: Recurrence | None
+    dedup: Dedup
 
 
 class RoutableNotification(TypedDict):
@@ -151,6 +165,7 @@ class DelayedMessage(TypedDict):
     payload: bytes
     headers: dict[str, bytes]
     reason: str | None
+    recurring: bool
 
 
 class DeadLetter(TypedDict):
@@ -165,6 +180,7 @@ class DeadLetter(TypedDict):
     failed_at: datetime
     tenant_id: str | None
     notification_id: str | None
+    original_headers: dict[str, bytes]
 
 
 NOTIFICATION_REQUEST: Contract[NotificationRequest] = contract("NotificationRequest")

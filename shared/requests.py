@@ -22,8 +22,9 @@ from email_validator import EmailNotValidError, validate_email
 
 from shared.errors import InvalidRequest
 from shared.kafka.records import message_key
-from shared.messages import Attachment, Content, NotificationRequest, Priority, Recipient, Tracking
+from shared.messages import Attachment, Content, Dedup, NotificationRequest, Priority, Recipient, Recurrence, Tracking
 from shared.phone import normalize_e164
+from shared.schedule import validate_schedule
 from shared.topics import CHANNELS
 
 # Fixed namespace for ids derived from idempotency keys: the same tenant and key give the same id.
@@ -42,6 +43,11 @@ _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 # Providers whose own stored templates a request may name (content.provider_templates).
 TEMPLATE_PROVIDERS = ("sendgrid",)
 _TEMPLATE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+# Bounds of a de-duplication window (a request's dedup.window_s, ingest's per-type windows): at most a
+# week, as long as the senders remember a delivered id, so no window outlives what a key can promise.
+MIN_DEDUP_WINDOW_S = 1
+MAX_DEDUP_WINDOW_S = 7 * 86_400
 
 
 def notification_id_for(tenant_id: str, idempotency_key: str | None) -> str:
@@ -69,12 +75,19 @@ def build_request(
     metadata: Mapping[str, str] | None = None,
     created_at: datetime | None = None,
     tracking: Mapping[str, bool] | None = None,
+    send_at: datetime | None = None,
+    timezone: str | None = None,
+    recurrence: Mapping[str, Any] | None = None,
+    dedup: Mapping[str, Any] | None = None,
 ) -> NotificationRequest:
     """Assemble a :class:`NotificationRequest` record (not yet validated).
 
     ``content`` has ``subject``, ``text``, ``html``, ``attachments`` (mappings with ``filename``,
     ``content_type`` and ``url`` or ``content_base64``) and ``provider_templates`` (provider name ->
-    the id of a template stored at that provider); ``tracking`` has ``opens`` and ``clicks``.
+    the id of a template stored at that provider); ``tracking`` has ``opens`` and ``clicks``;
+    ``send_at`` holds it back until then; ``recurrence`` (``cron``, ``until``) repeats it, evaluated in
+    ``timezone``; ``dedup`` has ``window_s`` (how long a repeat of the idempotency key is dropped)
+    and ``bypass`` (never dropped).
     """
     tracking = tracking or {}
     return {
@@ -109,6 +122,10 @@ def build_request(
         "variables_json": orjson.dumps(dict(variables or {})).decode(),
         "metadata": dict(metadata or {}),
         "tracking": Tracking(opens=bool(tracking.get("opens")), clicks=bool(tracking.get("clicks"))),
+        "send_at": send_at,
+        "timezone": timezone,
+        "recurrence": Recurrence(cron=recurrence["cron"], until=recurrence.get("until")) if recurrence else None,
+        "dedup": Dedup(window_s=(dedup or {}).get("window_s"), bypass=bool((dedup or {}).get("bypass"))),
     }
 
 
@@ -135,6 +152,10 @@ def validate_request(request: NotificationRequest) -> None:
         _validate_push_request(request)
     # Checked whatever the channels: only email sends them, but every request must fit in Kafka.
     _validate_attachments(request["content"]["attachments"])
+    validate_schedule(request, datetime.now(UTC))
+    window_s = request["dedup"]["window_s"]
+    if window_s is not None and not MIN_DEDUP_WINDOW_S <= window_s <= MAX_DEDUP_WINDOW_S:
+        raise InvalidRequest("dedup/window_s", f"from {MIN_DEDUP_WINDOW_S} to {MAX_DEDUP_WINDOW_S} seconds")
     if len(request["variables_json"].encode()) > MAX_VARIABLES_BYTES:
         raise InvalidRequest("variables", f"larger than {MAX_VARIABLES_BYTES} bytes")
     try:

@@ -8,7 +8,6 @@ from typing import Any, TypeVar
 from shared import service
 from shared.codec import Contract
 from shared.config import refuse_configuration
-from shared.delivery import RetryPolicy
 from shared.kafka.consumer import service_consumer
 from shared.kafka.producer import MessageProducer
 from shared.observability.ops import Check
@@ -54,7 +53,7 @@ async def serve_sender(
         contract=contract,
         ledger=DeliveryLedger(redis, key(settings, "delivered", channel)),
         reporter=StatusReporter(topics.status, service_name),
-        policy=RetryPolicy(settings.max_attempts, settings.retry_base_delay_s, settings.retry_max_delay_s),
+        policies=settings.policies(),
         send_topic=topics.send(channel),
         delay_topic=topics.delay,
         concurrency=concurrency,

@@ -166,7 +166,7 @@ if "version" in doc:
     problems.append("drop the obsolete top-level 'version' key")
 herald = {name: s for name, s in services.items() if "build" in s}
 expected = {"migrate", "create-topics", "gateway", "ingest", "router", "sender-email", "sender-sms",
-            "sender-webhook", "sender-push", "retry", "status"}
+            "sender-webhook", "sender-push", "retry", "status", "dead-letters"}
 if set(herald) != expected:
     problems.append(f"services built from the Dockerfile: {sorted(herald)}, expected {sorted(expected)}")
 for infra in ("kafka", "postgres", "redis", "mailpit"):
@@ -253,7 +253,7 @@ done
 check "helm template fails without a Secret name" bash -c \
     '! "$0" template herald "$1" --set secrets.existingSecret= > /dev/null 2>&1' "$HELM" "$CHART"
 
-check "chart rules (6 services, probes, security context, HPA, PDB, hook Job, no secrets in values)" \
+check "chart rules (7 services, probes, security context, HPA, PDB, hook Job, no secrets in values)" \
     "$PY" - "$WORK" <<'PY'
 import sys
 from pathlib import Path
@@ -261,9 +261,10 @@ import yaml
 
 work = Path(sys.argv[1])
 problems = []
-services = {"gateway", "ingest", "router", "sender-email", "retry", "status"}
+services = {"gateway", "ingest", "router", "sender-email", "retry", "status", "dead-letters"}
 modules = {"gateway": "services.gateway", "ingest": "services.ingest", "router": "services.router",
-           "sender-email": "services.sender_email", "retry": "services.retry", "status": "services.status"}
+           "sender-email": "services.sender_email", "retry": "services.retry", "status": "services.status",
+           "dead-letters": "services.dead_letters"}
 SECRET_VARS = {"HERALD_DATABASE_URL", "HERALD_SMTP_PASSWORD", "HERALD_DEV_API_KEY"}
 
 
@@ -373,7 +374,7 @@ step "modules the deployment runs"
 missing=()
 for module in services.gateway services.ingest services.router services.sender_email services.sender_sms services.sender_webhook \
     services.sender_push services.retry \
-    services.status shared.storage.migrate shared.kafka.admin; do
+    services.status services.dead_letters shared.storage.migrate shared.kafka.admin; do
     path="${module//.//}"
     [[ -f "$path.py" || -f "$path/__main__.py" ]] || missing+=("$module")
 done

@@ -592,7 +592,10 @@ class MailSink(StartsAndStops):
         return self.store.wait_for_blocking(count, timeout)
 
     def start(self, timeout: float = 10.0) -> None:
-        """Start serving on a background thread; return once the ports are bound."""
+        """Start serving on a background thread; return once the ports are bound (again, after a stop)."""
+        # Forget a previous run's signal, or a restart would return before its ports are bound.
+        self._started.clear()
+        self._error = None
         self._thread = threading.Thread(target=asyncio.run, args=(self._main(),), name="mail-sink", daemon=True)
         self._thread.start()
         if not self._started.wait(timeout):

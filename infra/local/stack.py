@@ -68,8 +68,8 @@ class LocalStackSettings(HeraldSettings):
     # Private Postgres data and received mail (.eml) go here; relative to the repository.
     local_var_dir: Path = Path("var")
     local_ready_timeout_s: float = Field(default=90.0, gt=0)
-    # The non-gateway services' operations ports (/ready, /metrics): this and the next seven.
-    local_ops_ports_start: int = Field(default=9101, ge=1, le=65529)
+    # The non-gateway services' operations ports (/ready, /metrics): this and the next eight.
+    local_ops_ports_start: int = Field(default=9101, ge=1, le=65527)
     # Above the gateway's own 20 s graceful shutdown, so it is never SIGKILLed mid-drain.
     local_stop_grace_s: float = Field(default=25.0, ge=0)
 
@@ -96,10 +96,20 @@ class ServiceSpec:
 
 # The services that listen on an operations port (all but the gateway), in start order; their
 # default HERALD_OPS_PORTs are 9101, 9102, ... in this order.
-WORKERS = ("ingest", "router", "sender-email", "retry", "status", "sender-sms", "sender-webhook", "sender-push")
+WORKERS = (
+    "ingest",
+    "router",
+    "sender-email",
+    "retry",
+    "status",
+    "sender-sms",
+    "sender-webhook",
+    "sender-push",
+    "dead-letters",
+)
 
 
-def herald_services(gateway_port: int = 8080, ops_ports: Sequence[int] = range(9101, 9109)) -> list[ServiceSpec]:
+def herald_services(gateway_port: int = 8080, ops_ports: Sequence[int] = range(9101, 9110)) -> list[ServiceSpec]:
     """Every service, in start order, with its ports (the e2e tests start them the same way)."""
     if len(ops_ports) != len(WORKERS):
         raise ValueError(f"give one operations port for each of {', '.join(WORKERS)}")

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway.auth import Tenant
+from services.gateway.idempotency import IDEMPOTENT
 from services.gateway.problems import Problem
 from shared.storage.devices import Device, DeviceRepository
 
@@ -56,7 +57,7 @@ def _devices(request: Request) -> DeviceRepository:
     return repository
 
 
-@router.post("", status_code=201, response_model=DeviceOut)
+@router.post("", status_code=201, response_model=DeviceOut, dependencies=[IDEMPOTENT])
 async def register_device(body: DeviceCreate, tenant: Tenant, request: Request, user_id: str = UserId) -> DeviceOut:
     """Register a device for push; registering a known token again moves it to this user and re-enables it."""
     return DeviceOut.of(await _devices(request).register(tenant, user_id, body.platform, body.token))
@@ -71,7 +72,12 @@ async def list_devices(
     return [DeviceOut.of(device) for device in devices]
 
 
-@router.delete("/{device_id}", status_code=204, responses={404: {"description": "No such active device"}})
+@router.delete(
+    "/{device_id}",
+    status_code=204,
+    responses={404: {"description": "No such active device"}},
+    dependencies=[IDEMPOTENT],
+)
 async def remove_device(device_id: str, tenant: Tenant, request: Request, user_id: str = UserId) -> Response:
     """Stop sending to a device (it is kept, disabled, for the record)."""
     if not await _devices(request).remove(tenant, user_id, device_id):

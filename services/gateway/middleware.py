@@ -10,8 +10,8 @@ from services.gateway.problems import Problem, problem_response
 from shared.observability import metrics
 
 
-class RequestMetrics:
-    """Counts requests and times them by route template (not raw path, which would explode label cardinality)."""
+class HttpMiddleware:
+    """Base of the gateway's plain ASGI middleware: :meth:`handle` sees HTTP requests, the rest passes on."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -20,6 +20,16 @@ class RequestMetrics:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class RequestMetrics(HttpMiddleware):
+    """Counts requests and times them by route template (not raw path, which would explode label cardinality)."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status = 500
 
@@ -38,7 +48,7 @@ class RequestMetrics:
             metrics.HTTP_SECONDS.labels(method=method, route=route).observe(time.perf_counter() - started)
 
 
-class BodySizeLimit:
+class BodySizeLimit(HttpMiddleware):
     """Refuses bodies larger than ``max_bytes`` with a 413 problem.
 
     A declared ``Content-Length`` is checked before reading; a body without one (chunked) is read
@@ -46,13 +56,10 @@ class BodySizeLimit:
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None:
             if not length.isdigit() or int(length) > self.max_bytes:

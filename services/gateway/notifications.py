@@ -6,37 +6,46 @@ The route functions only translate HTTP; :func:`accept_notification` is the doma
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
+from datetime import datetime
 
 import structlog
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from services.gateway.auth import Tenant
-from services.gateway.problems import Problem
-from services.gateway.repository import AcceptedNotification
+from services.gateway.dead_letters import Requeued, send_again
+from services.gateway.idempotency import IDEMPOTENT, IdempotencyKey
+from services.gateway.problems import PROBLEM_RESPONSES, Problem
+from services.gateway.repository import AcceptedNotification, NotificationView
 from services.gateway.schemas import (
+    AttemptOut,
     DeliveryOut,
     Links,
     NotificationAccepted,
+    NotificationCancelled,
     NotificationCreate,
     NotificationOut,
     StatusChange,
 )
+from shared import status
 from shared.batching import GroupWriter
 from shared.kafka.producer import MessageProducer
-from shared.kafka.records import Produce, headers_for
+from shared.kafka.records import Produce, headers_for, message_key
 from shared.messages import NOTIFICATION_REQUEST
 from shared.observability.tracing import span
 from shared.requests import build_request, recipient_key, validate_request
+from shared.schedule import zone
+from shared.status_events import StatusReporter
 from shared.topics import Topics
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
-    401: {"description": "Missing or invalid API key (problem+json)"},
-    422: {"description": "Invalid request; `errors[].pointer` names each bad field (problem+json)"},
-}
+
+def _instant(moment: datetime | None, timezone: str | None) -> datetime | None:
+    """``moment`` as an instant: a time without a UTC offset is a local time in ``timezone``."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=zone(timezone))
 
 
 async def accept_notification(
@@ -59,6 +68,12 @@ async def accept_notification(
         priority=body.priority,
         metadata=body.metadata,
         tracking=body.tracking.model_dump(),
+        dedup=body.dedup.model_dump(),
+        send_at=_instant(body.send_at, body.timezone),
+        timezone=body.timezone,
+        recurrence={"cron": body.recurrence.cron, "until": _instant(body.recurrence.until, body.timezone)}
+        if body.recurrence
+        else None,
     )
     validate_request(request)
     notification_id = request["notification_id"]
@@ -84,11 +99,11 @@ async def create_notification(
     tenant: Tenant,
     request: Request,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: IdempotencyKey,
 ) -> NotificationAccepted:
     """Accept a notification for delivery. A 202 means it is durable; a GET right after finds it.
 
-    The same ``Idempotency-Key`` again returns the same id and delivers once.
+    The same ``Idempotency-Key`` and body again get the first answer (the same id) and deliver once.
     """
     state = request.app.state
     notification_id = await accept_notification(
@@ -115,11 +130,81 @@ async def get_notification(notification_id: str, tenant: Tenant, request: Reques
         status=view.status,
         channel=view.channel,
         attempts=view.attempts,
+        duplicates=view.duplicates,
         idempotency_key=view.idempotency_key,
         last_reason=view.last_reason,
         last_detail=view.last_detail,
         created_at=view.created_at,
         updated_at=view.updated_at,
         history=[StatusChange(**{k: v for k, v in asdict(e).items() if k != "event_id"}) for e in view.events],
-        deliveries=[DeliveryOut(**asdict(d)) for d in view.deliveries],
+        deliveries=[DeliveryOut(**asdict(d), attempt_history=_attempts(view, d.id)) for d in view.deliveries],
     )
+
+
+def _attempts(view: NotificationView, delivery_id: str) -> list[AttemptOut]:
+    """The delivery's tries, oldest first, from the senders' events in the notification's history."""
+    return [
+        AttemptOut(
+            attempt=e.attempt,
+            at=e.occurred_at,
+            provider=e.provider,
+            outcome=e.status,
+            reason=e.reason,
+            detail=e.detail,
+        )
+        for e in view.events
+        if e.delivery_id == delivery_id and e.attempt is not None
+    ]
+
+
+# What can still be stopped: held back until its time or a retry (the retry service drops it), or not
+# yet past the router. A notification already on its way to the provider may still go out: GET tells.
+CANCELLABLE = frozenset({status.ACCEPTED, status.SCHEDULED, status.ROUTED, status.RETRYING, status.CANCELLED})
+
+
+@router.delete(
+    "/{notification_id}",
+    status_code=202,
+    response_model=NotificationCancelled,
+    responses={404: {"description": "Not found"}, 409: {"description": "Already sent or failed"}},
+    dependencies=[IDEMPOTENT],
+)
+async def cancel_notification(notification_id: str, tenant: Tenant, request: Request) -> NotificationCancelled:
+    """Cancel a scheduled or pending notification, and the rest of its series if it recurs.
+
+    409 once it was sent (or failed). Asynchronous: the status shows ``cancelled`` shortly after.
+    """
+    state = request.app.state
+    view = await state.notifications.get(tenant, notification_id)
+    if view is None:
+        raise Problem(404, "Not found", f"no notification {notification_id}")
+    if view.status not in CANCELLABLE:
+        raise Problem(409, "Conflict", f"notification {notification_id} is already {view.status}")
+    reporter = StatusReporter(state.topics.status, "gateway")
+    event = reporter.event(
+        notification_id=view.id,
+        tenant_id=tenant,
+        status=status.CANCELLED,
+        key=message_key(tenant, view.id),
+        detail="cancelled through the API",
+    )
+    await state.producer.produce([event])
+    return NotificationCancelled(id=view.id)
+
+
+@router.post(
+    "/{notification_id}/retry",
+    status_code=202,
+    response_model=Requeued,
+    responses={404: {"description": "Not found"}, 409: {"description": "Nothing failed to send again"}},
+    dependencies=[IDEMPOTENT],
+)
+async def retry_notification(notification_id: str, tenant: Tenant, request: Request) -> Requeued:
+    """Send the notification's failed delivery again by hand (its newest dead letter not sent again yet)."""
+    dead_letter_id = await request.app.state.dead_letters.latest_unsent(tenant, notification_id)
+    if dead_letter_id is None:
+        view = await request.app.state.notifications.get(tenant, notification_id)
+        if view is None:
+            raise Problem(404, "Not found", f"no notification {notification_id}")
+        raise Problem(409, "Conflict", f"notification {notification_id} is {view.status}: nothing failed to send again")
+    return await send_again(tenant, dead_letter_id, request)

@@ -19,6 +19,12 @@ from starlette.responses import Response
 
 from shared.errors import InvalidRequest
 
+# The problems every authenticated route documents in OpenAPI.
+PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
+    401: {"description": "Missing or invalid API key (problem+json)"},
+    422: {"description": "Invalid request; `errors[].pointer` names each bad field (problem+json)"},
+}
+
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://herald.dev/problems/"
 

@@ -61,6 +61,8 @@ class NotificationView:
     updated_at: datetime
     events: tuple[EventView, ...]
     deliveries: tuple[DeliveryView, ...]
+    # Repeats of its idempotency key that ingest dropped.
+    duplicates: int = 0
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,10 @@ class NotificationRepository:
             row = await connection.fetchrow(
                 """
                 SELECT id, tenant_id, status, channel, attempts, last_reason, last_detail,
-                       idempotency_key, created_at, updated_at
-                FROM notifications
+                       idempotency_key, created_at, updated_at,
+                       (SELECT count(*) FROM notification_duplicates AS d
+                        WHERE d.notification_id = n.id AND d.tenant_id = n.tenant_id) AS duplicates
+                FROM notifications AS n
                 WHERE id = $1 AND tenant_id = $2
                 """,
                 key,
@@ -156,6 +160,7 @@ class NotificationRepository:
             updated_at=row["updated_at"],
             events=tuple(EventView(*event.values()) for event in events),
             deliveries=tuple(DeliveryView(*delivery.values()) for delivery in deliveries),
+            duplicates=row["duplicates"],
         )
 
 

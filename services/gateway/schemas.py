@@ -56,6 +56,30 @@ class TrackingIn(_Body):
     clicks: bool = False
 
 
+class DedupIn(_Body):
+    """How ingest drops a repeat of this request's idempotency key (the key itself is the header)."""
+
+    window_s: int | None = Field(
+        default=None,
+        description="Seconds a repeat of the key is dropped (1 to 604800); default: the window of the "
+        "request's message type (`metadata.type`, HERALD_DEDUP_WINDOWS), else HERALD_DEDUP_TTL_SECONDS.",
+        examples=[300],
+    )
+    bypass: bool = Field(default=False, description="Urgent: never dropped as a duplicate.")
+
+
+class RecurrenceIn(_Body):
+    """Send again at every occurrence; each occurrence is a notification of its own."""
+
+    cron: str = Field(
+        max_length=120,
+        description="A cron expression (minute hour day month weekday, optionally a sixth field for "
+        "seconds) or @hourly, @daily, @weekly, @monthly, evaluated in `timezone`.",
+        examples=["0 9 * * MON-FRI", "@daily"],
+    )
+    until: datetime | None = Field(default=None, description="No occurrence after this.")
+
+
 class NotificationCreate(_Body):
     channels: list[Channel] = Field(min_length=1, max_length=4, description="Channels to try, in order.")
     recipient: RecipientIn
@@ -64,6 +88,16 @@ class NotificationCreate(_Body):
     priority: Literal["high", "normal", "low"] = "normal"
     metadata: dict[str, str] = Field(default_factory=dict, max_length=50)
     tracking: TrackingIn = Field(default_factory=TrackingIn)
+    send_at: datetime | None = Field(
+        default=None,
+        description="Send then instead of now. Without a UTC offset it is a local time in `timezone`.",
+        examples=["2026-12-24T09:00:00", "2026-12-24T08:00:00Z"],
+    )
+    timezone: str | None = Field(
+        default=None, max_length=64, description="IANA time zone (default UTC).", examples=["Europe/Paris"]
+    )
+    recurrence: RecurrenceIn | None = None
+    dedup: DedupIn = Field(default_factory=DedupIn)
 
 
 class Links(BaseModel):
@@ -74,6 +108,11 @@ class NotificationAccepted(BaseModel):
     id: str
     status: Literal["accepted"] = "accepted"
     links: Links
+
+
+class NotificationCancelled(BaseModel):
+    id: str
+    status: Literal["cancelled"] = "cancelled"
 
 
 class StatusChange(BaseModel):
@@ -89,6 +128,17 @@ class StatusChange(BaseModel):
     delivery_id: str | None
 
 
+class AttemptOut(BaseModel):
+    """One try at a delivery: when, through which provider, and how it ended."""
+
+    attempt: int | None
+    at: datetime
+    provider: str | None
+    outcome: str = Field(description="sent, retrying (it failed and will be tried again) or failed.")
+    reason: str | None
+    detail: str | None
+
+
 class DeliveryOut(BaseModel):
     id: str
     channel: str | None
@@ -98,6 +148,7 @@ class DeliveryOut(BaseModel):
     last_reason: str | None
     last_detail: str | None
     updated_at: datetime
+    attempt_history: list[AttemptOut]
 
 
 class NotificationOut(BaseModel):
@@ -105,6 +156,7 @@ class NotificationOut(BaseModel):
     status: str
     channel: str | None
     attempts: int
+    duplicates: int = Field(description="Repeats of its idempotency key that ingest dropped as duplicates.")
     idempotency_key: str | None
     last_reason: str | None
     last_detail: str | None

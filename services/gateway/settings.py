@@ -17,3 +17,7 @@ class GatewaySettings(HeraldSettings):
     # Verifies the router's open/click tracking tokens (the router's HERALD_TRACKING_SIGNING_KEY);
     # unset: the tracking routes answer 404.
     tracking_signing_key: SecretStr | None = Field(default=None, min_length=32)
+    # How long an Idempotency-Key and the first response to it are kept (seconds; the draft's 24 h).
+    idempotency_ttl_s: int = Field(default=86_400, ge=1)
+    # How long a key stays claimed by a request still being answered; bounds the 409s after a crash.
+    idempotency_lock_ttl_s: int = Field(default=60, ge=1)

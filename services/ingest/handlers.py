@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from services.ingest.dedup import Claim, IdempotencyGuard
+from services.ingest.dedup import Claim, DedupPolicy, IdempotencyGuard
+from services.ingest.scheduling import RequestScheduler
 from shared import status
 from shared.errors import DeadLetterReason, InvalidRequest
 from shared.kafka.handlers import bind_context
@@ -19,11 +20,22 @@ from shared.status_events import StatusReporter
 class IngestHandler:
     """Turns a batch of requests into routable notifications, rejections and status events."""
 
-    def __init__(self, *, guard: IdempotencyGuard, reporter: StatusReporter, routable_topic: str, key_prefix: str):
+    def __init__(
+        self,
+        *,
+        guard: IdempotencyGuard,
+        dedup: DedupPolicy,
+        reporter: StatusReporter,
+        routable_topic: str,
+        key_prefix: str,
+        scheduler: RequestScheduler,
+    ):
         self._guard = guard
+        self._dedup = dedup
         self._reporter = reporter
         self._routable_topic = routable_topic
         self._key_prefix = key_prefix
+        self._scheduler = scheduler
 
     async def __call__(self, batch: Sequence[Consumed[NotificationRequest]]) -> list[Output]:
         outputs: list[Output] = []
@@ -35,21 +47,41 @@ class IngestHandler:
                 outputs.extend(self._reject(message, error))
             else:
                 valid.append(message)
-        owned = await self._guard.claim([self._claim(message) for message in valid])
-        for message, is_owner in zip(valid, owned, strict=True):
-            if is_owner:
+        windows = [self._dedup.window_s(message.value) for message in valid]
+        claimed = [(message, window) for message, window in zip(valid, windows, strict=True) if window is not None]
+        owned = iter(await self._guard.claim([self._claim(message, window) for message, window in claimed]))
+        for message, window in zip(valid, windows, strict=True):
+            if window is None:  # urgent: it claims no key, so it is never a duplicate
+                metrics.DEDUP_BYPASSED.labels(tenant=message.value["tenant_id"]).inc()
+                outputs.extend(self._accept(message))
+            elif next(owned):
                 outputs.extend(self._accept(message))
             else:
-                metrics.NOTIFICATIONS_DUPLICATE.inc()
+                outputs.append(self._duplicate(message))
         return outputs
 
-    def _claim(self, message: Consumed[NotificationRequest]) -> Claim:
+    def _claim(self, message: Consumed[NotificationRequest], window_s: int) -> Claim:
         request = message.value
         identity = request["idempotency_key"] or f"id:{request['notification_id']}"
-        position = f"{message.topic}:{message.partition}:{message.offset}"
         return Claim(
             key=f"{self._key_prefix}:{request['tenant_id']}:{identity}",
-            owner=f"{request['notification_id']}@{position}",
+            owner=f"{request['notification_id']}@{_position(message)}",
+            ttl_s=window_s,
+        )
+
+    def _duplicate(self, message: Consumed[NotificationRequest]) -> Produce:
+        """A repeat of a key within its window: dropped, and counted on the notification it repeats
+        (the same key gives the same notification id). Its position makes the event's id: each dropped
+        request counts once, however often it is redelivered."""
+        request = message.value
+        metrics.NOTIFICATIONS_DUPLICATE.labels(tenant=request["tenant_id"]).inc()
+        return self._reporter.event(
+            notification_id=request["notification_id"],
+            tenant_id=request["tenant_id"],
+            status=status.DUPLICATE,
+            key=recipient_key(request["tenant_id"], request["recipient"], request["notification_id"]),
+            traceparent=message.header(TRACEPARENT),
+            distinct_by=_position(message),
         )
 
     def _accept(self, message: Consumed[NotificationRequest]) -> list[Output]:
@@ -71,20 +103,21 @@ class IngestHandler:
                 "tracking": request["tracking"],
             }
         )
-        return [
-            Produce(
-                self._routable_topic,
-                routable,
-                key=key,
-                headers=headers_for(request["tenant_id"], "routable", traceparent),
-            ),
+        onward = Produce(
+            self._routable_topic, routable, key=key, headers=headers_for(request["tenant_id"], "routable", traceparent)
+        )
+        held = self._scheduler.hold(request, onward, datetime.now(UTC), traceparent)
+        reported_statuses = [status.ACCEPTED, status.SCHEDULED] if held else [status.ACCEPTED]
+        outputs: list[Output] = [held or onward]
+        return outputs + [
             self._reporter.event(
                 notification_id=request["notification_id"],
                 tenant_id=request["tenant_id"],
-                status=status.ACCEPTED,
+                status=reported,
                 key=key,
                 traceparent=traceparent,
-            ),
+            )
+            for reported in reported_statuses
         ]
 
     def _reject(self, message: Consumed[NotificationRequest], error: InvalidRequest) -> list[Output]:
@@ -92,3 +125,7 @@ class IngestHandler:
         return self._reporter.give_up(
             message, status=status.REJECTED, reason=DeadLetterReason.INVALID_PAYLOAD, detail=str(error)
         )
+
+
+def _position(message: Consumed[NotificationRequest]) -> str:
+    return f"{message.topic}:{message.partition}:{message.offset}"

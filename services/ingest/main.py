@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from services.ingest.dedup import IdempotencyGuard
+from services.ingest.dedup import DedupPolicy, IdempotencyGuard
 from services.ingest.handlers import IngestHandler
+from services.ingest.scheduling import RequestScheduler
 from services.ingest.settings import IngestSettings
 from shared import service
 from shared.config import load_settings
@@ -24,10 +25,12 @@ async def serve() -> None:
     redis = create_redis(settings)
     producer = MessageProducer(settings, client_id=SERVICE)
     handler = IngestHandler(
-        guard=IdempotencyGuard(redis, settings.dedup_ttl_seconds),
+        guard=IdempotencyGuard(redis),
+        dedup=DedupPolicy(settings.dedup_ttl_seconds, settings.dedup_windows),
         reporter=StatusReporter(topics.status, SERVICE),
         routable_topic=topics.routable,
         key_prefix=key(settings, "idempotency"),
+        scheduler=RequestScheduler(topics.delay, topics.requests),
     )
     consumer = service_consumer(
         settings,

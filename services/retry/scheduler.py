@@ -1,16 +1,17 @@
-"""Firing delayed jobs when they fall due: produce each to its target topic, then forget it."""
+"""Firing delayed jobs when they fall due: produce each to its target topic, then forget it (or, for a
+recurring series, move it to its next time)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import structlog
 
+from services.retry.recurrence import occurrence
 from services.retry.store import DelayedJobStore, DueJob
-from shared.errors import is_transient
+from shared.background import repeat
 from shared.kafka.producer import MessageProducer
 from shared.kafka.records import Consumed, Output, Produce
 from shared.messages import DelayedMessage
@@ -41,20 +42,12 @@ class DelayedJobScheduler:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Fire due jobs until ``stopping`` is set; a dependency failure is waited out, never fatal."""
-        while not stopping.is_set():
-            try:
-                fired = await self.fire_due()
-                if fired == self._batch_size:
-                    continue
-                idle = await self._idle_time()
-            except Exception as error:
-                if not is_transient(error):
-                    log.exception("scheduler_failed")
-                else:
-                    log.warning("scheduler_dependency_failed", error=repr(error))
-                idle = self._max_idle_s
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), idle)
+
+        async def step() -> float:
+            fired = await self.fire_due()
+            return 0 if fired == self._batch_size else await self._idle_time()
+
+        await repeat(step, stopping, idle_s=self._max_idle_s, name="scheduler")
 
     async def fire_due(self) -> int:
         """Fire one batch of due jobs; returns how many fired."""
@@ -62,10 +55,25 @@ class DelayedJobScheduler:
         metrics.DELAYED_JOBS_FIRED.inc(fired)
         return fired
 
-    async def _produce(self, jobs: list[DueJob]) -> None:
-        await self._producer.produce(
-            Produce(job.target_topic, job.payload, key=job.key, headers=tuple(job.headers.items())) for job in jobs
-        )
+    async def _produce(self, jobs: list[DueJob]) -> dict[str, datetime]:
+        """Produce every job (a recurring one as its occurrence); the next due time of those that recur."""
+        now = datetime.now(UTC)
+        records: list[Produce] = []
+        again: dict[str, datetime] = {}
+        for job in jobs:
+            payload = job.payload
+            if job.recurring:
+                try:
+                    payload, next_due = occurrence(job.payload, job.due_at, now)
+                except Exception:
+                    # A series that cannot be read would fail every claim and stall the others: drop it.
+                    log.exception("recurring_job_unreadable", job_id=job.job_id)
+                    continue
+                if next_due is not None:
+                    again[job.job_id] = next_due
+            records.append(Produce(job.target_topic, payload, key=job.key, headers=tuple(job.headers.items())))
+        await self._producer.produce(records)
+        return again
 
     async def _idle_time(self) -> float:
         next_due = await self._store.next_due_at()

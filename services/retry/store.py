@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from shared.messages import DelayedMessage
+from shared.status import CANCELLED
 from shared.storage.database import Pool
 
 
@@ -20,6 +21,9 @@ class DueJob:
     key: bytes | None
     payload: bytes
     headers: dict[str, bytes]
+    due_at: datetime
+    # A recurring series: firing produces an occurrence and the job moves to its next time.
+    recurring: bool = False
 
 
 # Header values are bytes and JSON has no bytes, so they are stored base64-encoded.
@@ -44,10 +48,10 @@ class DelayedJobStore:
         await self._pool.execute(
             """
             INSERT INTO delayed_jobs (job_id, tenant_id, notification_id, due_at, target_topic,
-                                      key, payload, headers, reason)
+                                      key, payload, headers, reason, recurring)
             SELECT *
             FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::timestamptz[], $5::text[],
-                        $6::bytea[], $7::bytea[], $8::jsonb[], $9::text[])
+                        $6::bytea[], $7::bytea[], $8::jsonb[], $9::text[], $10::boolean[])
             ON CONFLICT (job_id) DO NOTHING
             """,
             [job["job_id"] for job in jobs],
@@ -59,6 +63,7 @@ class DelayedJobStore:
             [job["payload"] for job in jobs],
             [_encode_headers(job["headers"]) for job in jobs],
             [job["reason"] for job in jobs],
+            [job["recurring"] for job in jobs],
         )
 
     async def next_due_at(self) -> datetime | None:
@@ -70,26 +75,31 @@ class DelayedJobStore:
         self,
         now: datetime,
         limit: int,
-        fire: Callable[[list[DueJob]], Awaitable[None]],
+        fire: Callable[[list[DueJob]], Awaitable[Mapping[str, datetime]]],
     ) -> int:
-        """Fire up to ``limit`` jobs due at ``now``, oldest first, then delete them; returns how many.
+        """Fire up to ``limit`` jobs due at ``now``, oldest first; returns how many were fired.
 
-        The jobs stay row-locked while ``fire`` runs, so other replicas skip them rather than fire them
-        twice. ``fire`` must return only once the jobs are durably produced; if it raises, the
-        transaction rolls back, the jobs stay for a later claim and the error propagates.
+        ``fire`` produces the jobs and returns the next due time of those that recur (a recurring
+        series); those move to it, the others are deleted. The jobs stay row-locked while ``fire``
+        runs, so other replicas skip them rather than fire them twice. ``fire`` must return only once
+        the jobs are durably produced; if it raises, the transaction rolls back, the jobs stay for a
+        later claim and the error propagates. Jobs of a cancelled notification are deleted unfired.
         """
         async with self._pool.acquire() as connection, connection.transaction():
             rows = await connection.fetch(
                 """
-                SELECT job_id, target_topic, key, payload, headers
-                FROM delayed_jobs
-                WHERE due_at <= $1
-                ORDER BY due_at
+                SELECT d.job_id, d.target_topic, d.key, d.payload, d.headers, d.due_at, d.recurring,
+                       coalesce(n.status = $3, false) AS cancelled
+                FROM delayed_jobs AS d
+                LEFT JOIN notifications AS n ON n.id = d.notification_id AND n.tenant_id = d.tenant_id
+                WHERE d.due_at <= $1
+                ORDER BY d.due_at
                 LIMIT $2
-                FOR UPDATE SKIP LOCKED
+                FOR UPDATE OF d SKIP LOCKED
                 """,
                 now,
                 limit,
+                CANCELLED,
             )
             if not rows:
                 return 0
@@ -100,12 +110,26 @@ class DelayedJobStore:
                     key=row["key"],
                     payload=row["payload"],
                     headers=_decode_headers(row["headers"]),
+                    due_at=row["due_at"],
+                    recurring=row["recurring"],
                 )
                 for row in rows
+                if not row["cancelled"]
             ]
-            await fire(jobs)
+            again = await fire(jobs) if jobs else {}
             await connection.execute(
-                "DELETE FROM delayed_jobs WHERE job_id = ANY($1::uuid[])",
+                """
+                WITH moved AS (
+                    UPDATE delayed_jobs AS d SET due_at = a.due_at
+                    FROM unnest($2::uuid[], $3::timestamptz[]) AS a(job_id, due_at)
+                    WHERE d.job_id = a.job_id
+                    RETURNING d.job_id
+                )
+                DELETE FROM delayed_jobs
+                WHERE job_id = ANY($1::uuid[]) AND job_id NOT IN (SELECT job_id FROM moved)
+                """,
                 [row["job_id"] for row in rows],
+                list(again),
+                list(again.values()),
             )
         return len(jobs)

@@ -28,12 +28,14 @@ class StatusWriter:
 
     async def __call__(self, batch: Sequence[Consumed[StatusEvent]]) -> list[Output]:
         known = [message for message in batch if message.value["status"] in status.RANKS]
+        duplicates = [message.value for message in batch if message.value["status"] == status.DUPLICATE]
         await self._repository.apply([message.value for message in known])
-        metrics.STATUS_EVENTS_STORED.inc(len(known))
+        await self._repository.record_duplicates(duplicates)
+        metrics.STATUS_EVENTS_STORED.inc(len(known) + len(duplicates))
         return [
             Reject(message, DeadLetterReason.INVALID_PAYLOAD, f"unknown status {message.value['status']!r}")
             for message in batch
-            if message.value["status"] not in status.RANKS
+            if message.value["status"] not in status.RANKS and message.value["status"] != status.DUPLICATE
         ]
 
 

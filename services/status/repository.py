@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from shared.messages import StatusEvent
-from shared.status import ENGAGEMENT, FINAL, REACHED, ROUTED, rank
+from shared.status import ENGAGEMENT, FINAL, REACHED, REQUEUED, ROUTED, rank
 from shared.storage.database import Pool
 
 
@@ -13,7 +13,8 @@ def _advances(row: str) -> str:
     """SQL: the incoming (``excluded``) status may replace ``row``'s; the rule of shared.status.advances."""
     reached_only_engagement = f"(NOT {row}.status = ANY($19::text[]) OR excluded.status = ANY($20::text[]))"
     movable = f"NOT {row}.status = ANY($15::text[]) AND {reached_only_engagement}"
-    return f"({movable} AND excluded.status_rank > {row}.status_rank)"
+    requeued_after_failure = f"(excluded.status = $21 AND {row}.status = ANY($15::text[]))"
+    return f"({requeued_after_failure} OR ({movable} AND excluded.status_rank > {row}.status_rank))"
 
 
 # One statement for the whole batch, hence one transaction. The events are unnested from parallel
@@ -195,4 +196,25 @@ class StatusRepository:
             rank(ROUTED),
             sorted(REACHED),
             sorted(ENGAGEMENT),
+            REQUEUED,
+        )
+
+    async def record_duplicates(self, events: Sequence[StatusEvent]) -> None:
+        """Count ``duplicate`` events against their notifications; a redelivered event counts once.
+
+        Kept apart from :meth:`apply`: a duplicate moves no status and may arrive before its
+        notification's first event (a repeat keyed to another partition), so it is never lost.
+        """
+        if not events:
+            return
+        await self._pool.execute(
+            """
+            INSERT INTO notification_duplicates (event_id, notification_id, tenant_id, occurred_at)
+            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[])
+            ON CONFLICT (event_id) DO NOTHING
+            """,
+            [event["event_id"] for event in events],
+            [event["notification_id"] for event in events],
+            [event["tenant_id"] for event in events],
+            [event["occurred_at"] for event in events],
         )

@@ -13,6 +13,9 @@ A batch goes through four steps, in the spirit of Sentry's arroyo::
 * **produce / commit**: outputs are queued on the producer without waiting; the batch's offsets are
   committed only once every output is acknowledged. Up to ``max_pending_batches`` batches may wait
   for acknowledgements while the next is handled; beyond that the loop waits (bounded in-flight work).
+* **guard**: when most recent messages went to the DLQ for a reason that points at the environment
+  rather than the message (``shared/kafka/guard.py``), the loop pauses for ``HERALD_DLQ_GUARD_PAUSE_S``
+  after the batch in hand instead of dead-lettering the rest of the stream.
 
 On :meth:`ConsumerLoop.stop` (SIGTERM) the loop finishes the batch in hand, waits for its
 acknowledgements, commits and leaves the group; a batch still waiting out a dependency failure is
@@ -36,6 +39,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from shared.codec import Contract, UndecodableMessage
 from shared.config import HeraldSettings
 from shared.errors import DeadLetterReason, is_transient
+from shared.kafka.guard import DeadLetterGuard
 from shared.kafka.producer import MessageProducer
 from shared.kafka.records import KIND, TENANT, TRACEPARENT, BatchResult, Consumed, Handler, Output, Produce, Reject
 from shared.messages import DEAD_LETTER
@@ -108,6 +112,11 @@ class ConsumerLoop(Generic[T]):
         self._dlq_topic = dlq_topic
         self._pending: deque[_PendingBatch] = deque()
         self._stopping = asyncio.Event()
+        self._guard = DeadLetterGuard(
+            ratio=settings.dlq_guard_ratio,
+            min_messages=settings.dlq_guard_min_messages,
+            pause_s=settings.dlq_guard_pause_s,
+        )
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             group_id=config.group_id,
@@ -156,6 +165,12 @@ class ConsumerLoop(Generic[T]):
                     break
                 futures = await self._producer.send_all(result.outputs)
                 self._pending.append(_PendingBatch(result.outputs, futures, result.offsets))
+                reason = self._guard.observe(len(records), result.dead_letter_reasons)
+                if reason is not None:
+                    try:
+                        await self._cool_down(reason)
+                    except _Stopped:
+                        break
             await self.drain()
         finally:
             await self._consumer.stop()
@@ -190,6 +205,7 @@ class ConsumerLoop(Generic[T]):
         result = BatchResult()
         result.track([Consumed(r.topic, r.partition, r.offset, None, None, b"") for r in records])
         result.outputs = [self._dead_letter(out) if isinstance(out, Reject) else out for out in outputs]
+        result.dead_letter_reasons = [out.reason.value for out in outputs if isinstance(out, Reject)]
         metrics.BATCH_SECONDS.labels(topic=topic).observe(time.perf_counter() - started)
         return result
 
@@ -216,11 +232,28 @@ class ConsumerLoop(Generic[T]):
                 return outputs
 
     async def _wait_out(self, error: BaseException, attempt: int) -> None:
-        """Pause every partition and keep polling (so the group keeps us) while a dependency recovers."""
+        """Pause while a dependency recovers, longer after each failed attempt."""
         delay = min(self._config.backoff_max, self._config.backoff_initial * 2**attempt)
         metrics.TRANSIENT_FAILURES.labels(error=type(error).__name__).inc()
         log.warning("dependency_failed_pausing", error=repr(error), retry_in_s=round(delay, 2))
-        deadline = time.monotonic() + delay
+        await self._pause(delay)
+
+    async def _cool_down(self, reason: str) -> None:
+        """The dead-letter guard tripped: pause so an environmental failure does not drain the stream."""
+        # Commit what is done first: a crash during the pause must not dead-letter those messages twice.
+        await self.drain()
+        log.error("dead_letter_rate_pausing", reason=reason, pause_s=self._guard.pause_s)
+        metrics.CONSUMER_PAUSES.labels(reason=reason).inc()
+        metrics.CONSUMER_PAUSED.labels(reason=reason).set(1)
+        try:
+            await self._pause(self._guard.pause_s)
+        finally:
+            metrics.CONSUMER_PAUSED.labels(reason=reason).set(0)
+        log.info("dead_letter_rate_resuming", reason=reason)
+
+    async def _pause(self, seconds: float) -> None:
+        """Pause every partition and keep polling (so the group keeps us) for ``seconds``."""
+        deadline = time.monotonic() + seconds
         while (remaining := deadline - time.monotonic()) > 0:
             if self._stopping.is_set():
                 raise _Stopped
@@ -298,6 +331,8 @@ class ConsumerLoop(Generic[T]):
                 "failed_at": datetime.now(UTC),
                 "tenant_id": tenant,
                 "notification_id": reject.notification_id,
+                # Kafka allows a header without a value; Avro bytes do not.
+                "original_headers": {k: v or b"" for k, v in message.headers},
             }
         )
         kept = [(k, v) for k, v in message.headers if k in (TRACEPARENT, TENANT)]

@@ -69,6 +69,8 @@ class BatchResult:
 
     outputs: list[Produce] = field(default_factory=list)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    # The reason of each of the batch's dead letters (the loop's dead-letter guard counts them).
+    dead_letter_reasons: list[str] = field(default_factory=list)
 
     def track(self, messages: Sequence[Consumed[object]]) -> None:
         """Remember the next offset to commit for each partition in ``messages``."""

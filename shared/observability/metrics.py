@@ -24,11 +24,32 @@ TRANSIENT_FAILURES = Counter(
 )
 CONSUMER_LAG = Gauge("herald_consumer_lag_messages", "High watermark minus committed offset", ["topic", "partition"])
 COMMIT_FAILURES = Counter("herald_commit_failures_total", "Offset commits refused (e.g. after a rebalance)")
+CONSUMER_PAUSED = Gauge(
+    "herald_consumer_paused",
+    "1 while the dead-letter guard pauses consumption, by the environmental reason most messages failed with",
+    ["reason"],
+)
+CONSUMER_PAUSES = Counter(
+    "herald_consumer_pauses_total", "Times the dead-letter guard paused consumption, by reason", ["reason"]
+)
+
+# Dead letters (the dead-letters service).
+DEAD_LETTERS_STORED = Gauge("herald_dead_letters_stored", "Dead letters kept in Postgres, by reason", ["reason"])
+DEAD_LETTERS_EXPIRED = Counter(
+    "herald_dead_letters_expired_total", "Dead letters deleted after HERALD_DLQ_RETENTION_DAYS"
+)
+DEAD_LETTERS_DROPPED = Counter(
+    "herald_dead_letters_dropped_total",
+    "DLQ records the dead-letters service could not store, even once dead-lettered again (logged, left in the topic)",
+)
 
 # Notification lifecycle.
 NOTIFICATIONS_ACCEPTED = Counter("herald_notifications_accepted_total", "Requests accepted by ingest", ["tenant"])
 NOTIFICATIONS_DUPLICATE = Counter(
-    "herald_notifications_duplicate_total", "Requests dropped as duplicates of an idempotency key"
+    "herald_notifications_duplicate_total", "Requests dropped as duplicates of an idempotency key", ["tenant"]
+)
+DEDUP_BYPASSED = Counter(
+    "herald_dedup_bypassed_total", "Requests that skipped de-duplication (dedup.bypass: urgent)", ["tenant"]
 )
 NOTIFICATIONS_SENT = Counter(
     "herald_notifications_sent_total",
@@ -47,6 +68,11 @@ DELAYED_JOBS_FIRED = Counter("herald_delayed_jobs_fired_total", "Delayed message
 # Gateway.
 HTTP_REQUESTS = Counter(
     "herald_http_requests_total", "HTTP requests by route and status code", ["method", "route", "status"]
+)
+HTTP_IDEMPOTENCY = Counter(
+    "herald_http_idempotency_total",
+    "Requests with an Idempotency-Key by outcome: new, replayed, mismatch, in_progress, invalid, unavailable",
+    ["tenant", "outcome"],
 )
 HTTP_SECONDS = Histogram(
     "herald_http_request_duration_seconds",

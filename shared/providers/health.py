@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from typing import Any
 
 import structlog
 
+from shared.background import repeat
 from shared.observability import metrics
 from shared.providers.base import Provider
 
@@ -41,10 +41,11 @@ class ProviderHealth:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Check every ``interval_s`` until ``stopping`` is set."""
-        while not stopping.is_set():
+
+        async def step() -> None:
             await self.check_all()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), self._interval_s)
+
+        await repeat(step, stopping, idle_s=self._interval_s, name="provider_health")
 
     async def ready(self) -> None:
         """Readiness: raise unless some provider passed its last check (checking now if never checked)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -120,7 +120,9 @@ async def eventually(probe: Callable[[], Any], timeout: float, what: str) -> Any
         await asyncio.sleep(0.05)
 
 
-def service_environment(namespace: str, broker: Broker, database_url: str, sink: MailSink) -> dict[str, str]:
+def service_environment(
+    namespace: str, broker: Broker, database_url: str, sink: MailSink, redis_url: str = REDIS_URL
+) -> dict[str, str]:
     return {
         "HERALD_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
         "HERALD_TOPIC_PREFIX": namespace,
@@ -128,7 +130,7 @@ def service_environment(namespace: str, broker: Broker, database_url: str, sink:
         "HERALD_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "HERALD_DATABASE_URL": database_url,
         "HERALD_DATABASE_POOL_SIZE": "4",
-        "HERALD_REDIS_URL": REDIS_URL,
+        "HERALD_REDIS_URL": redis_url,
         "HERALD_REDIS_NAMESPACE": namespace,
         "HERALD_SMTP_HOST": sink.host,
         "HERALD_SMTP_PORT": str(sink.port),
@@ -150,8 +152,8 @@ async def _prepare_storage_and_topics(broker: Broker, namespace: str, database_u
     await create_topics(settings)
 
 
-async def _forget_redis_keys(namespace: str) -> None:
-    client = Redis.from_url(REDIS_URL)
+async def _forget_redis_keys(namespace: str, redis_url: str) -> None:
+    client = Redis.from_url(redis_url)
     try:
         stale = [key async for key in client.scan_iter(match=f"{namespace}:*", count=10_000)]
         if stale:
@@ -160,8 +162,8 @@ async def _forget_redis_keys(namespace: str) -> None:
         await client.aclose()
 
 
-async def _drop_database(database_url: str) -> None:
-    admin = await asyncpg.connect(BASE_DATABASE_URL)
+async def _drop_database(database_url: str, base_database_url: str) -> None:
+    admin = await asyncpg.connect(base_database_url)
     try:
         name = database_url.rsplit("/", 1)[1]
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -170,10 +172,19 @@ async def _drop_database(database_url: str) -> None:
 
 
 @contextmanager
-def running_pipeline(broker: Broker) -> Iterator[Pipeline]:
-    """Start a fresh database, topics, SMTP server and every service; stop and drop them after."""
+def running_pipeline(
+    broker: Broker,
+    *,
+    base_database_url: str = BASE_DATABASE_URL,
+    redis_url: str = REDIS_URL,
+    overrides: Mapping[str, str] | None = None,
+) -> Iterator[Pipeline]:
+    """Start a fresh database, topics, SMTP server and every service; stop and drop them after.
+
+    ``base_database_url`` and ``redis_url`` choose the servers (fault tests restart private ones);
+    ``overrides`` are ``HERALD_*`` settings that win over the e2e defaults."""
     namespace = f"e2e-{uuid.uuid4().hex[:10]}"
-    database_url = _with_database(BASE_DATABASE_URL, f"herald_test_{uuid.uuid4().hex}")
+    database_url = _with_database(base_database_url, f"herald_test_{uuid.uuid4().hex}")
     asyncio.run(_prepare_storage_and_topics(broker, namespace, database_url))
     sink = MailSink()
     sink.start()
@@ -183,9 +194,12 @@ def running_pipeline(broker: Broker) -> Iterator[Pipeline]:
     push.start()
     specs = herald_services(free_port(), [free_port() for _ in WORKERS])
     environment = (
-        service_environment(namespace, broker, database_url, sink) | sms.sms_environment() | push.environment()
+        service_environment(namespace, broker, database_url, sink, redis_url)
+        | sms.sms_environment()
+        | push.environment()
     )
     environment["HERALD_TRACKING_BASE_URL"] = f"http://127.0.0.1:{specs[0].port}"
+    environment.update(overrides or {})
     pipeline = Pipeline(namespace, broker, database_url, sink, sms, push, specs, environment)
     try:
         processes = start_services(specs, environment, ready_timeout=90, line_sink=None)
@@ -196,8 +210,8 @@ def running_pipeline(broker: Broker) -> Iterator[Pipeline]:
         sink.stop()
         sms.stop()
         push.stop()
-        asyncio.run(_drop_database(database_url))
-        asyncio.run(_forget_redis_keys(namespace))
+        asyncio.run(_drop_database(database_url, base_database_url))
+        asyncio.run(_forget_redis_keys(namespace, redis_url))
 
 
 @pytest.fixture(scope="session")

@@ -54,6 +54,13 @@ def unique_address() -> str:
     return f"user-{uuid.uuid4().hex[:8]}@example.com"
 
 
+def kafka_client(pipeline: Pipeline) -> NotificationClient:
+    """The producer client an upstream service uses, on the pipeline's broker and topics."""
+    return NotificationClient(
+        pipeline.broker.bootstrap_servers, tenant_id=TENANT, topic_prefix=pipeline.namespace, idempotent_producer=False
+    )
+
+
 async def test_an_http_request_is_delivered_and_its_status_and_history_read_back(pipeline: Pipeline) -> None:
     address = unique_address()
     async with pipeline.client() as client:
@@ -82,9 +89,7 @@ async def test_an_http_request_is_delivered_and_its_status_and_history_read_back
 
 async def test_a_request_produced_to_kafka_with_the_client_is_delivered(pipeline: Pipeline) -> None:
     address = unique_address()
-    async with NotificationClient(
-        pipeline.broker.bootstrap_servers, tenant_id=TENANT, topic_prefix=pipeline.namespace, idempotent_producer=False
-    ) as herald:
+    async with kafka_client(pipeline) as herald:
         notification_id = await herald.send(
             channels=["email"],
             recipient={"email": address},
@@ -98,6 +103,8 @@ async def test_a_request_produced_to_kafka_with_the_client_is_delivered(pipeline
 
 
 async def test_the_same_idempotency_key_twice_delivers_one_mail(pipeline: Pipeline) -> None:
+    """Retried over HTTP, the gateway answers again; produced again to Kafka, ingest drops it and the
+    notification counts the duplicate."""
     address = unique_address()
     key = f"welcome-{uuid.uuid4()}"
     duplicates_before = await pipeline.metric("ingest", "herald_notifications_duplicate_total")
@@ -109,10 +116,21 @@ async def test_the_same_idempotency_key_twice_delivers_one_mail(pipeline: Pipeli
             "/api/v1/notifications", json=email_request(address), headers={"Idempotency-Key": key}
         )
         assert first.status_code == second.status_code == 202
+        assert second.headers["idempotent-replayed"] == "true"
         assert first.json()["id"] == second.json()["id"]
+    notification_id = first.json()["id"]
+    # An upstream service sends it again straight to Kafka: no gateway in between, ingest drops it.
+    async with kafka_client(pipeline) as herald:
+        again = await herald.send(
+            channels=["email"],
+            recipient={"email": address},
+            content={"subject": "Hi", "text": "Hi"},
+            idempotency_key=key,
+        )
+    assert again == notification_id
+    async with pipeline.client() as client:
         # A later notification to the same person travels the same partitions behind the duplicate.
         marker = await client.post("/api/v1/notifications", json=email_request(address))
-    notification_id = first.json()["id"]
     await pipeline.wait_for_mail(marker.json()["id"])
     await pipeline.wait_for_status(notification_id, "sent")
     await eventually(
@@ -120,6 +138,14 @@ async def test_the_same_idempotency_key_twice_delivers_one_mail(pipeline: Pipeli
     )
     assert len(pipeline.mails_for(notification_id)) == 1
     assert await pipeline.metric("ingest", "herald_notifications_duplicate_total") == duplicates_before + 1
+
+    async def counted() -> dict[str, object] | None:
+        async with pipeline.client() as client:
+            view: dict[str, object] = (await client.get(f"/api/v1/notifications/{notification_id}")).json()
+        return view if view["duplicates"] == 1 else None
+
+    view = await eventually(counted, 10, "the duplicate counted on the notification")
+    assert view["status"] == "sent"
 
 
 async def test_an_smtp_refusal_is_retried_once_and_delivered_once(pipeline: Pipeline) -> None:
@@ -262,6 +288,7 @@ async def test_undecodable_bytes_on_every_consumed_topic_go_to_the_dlq_and_the_n
                 "payload": EMAIL_DELIVERY.encode(direct_delivery(delayed_id)),
                 "headers": {},
                 "reason": "test",
+                "recurring": False,
             }
         ),
     )

@@ -161,3 +161,7 @@ async def test_a_push_fcm_refuses_for_now_is_retried_and_delivered(pipeline: Pip
     assert [e["status"] for e in final["history"]][-2:] == ["retrying", "sent"]
     [delivery] = await deliveries_when(pipeline, notification_id, all_sent)
     assert (delivery["attempts"], delivery["provider"]) == (2, "fcm")
+    assert [(a["attempt"], a["outcome"], a["provider"], a["reason"]) for a in delivery["attempt_history"]] == [
+        (1, "retrying", "fcm", "provider_unavailable"),
+        (2, "sent", "fcm", None),
+    ]

@@ -102,6 +102,8 @@ def gateway_settings(settings: HeraldSettings, database_url: str) -> GatewaySett
         kafka_idempotent_producer=False,
         database_url=database_url,
         database_pool_size=2,
+        redis_url=settings.redis_url,
+        redis_namespace=settings.redis_namespace,
         dev_api_key=API_KEY,  # type: ignore[arg-type]
         dev_tenant=DEV_TENANT,
         max_body_bytes=MAX_BODY_BYTES,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 import pytest
+from prometheus_client import Counter
 
 from shared.config import HeraldSettings
 from shared.errors import DeadLetterReason
@@ -15,7 +17,8 @@ from shared.kafka.producer import MessageProducer
 from shared.kafka.records import Consumed, Handler, Output, Produce, Reject
 from shared.messages import DEAD_LETTER, STATUS_EVENT, StatusEvent
 from shared.observability import metrics
-from tests.kafka_helpers import committed, produce_raw, read_topic
+from tests.e2e.conftest import eventually
+from tests.kafka_helpers import committed, high_watermarks, produce_raw, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -221,3 +224,93 @@ async def test_stop_commits_what_was_done_and_a_new_member_continues(settings: H
     ids = [STATUS_EVENT.decode(r.value)["event_id"] for r in records]
     assert sorted(ids) == sorted(f"e{i}" for i in range(count)), "lost or duplicated across the hand-over"
     assert await committed(settings.kafka_bootstrap_servers, second.group, second.source) == count
+
+
+# --- the dead-letter guard ---------------------------------------------------------------------
+
+
+def guarded(settings: HeraldSettings, pause_s: float) -> HeraldSettings:
+    """Settings whose guard judges windows of 10 messages and pauses ``pause_s``."""
+    return settings.model_copy(
+        update={"dlq_guard_min_messages": 10, "dlq_guard_ratio": 0.5, "dlq_guard_pause_s": pause_s}
+    )
+
+
+def total(counter: Counter) -> float:
+    """The sum of a counter's values over every label."""
+    return float(
+        sum(sample.value for family in counter.collect() for sample in family.samples if sample.name.endswith("_total"))
+    )
+
+
+async def test_when_most_messages_fail_for_the_environment_the_loop_pauses_then_resumes(
+    settings: HeraldSettings,
+) -> None:
+    bootstrap = settings.kafka_bootstrap_servers
+    out = f"{settings.topic_prefix}.out"
+    forward = forward_to(out)
+    broken = True
+
+    async def provider_client_misconfigured(batch: Sequence[Consumed[StatusEvent]]) -> list[Output]:
+        if broken:
+            raise RuntimeError("provider client misconfigured")
+        return await forward(batch)
+
+    pause_s = 4.0
+    paused = metrics.CONSUMER_PAUSED.labels(reason="processing_error")
+    pauses_before = metrics.CONSUMER_PAUSES.labels(reason="processing_error")._value.get()
+    loop = LoopUnderTest(guarded(settings, pause_s), provider_client_misconfigured, max_batch=10)
+    await produce_raw(bootstrap, loop.source, [event(i) for i in range(40)], key=b"k")
+    await loop.start()
+    try:
+        await eventually(lambda: paused._value.get() == 1 or None, 30, "the guard to pause the loop")
+        pause_seen = time.monotonic()
+        broken = False
+        # What went to the DLQ before the pause is committed: a crash now would not dead-letter it twice.
+        dead = await committed(bootstrap, loop.group, loop.source)
+        assert 10 <= dead < 40, "paused after about one window, not after draining the stream"
+        handled = await read_topic(bootstrap, out, 40 - dead)
+        resumed_after = time.monotonic() - pause_seen
+    finally:
+        await loop.stop()
+    assert resumed_after >= pause_s - 0.5, "nothing was handled during the cool-down"
+    assert sorted(STATUS_EVENT.decode(r.value)["event_id"] for r in handled) == sorted(f"e{i}" for i in range(dead, 40))
+    assert sum((await high_watermarks(bootstrap, loop.dlq)).values()) == dead
+    assert paused._value.get() == 0
+    assert metrics.CONSUMER_PAUSES.labels(reason="processing_error")._value.get() - pauses_before == 1
+
+
+async def test_messages_rejected_for_what_they_are_never_pause_the_loop(settings: HeraldSettings) -> None:
+    async def reject_all(batch: Sequence[Consumed[StatusEvent]]) -> list[Output]:
+        return [Reject(m, DeadLetterReason.INVALID_PAYLOAD, "bad") for m in batch]
+
+    pauses_before = total(metrics.CONSUMER_PAUSES)
+    loop = LoopUnderTest(guarded(settings, 60.0), reject_all, max_batch=10)
+    await produce_raw(settings.kafka_bootstrap_servers, loop.source, [event(i) for i in range(40)], key=b"k")
+    await loop.start()
+    try:
+        dead = await read_topic(settings.kafka_bootstrap_servers, loop.dlq, 40)
+    finally:
+        await loop.stop()
+    assert len(dead) == 40
+    assert total(metrics.CONSUMER_PAUSES) == pauses_before
+
+
+async def test_a_stop_during_the_cool_down_ends_the_loop_at_once_with_its_work_committed(
+    settings: HeraldSettings,
+) -> None:
+    async def always_fails(batch: Sequence[Consumed[StatusEvent]]) -> list[Output]:
+        raise RuntimeError("broken")
+
+    bootstrap = settings.kafka_bootstrap_servers
+    paused = metrics.CONSUMER_PAUSED.labels(reason="processing_error")
+    loop = LoopUnderTest(guarded(settings, 120.0), always_fails, max_batch=10)
+    await produce_raw(bootstrap, loop.source, [event(i) for i in range(30)], key=b"k")
+    await loop.start()
+    await eventually(lambda: paused._value.get() == 1 or None, 30, "the guard to pause the loop")
+    started = time.monotonic()
+    await loop.stop()
+    assert time.monotonic() - started < 15, "the stop did not wait out the 120 s pause"
+    assert paused._value.get() == 0
+    dead = sum((await high_watermarks(bootstrap, loop.dlq)).values())
+    assert 10 <= await committed(bootstrap, loop.group, loop.source) == dead < 30

@@ -6,10 +6,12 @@ delayed retries, DLQ verdicts) is decoded and checked.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email
 import email.policy
 import socket
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +24,7 @@ from services.sender_email.attachments import AttachmentFetcher, WithAttachments
 from services.sender_email.smtp import SmtpProvider
 from shared import status
 from shared.config import HeraldSettings
-from shared.delivery import Delivered, Failed, Retry, RetryPolicy
+from shared.delivery import Delivered, Failed, Outcome, Retry, RetryPolicies, RetryPolicy
 from shared.errors import DeadLetterReason
 from shared.kafka.records import KIND, TENANT, TRACEPARENT, Consumed, Output, Produce, Reject
 from shared.messages import DELAYED_MESSAGE, EMAIL_DELIVERY, STATUS_EVENT, Attachment, EmailDelivery, StatusEvent
@@ -83,7 +85,10 @@ def delivery_handler(
         contract=EMAIL_DELIVERY,
         ledger=DeliveryLedger(redis, key(settings, "delivered", "email")),
         reporter=StatusReporter(topics.status, "sender-email"),
-        policy=RetryPolicy(max_attempts=MAX_ATTEMPTS, base_delay_s=BASE_DELAY_S, max_delay_s=600.0),
+        policies=RetryPolicies(
+            RetryPolicy(max_attempts=MAX_ATTEMPTS, base_delay_s=BASE_DELAY_S, max_delay_s=600.0),
+            {"otp": RetryPolicy(max_attempts=1)},
+        ),
         send_topic=topics.send("email"),
         delay_topic=topics.delay,
         concurrency=4,
@@ -224,6 +229,78 @@ async def test_ledger_entry_skips_the_send(
         (fresh["notification_id"], status.SENT),
     ]
     assert len(sink.messages) == 1
+
+
+async def test_an_attempt_and_its_retry_in_one_batch_send_one_mail(
+    handler: DeliveryHandler[EmailDelivery], sink: MailSink, topics: Topics
+) -> None:
+    """After a crash the re-read backlog can hold a delivery's first attempt (refused then) and its retry
+    in one batch: the latest attempt is sent, once, and alone reports (the kill -9 fault test found it)."""
+    first, other = delivery(), delivery(to="other@example.com")
+    retry: EmailDelivery = {**first, "attempt": 2}
+    outputs = await handler([consumed(first, topics, 0), consumed(other, topics, 1), consumed(retry, topics, 2)])
+    await sink.wait_for(2)
+    assert sorted(m.rcpt_tos for m in sink.messages) == [("ada@example.com",), ("other@example.com",)]
+    events = status_events(outputs, topics)
+    assert [(e["notification_id"], e["status"], e["attempt"]) for e in events] == [
+        (other["notification_id"], status.SENT, 1),
+        (first["notification_id"], status.SENT, 2),
+    ]
+
+
+class HeldBackProvider:
+    """Delivers at once, except the mail to ``held`` which waits for ``release``."""
+
+    name = "held"
+
+    def __init__(self, held: str) -> None:
+        self.held = held
+        self.release = asyncio.Event()
+
+    def validate_config(self) -> None:
+        return None
+
+    async def health(self) -> None:
+        return None
+
+    async def send(self, delivery: EmailDelivery) -> Outcome:
+        if delivery["to"] == self.held:
+            await self.release.wait()
+        return Delivered(self.name)
+
+
+async def test_each_delivery_is_remembered_as_soon_as_it_is_accepted_not_at_the_end_of_the_batch(
+    redis: Redis, settings: HeraldSettings, topics: Topics
+) -> None:
+    """A crash while one mail of a batch hangs must not send the batch's accepted mails again."""
+    provider = HeldBackProvider(held="slow@example.com")
+    handler = delivery_handler(provider, redis, settings, topics)
+    ledger = DeliveryLedger(redis, key(settings, "delivered", "email"))
+    fast, slow = delivery(to="fast@example.com"), delivery(to="slow@example.com")
+
+    batch = asyncio.create_task(handler([consumed(fast, topics, 0), consumed(slow, topics, 1)]))
+    try:
+        deadline = time.monotonic() + 10
+        while not await ledger.delivered([fast["delivery_id"]]):
+            assert time.monotonic() < deadline, "the accepted mail was not remembered while the batch ran"
+            await asyncio.sleep(0.01)
+        assert not batch.done()
+        assert await ledger.delivered([slow["delivery_id"]]) == set()
+    finally:
+        provider.release.set()
+    await batch
+    assert await ledger.delivered([slow["delivery_id"]]) == {slow["delivery_id"]}
+
+
+async def test_a_message_type_with_one_attempt_gives_up_on_a_temporary_refusal(
+    handler: DeliveryHandler[EmailDelivery], sink: MailSink, topics: Topics
+) -> None:
+    """The handler's policies give "otp" one attempt: a code that comes late is worthless."""
+    sink.refuse_next(1)
+    outputs = await handler([consumed(delivery(metadata={"type": "otp"}), topics)])
+    assert not any(isinstance(o, Produce) and o.topic == topics.delay for o in outputs)
+    [reject] = [o for o in outputs if isinstance(o, Reject)]
+    assert reject.reason is DeadLetterReason.MAX_ATTEMPTS_EXCEEDED
 
 
 async def test_temporary_refusal_is_delayed_for_a_retry(

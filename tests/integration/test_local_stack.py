@@ -167,6 +167,18 @@ async def test_refused_recipient_gets_550(mail_sink: MailSink) -> None:
     assert mail_sink.messages == []
 
 
+async def test_mail_sink_stopped_refuses_connections_and_started_again_serves_its_port(mail_sink: MailSink) -> None:
+    await aiosmtplib.send(a_message(subject="before"), hostname=mail_sink.host, port=mail_sink.port)
+    mail_sink.stop()
+    assert not port_accepts(mail_sink.host, mail_sink.port)
+
+    mail_sink.start()
+    # start() returns only once the port is bound again (it used to return at once, half the time too early).
+    assert port_accepts(mail_sink.host, mail_sink.port)
+    await aiosmtplib.send(a_message(subject="after"), hostname=mail_sink.host, port=mail_sink.port)
+    assert [m.subject for m in mail_sink.messages] == ["before", "after"]
+
+
 # ------------------------------------------------------------------------------------ mail sink, process
 
 

@@ -75,11 +75,7 @@ async def test_migrate_applies_each_migration_once_and_records_it(empty_database
         }
     finally:
         await connection.close()
-    assert [(row["version"], row["name"]) for row in rows] == [
-        (1, "0001_initial"),
-        (2, "0002_devices"),
-        (3, "0003_deliveries"),
-    ]
+    assert [(row["version"], row["name"]) for row in rows] == [(m.version, m.name) for m in load_migrations()]
     assert all(row["applied_at"] is not None for row in rows)
     assert {"tenants", "api_keys", "notifications", "notification_events", "delayed_jobs", "devices", "deliveries"} <= (
         tables
@@ -348,6 +344,29 @@ async def test_a_push_fails_once_every_device_failed(db_pool: Pool) -> None:
     assert (view.status, view.last_reason, view.last_detail) == (status.FAILED, reason, detail)
 
 
+async def test_a_failed_delivery_requeued_by_hand_can_still_be_sent(db_pool: Pool) -> None:
+    repository = StatusRepository(db_pool)
+    nid, delivery = new_id(), new_id()
+    await repository.apply(
+        [
+            event(nid, status.ROUTED, T0, channel="email"),
+            device_event(nid, delivery, status.FAILED, T0 + timedelta(seconds=1), deliveries=1, attempt=5),
+        ]
+    )
+
+    await repository.apply([device_event(nid, delivery, status.REQUEUED, T0 + timedelta(minutes=5), deliveries=1)])
+    view = await NotificationRepository(db_pool).get("acme", nid)
+    assert view is not None
+    assert (view.status, [d.status for d in view.deliveries]) == (status.REQUEUED, [status.REQUEUED])
+
+    await repository.apply(
+        [device_event(nid, delivery, status.SENT, T0 + timedelta(minutes=6), deliveries=1, attempt=6)]
+    )
+    view = await NotificationRepository(db_pool).get("acme", nid)
+    assert view is not None
+    assert (view.status, [d.status for d in view.deliveries], view.attempts) == (status.SENT, [status.SENT], 6)
+
+
 async def test_a_single_delivery_failure_fails_the_notification(db_pool: Pool) -> None:
     repository = StatusRepository(db_pool)
     nid = new_id()
@@ -459,6 +478,7 @@ def job(due_at: datetime, *, topic: str = "herald.send.email.v1") -> DelayedMess
         payload=b"\xc3\x01payload",
         headers={"traceparent": b"00-abc-def-01", "binary": b"\x00\xff"},
         reason="retry",
+        recurring=False,
     )
 
 
@@ -475,8 +495,9 @@ async def test_claim_due_fires_only_due_jobs_and_deletes_them(db_pool: Pool) -> 
     assert await store.next_due_at() == early["due_at"]
     fired: list[DueJob] = []
 
-    async def fire(jobs: list[DueJob]) -> None:
+    async def fire(jobs: list[DueJob]) -> dict[str, datetime]:
         fired.extend(jobs)
+        return {}
 
     assert await store.claim_due(now, 10, fire) == 2
 
@@ -487,6 +508,7 @@ async def test_claim_due_fires_only_due_jobs_and_deletes_them(db_pool: Pool) -> 
         key=b"acme:user-1",
         payload=b"\xc3\x01payload",
         headers={"traceparent": b"00-abc-def-01", "binary": b"\x00\xff"},
+        due_at=early["due_at"],
     )
     assert await store.next_due_at() == future["due_at"]
     assert await store.claim_due(now, 10, fire) == 0
@@ -501,8 +523,9 @@ async def test_claim_due_respects_limit_and_empty_store(db_pool: Pool) -> None:
     await store.add(jobs)
     fired: list[DueJob] = []
 
-    async def fire(batch: list[DueJob]) -> None:
+    async def fire(batch: list[DueJob]) -> dict[str, datetime]:
         fired.extend(batch)
+        return {}
 
     assert await store.claim_due(now, 3, fire) == 3
     assert [j.job_id for j in fired] == [j["job_id"] for j in reversed(jobs)][:3]
@@ -517,13 +540,15 @@ async def test_concurrent_claimers_never_fire_the_same_job(db_pool: Pool) -> Non
     first_fired: list[DueJob] = []
     second_fired: list[DueJob] = []
 
-    async def fire_first(batch: list[DueJob]) -> None:
+    async def fire_first(batch: list[DueJob]) -> dict[str, datetime]:
         first_fired.extend(batch)
         first_started.set()
         await release.wait()
+        return {}
 
-    async def fire_second(batch: list[DueJob]) -> None:
+    async def fire_second(batch: list[DueJob]) -> dict[str, datetime]:
         second_fired.extend(batch)
+        return {}
 
     first = asyncio.create_task(store.claim_due(now, 6, fire_first))
     try:
@@ -548,7 +573,7 @@ async def test_failed_fire_leaves_the_jobs(db_pool: Pool) -> None:
     jobs = [job(now - timedelta(seconds=1)), job(now - timedelta(seconds=2))]
     await store.add(jobs)
 
-    async def broken(batch: list[DueJob]) -> None:
+    async def broken(batch: list[DueJob]) -> dict[str, datetime]:
         raise ConnectionError("broker down")
 
     with pytest.raises(ConnectionError):
@@ -556,8 +581,31 @@ async def test_failed_fire_leaves_the_jobs(db_pool: Pool) -> None:
 
     fired: list[DueJob] = []
 
-    async def fire(batch: list[DueJob]) -> None:
+    async def fire(batch: list[DueJob]) -> dict[str, datetime]:
         fired.extend(batch)
+        return {}
 
     assert await store.claim_due(now, 10, fire) == 2
     assert {j.job_id for j in fired} == {j["job_id"] for j in jobs}
+
+
+async def test_a_recurring_job_moves_to_its_next_time_and_a_cancelled_one_is_dropped(db_pool: Pool) -> None:
+    store = DelayedJobStore(db_pool)
+    now = datetime.now(UTC)
+    series = {**job(now - timedelta(seconds=1)), "recurring": True}
+    cancelled = job(now - timedelta(seconds=2))
+    await store.add([series, cancelled])  # type: ignore[list-item]
+    assert cancelled["notification_id"] is not None
+    await StatusRepository(db_pool).apply([event(cancelled["notification_id"], status.CANCELLED, now)])
+    fired: list[DueJob] = []
+    tomorrow = now + timedelta(days=1)
+
+    async def fire(batch: list[DueJob]) -> dict[str, datetime]:
+        fired.extend(batch)
+        return {j.job_id: tomorrow for j in batch if j.recurring}
+
+    assert await store.claim_due(now, 10, fire) == 1
+
+    assert [(j.job_id, j.recurring) for j in fired] == [(series["job_id"], True)]
+    assert await store.next_due_at() == tomorrow
+    assert await db_pool.fetchval("SELECT count(*) FROM delayed_jobs") == 1

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from services.sender_email.settings import EmailSenderSettings
 from shared.config import ConfigurationError, load_settings
+from shared.delivery import RetryPolicy
 
-pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No HERALD_* variables nor a .env file from the developer's machine leak into these tests."""
-    for name in list(os.environ):
-        if name.startswith("HERALD_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("clean_environment")]
 
 
 def test_bad_value_exits_naming_the_variable(
@@ -68,3 +57,23 @@ def test_defaults_without_environment() -> None:
     assert settings.smtp_port == 1025
     assert settings.topic_prefix == "herald"
     assert settings.ops_port == 9103
+
+
+def test_retry_policies_per_message_type_keep_the_channel_defaults_they_do_not_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HERALD_MAX_ATTEMPTS", "6")
+    monkeypatch.setenv("HERALD_RETRY_POLICIES", '{"otp": {"max_attempts": 2}, "digest": {"max_delay_s": 3600}}')
+    policies = load_settings(EmailSenderSettings).policies()
+    assert policies.for_message({"type": "otp"}) == RetryPolicy(2, 2.0, 300.0)
+    assert policies.for_message({"type": "digest"}) == RetryPolicy(6, 2.0, 3600.0)
+    assert policies.for_message({}) == policies.for_message({"type": "other"}) == RetryPolicy(6, 2.0, 300.0)
+
+
+def test_an_unknown_retry_setting_is_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HERALD_RETRY_POLICIES", '{"otp": {"attempts": 2}}')
+    with pytest.raises(ConfigurationError):
+        load_settings(EmailSenderSettings)
+    assert "HERALD_RETRY_POLICIES" in capsys.readouterr().err

@@ -64,6 +64,12 @@ def test_any_status_advances_from_none(new: str) -> None:
         (status.OPENED, status.SENT, False),
         (status.CLICKED, status.FAILED, False),
         (status.OPENED, status.FAILED, False),
+        # A failure is only ever followed by a requeue by hand, which the next attempt then moves on.
+        (status.FAILED, status.REQUEUED, True),
+        (status.REJECTED, status.REQUEUED, True),
+        (status.REQUEUED, status.SENT, True),
+        (status.SENT, status.REQUEUED, False),
+        (status.DELIVERED, status.REQUEUED, False),
         (status.SENT, status.RETRYING, False),
         (status.SENT, status.SENT, False),
         (status.ROUTED, status.ACCEPTED, False),

@@ -1,0 +1,3 @@
+from services.dead_letters.main import main
+
+main()

@@ -1,0 +1,360 @@
+"""Dead letters in Postgres: stored by the dead-letters service, listed, read and purged per tenant by the API.
+
+Every read and delete the API makes names its tenant; only the retention clean-up (``tenant_id``
+None in :class:`DeadLetterFilter`) and the size gauge look across tenants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+
+import asyncpg
+import orjson
+
+from shared.kafka.records import Headers
+from shared.storage.database import Pool
+
+_SUMMARY = """id::text, notification_id, reason, detail, service, channel, original_topic, original_partition,
+              original_offset, created_at"""
+_ORIGINAL = "original_topic, original_key, original_headers, original_payload"
+
+# One statement per batch: the rows come in as parallel arrays; a DLQ record already stored is skipped.
+_STORE = """
+WITH stored AS (
+    INSERT INTO dead_letters (tenant_id, notification_id, reason, detail, service, channel, original_topic,
+                              original_partition, original_offset, original_key, original_headers,
+                              original_payload, created_at, dlq_topic, dlq_partition, dlq_offset)
+    SELECT *
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
+                $9::bigint[], $10::bytea[], $11::jsonb[], $12::bytea[], $13::timestamptz[], $14::text[],
+                $15::int[], $16::bigint[])
+    ON CONFLICT ON CONSTRAINT dead_letters_dlq_record_key DO NOTHING
+    RETURNING 1
+)
+SELECT count(*) FROM stored
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeadLetterFacts:
+    """What every view of a dead letter tells: which notification, why, who gave up, where it failed."""
+
+    notification_id: str | None
+    reason: str
+    detail: str
+    service: str
+    channel: str | None
+    original_topic: str
+    original_partition: int
+    original_offset: int
+    # When it was dead-lettered.
+    created_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewDeadLetter(DeadLetterFacts):
+    """A record of the DLQ topic to store: the dead letter, its original message, where the DLQ record is."""
+
+    tenant_id: str | None
+    original_key: bytes | None
+    original_headers: Mapping[str, bytes]
+    original_payload: bytes
+    dlq_topic: str
+    dlq_partition: int
+    dlq_offset: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeadLetterEntry(DeadLetterFacts):
+    """A stored dead letter as the API lists it."""
+
+    id: str
+
+
+@dataclass(frozen=True)
+class OriginalMessage:
+    """The dead-lettered message as it was consumed: what producing it again (a replay) needs."""
+
+    topic: str
+    key: bytes | None
+    headers: Headers
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class DeadLetterDetail:
+    """One dead letter with its original message."""
+
+    entry: DeadLetterEntry
+    original: OriginalMessage
+
+
+@dataclass(frozen=True)
+class PageCursor:
+    """Where a page of the newest-first listing ended: the last entry's time and id (keyset pagination)."""
+
+    created_at: datetime
+    id: str
+
+    def encode(self) -> str:
+        """An opaque, URL-safe token for the ``cursor`` parameter."""
+        return base64.urlsafe_b64encode(orjson.dumps([self.created_at.isoformat(), self.id])).decode()
+
+    @classmethod
+    def decode(cls, token: str) -> PageCursor:
+        """The cursor in ``token``; raises ValueError if it is not one :meth:`encode` made."""
+        try:
+            created_at, entry_id = orjson.loads(base64.urlsafe_b64decode(token.encode()))
+            return cls(datetime.fromisoformat(created_at), str(uuid.UUID(entry_id)))
+        except (binascii.Error, orjson.JSONDecodeError, TypeError, ValueError) as error:
+            raise ValueError(f"not a cursor this API made: {token!r}") from error
+
+
+@dataclass(frozen=True)
+class DeadLetterFilter:
+    """Which dead letters a listing or purge is about; None matches anything."""
+
+    # Always set by the API; None only for the retention clean-up, which spans every tenant.
+    tenant_id: str | None
+    reason: str | None = None
+    original_topic: str | None = None
+    channel: str | None = None
+    notification_id: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    def where(self, params: list[object]) -> str:
+        """The SQL condition, appending its values to ``params`` (placeholders only: no value is inlined)."""
+        conditions = []
+        for condition, value in (
+            ("tenant_id = ${}", self.tenant_id),
+            ("reason = ${}", self.reason),
+            ("original_topic = ${}", self.original_topic),
+            ("channel = ${}", self.channel),
+            ("notification_id = ${}", self.notification_id),
+            ("created_at > ${}", self.created_after),
+            ("created_at < ${}", self.created_before),
+        ):
+            if value is not None:
+                params.append(value)
+                conditions.append(condition.format(len(params)))
+        return " AND ".join(conditions) or "TRUE"
+
+
+def _text(value: str) -> str:
+    # Postgres text takes neither NUL nor unpaired surrogates. Refusing the row would dead-letter the
+    # DLQ record again, onto the very topic this service consumes: store what can be stored instead.
+    return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+
+
+def _optional_text(value: str | None) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _entry(row: asyncpg.Record) -> DeadLetterEntry:
+    return DeadLetterEntry(**{f.name: row[f.name] for f in fields(DeadLetterEntry)})
+
+
+def _entry_id(entry_id: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(entry_id)
+    except ValueError:
+        return None
+
+
+def _original(row: asyncpg.Record) -> OriginalMessage:
+    headers = tuple((name, base64.b64decode(value)) for name, value in row["original_headers"].items())
+    return OriginalMessage(row["original_topic"], row["original_key"], headers, row["original_payload"])
+
+
+class DeadLetterRepository:
+    """Stores, lists, reads and deletes dead letters; every API query is scoped to one tenant."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def store(self, letters: Sequence[NewDeadLetter]) -> int:
+        """Store ``letters`` in one statement (DLQ records already stored are skipped); returns how many were new."""
+        if not letters:
+            return 0
+        stored = await self._pool.fetchval(
+            _STORE,
+            [_optional_text(x.tenant_id) for x in letters],
+            [_optional_text(x.notification_id) for x in letters],
+            [_text(x.reason) for x in letters],
+            [_text(x.detail) for x in letters],
+            [_text(x.service) for x in letters],
+            [_optional_text(x.channel) for x in letters],
+            [_text(x.original_topic) for x in letters],
+            [x.original_partition for x in letters],
+            [x.original_offset for x in letters],
+            [x.original_key for x in letters],
+            [{_text(k): base64.b64encode(v).decode() for k, v in x.original_headers.items()} for x in letters],
+            [x.original_payload for x in letters],
+            [x.created_at for x in letters],
+            [_text(x.dlq_topic) for x in letters],
+            [x.dlq_partition for x in letters],
+            [x.dlq_offset for x in letters],
+        )
+        return int(stored)
+
+    async def page(self, where: DeadLetterFilter, limit: int, after: PageCursor | None = None) -> list[DeadLetterEntry]:
+        """Up to ``limit`` matching dead letters, newest first, starting after ``after``."""
+        params: list[object] = []
+        condition = where.where(params)
+        if after is not None:
+            params += [after.created_at, uuid.UUID(after.id)]
+            condition += f" AND (created_at, id) < (${len(params) - 1}, ${len(params)})"
+        params.append(limit)
+        rows = await self._pool.fetch(
+            f"SELECT {_SUMMARY} FROM dead_letters WHERE {condition} ORDER BY created_at DESC, id DESC "
+            f"LIMIT ${len(params)}",
+            *params,
+        )
+        return [_entry(row) for row in rows]
+
+    async def get(self, tenant_id: str, entry_id: str) -> DeadLetterDetail | None:
+        """The dead letter with its original message, or None if there is none with this id for this tenant."""
+        key = _entry_id(entry_id)
+        if key is None:
+            return None
+        row = await self._pool.fetchrow(
+            f"SELECT {_SUMMARY}, {_ORIGINAL} FROM dead_letters WHERE tenant_id = $1 AND id = $2", tenant_id, key
+        )
+        if row is None:
+            return None
+        return DeadLetterDetail(_entry(row), _original(row))
+
+    async def original(self, tenant_id: str, entry_id: str) -> OriginalMessage | None:
+        """Just the original message (the topic, key, headers and payload a replay produces again)."""
+        found = await self.get(tenant_id, entry_id)
+        return None if found is None else found.original
+
+    async def requeue_one(
+        self, tenant_id: str, entry_id: str, send: Callable[[OriginalMessage], Awaitable[None]]
+    ) -> bool | None:
+        """Send one dead letter again with ``send``, once: None if there is no such entry, False if it
+        was already sent again. Marked first, so two concurrent requests cannot both send it; unmarked
+        again if ``send`` raises."""
+        key = _entry_id(entry_id)
+        if key is None:
+            return None
+        async with self._pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                f"""
+                UPDATE dead_letters SET requeued_at = now()
+                WHERE tenant_id = $1 AND id = $2 AND requeued_at IS NULL
+                RETURNING {_ORIGINAL}
+                """,
+                tenant_id,
+                key,
+            )
+            if row is None:
+                exists = await connection.fetchval(
+                    "SELECT true FROM dead_letters WHERE tenant_id = $1 AND id = $2", tenant_id, key
+                )
+                return False if exists else None
+            await send(_original(row))
+        return True
+
+    async def latest_unsent(self, tenant_id: str, notification_id: str) -> str | None:
+        """The id of the notification's newest dead letter not sent again yet, if any."""
+        found: uuid.UUID | None = await self._pool.fetchval(
+            """
+            SELECT id FROM dead_letters
+            WHERE tenant_id = $1 AND notification_id = $2 AND requeued_at IS NULL
+            ORDER BY created_at DESC, id DESC
+            LIMIT 1
+            """,
+            tenant_id,
+            notification_id,
+        )
+        return None if found is None else str(found)
+
+    async def requeue_batch(
+        self,
+        where: DeadLetterFilter,
+        up_to: datetime,
+        limit: int,
+        send: Callable[[list[OriginalMessage]], Awaitable[None]],
+    ) -> int:
+        """Send up to ``limit`` matching dead letters (dead-lettered by ``up_to``, not sent again yet) with
+        ``send``, oldest first, and mark them; in one transaction, so a failed ``send`` marks none.
+        Returns how many were taken (0: none left)."""
+        params: list[object] = []
+        condition = where.where(params)
+        params += [up_to, limit]
+        async with self._pool.acquire() as connection, connection.transaction():
+            rows = await connection.fetch(
+                f"""
+                UPDATE dead_letters SET requeued_at = now()
+                WHERE id IN (
+                    SELECT id FROM dead_letters
+                    WHERE {condition} AND created_at <= ${len(params) - 1} AND requeued_at IS NULL
+                    ORDER BY created_at, id
+                    LIMIT ${len(params)}
+                    FOR UPDATE SKIP LOCKED
+                )
+                RETURNING {_ORIGINAL}
+                """,
+                *params,
+            )
+            if rows:
+                await send([_original(row) for row in rows])
+        return len(rows)
+
+    async def delete(self, tenant_id: str, entry_id: str) -> bool:
+        """Delete one dead letter; False if there is none with this id for this tenant."""
+        key = _entry_id(entry_id)
+        if key is None:
+            return False
+        deleted = await self._pool.fetchval(
+            "DELETE FROM dead_letters WHERE tenant_id = $1 AND id = $2 RETURNING true", tenant_id, key
+        )
+        return deleted is not None
+
+    async def delete_batch(self, where: DeadLetterFilter, limit: int) -> int:
+        """Delete up to ``limit`` matching dead letters, oldest first; returns how many.
+
+        Rows another replica is deleting at the same time are skipped, not waited for.
+        """
+        params: list[object] = []
+        condition = where.where(params)
+        params.append(limit)
+        deleted = await self._pool.fetchval(
+            f"""
+            WITH doomed AS (
+                SELECT id FROM dead_letters WHERE {condition}
+                ORDER BY created_at LIMIT ${len(params)} FOR UPDATE SKIP LOCKED
+            ),
+            gone AS (DELETE FROM dead_letters AS d USING doomed WHERE d.id = doomed.id RETURNING 1)
+            SELECT count(*) FROM gone
+            """,
+            *params,
+        )
+        return int(deleted)
+
+    async def purge(
+        self, where: DeadLetterFilter, batch_size: int = 5000, stopping: asyncio.Event | None = None
+    ) -> int:
+        """Delete every matching dead letter, ``batch_size`` rows per statement (short locks); returns how many.
+
+        Once ``stopping`` is set it returns after the statement in hand (the rest waits for next time).
+        """
+        total = 0
+        while True:
+            deleted = await self.delete_batch(where, batch_size)
+            total += deleted
+            if deleted < batch_size or (stopping is not None and stopping.is_set()):
+                return total
+
+    async def count_by_reason(self) -> dict[str, int]:
+        """How many dead letters are stored for each reason, across tenants."""
+        rows = await self._pool.fetch("SELECT reason, count(*) FROM dead_letters GROUP BY reason")
+        return {row["reason"]: int(row["count"]) for row in rows}

@@ -1,0 +1,292 @@
+"""``Idempotency-Key`` on the real gateway app: Redis keeps the first response, the broker shows what
+was (not) produced again."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
+
+import orjson
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from httpx import Response
+from redis import Redis
+
+from services.gateway.app import create_app
+from services.gateway.idempotency import IdempotencyStore
+from services.gateway.problems import Problem
+from services.gateway.settings import GatewaySettings
+from shared.kafka.producer import MessageProducer
+from shared.kafka.records import Produce
+from shared.messages import NOTIFICATION_REQUEST
+from shared.requests import notification_id_for
+from tests.integration.conftest import DEV_TENANT, assert_problem, auth
+from tests.integration.test_gateway_api import NOTIFICATIONS, add_tenant_with_key, body
+from tests.kafka_helpers import read_until
+
+pytestmark = pytest.mark.integration
+
+DEVICES = "/api/v1/recipients/user-9/devices"
+REPLAYED = "idempotent-replayed"
+
+
+def keyed(key: str, secret: str | None = None) -> dict[str, str]:
+    return {**(auth(secret) if secret else auth()), "Idempotency-Key": key}
+
+
+def state(client: TestClient) -> Any:
+    return cast(FastAPI, client.app).state
+
+
+@pytest.fixture
+def sync_redis(gateway_settings: GatewaySettings) -> Iterator[Redis]:
+    client = Redis.from_url(gateway_settings.redis_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def stored_key(client: TestClient, key: str, method: str = "POST", path: str = NOTIFICATIONS) -> str:
+    store: IdempotencyStore = state(client).idempotency
+    return store.key_for(DEV_TENANT, method, path, key)
+
+
+def produced_ids(settings: GatewaySettings, until_id: str) -> list[str]:
+    """The notification ids on the requests topic, up to and including ``until_id``."""
+
+    def ids(records: Iterable[Any]) -> list[str]:
+        return [NOTIFICATION_REQUEST.decode(record.value)["notification_id"] for record in records]
+
+    topic = f"{settings.topic_prefix}.requests.v1"
+    records = asyncio.run(
+        read_until(settings.kafka_bootstrap_servers, topic, lambda rs: until_id in ids(rs), 30, until_id)
+    )
+    found = ids(records)
+    return found[: found.index(until_id) + 1]
+
+
+def assert_replay_of(replay: Response, first: Response) -> None:
+    """``replay`` is ``first`` again, byte for byte, plus the replay marker."""
+    assert replay.headers.get(REPLAYED) == "true"
+    assert REPLAYED not in first.headers
+    assert (replay.status_code, replay.content) == (first.status_code, first.content)
+    assert [h for h in replay.headers.multi_items() if h[0] != REPLAYED] == list(first.headers.multi_items())
+
+
+class HeldProducer:
+    """The app's producer, but each produce waits until the test lets it go: a request caught in flight."""
+
+    def __init__(self, inner: MessageProducer) -> None:
+        self.inner = inner
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    async def produce(self, records: Iterable[Produce]) -> None:
+        self.entered.set()
+        await asyncio.to_thread(self.release.wait, 30)
+        await self.inner.produce(records)
+
+
+class BrokenProducer:
+    """Fails every produce with ``error``: no answer at all (a crash, 500), or an answer of 5xx."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def produce(self, records: Iterable[Produce]) -> None:
+        raise self.error
+
+
+# --- replay -----------------------------------------------------------------------------------------
+
+
+def test_the_same_key_and_body_replay_the_first_response_and_produce_nothing(
+    client: TestClient, gateway_settings: GatewaySettings
+) -> None:
+    first = client.post(NOTIFICATIONS, json=body(), headers=keyed("order-42"))
+    assert first.status_code == 202, first.text
+    assert first.json()["id"] == notification_id_for(DEV_TENANT, "order-42")
+    # The same request re-serialised by a retrying client: other key order, other whitespace.
+    reordered = orjson.dumps(dict(reversed(body().items())), option=orjson.OPT_INDENT_2)
+    assert reordered != first.request.content
+    replays = [
+        client.post(NOTIFICATIONS, json=body(), headers=keyed("order-42")),
+        client.post(NOTIFICATIONS, json=body(), headers=keyed('"order-42"')),  # the draft's quoted form
+        client.post(
+            NOTIFICATIONS, content=reordered, headers={**keyed("order-42"), "Content-Type": "application/json"}
+        ),
+    ]
+    for replay in replays:
+        assert_replay_of(replay, first)
+    marker = client.post(NOTIFICATIONS, json=body(), headers=auth())
+    assert produced_ids(gateway_settings, marker.json()["id"]) == [first.json()["id"], marker.json()["id"]]
+
+
+def test_the_same_key_with_another_body_is_refused(client: TestClient, gateway_settings: GatewaySettings) -> None:
+    first = client.post(NOTIFICATIONS, json=body(), headers=keyed("order-43"))
+    assert first.status_code == 202
+    other = client.post(NOTIFICATIONS, json=body(priority="high"), headers=keyed("order-43"))
+    problem = assert_problem(other, 422)
+    assert "Idempotency-Key" in problem["detail"]
+    assert problem["type"] == "https://herald.dev/problems/idempotency-key-reused"
+    assert REPLAYED not in other.headers
+    marker = client.post(NOTIFICATIONS, json=body(), headers=auth())
+    assert produced_ids(gateway_settings, marker.json()["id"]) == [first.json()["id"], marker.json()["id"]]
+
+
+def test_a_key_is_scoped_to_the_tenant_and_the_route(client: TestClient, database_url: str) -> None:
+    other_secret = "other-tenant-key-0123456789"
+    asyncio.run(add_tenant_with_key(database_url, "globex", other_secret))
+    ours = client.post(NOTIFICATIONS, json=body(), headers=keyed("shared-key"))
+    theirs = client.post(NOTIFICATIONS, json=body(), headers=keyed("shared-key", other_secret))
+    device = client.post(DEVICES, json={"platform": "android", "token": "t-1"}, headers=keyed("shared-key"))
+    assert (ours.status_code, theirs.status_code, device.status_code) == (202, 202, 201)
+    assert REPLAYED not in theirs.headers
+    assert REPLAYED not in device.headers
+    assert theirs.json()["id"] == notification_id_for("globex", "shared-key") != ours.json()["id"]
+
+
+def test_an_error_answer_is_kept_too(client: TestClient) -> None:
+    """The first answer is the answer, a 4xx included; the key stays bound to that body."""
+    invalid = body(content={"text": "no subject"})
+    first = client.post(NOTIFICATIONS, json=invalid, headers=keyed("order-44"))
+    assert_problem(first, 422)
+    assert_replay_of(client.post(NOTIFICATIONS, json=invalid, headers=keyed("order-44")), first)
+    assert_problem(client.post(NOTIFICATIONS, json=body(), headers=keyed("order-44")), 422)
+
+
+def test_without_a_key_nothing_is_kept(client: TestClient) -> None:
+    first = client.post(NOTIFICATIONS, json=body(), headers=auth())
+    again = client.post(NOTIFICATIONS, json=body(), headers=auth())
+    assert first.status_code == again.status_code == 202
+    assert first.json()["id"] != again.json()["id"]
+    assert REPLAYED not in again.headers
+
+
+# --- in flight, failures and expiry -----------------------------------------------------------------
+
+
+def test_a_retry_while_the_first_request_is_in_flight_is_409(client: TestClient) -> None:
+    held = HeldProducer(state(client).producer)
+    state(client).producer = held
+    with ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(client.post, NOTIFICATIONS, json=body(), headers=keyed("slow-1"))
+        assert held.entered.wait(30)
+        try:
+            retry = client.post(NOTIFICATIONS, json=body(), headers=keyed("slow-1"))
+        finally:
+            held.release.set()
+        first = in_flight.result(timeout=30)
+    problem = assert_problem(retry, 409)
+    assert "Idempotency-Key" in problem["detail"]
+    assert retry.headers["retry-after"] == "1"
+    assert first.status_code == 202
+    # Once answered, the same retry gets that answer.
+    assert_replay_of(client.post(NOTIFICATIONS, json=body(), headers=keyed("slow-1")), first)
+
+
+def test_a_crash_is_not_kept_so_a_retry_can_succeed(
+    client: TestClient, gateway_settings: GatewaySettings, sync_redis: Redis
+) -> None:
+    working = state(client).producer
+    state(client).producer = BrokenProducer(RuntimeError("broker unreachable"))
+    with pytest.raises(RuntimeError, match="broker unreachable"):  # TestClient re-raises what became a 500
+        client.post(NOTIFICATIONS, json=body(), headers=keyed("order-45"))
+    assert sync_redis.exists(stored_key(client, "order-45")) == 0
+    state(client).producer = working
+    retry = client.post(NOTIFICATIONS, json=body(), headers=keyed("order-45"))
+    assert retry.status_code == 202, retry.text
+    assert REPLAYED not in retry.headers
+    assert produced_ids(gateway_settings, retry.json()["id"]) == [retry.json()["id"]]
+
+
+def test_a_5xx_answer_is_not_kept(client: TestClient, sync_redis: Redis) -> None:
+    working = state(client).producer
+    state(client).producer = BrokenProducer(Problem(503, "Service unavailable", "the broker is down"))
+    assert_problem(client.post(NOTIFICATIONS, json=body(), headers=keyed("order-49")), 503)
+    assert sync_redis.exists(stored_key(client, "order-49")) == 0
+    state(client).producer = working
+    retry = client.post(NOTIFICATIONS, json=body(), headers=keyed("order-49"))
+    assert retry.status_code == 202, retry.text
+    assert REPLAYED not in retry.headers
+
+
+def test_a_key_is_kept_for_the_configured_time(client: TestClient, sync_redis: Redis) -> None:
+    assert client.post(NOTIFICATIONS, json=body(), headers=keyed("order-46")).status_code == 202
+    ttl_ms = sync_redis.pttl(stored_key(client, "order-46"))
+    assert 86_400_000 - 60_000 < ttl_ms <= 86_400_000
+
+
+def test_once_a_key_expired_it_can_be_used_again(gateway_settings: GatewaySettings, sync_redis: Redis) -> None:
+    settings = gateway_settings.model_copy(update={"idempotency_ttl_s": 1})
+    with TestClient(create_app(settings)) as client:
+        assert client.post(NOTIFICATIONS, json=body(), headers=keyed("order-47")).status_code == 202
+        stored = stored_key(client, "order-47")
+        assert sync_redis.exists(stored) == 1
+        deadline = time.monotonic() + 10
+        while sync_redis.exists(stored):  # Redis's own expiry, not a guess at how long it takes
+            assert time.monotonic() < deadline, "the key never expired"
+            time.sleep(0.05)
+        again = client.post(NOTIFICATIONS, json=body(priority="high"), headers=keyed("order-47"))
+    assert again.status_code == 202, again.text
+    assert REPLAYED not in again.headers
+
+
+def test_without_redis_a_keyed_request_is_503_and_others_go_on(gateway_settings: GatewaySettings) -> None:
+    settings = gateway_settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    with TestClient(create_app(settings)) as client:
+        refused = client.post(NOTIFICATIONS, json=body(), headers=keyed("order-48"))
+        unkeyed = client.post(NOTIFICATIONS, json=body(), headers=auth())
+        ready = client.get("/ready")
+    problem = assert_problem(refused, 503)
+    assert "Idempotency-Key" in problem["detail"]
+    assert refused.headers["retry-after"] == "1"
+    assert unkeyed.status_code == 202
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["redis"] != "ok"
+
+
+# --- the key itself ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("k" * 256, id="too-long"),
+        pytest.param("two words", id="space"),
+        pytest.param('"unterminated', id="unterminated-quote"),
+    ],
+)
+def test_a_malformed_key_is_a_400_problem_naming_the_header(client: TestClient, key: str) -> None:
+    response = client.post(NOTIFICATIONS, json=body(), headers=keyed(key))
+    problem = assert_problem(response, 400)
+    assert problem["detail"].startswith("Idempotency-Key: ")
+
+
+def test_the_key_is_checked_only_after_authentication(client: TestClient) -> None:
+    assert_problem(client.post(NOTIFICATIONS, json=body(), headers={"Idempotency-Key": "k" * 256}), 401)
+
+
+# --- devices ------------------------------------------------------------------------------------------
+
+
+def test_device_registration_and_removal_are_idempotent(client: TestClient) -> None:
+    device = {"platform": "ios", "token": "apns-idem-1"}
+    registered = client.post(DEVICES, json=device, headers=keyed("register-1"))
+    assert registered.status_code == 201, registered.text
+    assert_replay_of(client.post(DEVICES, json=device, headers=keyed("register-1")), registered)
+    assert_problem(client.post(DEVICES, json={**device, "platform": "web"}, headers=keyed("register-1")), 422)
+
+    path = f"{DEVICES}/{registered.json()['id']}"
+    removed = client.delete(path, headers=keyed("remove-1"))
+    assert removed.status_code == 204
+    assert_replay_of(client.delete(path, headers=keyed("remove-1")), removed)
+    # Not run again: without the key (or with another) the device is already gone.
+    assert_problem(client.delete(path, headers=keyed("remove-2")), 404)

@@ -1,0 +1,133 @@
+"""When a notification goes out: now, at send_at, or at each occurrence of its recurrence."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from services.ingest.scheduling import RequestScheduler
+from services.retry.recurrence import SERIES_ID, occurrence
+from shared.errors import InvalidRequest
+from shared.kafka.records import Produce
+from shared.messages import DELAYED_MESSAGE, NOTIFICATION_REQUEST, NotificationRequest
+from shared.requests import build_request, validate_request
+from shared.schedule import first_time, is_scheduled, next_time
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 3, 27, 12, 0, tzinfo=UTC)  # a Friday; Europe/Paris moves to summer time on Sunday
+
+
+def request(**schedule: Any) -> NotificationRequest:
+    return build_request(
+        tenant_id="acme",
+        channels=["email"],
+        recipient={"email": "ada@example.com"},
+        content={"subject": "Hi", "text": "Hello"},
+        **schedule,
+    )
+
+
+def test_without_send_at_or_in_the_next_second_it_goes_now() -> None:
+    assert not is_scheduled(request(), NOW)
+    assert first_time(request(), NOW) == NOW
+    soon = request(send_at=NOW + timedelta(milliseconds=500))
+    assert not is_scheduled(soon, NOW)
+    assert first_time(soon, NOW) == NOW
+
+
+def test_send_at_holds_it_until_then() -> None:
+    later = request(send_at=NOW + timedelta(hours=2))
+    assert is_scheduled(later, NOW)
+    assert first_time(later, NOW) == NOW + timedelta(hours=2)
+
+
+def test_a_daily_recurrence_keeps_local_time_across_the_summer_time_change() -> None:
+    daily = request(timezone="Europe/Paris", recurrence={"cron": "0 9 * * *"})
+    first = first_time(daily, NOW)
+    assert first == datetime(2026, 3, 28, 8, 0, tzinfo=UTC)  # 9:00 in Paris, UTC+1
+    recurrence = daily["recurrence"]
+    assert recurrence is not None
+    second = next_time(recurrence, "Europe/Paris", first)
+    assert second == datetime(2026, 3, 29, 7, 0, tzinfo=UTC)  # 9:00 in Paris, now UTC+2
+
+
+def test_a_recurrence_starting_at_send_at_counts_an_occurrence_on_the_dot() -> None:
+    start = datetime(2026, 3, 30, 9, 0, tzinfo=UTC)
+    assert first_time(request(send_at=start, recurrence={"cron": "0 9 * * *"}), NOW) == start
+
+
+def test_a_recurrence_ends_at_until() -> None:
+    recurrence = {"cron": "@daily", "until": NOW + timedelta(days=1, hours=1)}
+    series = request(recurrence=recurrence)
+    first = first_time(series, NOW)
+    assert first == datetime(2026, 3, 28, tzinfo=UTC)
+    assert series["recurrence"] is not None
+    assert next_time(series["recurrence"], None, first) is None
+
+
+@pytest.mark.parametrize(
+    ("schedule", "field"),
+    [
+        ({"timezone": "Mars/Olympus"}, "timezone"),
+        ({"send_at": datetime.now(UTC) + timedelta(days=400)}, "send_at"),
+        ({"recurrence": {"cron": "61 * * * *"}}, "recurrence/cron"),
+        ({"recurrence": {"cron": "@daily", "until": datetime.now(UTC) - timedelta(days=1)}}, "recurrence/until"),
+    ],
+)
+def test_an_impossible_schedule_names_its_field(schedule: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        validate_request(request(**schedule))
+    assert caught.value.field == field
+
+
+def onward(value: bytes = b"routable") -> Produce:
+    return Produce("t.routable.v1", value, key=b"acme:ada", headers=(("herald-kind", b"routable"),))
+
+
+def test_a_one_shot_request_waits_as_its_routable_record() -> None:
+    scheduler = RequestScheduler("t.delay.v1", "t.requests.v1")
+    later = request(send_at=NOW + timedelta(hours=2))
+
+    held = scheduler.hold(later, onward(), NOW, None)
+
+    assert held is not None
+    assert held.topic == "t.delay.v1"
+    job = DELAYED_MESSAGE.decode(held.value)
+    assert (job["target_topic"], job["payload"], job["due_at"], job["recurring"]) == (
+        "t.routable.v1",
+        b"routable",
+        NOW + timedelta(hours=2),
+        False,
+    )
+    assert scheduler.hold(request(), onward(), NOW, None) is None
+
+
+def test_a_recurring_request_waits_as_itself_and_each_occurrence_is_a_notification_of_its_own() -> None:
+    scheduler = RequestScheduler("t.delay.v1", "t.requests.v1")
+    series = request(recurrence={"cron": "@daily"}, metadata={"campaign": "digest"})
+
+    held = scheduler.hold(series, onward(), NOW, None)
+
+    assert held is not None
+    job = DELAYED_MESSAGE.decode(held.value)
+    assert (job["target_topic"], job["recurring"]) == ("t.requests.v1", True)
+    first, next_due = occurrence(job["payload"], job["due_at"], NOW)
+    one = NOTIFICATION_REQUEST.decode(first)
+    assert one["recurrence"] is None
+    assert one["send_at"] is None
+    assert one["metadata"] == {"campaign": "digest", SERIES_ID: series["notification_id"]}
+    assert uuid.UUID(one["notification_id"]) != uuid.UUID(series["notification_id"])
+    # The same occurrence fired twice (after a crash) is the same notification.
+    assert NOTIFICATION_REQUEST.decode(occurrence(job["payload"], job["due_at"], NOW)[0]) == one
+    assert next_due == job["due_at"] + timedelta(days=1)
+
+
+def test_occurrences_missed_during_an_outage_are_skipped() -> None:
+    series = NOTIFICATION_REQUEST.encode(request(recurrence={"cron": "@daily"}))
+    three_days_late = NOW + timedelta(days=3)
+    _, next_due = occurrence(series, datetime(2026, 3, 28, tzinfo=UTC), three_days_late)
+    assert next_due == datetime(2026, 3, 31, tzinfo=UTC)
