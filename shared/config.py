@@ -8,12 +8,21 @@ errors into one readable message naming each bad variable.
 from __future__ import annotations
 
 import sys
-from typing import Literal, NoReturn, TypeVar
+from typing import Annotated, Literal, NoReturn, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "HERALD_"
+
+
+def _split_commas(value: object) -> object:
+    # HERALD_EMAIL_PROVIDERS=sendgrid,smtp reads better than a JSON list.
+    return [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+
+
+# A list setting from a comma-separated variable (blanks dropped).
+CommaSeparated = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
 
 
 class HeraldSettings(BaseSettings):

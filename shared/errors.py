@@ -38,6 +38,8 @@ class DeadLetterReason(StrEnum):
     REJECTED_CONTENT = "rejected_content"
     # The recipient asked the provider to stop (an SMS STOP, an opt-out list).
     RECIPIENT_OPTED_OUT = "recipient_opted_out"
+    # The address is suppressed (it bounced, or its owner complained): the router does not send to it.
+    RECIPIENT_SUPPRESSED = "recipient_suppressed"
 
 
 class InvalidRequest(ValueError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 import unicodedata
 import uuid
@@ -57,10 +58,23 @@ def notification_id_for(tenant_id: str, idempotency_key: str | None) -> str:
     return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{tenant_id}\x00{idempotency_key}"))
 
 
+def recipient_of(recipient: Recipient) -> str | None:
+    """Who a notification is for, as routing sees it: the user id, else the email address, else the phone."""
+    return recipient["user_id"] or recipient["email"] or recipient["phone"]
+
+
 def recipient_key(tenant_id: str, recipient: Recipient, notification_id: str) -> bytes:
-    """The Kafka key of a notification: one person's notifications share a partition and stay in order."""
-    person = recipient["user_id"] or recipient["email"] or recipient["phone"] or notification_id
-    return message_key(tenant_id, person)
+    """The Kafka key of a notification: one person's notifications share a partition and stay in order.
+
+    It holds the person in clear (an address is PII): store :func:`recipient_hash` instead.
+    """
+    return message_key(tenant_id, recipient_of(recipient) or notification_id)
+
+
+def recipient_hash(tenant_id: str, person: str) -> bytes:
+    """What the status store keeps to find a person's notifications: SHA-256 of their routing key, so no
+    address is stored in clear; the API hashes a ``recipient`` filter the same way to match it."""
+    return hashlib.sha256(message_key(tenant_id, person)).digest()
 
 
 def build_request(

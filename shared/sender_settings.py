@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pydantic import BaseModel, ConfigDict, Field
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-from pydantic_settings import NoDecode
-
-from shared.config import HeraldSettings
+from shared.config import CommaSeparated, HeraldSettings
 from shared.delivery import RetryPolicies, RetryPolicy
 
-
-def _split_commas(value: object) -> object:
-    # HERALD_EMAIL_PROVIDERS=sendgrid,smtp reads better than a JSON list.
-    return [name.strip() for name in value.split(",") if name.strip()] if isinstance(value, str) else value
-
-
 # A channel's providers in order of preference, from a comma-separated variable.
-ProviderNames = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
+ProviderNames = CommaSeparated
 
 
 class RetrySettings(BaseModel):

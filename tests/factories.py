@@ -7,6 +7,7 @@ import base64
 import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from pydantic import SecretStr
@@ -15,7 +16,7 @@ from services.sender_email.ses import SesConfig
 from services.sender_email.settings import EmailSenderSettings
 from shared.config import HeraldSettings
 from shared.delivery import Delivered, Outcome
-from shared.messages import Attachment, EmailDelivery, PushDelivery, SmsDelivery
+from shared.messages import Attachment, EmailDelivery, PushDelivery, SmsDelivery, StatusEvent
 
 
 def delivery_fields() -> dict[str, Any]:
@@ -135,3 +136,34 @@ def ses_config(endpoint_url: str, **overrides: Any) -> SesConfig:
     }
     values.update(overrides)
     return SesConfig(**values)
+
+
+def status_event(
+    notification_id: str,
+    status_name: str,
+    at: datetime,
+    *,
+    tenant_id: str = "acme",
+    channel: str | None = None,
+    attempt: int | None = None,
+    reason: str | None = None,
+    detail: str | None = None,
+    delivery_id: str | None = None,
+    deliveries: int | None = None,
+) -> StatusEvent:
+    """A status event of ``notification_id`` as a service reports it."""
+    return StatusEvent(
+        event_id=str(uuid.uuid4()),
+        notification_id=notification_id,
+        tenant_id=tenant_id,
+        status=status_name,
+        occurred_at=at,
+        service="test",
+        channel=channel,
+        attempt=attempt,
+        provider=None,
+        reason=reason,
+        detail=detail,
+        delivery_id=delivery_id,
+        deliveries=deliveries,
+    )

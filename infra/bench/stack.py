@@ -151,6 +151,9 @@ class BenchStack:
             "HERALD_LOG_LEVEL": "WARNING",
             "HERALD_GATEWAY_HOST": "127.0.0.1",
             "HERALD_OPS_HOST": "127.0.0.1",
+            # The gateway figure measures the gateway, limiter included, not the default 100 a minute.
+            "HERALD_RATE_LIMIT_PER_KEY": "60000000",
+            "HERALD_RATE_LIMIT_PER_TENANT": "60000000",
             **self._sms.sms_environment(),
             **self._push.environment(),
             **LOCAL_ENVIRONMENT,

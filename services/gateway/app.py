@@ -6,10 +6,23 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
-from services.gateway import dead_letters, devices, idempotency, notifications, problems, tracking
+from services.gateway import (
+    bulk,
+    callbacks,
+    dead_letters,
+    devices,
+    idempotency,
+    listing,
+    notifications,
+    problems,
+    suppressions,
+    tracking,
+)
 from services.gateway.auth import ApiKeyAuthenticator
 from services.gateway.middleware import BodySizeLimit, RequestMetrics
+from services.gateway.ratelimit import RateLimitHeaders, RequestLimiter
 from services.gateway.repository import ApiKeyRepository, NotificationRepository
 from services.gateway.settings import GatewaySettings
 from shared.batching import GroupWriter
@@ -20,9 +33,20 @@ from shared.storage.database import check, create_pool
 from shared.storage.dead_letters import DeadLetterRepository
 from shared.storage.devices import DeviceRepository
 from shared.storage.replays import ReplayStore
+from shared.storage.suppressions import SuppressionRepository
 from shared.topics import Topics
 
 SERVICE = "gateway"
+# The response headers a browser's script may read.
+CORS_EXPOSED_HEADERS = [
+    "Location",
+    "Retry-After",
+    "Idempotent-Replayed",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+    "RateLimit-Policy",
+]
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -45,6 +69,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.devices = DeviceRepository(pool)
         app.state.dead_letters = DeadLetterRepository(pool)
         app.state.replays = ReplayStore(pool)
+        app.state.suppressions = SuppressionRepository(pool)
         # Concurrent POSTs share one INSERT: a round trip per batch, not per request.
         app.state.accepted = GroupWriter(app.state.notifications.record_accepted)
         app.state.authenticator = ApiKeyAuthenticator(keys, settings.auth_cache_ttl_s)
@@ -54,6 +79,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             ttl_s=settings.idempotency_ttl_s,
             lock_ttl_s=settings.idempotency_lock_ttl_s,
         )
+        app.state.rate_limiter = RequestLimiter(redis, prefix=key(settings, "http-ratelimit"), settings=settings)
         checks.update({"kafka": producer.check, "postgres": lambda: check(pool), "redis": redis.ping})
         try:
             yield
@@ -71,12 +97,31 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     problems.install(app)
     # Before the other middleware: innermost, it keeps exactly what the routes answered.
     idempotency.install(app)
+    # Outside it: a replayed answer gets this request's rate-limit headers, not the stored ones.
+    app.add_middleware(RateLimitHeaders)
     app.include_router(notifications.router)
+    app.include_router(listing.router)
+    app.include_router(bulk.routes(settings.bulk_max_items))
     app.include_router(devices.router)
     app.include_router(dead_letters.router)
+    app.include_router(suppressions.router)
     # Without an API key: mail clients call these, and the token's signature authenticates them.
     app.include_router(tracking.routes(settings.tracking_signing_key))
+    # Without an API key too: providers sign their callbacks.
+    app.include_router(callbacks.routes(settings))
     app.router.routes.extend(health_routes(checks))
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_body_bytes, per_path={bulk.PATH: settings.bulk_max_body_bytes}
+    )
+    if settings.cors_origins:
+        # Outside the others: preflights are answered here, and every answer (413, 429) gets CORS headers.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "traceparent"],
+            expose_headers=CORS_EXPOSED_HEADERS,
+            max_age=600,
+        )
     app.add_middleware(RequestMetrics)
     return app

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from services.gateway import ratelimit
 from services.gateway.problems import Problem
 from services.gateway.repository import ApiKeyRepository, hash_secret
 
@@ -39,14 +40,17 @@ def _unauthorized(detail: str) -> Problem:
 
 
 async def authenticated_tenant(request: Request) -> str:
-    """FastAPI dependency: the caller's tenant, or a 401 problem."""
+    """FastAPI dependency: the caller's tenant, or a 401 problem (or a 429 one over a rate limit)."""
     header = request.headers.get("authorization", "")
     if not header.lower().startswith(BEARER):
         raise _unauthorized("send your API key as 'Authorization: Bearer <key>'")
     authenticator: ApiKeyAuthenticator = request.app.state.authenticator
-    tenant = await authenticator.tenant_for(header[len(BEARER) :].strip())
+    secret = header[len(BEARER) :].strip()
+    tenant = await authenticator.tenant_for(secret)
     if tenant is None:
         raise _unauthorized("unknown or revoked API key")
+    # Here, so every authenticated route is limited, before an idempotency claim or any work.
+    await ratelimit.enforce(request, key_id=hash_secret(secret).hex(), tenant=tenant)
     return tenant
 
 

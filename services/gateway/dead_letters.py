@@ -9,14 +9,15 @@ import base64
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from services.gateway import pages
 from services.gateway.auth import Tenant
 from services.gateway.idempotency import IDEMPOTENT
+from services.gateway.pages import Cursor, Limit, PageLinks
 from services.gateway.problems import PROBLEM_RESPONSES, Problem
 from services.gateway.schemas import Channel, Links
 from shared.codec import decode_known
@@ -27,7 +28,6 @@ from shared.storage.dead_letters import (
     DeadLetterFilter,
     DeadLetterRepository,
     OriginalMessage,
-    PageCursor,
 )
 from shared.storage.replays import Replay
 
@@ -57,10 +57,6 @@ class DeadLetterDetailOut(DeadLetterOut):
     original_key: str | None
     original_headers: dict[str, str]
     original_payload: PayloadOut
-
-
-class PageLinks(BaseModel):
-    next: str | None
 
 
 class DeadLetterPage(BaseModel):
@@ -117,27 +113,11 @@ Filter = Annotated[DeadLetterFilter, Depends(_filter)]
 
 @router.get("", response_model=DeadLetterPage)
 async def list_dead_letters(
-    where: Filter,
-    request: Request,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(description="`links.next` of the previous page carries it.")] = None,
+    where: Filter, request: Request, limit: Limit = 50, cursor: Cursor = None
 ) -> DeadLetterPage:
     """The tenant's dead letters, newest first; follow `links.next` for the next page."""
-    try:
-        after = PageCursor.decode(cursor) if cursor is not None else None
-    except ValueError as error:
-        errors = [{"pointer": "#/query/cursor", "detail": str(error)}]
-        raise Problem(422, "Invalid request", str(error), errors=errors) from error
-    entries = await _repository(request).page(where, limit + 1, after)
-    following = None
-    if len(entries) > limit:
-        entries = entries[:limit]
-        token = PageCursor(entries[-1].created_at, entries[-1].id).encode()
-        following = f"{request.url.path}?{urlencode({**request.query_params, 'cursor': token})}"
-    return DeadLetterPage(
-        items=[DeadLetterOut(**_fields(entry)) for entry in entries],
-        links=PageLinks(next=following),
-    )
+    entries, links = pages.page(request, await _repository(request).page(where, limit + 1, pages.after(cursor)), limit)
+    return DeadLetterPage(items=[DeadLetterOut(**_fields(entry)) for entry in entries], links=links)
 
 
 class Requeued(BaseModel):

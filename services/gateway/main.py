@@ -1,8 +1,9 @@
-"""Runs the gateway with uvicorn on ``HERALD_GATEWAY_PORT``."""
+"""Runs the gateway with uvicorn on ``HERALD_GATEWAY_PORT``: HTTPS when a certificate is configured."""
 
 from __future__ import annotations
 
 import uvicorn
+from fastapi import FastAPI
 
 from services.gateway.app import SERVICE, create_app
 from services.gateway.settings import GatewaySettings
@@ -10,11 +11,10 @@ from shared import service
 from shared.config import load_settings
 
 
-def main() -> None:
-    settings = load_settings(GatewaySettings)
-    service.setup(SERVICE, settings)
-    config = uvicorn.Config(
-        create_app(settings),
+def server_config(settings: GatewaySettings, app: FastAPI) -> uvicorn.Config:
+    """uvicorn's configuration for ``app``; the TLS pair was checked when the settings were loaded."""
+    return uvicorn.Config(
+        app,
         host=settings.gateway_host,
         port=settings.gateway_port,
         loop="uvloop",
@@ -23,5 +23,12 @@ def main() -> None:
         log_config=None,
         # Give in-flight requests time to finish producing on SIGTERM.
         timeout_graceful_shutdown=20,
+        ssl_certfile=settings.gateway_tls_cert_file,
+        ssl_keyfile=settings.gateway_tls_key_file,
     )
-    uvicorn.Server(config).run()
+
+
+def main() -> None:
+    settings = load_settings(GatewaySettings)
+    service.setup(SERVICE, settings)
+    uvicorn.Server(server_config(settings, create_app(settings))).run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -52,18 +53,21 @@ class BodySizeLimit(HttpMiddleware):
     """Refuses bodies larger than ``max_bytes`` with a 413 problem.
 
     A declared ``Content-Length`` is checked before reading; a body without one (chunked) is read
-    up to the limit first and handed on only if it fits, so no size of upload gets past.
+    up to the limit first and handed on only if it fits, so no size of upload gets past. ``per_path``
+    gives named paths a limit of their own (the bulk route's larger one), every other path has ``max_bytes``.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, per_path: Mapping[str, int] | None = None) -> None:
         super().__init__(app)
         self.max_bytes = max_bytes
+        self.per_path = dict(per_path or {})
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.per_path.get(scope["path"], self.max_bytes)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None:
-            if not length.isdigit() or int(length) > self.max_bytes:
-                await self._refuse(scope, receive, send)
+            if not length.isdigit() or int(length) > limit:
+                await self._refuse(scope, receive, send, limit)
                 return
             await self.app(scope, receive, send)
             return
@@ -75,13 +79,13 @@ class BodySizeLimit(HttpMiddleware):
                 break
             body += message.get("body", b"")
             more = message.get("more_body", False)
-            if len(body) > self.max_bytes:
-                await self._refuse(scope, receive, send)
+            if len(body) > limit:
+                await self._refuse(scope, receive, send, limit)
                 return
         await self.app(scope, _replay(bytes(body), receive), send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        problem = Problem(413, "Content too large", f"request bodies are limited to {self.max_bytes} bytes")
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        problem = Problem(413, "Content too large", f"request bodies are limited to {limit} bytes")
         await problem_response(problem, scope["path"])(scope, receive, send)
 
 

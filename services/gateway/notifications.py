@@ -1,10 +1,12 @@
 """``/api/v1/notifications``: accept a notification, read its status and history.
 
-The route functions only translate HTTP; :func:`accept_notification` is the domain logic.
+The route functions only translate HTTP; :func:`prepare` and :func:`accept` are the domain logic, shared
+with the bulk route (:mod:`services.gateway.bulk`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime
 
@@ -30,9 +32,9 @@ from shared import status
 from shared.batching import GroupWriter
 from shared.kafka.producer import MessageProducer
 from shared.kafka.records import Produce, headers_for, message_key
-from shared.messages import NOTIFICATION_REQUEST
+from shared.messages import NOTIFICATION_REQUEST, NotificationRequest
 from shared.observability.tracing import span
-from shared.requests import build_request, recipient_key, validate_request
+from shared.requests import build_request, recipient_hash, recipient_key, recipient_of, validate_request
 from shared.schedule import zone
 from shared.status_events import StatusReporter
 from shared.topics import Topics
@@ -48,16 +50,8 @@ def _instant(moment: datetime | None, timezone: str | None) -> datetime | None:
     return moment.replace(tzinfo=zone(timezone))
 
 
-async def accept_notification(
-    body: NotificationCreate,
-    *,
-    tenant_id: str,
-    idempotency_key: str | None,
-    producer: MessageProducer,
-    recorder: GroupWriter[AcceptedNotification],
-    topics: Topics,
-) -> str:
-    """Make the request durable in Kafka, record it as accepted, and return its id."""
+def prepare(body: NotificationCreate, *, tenant_id: str, idempotency_key: str | None) -> NotificationRequest:
+    """The request ``body`` asks for, checked by the shared rules (raises :class:`InvalidRequest`)."""
     request = build_request(
         tenant_id=tenant_id,
         channels=body.channels,
@@ -76,21 +70,69 @@ async def accept_notification(
         else None,
     )
     validate_request(request)
-    notification_id = request["notification_id"]
-    with span("gateway.accept", notification_id=notification_id) as traceparent:
-        record = Produce(
-            topics.requests,
-            NOTIFICATION_REQUEST.encode(request),
-            key=recipient_key(tenant_id, request["recipient"], notification_id),
-            headers=headers_for(tenant_id, "notification_request", traceparent),
-        )
-        await producer.produce([record])
+    return request
+
+
+def _accepted(request: NotificationRequest) -> AcceptedNotification:
+    tenant_id = request["tenant_id"]
+    person = recipient_of(request["recipient"])
+    return AcceptedNotification(
+        request["notification_id"],
+        tenant_id,
+        request["idempotency_key"],
+        request["created_at"],
+        recipient_hash=None if person is None else recipient_hash(tenant_id, person),
+        message_type=request["metadata"].get("type"),
+    )
+
+
+async def accept(
+    requests: Sequence[NotificationRequest],
+    *,
+    producer: MessageProducer,
+    record: Callable[[Sequence[AcceptedNotification]], Awaitable[object]],
+    topics: Topics,
+) -> None:
+    """Make prepared requests durable in Kafka in one produce (every one acknowledged, ``acks=all``),
+    then ``record`` them as accepted. The one path of a single POST and of a bulk."""
+    ids = [request["notification_id"] for request in requests]
+    attributes = {"notification_id": ids[0]} if len(ids) == 1 else {"notifications": str(len(ids))}
+    with span("gateway.accept", None, **attributes) as traceparent:
+        records = [
+            Produce(
+                topics.requests,
+                NOTIFICATION_REQUEST.encode(request),
+                key=recipient_key(request["tenant_id"], request["recipient"], request["notification_id"]),
+                headers=headers_for(request["tenant_id"], "notification_request", traceparent),
+            )
+            for request in requests
+        ]
+        await producer.produce(records)
     try:
-        await recorder.submit(AcceptedNotification(notification_id, tenant_id, idempotency_key, request["created_at"]))
+        await record([_accepted(request) for request in requests])
     except Exception as error:
-        # Kafka has it, so it will be delivered and the status service will create the row: still a 202.
-        log.warning("record_accepted_failed", notification_id=notification_id, error=repr(error))
-    return notification_id
+        # Kafka has them, so they will be delivered and the status service will create the rows: still accepted.
+        log.warning("record_accepted_failed", notification_id=ids[0], notifications=len(ids), error=repr(error))
+
+
+async def accept_notification(
+    body: NotificationCreate,
+    *,
+    tenant_id: str,
+    idempotency_key: str | None,
+    producer: MessageProducer,
+    recorder: GroupWriter[AcceptedNotification],
+    topics: Topics,
+) -> str:
+    """Make the request durable in Kafka, record it as accepted, and return its id."""
+    request = prepare(body, tenant_id=tenant_id, idempotency_key=idempotency_key)
+
+    async def record(accepted: Sequence[AcceptedNotification]) -> None:
+        # Concurrent POSTs share one INSERT through the group writer.
+        await recorder.submit(accepted[0])
+
+    await accept([request], producer=producer, record=record, topics=topics)
+    return request["notification_id"]
 
 
 @router.post("", status_code=202, response_model=NotificationAccepted, responses=PROBLEM_RESPONSES)

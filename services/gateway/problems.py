@@ -23,6 +23,7 @@ from shared.errors import InvalidRequest
 PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
     401: {"description": "Missing or invalid API key (problem+json)"},
     422: {"description": "Invalid request; `errors[].pointer` names each bad field (problem+json)"},
+    429: {"description": "Over a rate limit; retry after `Retry-After` seconds (problem+json)"},
 }
 
 PROBLEM_JSON = "application/problem+json"
@@ -55,7 +56,8 @@ def pointer(location: Sequence[str | int]) -> str:
     return "#/" + "/".join(parts)
 
 
-def problem_response(problem: Problem, instance: str) -> Response:
+def problem_document(problem: Problem, instance: str) -> dict[str, Any]:
+    """The RFC 9457 document of ``problem`` at ``instance`` (the request's path)."""
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_BASE + problem.title.lower().replace(" ", "-"),
         "title": problem.title,
@@ -65,7 +67,25 @@ def problem_response(problem: Problem, instance: str) -> Response:
     }
     if problem.errors:
         body["errors"] = problem.errors
+    return body
+
+
+def problem_response(problem: Problem, instance: str) -> Response:
+    body = problem_document(problem, instance)
     return Response(orjson.dumps(body), problem.status, headers=problem.headers, media_type=PROBLEM_JSON)
+
+
+def invalid_fields(errors: Sequence[Any], prefix: Sequence[str | int] = ()) -> Problem:
+    """A 422 naming each of pydantic's ``errors`` by a JSON Pointer under ``prefix``."""
+    found = [{"pointer": pointer([*prefix, *_body_location(e["loc"])]), "detail": e["msg"]} for e in errors]
+    detail = "; ".join(f"{e['pointer']}: {e['detail']}" for e in found)
+    return Problem(422, "Invalid request", detail, errors=found)
+
+
+def invalid_request(error: InvalidRequest, prefix: Sequence[str | int] = ()) -> Problem:
+    """A 422 naming the field the shared request rules refused, under ``prefix``."""
+    errors = [{"pointer": pointer([*prefix, *error.field.split("/")]), "detail": error.detail}]
+    return Problem(422, "Invalid request", str(error), errors=errors)
 
 
 def install(app: FastAPI) -> None:
@@ -77,14 +97,11 @@ def install(app: FastAPI) -> None:
 
     async def on_invalid_body(request: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)
-        errors = [{"pointer": pointer(_body_location(item["loc"])), "detail": item["msg"]} for item in error.errors()]
-        detail = "; ".join(f"{e['pointer']}: {e['detail']}" for e in errors)
-        return problem_response(Problem(422, "Invalid request", detail, errors=errors), request.url.path)
+        return problem_response(invalid_fields(error.errors()), request.url.path)
 
     async def on_invalid_request(request: Request, error: Exception) -> Response:
         assert isinstance(error, InvalidRequest)
-        errors = [{"pointer": "#/" + error.field, "detail": error.detail}]
-        return problem_response(Problem(422, "Invalid request", str(error), errors=errors), request.url.path)
+        return problem_response(invalid_request(error), request.url.path)
 
     async def on_http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)

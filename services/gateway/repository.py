@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from shared.status import ACCEPTED, rank
 from shared.storage.database import Pool
+from shared.storage.pagination import CREATED_AFTER, CREATED_BEFORE, PageCursor, SqlFilter, newest_first, sql
 
 # The prefix is stored in clear so an operator can tell keys apart without seeing the secret.
 KEY_PREFIX_LENGTH = 12
@@ -73,6 +74,34 @@ class AcceptedNotification:
     tenant_id: str
     idempotency_key: str | None
     created_at: datetime
+    # What the listing filters on: shared.requests.recipient_hash of its person, its metadata.type.
+    recipient_hash: bytes | None = None
+    message_type: str | None = None
+
+
+@dataclass(frozen=True)
+class NotificationSummary:
+    """A notification as the listing shows it."""
+
+    id: str
+    status: str
+    channel: str | None
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class NotificationFilter(SqlFilter):
+    """Which of a tenant's notifications a listing shows; None (or no statuses) matches anything."""
+
+    tenant_id: str
+    statuses: tuple[str, ...] = field(default=(), metadata=sql("status = ANY({}::text[])"))
+    channel: str | None = None
+    recipient_hash: bytes | None = None
+    message_type: str | None = None
+    created_after: datetime | None = field(default=None, metadata=CREATED_AFTER)
+    created_before: datetime | None = field(default=None, metadata=CREATED_BEFORE)
 
 
 class NotificationRepository:
@@ -82,28 +111,58 @@ class NotificationRepository:
         self._pool = pool
 
     async def record_accepted(self, notifications: Sequence[AcceptedNotification]) -> int:
-        """Store new notifications as ``accepted`` in one statement; returns how many were new."""
+        """Store new notifications as ``accepted`` in one statement; returns how many were new.
+
+        A row the status service created first (its events can overtake this write) keeps its status
+        and gets only what events do not carry: the idempotency key and the listing's filter columns.
+        """
         inserted = await self._pool.fetchval(
             """
             WITH new AS (
-                INSERT INTO notifications (id, tenant_id, status, status_rank, channel, idempotency_key,
-                                           created_at, updated_at)
-                SELECT id, tenant_id, $5, $6, NULL, idempotency_key, created_at, created_at
-                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[])
-                    AS n(id, tenant_id, idempotency_key, created_at)
-                ON CONFLICT (id) DO NOTHING
-                RETURNING 1
+                INSERT INTO notifications AS n (id, tenant_id, status, status_rank, channel, idempotency_key,
+                                                recipient_hash, message_type, created_at, updated_at)
+                -- One row per id: ON CONFLICT DO UPDATE may not touch a row twice in a statement.
+                SELECT DISTINCT ON (id) id, tenant_id, $7, $8, NULL, idempotency_key, recipient_hash, message_type,
+                       created_at, created_at
+                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::timestamptz[])
+                    AS a(id, tenant_id, idempotency_key, recipient_hash, message_type, created_at)
+                ON CONFLICT (id) DO UPDATE SET
+                    idempotency_key = coalesce(n.idempotency_key, excluded.idempotency_key),
+                    recipient_hash = coalesce(n.recipient_hash, excluded.recipient_hash),
+                    message_type = coalesce(n.message_type, excluded.message_type)
+                WHERE n.tenant_id = excluded.tenant_id
+                  AND (n.idempotency_key IS NULL AND excluded.idempotency_key IS NOT NULL
+                       OR n.recipient_hash IS NULL AND excluded.recipient_hash IS NOT NULL
+                       OR n.message_type IS NULL AND excluded.message_type IS NOT NULL)
+                -- xmax is 0 on a freshly inserted row version, not on an updated one.
+                RETURNING xmax = 0 AS inserted
             )
-            SELECT count(*) FROM new
+            SELECT count(*) FILTER (WHERE inserted) FROM new
             """,
             [n.notification_id for n in notifications],
             [n.tenant_id for n in notifications],
             [n.idempotency_key for n in notifications],
+            [n.recipient_hash for n in notifications],
+            [n.message_type for n in notifications],
             [n.created_at for n in notifications],
             ACCEPTED,
             rank(ACCEPTED),
         )
         return int(inserted)
+
+    async def page(
+        self, where: NotificationFilter, limit: int, after: PageCursor | None = None
+    ) -> list[NotificationSummary]:
+        """Up to ``limit`` of the tenant's matching notifications, newest first, starting after ``after``."""
+        rows = await newest_first(
+            self._pool,
+            columns="id::text, status, channel, attempts, created_at, updated_at",
+            table="notifications",
+            where=where,
+            limit=limit,
+            after=after,
+        )
+        return [NotificationSummary(*row.values()) for row in rows]
 
     async def get(self, tenant_id: str, notification_id: str) -> NotificationView | None:
         """The notification and its events, or None if it does not exist or belongs to another tenant."""

@@ -1,11 +1,27 @@
 """The gateway's settings (``HERALD_*``)."""
 
-from pydantic import Field, SecretStr
+import ssl
+from pathlib import Path
 
-from shared.config import HeraldSettings
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+
+from services.gateway.feedback.settings import CallbackSettings
+from shared.config import CommaSeparated
+
+# A per-minute limit's refill interval is 60 s / limit, in whole microseconds: at least 1.
+MAX_PER_MINUTE = 60_000_000
 
 
-class GatewaySettings(HeraldSettings):
+class TenantRateLimits(BaseModel):
+    """One tenant's limits (an entry of ``HERALD_RATE_LIMIT_TENANTS``); unset fields keep the defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_key: int | None = Field(default=None, ge=0, le=MAX_PER_MINUTE)
+    per_tenant: int | None = Field(default=None, ge=0, le=MAX_PER_MINUTE)
+
+
+class GatewaySettings(CallbackSettings):
     gateway_host: str = "0.0.0.0"
     gateway_port: int = Field(default=8080, ge=1, le=65535)
     # The local stack's key: created at start-up for the tenant below. Leave unset in production.
@@ -14,6 +30,9 @@ class GatewaySettings(HeraldSettings):
     # How long a verified API key is trusted without asking Postgres again (seconds).
     auth_cache_ttl_s: float = Field(default=30.0, ge=0)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # POST /api/v1/notifications/bulk: notifications per request, and its own (larger, bounded) body limit.
+    bulk_max_items: int = Field(default=1000, ge=1, le=10_000)
+    bulk_max_body_bytes: int = Field(default=16 * 1_048_576, ge=1024, le=64 * 1_048_576)
     # Verifies the router's open/click tracking tokens (the router's HERALD_TRACKING_SIGNING_KEY);
     # unset: the tracking routes answer 404.
     tracking_signing_key: SecretStr | None = Field(default=None, min_length=32)
@@ -21,3 +40,29 @@ class GatewaySettings(HeraldSettings):
     idempotency_ttl_s: int = Field(default=86_400, ge=1)
     # How long a key stays claimed by a request still being answered; bounds the 409s after a crash.
     idempotency_lock_ttl_s: int = Field(default=60, ge=1)
+    # Requests a minute on the authenticated API (0: no limit), per API key, per tenant (all its keys
+    # together) and for the whole gateway (every replica); services.gateway.ratelimit.
+    rate_limit_per_key: int = Field(default=100, ge=0, le=MAX_PER_MINUTE)
+    rate_limit_per_tenant: int = Field(default=100, ge=0, le=MAX_PER_MINUTE)
+    rate_limit_global: int = Field(default=0, ge=0, le=MAX_PER_MINUTE)
+    # Per tenant, JSON: {"acme": {"per_key": 600, "per_tenant": 1200}}.
+    rate_limit_tenants: dict[str, TenantRateLimits] = Field(default_factory=dict)
+    # Browser origins allowed to call the API (https://app.example.com,...); empty: no CORS headers.
+    cors_origins: CommaSeparated = Field(default_factory=list)
+    # Serve HTTPS with this certificate (chain) and private key, both PEM; neither: plain HTTP.
+    gateway_tls_cert_file: Path | None = None
+    gateway_tls_key_file: Path | None = Field(default=None, validate_default=True)
+
+    @field_validator("gateway_tls_key_file")
+    @classmethod
+    def _tls_pair_loads(cls, key_file: Path | None, info: ValidationInfo) -> Path | None:
+        # Checked here, not when uvicorn starts: a bad pair stops start-up with a message naming it.
+        cert_file = info.data.get("gateway_tls_cert_file")
+        if (cert_file is None) != (key_file is None):
+            raise ValueError("set both HERALD_GATEWAY_TLS_CERT_FILE and HERALD_GATEWAY_TLS_KEY_FILE, or neither")
+        if cert_file is not None and key_file is not None:
+            try:
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert_file, key_file)
+            except (OSError, ssl.SSLError) as error:
+                raise ValueError(f"cannot load certificate {cert_file} with key {key_file}: {error}") from None
+        return key_file

@@ -5,11 +5,11 @@ A push goes to every active device of its user, one delivery each (the sender di
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import orjson
 
-from services.router.routing import choose_route
+from services.router.routing import ADDRESS_FIELD, choose_route
 from services.router.templates import TemplateRenderer
 from services.router.tracking import EmailTracking, tracked_html
 from shared import status
@@ -21,6 +21,7 @@ from shared.observability.tracing import span
 from shared.phone import normalize_e164
 from shared.status_events import StatusReporter
 from shared.storage.devices import Device, DeviceRepository
+from shared.storage.suppressions import CHANNELS, SuppressionRepository, Target, normalise
 from shared.topics import Topics
 
 DELIVERY_NAMESPACE = uuid.UUID("8a3e5d1c-2b7f-4f0a-9c6e-1d2b3a4c5e6f")
@@ -51,13 +52,26 @@ class RouterHandler:
         self._renderers = {"email": self._render_email, "sms": self._render_sms, "webhook": self._render_webhook}
 
     async def __call__(
-        self, message: Consumed[RoutableNotification], devices: Sequence[Device] = ()
+        self,
+        message: Consumed[RoutableNotification],
+        devices: Sequence[Device] = (),
+        suppressed: Collection[Target] = (),
     ) -> Sequence[Output]:
-        """Route ``message``; ``devices`` are its recipient's active push devices (looked up per batch)."""
+        """Route ``message``; ``devices`` are its recipient's active push devices and ``suppressed`` the
+        suppressed addresses among the batch's recipients (both looked up per batch)."""
         notification = message.value
         with span("router.route", message.header(TRACEPARENT)) as traceparent:
             try:
                 route = choose_route(notification["channels"], notification["recipient"], devices)
+                if _target(notification["tenant_id"], route.channel, route.address) in suppressed:
+                    return self._reporter.give_up(
+                        message,
+                        status=status.FAILED,
+                        reason=DeadLetterReason.RECIPIENT_SUPPRESSED,
+                        detail=f"the recipient's {route.channel} address is suppressed (it bounced or complained)",
+                        traceparent=traceparent,
+                        channel=route.channel,
+                    )
                 if route.channel == "push":
                     deliveries = self._render_push(notification, route.devices)
                 else:
@@ -188,8 +202,11 @@ class RouterHandler:
         ]
 
 
-def with_devices(handler: RouterHandler, devices: DeviceRepository) -> Handler[RoutableNotification]:
-    """The router's batch handler: one query for the push devices of the whole batch, then each message."""
+def with_devices(
+    handler: RouterHandler, devices: DeviceRepository, suppressions: SuppressionRepository | None = None
+) -> Handler[RoutableNotification]:
+    """The router's batch handler: one query for the push devices of the whole batch and one for its
+    suppressed addresses, then each message."""
 
     async def handle(batch: Sequence[Consumed[RoutableNotification]]) -> list[Output]:
         users = {
@@ -198,11 +215,27 @@ def with_devices(handler: RouterHandler, devices: DeviceRepository) -> Handler[R
             if "push" in message.value["channels"] and (user_id := message.value["recipient"]["user_id"])
         }
         found = await devices.active_for_users(users)
+        suppressed = await suppressions.suppressed(_addresses(batch)) if suppressions is not None else set()
         outputs: list[Output] = []
         for message in batch:
             bind_context(message)
             user = (message.value["tenant_id"], message.value["recipient"]["user_id"] or "")
-            outputs.extend(await handler(message, found.get(user, ())))
+            outputs.extend(await handler(message, found.get(user, ()), suppressed))
         return outputs
 
     return handle
+
+
+def _target(tenant_id: str, channel: str, address: str) -> Target | None:
+    return (tenant_id, channel, normalise(channel, address)) if channel in CHANNELS and address else None
+
+
+def _addresses(batch: Sequence[Consumed[RoutableNotification]]) -> set[Target]:
+    """Every suppressible address the batch's notifications may be routed to."""
+    targets = {
+        _target(message.value["tenant_id"], channel, str(message.value["recipient"].get(ADDRESS_FIELD[channel]) or ""))
+        for message in batch
+        for channel in message.value["channels"]
+        if channel in CHANNELS
+    }
+    return {target for target in targets if target is not None}

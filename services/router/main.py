@@ -14,6 +14,7 @@ from shared.messages import ROUTABLE_NOTIFICATION
 from shared.status_events import StatusReporter
 from shared.storage.database import check, create_pool
 from shared.storage.devices import DeviceRepository
+from shared.storage.suppressions import SuppressionRepository
 from shared.topics import Topics
 
 SERVICE = "router"
@@ -24,7 +25,7 @@ async def serve() -> None:
     email_tracking = tracking.from_settings(settings)
     service.setup(SERVICE, settings)
     topics = Topics(settings.topic_prefix)
-    # Postgres holds the push devices a push notification fans out to.
+    # Postgres holds the push devices a push notification fans out to, and the suppressed addresses.
     pool = await create_pool(settings.database_url, settings.database_pool_size)
     producer = MessageProducer(settings, client_id=SERVICE)
     handler = RouterHandler(
@@ -38,7 +39,7 @@ async def serve() -> None:
         service=SERVICE,
         topic=topics.routable,
         contract=ROUTABLE_NOTIFICATION,
-        handler=with_devices(handler, DeviceRepository(pool)),
+        handler=with_devices(handler, DeviceRepository(pool), SuppressionRepository(pool)),
         producer=producer,
     )
     await producer.start()

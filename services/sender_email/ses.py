@@ -115,8 +115,10 @@ class SesProvider:
             # The envelope names the recipient explicitly, as the SMTP provider's RCPT TO does.
             "Destination": {"ToAddresses": [delivery["to"]]},
             "Content": {"Raw": {"Data": message}},
+            # SES's bounce, complaint and delivery notifications carry these back to the gateway's callback.
             "EmailTags": [
                 _tag("notification_id", delivery["notification_id"]),
+                _tag("delivery_id", delivery["delivery_id"]),
                 _tag("tenant_id", delivery["tenant_id"]),
             ],
         }

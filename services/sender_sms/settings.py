@@ -15,7 +15,7 @@ class SmsSenderSettings(SenderSettings):
     # Send from this number, or through a Messaging Service (one of the two).
     twilio_from_number: str | None = None
     twilio_messaging_service_sid: str | None = None
-    # Where Twilio reports delivery status (the gateway's callback route, later).
+    # Where Twilio reports delivery status: the gateway's /api/v1/callbacks/twilio at its public URL.
     twilio_status_callback_url: str | None = None
     # Only for stand-ins: Twilio's API base URL (default: Twilio's own).
     twilio_base_url: str | None = None

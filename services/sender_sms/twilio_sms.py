@@ -6,7 +6,7 @@ import asyncio
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aiohttp
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
@@ -78,7 +78,7 @@ class TwilioSmsProvider:
         optional = {
             "from_": config.from_number,
             "messaging_service_sid": config.messaging_service_sid,
-            "status_callback": config.status_callback_url,
+            "status_callback": _status_callback(config.status_callback_url, delivery),
         }
         try:
             async with asyncio.timeout(config.timeout_s):
@@ -146,6 +146,16 @@ class TwilioSmsProvider:
                 client.api.base_url = config.base_url.rstrip("/")
             self._client = client
         return self._client.api.v2010.accounts(self._config.account_sid)
+
+
+def _status_callback(url: str | None, delivery: SmsDelivery) -> str | None:
+    """The callback URL with Herald's ids in its query (read by services/gateway/feedback/twilio.py):
+    Twilio's callback names only its own MessageSid, and it signs the URL with the query."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    ids = urlencode({"n": delivery["notification_id"], "d": delivery["delivery_id"], "t": delivery["tenant_id"]})
+    return urlunsplit(parts._replace(query=f"{parts.query}&{ids}" if parts.query else ids))
 
 
 def _is_http_url(url: str) -> bool:

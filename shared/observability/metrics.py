@@ -74,6 +74,15 @@ HTTP_IDEMPOTENCY = Counter(
     "Requests with an Idempotency-Key by outcome: new, replayed, mismatch, in_progress, invalid, unavailable",
     ["tenant", "outcome"],
 )
+HTTP_RATE_LIMITED = Counter(
+    "herald_http_rate_limited_total",
+    "Requests refused with 429, by tenant and the limit they were over: key, tenant, global",
+    ["tenant", "scope"],
+)
+HTTP_RATE_LIMITER_UNAVAILABLE = Counter(
+    "herald_http_rate_limiter_unavailable_total",
+    "Requests let through unlimited because the rate limiter's Redis failed (fail open)",
+)
 HTTP_SECONDS = Histogram(
     "herald_http_request_duration_seconds",
     "HTTP request latency by route",

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 import asyncpg
-import orjson
 
 from shared.kafka.records import Headers
 from shared.storage.database import Pool
+from shared.storage.pagination import CREATED_AFTER, CREATED_BEFORE, PageCursor, SqlFilter, newest_first
 
 _SUMMARY = """id::text, notification_id, reason, detail, service, channel, original_topic, original_partition,
               original_offset, created_at"""
@@ -96,28 +95,7 @@ class DeadLetterDetail:
 
 
 @dataclass(frozen=True)
-class PageCursor:
-    """Where a page of the newest-first listing ended: the last entry's time and id (keyset pagination)."""
-
-    created_at: datetime
-    id: str
-
-    def encode(self) -> str:
-        """An opaque, URL-safe token for the ``cursor`` parameter."""
-        return base64.urlsafe_b64encode(orjson.dumps([self.created_at.isoformat(), self.id])).decode()
-
-    @classmethod
-    def decode(cls, token: str) -> PageCursor:
-        """The cursor in ``token``; raises ValueError if it is not one :meth:`encode` made."""
-        try:
-            created_at, entry_id = orjson.loads(base64.urlsafe_b64decode(token.encode()))
-            return cls(datetime.fromisoformat(created_at), str(uuid.UUID(entry_id)))
-        except (binascii.Error, orjson.JSONDecodeError, TypeError, ValueError) as error:
-            raise ValueError(f"not a cursor this API made: {token!r}") from error
-
-
-@dataclass(frozen=True)
-class DeadLetterFilter:
+class DeadLetterFilter(SqlFilter):
     """Which dead letters a listing or purge is about; None matches anything."""
 
     # Always set by the API; None only for the retention clean-up, which spans every tenant.
@@ -126,25 +104,8 @@ class DeadLetterFilter:
     original_topic: str | None = None
     channel: str | None = None
     notification_id: str | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-
-    def where(self, params: list[object]) -> str:
-        """The SQL condition, appending its values to ``params`` (placeholders only: no value is inlined)."""
-        conditions = []
-        for condition, value in (
-            ("tenant_id = ${}", self.tenant_id),
-            ("reason = ${}", self.reason),
-            ("original_topic = ${}", self.original_topic),
-            ("channel = ${}", self.channel),
-            ("notification_id = ${}", self.notification_id),
-            ("created_at > ${}", self.created_after),
-            ("created_at < ${}", self.created_before),
-        ):
-            if value is not None:
-                params.append(value)
-                conditions.append(condition.format(len(params)))
-        return " AND ".join(conditions) or "TRUE"
+    created_after: datetime | None = field(default=None, metadata=CREATED_AFTER)
+    created_before: datetime | None = field(default=None, metadata=CREATED_BEFORE)
 
 
 def _text(value: str) -> str:
@@ -206,16 +167,8 @@ class DeadLetterRepository:
 
     async def page(self, where: DeadLetterFilter, limit: int, after: PageCursor | None = None) -> list[DeadLetterEntry]:
         """Up to ``limit`` matching dead letters, newest first, starting after ``after``."""
-        params: list[object] = []
-        condition = where.where(params)
-        if after is not None:
-            params += [after.created_at, uuid.UUID(after.id)]
-            condition += f" AND (created_at, id) < (${len(params) - 1}, ${len(params)})"
-        params.append(limit)
-        rows = await self._pool.fetch(
-            f"SELECT {_SUMMARY} FROM dead_letters WHERE {condition} ORDER BY created_at DESC, id DESC "
-            f"LIMIT ${len(params)}",
-            *params,
+        rows = await newest_first(
+            self._pool, columns=_SUMMARY, table="dead_letters", where=where, limit=limit, after=after
         )
         return [_entry(row) for row in rows]
 

@@ -138,6 +138,9 @@ def service_environment(
         "HERALD_RETRY_BASE_DELAY_S": "0.2",
         "HERALD_RETRY_MAX_DELAY_S": "1",
         "HERALD_LOG_LEVEL": "INFO",
+        # On, so the limiter runs, but far above what any test sends.
+        "HERALD_RATE_LIMIT_PER_KEY": "1000000",
+        "HERALD_RATE_LIMIT_PER_TENANT": "1000000",
         # Tracking's HERALD_TRACKING_BASE_URL, the gateway's address, is added once it is known.
         **LOCAL_ENVIRONMENT,
     }
@@ -214,8 +217,9 @@ def running_pipeline(
         asyncio.run(_forget_redis_keys(namespace, redis_url))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def pipeline(broker: Broker) -> Iterator[Pipeline]:
-    """One running pipeline shared by every end-to-end test (each uses its own notifications and users)."""
+    """One running pipeline shared by every end-to-end test (each uses its own notifications and users);
+    stopped once they are done, so it does not idle on through the later test packages (0.2 cores)."""
     with running_pipeline(broker) as running:
         yield running

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from infra.standins.aws import MotoServer
 from services.gateway.app import create_app
-from services.gateway.settings import GatewaySettings
+from services.gateway.settings import MAX_PER_MINUTE, GatewaySettings
 from shared.config import HeraldSettings
 from shared.redis import create_redis
 from shared.storage.database import Pool, create_pool
@@ -107,6 +107,9 @@ def gateway_settings(settings: HeraldSettings, database_url: str) -> GatewaySett
         dev_api_key=API_KEY,  # type: ignore[arg-type]
         dev_tenant=DEV_TENANT,
         max_body_bytes=MAX_BODY_BYTES,
+        # Far above what any test sends; tests/integration/test_gateway_limits.py sets small ones.
+        rate_limit_per_key=MAX_PER_MINUTE,
+        rate_limit_per_tenant=MAX_PER_MINUTE,
     )
 
 

@@ -16,40 +16,11 @@ from shared import status
 from shared.messages import DelayedMessage, StatusEvent
 from shared.storage.database import Pool, check, create_pool
 from shared.storage.migrate import ensure_database, load_migrations, migrate
+from tests.factories import status_event as event
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
-
-
-def event(
-    notification_id: str,
-    status_name: str,
-    at: datetime,
-    *,
-    tenant_id: str = "acme",
-    channel: str | None = None,
-    attempt: int | None = None,
-    reason: str | None = None,
-    detail: str | None = None,
-    delivery_id: str | None = None,
-    deliveries: int | None = None,
-) -> StatusEvent:
-    return StatusEvent(
-        event_id=str(uuid.uuid4()),
-        notification_id=notification_id,
-        tenant_id=tenant_id,
-        status=status_name,
-        occurred_at=at,
-        service="test",
-        channel=channel,
-        attempt=attempt,
-        provider=None,
-        reason=reason,
-        detail=detail,
-        delivery_id=delivery_id,
-        deliveries=deliveries,
-    )
 
 
 def new_id() -> str:

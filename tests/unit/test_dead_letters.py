@@ -14,7 +14,7 @@ from shared.codec import decode_known
 from shared.errors import DeadLetterReason
 from shared.kafka.guard import ENVIRONMENTAL_REASONS, DeadLetterGuard
 from shared.messages import DELAYED_MESSAGE, EMAIL_DELIVERY, STATUS_EVENT, DeadLetter, DelayedMessage
-from shared.storage.dead_letters import PageCursor
+from shared.storage.pagination import PageCursor
 from shared.topics import Topics
 from tests.factories import email_delivery
 

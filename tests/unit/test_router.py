@@ -153,3 +153,29 @@ async def test_a_push_only_request_without_devices_fails_to_the_dlq(handler: Rou
     assert "no active push device" in reject.detail
     assert isinstance(status_record, Produce)
     assert STATUS_EVENT.decode(status_record.value)["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("channel", "field", "address", "suppressed"),
+    [
+        ("email", "email", "Ada@Example.com", ("acme", "email", "ada@example.com")),
+        ("sms", "phone", "+44 20 7946 0958", ("acme", "sms", "+442079460958")),
+    ],
+)
+async def test_a_suppressed_address_fails_the_notification_with_recipient_suppressed(
+    handler: RouterHandler, channel: str, field: str, address: str, suppressed: tuple[str, str, str]
+) -> None:
+    message = routable("Hello", {"name": "Ada"})
+    message.value["channels"] = [channel]
+    message.value["recipient"][field] = address  # type: ignore[literal-required]
+    reject, status_record = await handler(message, (), {suppressed})
+    assert isinstance(reject, Reject)
+    assert reject.reason == DeadLetterReason.RECIPIENT_SUPPRESSED
+    assert isinstance(status_record, Produce)
+    event = STATUS_EVENT.decode(status_record.value)
+    assert (event["status"], event["reason"], event["channel"]) == ("failed", "recipient_suppressed", channel)
+    # The same address of another tenant is not suppressed.
+    other = ("other", *suppressed[1:])
+    delivery_record, _ = await handler(message, (), {other})
+    assert isinstance(delivery_record, Produce)
+    assert delivery_record.topic == TOPICS.send(channel)

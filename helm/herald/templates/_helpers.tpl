@@ -105,6 +105,11 @@ HERALD_SMTP_USERNAME: {{ . | quote }}
 {{- end }}
 HERALD_SMTP_FROM: {{ .Values.config.smtpFrom | quote }}
 HERALD_GATEWAY_PORT: {{ .Values.gatewayPort | toString | quote }}
+{{- if .Values.gatewayTls.secretName }}
+{{- /* Only the gateway reads these; its pods mount the Secret there (deployment.yaml). */}}
+HERALD_GATEWAY_TLS_CERT_FILE: "/etc/herald/tls/tls.crt"
+HERALD_GATEWAY_TLS_KEY_FILE: "/etc/herald/tls/tls.key"
+{{- end }}
 HERALD_OPS_PORT: {{ .Values.opsPort | toString | quote }}
 HERALD_LOG_LEVEL: {{ .Values.config.logLevel | quote }}
 {{- with .Values.config.otlpEndpoint }}
