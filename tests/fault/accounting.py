@@ -1,0 +1,271 @@
+"""Counting, per notification, what reached the provider's stand-in and what went to the DLQ, and waiting
+until nothing is left in flight, so the counts are final.
+
+A fault test is a :class:`Trial`: a steady load starts, the test injects its fault once a quarter of
+the load was delivered, and :meth:`Trial.settle` waits for the outcome and returns the :class:`Tally`::
+
+    async with Trial(pipeline) as trial:
+        pipeline.processes["router"].kill()
+        await start_again(pipeline, "router")
+        tally = await trial.settle("kill -9 router")
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Self
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from infra.local.mail_sink import DEFAULT_MAX_MESSAGES, MailSink, ReceivedMessage
+from shared.messages import DEAD_LETTER, DeadLetter
+from shared.topics import Topics
+from tests.e2e.conftest import Pipeline, eventually
+from tests.fault.conftest import LOAD_S, RATE_PER_S
+from tests.fault.load import Load
+from tests.kafka_helpers import high_watermarks, wait_until_drained
+
+NOTIFICATION_HEADER = "X-Herald-Notification-Id"
+
+
+def stages(topics: Topics) -> list[tuple[str, str]]:
+    """Each consumer group on an email's way and the topic it consumes, in pipeline order: drained in
+    this order, no stage can be fed again by one upstream of it."""
+    return [
+        ("ingest", topics.requests),
+        ("router", topics.routable),
+        ("retry", topics.delay),
+        ("sender-email", topics.send("email")),
+        ("status", topics.status),
+    ]
+
+
+class Mailbox:
+    """The mails the SMTP sink received since the test began, per notification id.
+
+    Each refresh reads only the mails new since the last one, so polling it stays cheap under load.
+    """
+
+    def __init__(self, sink: MailSink) -> None:
+        self._sink = sink
+        self._read = 0
+        self.mails: defaultdict[str, list[ReceivedMessage]] = defaultdict(list)
+
+    def refresh(self) -> defaultdict[str, list[ReceivedMessage]]:
+        """Read the mails that arrived since the last refresh; return every mail so far, per notification."""
+        messages = self._sink.messages
+        # The sink keeps only its newest DEFAULT_MAX_MESSAGES; past that a mail would go uncounted.
+        assert len(messages) < DEFAULT_MAX_MESSAGES, "the mail sink dropped mails: lower the load"
+        for message in messages[self._read :]:
+            notification_id = message.header(NOTIFICATION_HEADER)
+            if notification_id is not None:
+                self.mails[notification_id].append(message)
+        self._read = len(messages)
+        return self.mails
+
+    def delivered(self, ids: Iterable[str]) -> int:
+        """How many of ``ids`` have at least one mail."""
+        mails = self.refresh()
+        return sum(1 for i in ids if i in mails)
+
+    def last_arrival(self) -> datetime:
+        """When the latest mail arrived."""
+        return max(mail.received_at for mails in self.refresh().values() for mail in mails)
+
+
+class DeadLetters:
+    """The dead letters the DLQ topic receives from now on, read by one consumer kept open for the test."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._bootstrap = pipeline.broker.bootstrap_servers
+        self._topic = pipeline.topics.dlq
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
+        )
+        self.records: list[DeadLetter] = []
+
+    async def start(self) -> None:
+        """Start reading where the topic ends now."""
+        # From fetch responses: Tansu's ListOffsets can be wrong.
+        marks = await high_watermarks(self._bootstrap, self._topic)
+        await self._consumer.start()
+        self._consumer.assign([TopicPartition(self._topic, p) for p in marks])
+        for partition, offset in marks.items():
+            self._consumer.seek(TopicPartition(self._topic, partition), offset)
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def read(self) -> list[DeadLetter]:
+        """Take in what arrived since the last read; return every dead letter so far."""
+        fetched = await self._consumer.getmany(timeout_ms=50)
+        self.records.extend(DEAD_LETTER.decode(r.value) for batch in fetched.values() for r in batch)
+        return self.records
+
+    async def read_all(self, timeout: float = 30.0) -> list[DeadLetter]:
+        """Every dead letter up to where the topic ends now."""
+        target = await high_watermarks(self._bootstrap, self._topic)
+        deadline = time.monotonic() + timeout
+        for partition, offset in target.items():
+            while await self._consumer.position(TopicPartition(self._topic, partition)) < offset:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{self._topic}: could not read up to offset {offset} of {partition}")
+                await self.read()
+        return self.records
+
+    def notification_ids(self, reason: str) -> set[str]:
+        """The notifications dead-lettered so far for ``reason``."""
+        return {d["notification_id"] for d in self.records if d["reason_category"] == reason and d["notification_id"]}
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What a fault test sent and what became of it, per notification."""
+
+    what: str
+    sent: int
+    delivered: int
+    duplicated: int
+    lost: int
+    dead_lettered: int
+
+    @classmethod
+    def count(
+        cls, what: str, ids: Collection[str], mailbox: Mailbox, dead_lettered: Collection[str] = frozenset()
+    ) -> Tally:
+        """Delivered: at least one mail; duplicated: more than one; lost: neither a mail nor a dead letter."""
+        mails = mailbox.refresh()
+        delivered = {i for i in ids if i in mails}
+        dead = {i for i in ids if i in dead_lettered}
+        return cls(
+            what,
+            sent=len(ids),
+            delivered=len(delivered),
+            duplicated=sum(1 for i in delivered if len(mails[i]) > 1),
+            lost=len(ids) - len(delivered | dead),
+            dead_lettered=len(dead),
+        )
+
+    def __str__(self) -> str:
+        return (
+            f"{self.what}: sent {self.sent}, delivered {self.delivered}, duplicated {self.duplicated}, "
+            f"lost {self.lost}, dead-lettered {self.dead_lettered}"
+        )
+
+    def report(self) -> None:
+        """Print the one line the issue asks every fault test for (shown with ``-s`` or ``-rA``)."""
+        print(f"\n{self}")
+
+
+class Trial:
+    """One fault test: a steady load, the mails and dead letters it causes, and waiting for the outcome.
+
+    Entering starts the load and returns once a quarter of it reached the SMTP sink: every stage has
+    work in hand then, the moment to inject the fault.
+    """
+
+    def __init__(self, pipeline: Pipeline, *, duration_s: float = LOAD_S, deferred_per_s: int = 0) -> None:
+        self.pipeline = pipeline
+        self.mailbox = Mailbox(pipeline.sink)
+        self.dead_letters = DeadLetters(pipeline)
+        self.load = Load(pipeline, rate_per_s=RATE_PER_S, duration_s=duration_s, deferred_per_s=deferred_per_s)
+
+    async def __aenter__(self) -> Self:
+        await self.dead_letters.start()
+        self.load.start()
+        await eventually(
+            lambda: True if self.mailbox.delivered(self.load.accepted) >= self.load.total // 4 else None,
+            60,
+            "a quarter of the mails",
+        )
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.load.stop()
+        await self.dead_letters.stop()
+
+    async def settle(self, what: str, *, dead_reason: str | None = None) -> Tally:
+        """Wait until every accepted notification was mailed (or dead-lettered for ``dead_reason``), the
+        status store agrees (``sent``, or ``failed`` for the dead-lettered) and nothing is left in flight;
+        then count."""
+        ids = await self.load.finished()
+        assert len(ids) == self.load.total, f"Kafka acknowledged {len(ids)} of {self.load.total} requests"
+        await self._wait_for_outcomes(ids, dead_reason)
+        dead = self.dead_letters.notification_ids(dead_reason) & set(ids) if dead_reason else set()
+        both = dead & set(self.mailbox.refresh())
+        assert not both, f"{len(both)} notifications were both mailed and dead-lettered"
+        await self._wait_for_statuses(ids, +Counter({"sent": len(ids) - len(dead), "failed": len(dead)}))
+        await self._wait_until_quiet()
+        await self.dead_letters.read_all()
+        return Tally.count(what, ids, self.mailbox, dead)
+
+    async def _wait_for_outcomes(self, ids: Collection[str], dead_reason: str | None, timeout: float = 90.0) -> None:
+        async def settled() -> bool | None:
+            if dead_reason:
+                await self.dead_letters.read()
+            dead = self.dead_letters.notification_ids(dead_reason) if dead_reason else set()
+            mails = self.mailbox.refresh()
+            return True if all(i in mails or i in dead for i in ids) else None
+
+        try:
+            await eventually(settled, timeout, "every mail")
+        except AssertionError:
+            dead = self.dead_letters.notification_ids(dead_reason) if dead_reason else set()
+            missing = [i for i in ids if i not in self.mailbox.refresh() and i not in dead]
+            statuses = await status_counts(self.pipeline.database_url, missing)
+            detail = f"{len(missing)} of {len(ids)} neither mailed nor dead-lettered; their statuses: {dict(statuses)}"
+            raise AssertionError(detail) from None
+
+    async def _wait_for_statuses(self, ids: Collection[str], expected: Counter[str], timeout: float = 60.0) -> None:
+        last: Counter[str] = Counter()
+
+        async def stored() -> bool | None:
+            nonlocal last
+            last = await status_counts(self.pipeline.database_url, ids)
+            return True if last == expected else None
+
+        try:
+            await eventually(stored, timeout, "the statuses")
+        except AssertionError:
+            raise AssertionError(f"statuses {dict(last)}, expected {dict(expected)}") from None
+
+    async def _wait_until_quiet(self, timeout: float = 60.0) -> None:
+        """No delayed job left and every stage committed all its topic holds: nothing more can reach the
+        provider, so the counts are final."""
+        pipeline = self.pipeline
+        connection = await asyncpg.connect(pipeline.database_url)
+        try:
+
+            async def no_jobs() -> bool | None:
+                return True if await connection.fetchval("SELECT count(*) FROM delayed_jobs") == 0 else None
+
+            await eventually(no_jobs, timeout, "the retry service's delayed jobs to run out")
+        finally:
+            await connection.close()
+        for service, topic in stages(pipeline.topics):
+            group = pipeline.topics.group(service)
+            await wait_until_drained(pipeline.broker.bootstrap_servers, group, topic, timeout)
+
+
+async def status_counts(database_url: str, ids: Collection[str]) -> Counter[str]:
+    """How many of ``ids`` are in each status in the status store (``missing``: not stored at all)."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT status, count(*) AS n FROM notifications WHERE id = ANY($1::uuid[]) GROUP BY status", list(ids)
+        )
+    finally:
+        await connection.close()
+    counts = Counter({row["status"]: row["n"] for row in rows})
+    missing = len(ids) - counts.total()
+    if missing:
+        counts["missing"] = missing
+    return counts

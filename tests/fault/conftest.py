@@ -1,0 +1,146 @@
+"""What only the fault tests need: one pipeline on a private Postgres and a private Redis (so a test may
+restart them without touching the machine's), started once for the whole fault suite, and the knobs
+that size the load and the outages.
+
+Knobs (environment variables; the defaults keep the suite near three minutes on two cores):
+
+* ``HERALD_FAULT_RATE`` (300) notifications a second and ``HERALD_FAULT_LOAD_S`` (10) seconds of load;
+* ``HERALD_FAULT_PROVIDER_DOWN_S`` (10) how long the SMTP server is down: the issue's 30 s is
+  ``HERALD_FAULT_PROVIDER_DOWN_S=30``;
+* ``HERALD_FAULT_DATASTORE_DOWN_S`` (3) how long Postgres or Redis stays down before it starts again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from pathlib import Path
+
+import httpx
+import pytest
+
+from infra.local.broker import Broker
+from infra.local.datastores import PostgresServer, RedisServer
+from tests.e2e.conftest import Pipeline, eventually, running_pipeline
+
+RATE_PER_S = int(os.environ.get("HERALD_FAULT_RATE", "300"))
+LOAD_S = float(os.environ.get("HERALD_FAULT_LOAD_S", "10"))
+PROVIDER_DOWN_S = float(os.environ.get("HERALD_FAULT_PROVIDER_DOWN_S", "10"))
+DATASTORE_DOWN_S = float(os.environ.get("HERALD_FAULT_DATASTORE_DOWN_S", "3"))
+# Mails a second the SMTP sink answers with 451 during a load that says so: some deliveries are then
+# always waiting in the retry service (and its Postgres) when the fault lands.
+DEFERRED_PER_S = 15
+
+# What the fault pipeline sets beyond the e2e defaults, so a retried delivery outlives the provider outage.
+FAULT_SETTINGS = {
+    # Backoff grows to 4 s (from the e2e's 1 s): fewer rounds through the retry service while the
+    # provider is down, so the retries do not swamp two cores.
+    "HERALD_RETRY_MAX_DELAY_S": "4",
+    # At least 2 s between attempts once backoff is capped, so these many attempts outlast the outage.
+    "HERALD_MAX_ATTEMPTS": str(int(PROVIDER_DOWN_S) + 10),
+    # An open circuit holds deliveries back this long: short, so they flow soon after the provider is back.
+    "HERALD_BREAKER_OPEN_S": "2",
+}
+
+
+@pytest.fixture(scope="package")
+def private_postgres() -> Iterator[PostgresServer]:
+    """A Postgres of the fault tests' own, which they stop and start."""
+    # Under /tmp, searchable by others: as root the server runs as user postgres, which must reach it.
+    folder = Path(tempfile.mkdtemp(prefix="herald-fault-"))
+    folder.chmod(0o711)
+    server = PostgresServer(folder / "data", database="postgres", line_sink=None)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="package")
+def private_redis() -> Iterator[RedisServer]:
+    """A Redis of the fault tests' own (no persistence: a restart forgets every key)."""
+    server = RedisServer(line_sink=None)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="package")
+def fault_pipeline(broker: Broker, private_postgres: PostgresServer, private_redis: RedisServer) -> Iterator[Pipeline]:
+    """Every service on the private datastores; the fault tests take turns with it."""
+    with running_pipeline(
+        broker, base_database_url=private_postgres.url, redis_url=private_redis.url, overrides=FAULT_SETTINGS
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def pipeline(fault_pipeline: Pipeline) -> Pipeline:
+    """The fault pipeline with an empty mailbox, accepting every mail: each test counts only its own."""
+    fault_pipeline.sink.store.reset_refusals()
+    fault_pipeline.sink.clear()
+    return fault_pipeline
+
+
+async def start_again(pipeline: Pipeline, name: str, timeout: float = 60.0) -> None:
+    """Start a stopped service again and wait, without blocking the event loop, until it is ready."""
+    spec = next(spec for spec in pipeline.specs if spec.name == name)
+    process = pipeline.processes[name]
+    # From this (the main) thread: a child started from a worker thread dies when that thread ends.
+    process.start()
+    async with httpx.AsyncClient(timeout=2) as client:
+
+        async def ready() -> bool | None:
+            if not process.running:
+                raise AssertionError(process.describe_failure(f"{name} exited while starting again"))
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(spec.ready_url)).status_code == 200:
+                    return True
+            return None
+
+        await eventually(ready, timeout, f"{name} to be ready again")
+
+
+@contextlib.asynccontextmanager
+async def reconfigured(pipeline: Pipeline, name: str, settings: Mapping[str, str]) -> AsyncIterator[None]:
+    """Run service ``name`` with ``settings`` added to its environment, and as before afterwards."""
+    process = pipeline.processes[name]
+    before = dict(process.env)
+    await asyncio.to_thread(process.stop, 20)
+    process.env.update(settings)
+    await start_again(pipeline, name)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(process.stop, 20)
+        process.env = before
+        await start_again(pipeline, name)
+
+
+async def outage(seconds: float, stop: Callable[[], object], start: Callable[[], object], *, in_thread: bool) -> None:
+    """Stop something, keep it down ``seconds``, start it again (also if the wait is interrupted).
+
+    ``in_thread`` runs ``stop`` and ``start`` off the event loop, so the load keeps flowing meanwhile;
+    only for what does not die with the thread that started it (a child process does, see ManagedProcess).
+    """
+
+    async def run(step: Callable[[], object]) -> None:
+        if in_thread:
+            await asyncio.to_thread(step)
+        else:
+            step()
+
+    await run(stop)
+    try:
+        # The outage itself: its length is the fault under test, not a wait for something to happen.
+        await asyncio.sleep(seconds)
+    finally:
+        await run(start)
