@@ -7,13 +7,15 @@ errors into one readable message naming each bad variable.
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Annotated, Literal, NoReturn, TypeVar
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "HERALD_"
+_SECRET_NAME = re.compile(r"KEY|PASSWORD|TOKEN|SECRET|CREDENTIALS")
 
 
 def _split_commas(value: object) -> object:
@@ -54,6 +56,20 @@ class HeraldSettings(BaseSettings):
     dlq_guard_ratio: float = Field(default=0.5, gt=0.0, le=1.0)
     dlq_guard_min_messages: int = Field(default=50, ge=1)
     dlq_guard_pause_s: float = Field(default=30.0, ge=0.0)
+    # Personal data at rest (shared.crypto): "<key id>:<base64 32 bytes>,...", the first encrypts; and
+    # the blind index key (base64 32 bytes). Services storing personal data refuse to start without them.
+    encryption_keys: SecretStr | None = None
+    blind_index_key: SecretStr | None = None
+
+    @field_validator("encryption_keys", "blind_index_key")
+    @classmethod
+    def _check_keys(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # Imported here: shared.crypto builds on these settings.
+        from shared.crypto import parse_index_key, parse_keys
+
+        if value is not None:
+            (parse_keys if info.field_name == "encryption_keys" else parse_index_key)(value.get_secret_value())
+        return value
 
 
 SettingsT = TypeVar("SettingsT", bound=HeraldSettings)
@@ -68,7 +84,9 @@ def describe_errors(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         name = ENV_PREFIX + "_".join(str(part) for part in item["loc"]).upper()
-        lines.append(f"  {name}: {item['msg']} (got {item.get('input')!r})")
+        # A secret's value is not echoed to the logs.
+        shown = "" if _SECRET_NAME.search(name) else f" (got {item.get('input')!r})"
+        lines.append(f"  {name}: {item['msg']}{shown}")
     return "invalid configuration:\n" + "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ one status that may follow ``failed``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 from shared import status
@@ -32,8 +33,17 @@ class NotRequeueable(ValueError):
     """The dead letter is not a delivery (or no longer readable): it cannot be sent again as it is."""
 
 
-def requeue(original: OriginalMessage, topics: Topics, reporter: StatusReporter) -> list[Produce]:
-    """The records that send the dead-lettered delivery again: the delivery, one attempt on, and its status."""
+@dataclass(frozen=True)
+class Requeue:
+    """What sends a dead-lettered delivery again. Produce ``status`` first and ``delivery`` once it is
+    acknowledged: the attempt's own events then come after the ``requeued`` that makes them count."""
+
+    status: Produce
+    delivery: Produce
+
+
+def requeue(original: OriginalMessage, topics: Topics, reporter: StatusReporter) -> Requeue:
+    """The records that send the dead-lettered delivery again: its status, and the delivery one attempt on."""
     channel = {topics.send(c): c for c in DELIVERY_CONTRACTS}.get(original.topic)
     if channel is None:
         raise NotRequeueable(f"only failed deliveries are sent again; this failed on {original.topic}")
@@ -44,9 +54,9 @@ def requeue(original: OriginalMessage, topics: Topics, reporter: StatusReporter)
         raise NotRequeueable(f"the dead-lettered delivery cannot be read: {error}") from error
     delivery["attempt"] = int(delivery["attempt"]) + 1
     traceparent = dict(original.headers).get(TRACEPARENT)
-    return [
-        Produce(original.topic, contract.encode(delivery), key=original.key, headers=original.headers),
-        reporter.event(
+    return Requeue(
+        delivery=Produce(original.topic, contract.encode(delivery), key=original.key, headers=original.headers),
+        status=reporter.event(
             notification_id=delivery["notification_id"],
             tenant_id=delivery["tenant_id"],
             status=status.REQUEUED,
@@ -58,4 +68,4 @@ def requeue(original: OriginalMessage, topics: Topics, reporter: StatusReporter)
             deliveries=int(delivery.get("deliveries", 1)),
             detail="sent again by hand",
         ),
-    ]
+    )

@@ -9,9 +9,16 @@ from collections.abc import Iterator
 import pytest
 
 from infra.local.broker import Broker
+from infra.local.stack import LOCAL_ENVIRONMENT
 from shared.config import HeraldSettings
+from shared.crypto import Encryptor
 
 REDIS_URL = os.environ.get("HERALD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Every settings object a test builds, the gateway's included, gets the local stack's keys.
+for _name in ("HERALD_ENCRYPTION_KEYS", "HERALD_BLIND_INDEX_KEY"):
+    os.environ.setdefault(_name, LOCAL_ENVIRONMENT[_name])
+# The encryptor the services of a test use: repositories built by tests take it.
+ENCRYPTOR = Encryptor.from_settings(HeraldSettings())
 
 
 @pytest.fixture(scope="session")

@@ -47,6 +47,9 @@ LOCAL_ENVIRONMENT = {
     "HERALD_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
     "HERALD_TRACKING_SIGNING_KEY": "local-tracking-signing-key-change-me-0123456789",
     "HERALD_ATTACHMENT_ALLOW_PRIVATE_NETWORKS": "true",
+    # Well-known keys for personal data at rest (shared.crypto): local use only, never in production.
+    "HERALD_ENCRYPTION_KEYS": "local-1:bG9jYWwtZW5jcnlwdGlvbi1rZXktY2hhbmdlLW1lISE=",
+    "HERALD_BLIND_INDEX_KEY": "bG9jYWwtYmxpbmQtaW5kZXgta2V5LWNoYW5nZS1tZSE=",
 }
 DEFAULT_DEV_API_KEY = "dev-local-key-change-me"
 

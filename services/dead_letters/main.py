@@ -11,6 +11,7 @@ from services.dead_letters.settings import DeadLettersSettings
 from services.dead_letters.writer import DeadLetterWriter
 from shared import service
 from shared.config import HeraldSettings, load_settings
+from shared.crypto import Encryptor
 from shared.kafka.consumer import ConsumerLoop, service_consumer
 from shared.kafka.producer import MessageProducer
 from shared.messages import DEAD_LETTER, DeadLetter
@@ -40,9 +41,10 @@ def dead_letter_consumer(
 
 async def serve() -> None:
     settings = load_settings(DeadLettersSettings)
+    encryptor = Encryptor.from_settings(settings)
     service.setup(SERVICE, settings)
     pool = await create_pool(settings.database_url, settings.database_pool_size)
-    repository = DeadLetterRepository(pool)
+    repository = DeadLetterRepository(pool, encryptor)
     producer = MessageProducer(settings, client_id=SERVICE)
     consumer = dead_letter_consumer(settings, repository, producer)
     topics = Topics(settings.topic_prefix)

@@ -8,8 +8,7 @@ import structlog
 
 from shared.background import repeat
 from shared.kafka.producer import MessageProducer
-from shared.kafka.records import Produce
-from shared.requeue import NotRequeueable, requeue
+from shared.requeue import NotRequeueable, Requeue, requeue
 from shared.status_events import StatusReporter
 from shared.storage.dead_letters import DeadLetterRepository, OriginalMessage
 from shared.storage.replays import Replay, ReplayStore
@@ -61,14 +60,15 @@ class Replayer:
 
             async def send(originals: list[OriginalMessage]) -> None:
                 nonlocal skipped
-                records: list[Produce] = []
+                again: list[Requeue] = []
                 for original in originals:
                     try:
-                        records += requeue(original, self._topics, self._reporter)
+                        again.append(requeue(original, self._topics, self._reporter))
                     except NotRequeueable:
                         # Marked all the same: a request that failed stays failed until it is resubmitted.
                         skipped += 1
-                await self._producer.produce(records)
+                await self._producer.produce([r.status for r in again])
+                await self._producer.produce([r.delivery for r in again])
 
             taken = await self._dead_letters.requeue_batch(replay.where, replay.up_to, self._batch_size, send)
             done = taken < self._batch_size

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from services.gateway import (
+    api_keys,
     bulk,
     callbacks,
     dead_letters,
@@ -20,12 +21,13 @@ from services.gateway import (
     suppressions,
     tracking,
 )
-from services.gateway.auth import ApiKeyAuthenticator
+from services.gateway.auth import ApiKeyAuthenticator, JwtVerifier
 from services.gateway.middleware import BodySizeLimit, RequestMetrics
 from services.gateway.ratelimit import RateLimitHeaders, RequestLimiter
 from services.gateway.repository import ApiKeyRepository, NotificationRepository
 from services.gateway.settings import GatewaySettings
 from shared.batching import GroupWriter
+from shared.crypto import Encryptor
 from shared.kafka.producer import MessageProducer
 from shared.observability.ops import Check, health_routes
 from shared.redis import create_redis, key
@@ -55,6 +57,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Before anything opens: without the keys the gateway refuses to start (it stores personal data).
+        encryptor = Encryptor.from_settings(settings)
         pool = await create_pool(settings.database_url, settings.database_pool_size)
         producer = MessageProducer(settings, client_id=SERVICE)
         await producer.start()
@@ -66,13 +70,16 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.producer = producer
         app.state.topics = Topics(settings.topic_prefix)
         app.state.notifications = NotificationRepository(pool)
-        app.state.devices = DeviceRepository(pool)
-        app.state.dead_letters = DeadLetterRepository(pool)
+        app.state.devices = DeviceRepository(pool, encryptor)
+        app.state.dead_letters = DeadLetterRepository(pool, encryptor)
         app.state.replays = ReplayStore(pool)
-        app.state.suppressions = SuppressionRepository(pool)
+        app.state.suppressions = SuppressionRepository(pool, encryptor)
         # Concurrent POSTs share one INSERT: a round trip per batch, not per request.
         app.state.accepted = GroupWriter(app.state.notifications.record_accepted)
         app.state.authenticator = ApiKeyAuthenticator(keys, settings.auth_cache_ttl_s)
+        app.state.api_keys = keys
+        app.state.api_key_env = settings.api_key_env
+        app.state.jwt = JwtVerifier(settings)
         app.state.idempotency = idempotency.IdempotencyStore(
             redis,
             prefix=key(settings, "http-idempotency"),
@@ -105,6 +112,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(devices.router)
     app.include_router(dead_letters.router)
     app.include_router(suppressions.router)
+    app.include_router(api_keys.router)
     # Without an API key: mail clients call these, and the token's signature authenticates them.
     app.include_router(tracking.routes(settings.tracking_signing_key))
     # Without an API key too: providers sign their callbacks.

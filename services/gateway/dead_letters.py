@@ -168,10 +168,11 @@ async def send_again(tenant: str, dead_letter_id: str, request: Request) -> Requ
 
     async def send(original: OriginalMessage) -> None:
         try:
-            records = requeue(original, state.topics, StatusReporter(state.topics.status, "gateway"))
+            again = requeue(original, state.topics, StatusReporter(state.topics.status, "gateway"))
         except NotRequeueable as error:
             raise Problem(409, "Conflict", str(error)) from error
-        await state.producer.produce(records)
+        await state.producer.produce([again.status])
+        await state.producer.produce([again.delivery])
 
     sent = await _repository(request).requeue_one(tenant, dead_letter_id, send)
     if sent is None:

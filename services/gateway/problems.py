@@ -21,7 +21,8 @@ from shared.errors import InvalidRequest
 
 # The problems every authenticated route documents in OpenAPI.
 PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
-    401: {"description": "Missing or invalid API key (problem+json)"},
+    401: {"description": "Missing or invalid API key or token (problem+json)"},
+    403: {"description": "The credential's role does not allow this route (problem+json)"},
     422: {"description": "Invalid request; `errors[].pointer` names each bad field (problem+json)"},
     429: {"description": "Over a rate limit; retry after `Retry-After` seconds (problem+json)"},
 }

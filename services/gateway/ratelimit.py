@@ -133,7 +133,7 @@ class _Slot:
 async def enforce(request: Request, *, key_id: str, tenant: str) -> None:
     """Count an authenticated request against its limits; raise a 429 problem when it is over one.
 
-    Called once per request by :func:`~services.gateway.auth.authenticated_tenant`.
+    Called once per request by :func:`~services.gateway.auth.authenticated_principal`.
     """
     slot = request.scope.get(SCOPE_KEY)
     if not isinstance(slot, _Slot):

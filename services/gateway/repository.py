@@ -228,6 +228,31 @@ def hash_secret(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
+@dataclass(frozen=True)
+class ApiKeyView:
+    """An API key as its tenant's admins see it: never the secret, only its first characters."""
+
+    id: str
+    name: str
+    role: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class LiveKey:
+    """What authenticating a live API key yields."""
+
+    id: str
+    tenant_id: str
+    role: str
+
+
+_KEY_COLUMNS = "id::text, name, role, prefix, created_at, last_used_at, revoked_at"
+
+
 class ApiKeyRepository:
     """Tenants and their hashed API keys."""
 
@@ -242,20 +267,31 @@ class ApiKeyRepository:
             name,
         )
 
-    async def create_key(self, tenant_id: str, name: str, secret: str) -> None:
-        """Store an API key for ``tenant_id``; storing the same secret again changes nothing."""
-        await self._pool.execute(
-            """
-            INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash)
-            VALUES ($1, $2, $3, $4, $5)
+    async def create_key(self, tenant_id: str, name: str, secret: str, role: str = "admin") -> ApiKeyView | None:
+        """Store an API key for ``tenant_id``; storing the same secret again changes nothing (None)."""
+        row = await self._pool.fetchrow(
+            f"""
+            INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, role)
+            VALUES ($1, $2, $3, $4, $5, $6)
             ON CONFLICT (key_hash) DO NOTHING
+            RETURNING {_KEY_COLUMNS}
             """,
             uuid.uuid4(),
             tenant_id,
             name,
             secret[:KEY_PREFIX_LENGTH],
             hash_secret(secret),
+            role,
         )
+        return None if row is None else ApiKeyView(*row.values())
+
+    async def list_keys(self, tenant_id: str) -> list[ApiKeyView]:
+        """The tenant's keys, revoked ones included, newest first."""
+        rows = await self._pool.fetch(
+            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at DESC, id",
+            tenant_id,
+        )
+        return [ApiKeyView(*row.values()) for row in rows]
 
     async def revoke_key(self, secret: str) -> bool:
         """Revoke the key with this secret; False if there is no such live key."""
@@ -265,10 +301,36 @@ class ApiKeyRepository:
         )
         return revoked is not None
 
-    async def find_tenant(self, secret: str) -> str | None:
-        """The tenant owning this secret if it is a live (non-revoked) key, else None."""
-        tenant_id: str | None = await self._pool.fetchval(
-            "SELECT tenant_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+    async def revoke_by_id(self, tenant_id: str, key_id: str) -> bytes | None:
+        """Revoke the tenant's live key ``key_id``; its hash (to evict it from caches), or None if none."""
+        try:
+            parsed = uuid.UUID(key_id)
+        except ValueError:
+            return None
+        key_hash: bytes | None = await self._pool.fetchval(
+            """
+            UPDATE api_keys SET revoked_at = now()
+            WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL
+            RETURNING key_hash
+            """,
+            parsed,
+            tenant_id,
+        )
+        return key_hash
+
+    async def find_key(self, secret: str) -> LiveKey | None:
+        """The live (non-revoked) key with this secret, marked as used now; None if there is none."""
+        row = await self._pool.fetchrow(
+            """
+            UPDATE api_keys SET last_used_at = now()
+            WHERE key_hash = $1 AND revoked_at IS NULL
+            RETURNING id::text, tenant_id, role
+            """,
             hash_secret(secret),
         )
-        return tenant_id
+        return None if row is None else LiveKey(*row.values())
+
+    async def find_tenant(self, secret: str) -> str | None:
+        """The tenant owning this secret if it is a live (non-revoked) key, else None."""
+        key = await self.find_key(secret)
+        return None if key is None else key.tenant_id

@@ -2,8 +2,9 @@
 
 import ssl
 from pathlib import Path
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from services.gateway.feedback.settings import CallbackSettings
 from shared.config import CommaSeparated
@@ -29,6 +30,18 @@ class GatewaySettings(CallbackSettings):
     dev_tenant: str = "dev"
     # How long a verified API key is trusted without asking Postgres again (seconds).
     auth_cache_ttl_s: float = Field(default=30.0, ge=0)
+    # New API keys look like hk_<env>_<random> (hk_live_…): tells a test key from a production one at a glance.
+    api_key_env: str = Field(default="live", pattern=r"^[a-z0-9]{1,8}$")
+    # JWTs (services.gateway.auth): off unless a secret (HS256) or a JWKS URL (RS256) is set, and then the
+    # issuer and audience are required. The tenant comes from the claim named here, the role from
+    # "role" or "roles".
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_hs256_secret: SecretStr | None = Field(default=None, min_length=32)
+    jwt_jwks_url: str | None = None
+    jwt_tenant_claim: str = "tenant"
+    # Clock skew tolerated on exp/nbf/iat (seconds).
+    jwt_leeway_s: float = Field(default=30.0, ge=0, le=300)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # POST /api/v1/notifications/bulk: notifications per request, and its own (larger, bounded) body limit.
     bulk_max_items: int = Field(default=1000, ge=1, le=10_000)
@@ -52,6 +65,13 @@ class GatewaySettings(CallbackSettings):
     # Serve HTTPS with this certificate (chain) and private key, both PEM; neither: plain HTTP.
     gateway_tls_cert_file: Path | None = None
     gateway_tls_key_file: Path | None = Field(default=None, validate_default=True)
+
+    @model_validator(mode="after")
+    def _jwt_is_complete(self) -> Self:
+        # A token checked without its issuer or audience would be accepted from anyone sharing the key.
+        if (self.jwt_hs256_secret or self.jwt_jwks_url) and not (self.jwt_issuer and self.jwt_audience):
+            raise ValueError("set HERALD_JWT_ISSUER and HERALD_JWT_AUDIENCE to accept JWTs")
+        return self
 
     @field_validator("gateway_tls_key_file")
     @classmethod

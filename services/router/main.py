@@ -8,6 +8,7 @@ from services.router.settings import RouterSettings
 from services.router.templates import TemplateRenderer
 from shared import service
 from shared.config import load_settings
+from shared.crypto import Encryptor
 from shared.kafka.consumer import service_consumer
 from shared.kafka.producer import MessageProducer
 from shared.messages import ROUTABLE_NOTIFICATION
@@ -23,6 +24,7 @@ SERVICE = "router"
 async def serve() -> None:
     settings = load_settings(RouterSettings)
     email_tracking = tracking.from_settings(settings)
+    encryptor = Encryptor.from_settings(settings)
     service.setup(SERVICE, settings)
     topics = Topics(settings.topic_prefix)
     # Postgres holds the push devices a push notification fans out to, and the suppressed addresses.
@@ -39,7 +41,7 @@ async def serve() -> None:
         service=SERVICE,
         topic=topics.routable,
         contract=ROUTABLE_NOTIFICATION,
-        handler=with_devices(handler, DeviceRepository(pool), SuppressionRepository(pool)),
+        handler=with_devices(handler, DeviceRepository(pool, encryptor), SuppressionRepository(pool, encryptor)),
         producer=producer,
     )
     await producer.start()

@@ -11,6 +11,7 @@ from services.sender_push.settings import PushSenderSettings
 from services.sender_push.webpush import WebPushConfig, WebPushProvider
 from shared import service
 from shared.config import load_settings, reveal
+from shared.crypto import Encryptor
 from shared.messages import PUSH_DELIVERY, PushDelivery
 from shared.providers.base import Provider
 from shared.providers.factory import build_chains
@@ -86,6 +87,7 @@ def platform_chains(
 
 async def serve() -> None:
     settings = load_settings(PushSenderSettings)
+    encryptor = Encryptor.from_settings(settings)
     # Postgres holds the device registry, where dead tokens are disabled.
     pool = await create_pool(settings.database_url, settings.database_pool_size)
     try:
@@ -94,7 +96,7 @@ async def serve() -> None:
             channel="push",
             settings=settings,
             contract=PUSH_DELIVERY,
-            build_providers=lambda limiter: platform_chains(settings, DeviceRepository(pool), limiter),
+            build_providers=lambda limiter: platform_chains(settings, DeviceRepository(pool, encryptor), limiter),
             concurrency=settings.push_concurrency,
             checks={"postgres": lambda: check(pool)},
         )

@@ -13,7 +13,9 @@ def _advances(row: str) -> str:
     """SQL: the incoming (``excluded``) status may replace ``row``'s; the rule of shared.status.advances."""
     reached_only_engagement = f"(NOT {row}.status = ANY($19::text[]) OR excluded.status = ANY($20::text[]))"
     movable = f"NOT {row}.status = ANY($15::text[]) AND {reached_only_engagement}"
-    requeued_after_failure = f"(excluded.status = $21 AND {row}.status = ANY($15::text[]))"
+    # A requeue re-opens a failure, for itself and for what the same batch says happened after it (its
+    # attempt's `sent` may share the batch, and then outranks it as the batch's candidate).
+    requeued_after_failure = f"({row}.status = ANY($15::text[]) AND {row}.id IN (SELECT id FROM reopened))"
     return f"({requeued_after_failure} OR ({movable} AND excluded.status_rank > {row}.status_rank))"
 
 
@@ -48,6 +50,11 @@ fresh AS (
     SELECT DISTINCT ON (event_id) incoming.*
     FROM incoming JOIN inserted USING (event_id)
     ORDER BY event_id
+),
+reopened AS (
+    SELECT delivery_id AS id FROM fresh WHERE status = $21 AND delivery_id IS NOT NULL
+    UNION
+    SELECT notification_id FROM fresh WHERE status = $21
 ),
 delivery_winner AS (
     SELECT DISTINCT ON (delivery_id) delivery_id, notification_id, tenant_id, channel, status, status_rank,

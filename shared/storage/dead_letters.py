@@ -2,6 +2,9 @@
 
 Every read and delete the API makes names its tenant; only the retention clean-up (``tenant_id``
 None in :class:`DeadLetterFilter`) and the size gauge look across tenants.
+
+The original key and payload hold recipients' addresses and contents: they are stored sealed
+(``original_key_sealed``, ``original_payload_sealed``) and opened here only (:mod:`shared.storage.sealed`).
 """
 
 from __future__ import annotations
@@ -15,20 +18,24 @@ from datetime import datetime
 
 import asyncpg
 
+from shared.crypto import Encryptor
 from shared.kafka.records import Headers
 from shared.storage.database import Pool
 from shared.storage.pagination import CREATED_AFTER, CREATED_BEFORE, PageCursor, SqlFilter, newest_first
+from shared.storage.sealed import SealedColumn, reseal
 
 _SUMMARY = """id::text, notification_id, reason, detail, service, channel, original_topic, original_partition,
               original_offset, created_at"""
-_ORIGINAL = "original_topic, original_key, original_headers, original_payload"
+ORIGINAL_KEY = SealedColumn("dead_letters", "original_key")
+ORIGINAL_PAYLOAD = SealedColumn("dead_letters", "original_payload")
+_ORIGINAL = f"tenant_id, original_topic, {ORIGINAL_KEY.selected()}, original_headers, {ORIGINAL_PAYLOAD.selected()}"
 
 # One statement per batch: the rows come in as parallel arrays; a DLQ record already stored is skipped.
 _STORE = """
 WITH stored AS (
     INSERT INTO dead_letters (tenant_id, notification_id, reason, detail, service, channel, original_topic,
-                              original_partition, original_offset, original_key, original_headers,
-                              original_payload, created_at, dlq_topic, dlq_partition, dlq_offset)
+                              original_partition, original_offset, original_key_sealed, original_headers,
+                              original_payload_sealed, created_at, dlq_topic, dlq_partition, dlq_offset)
     SELECT *
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
                 $9::bigint[], $10::bytea[], $11::jsonb[], $12::bytea[], $13::timestamptz[], $14::text[],
@@ -129,16 +136,19 @@ def _entry_id(entry_id: str) -> uuid.UUID | None:
         return None
 
 
-def _original(row: asyncpg.Record) -> OriginalMessage:
-    headers = tuple((name, base64.b64decode(value)) for name, value in row["original_headers"].items())
-    return OriginalMessage(row["original_topic"], row["original_key"], headers, row["original_payload"])
-
-
 class DeadLetterRepository:
     """Stores, lists, reads and deletes dead letters; every API query is scoped to one tenant."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, encryptor: Encryptor) -> None:
         self._pool = pool
+        self._encryptor = encryptor
+
+    def _original(self, row: asyncpg.Record) -> OriginalMessage:
+        headers = tuple((name, base64.b64decode(value)) for name, value in row["original_headers"].items())
+        payload = ORIGINAL_PAYLOAD.read(self._encryptor, row, row["tenant_id"])
+        assert payload is not None
+        key = ORIGINAL_KEY.read(self._encryptor, row, row["tenant_id"])
+        return OriginalMessage(row["original_topic"], key, headers, payload)
 
     async def store(self, letters: Sequence[NewDeadLetter]) -> int:
         """Store ``letters`` in one statement (DLQ records already stored are skipped); returns how many were new."""
@@ -155,9 +165,9 @@ class DeadLetterRepository:
             [_text(x.original_topic) for x in letters],
             [x.original_partition for x in letters],
             [x.original_offset for x in letters],
-            [x.original_key for x in letters],
+            [ORIGINAL_KEY.seal(self._encryptor, x.original_key, _optional_text(x.tenant_id)) for x in letters],
             [{_text(k): base64.b64encode(v).decode() for k, v in x.original_headers.items()} for x in letters],
-            [x.original_payload for x in letters],
+            [ORIGINAL_PAYLOAD.seal(self._encryptor, x.original_payload, _optional_text(x.tenant_id)) for x in letters],
             [x.created_at for x in letters],
             [_text(x.dlq_topic) for x in letters],
             [x.dlq_partition for x in letters],
@@ -182,7 +192,7 @@ class DeadLetterRepository:
         )
         if row is None:
             return None
-        return DeadLetterDetail(_entry(row), _original(row))
+        return DeadLetterDetail(_entry(row), self._original(row))
 
     async def original(self, tenant_id: str, entry_id: str) -> OriginalMessage | None:
         """Just the original message (the topic, key, headers and payload a replay produces again)."""
@@ -213,7 +223,7 @@ class DeadLetterRepository:
                     "SELECT true FROM dead_letters WHERE tenant_id = $1 AND id = $2", tenant_id, key
                 )
                 return False if exists else None
-            await send(_original(row))
+            await send(self._original(row))
         return True
 
     async def latest_unsent(self, tenant_id: str, notification_id: str) -> str | None:
@@ -259,7 +269,7 @@ class DeadLetterRepository:
                 *params,
             )
             if rows:
-                await send([_original(row) for row in rows])
+                await send([self._original(row) for row in rows])
         return len(rows)
 
     async def delete(self, tenant_id: str, entry_id: str) -> bool:
@@ -306,6 +316,10 @@ class DeadLetterRepository:
             total += deleted
             if deleted < batch_size or (stopping is not None and stopping.is_set()):
                 return total
+
+    async def reseal(self, batch_size: int = 500) -> int:
+        """Re-encrypt every original key and payload not yet under the primary key (or still in clear)."""
+        return await reseal(self._pool, self._encryptor, [ORIGINAL_KEY, ORIGINAL_PAYLOAD], "uuid", batch_size)
 
     async def count_by_reason(self) -> dict[str, int]:
         """How many dead letters are stored for each reason, across tenants."""

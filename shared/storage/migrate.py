@@ -19,6 +19,7 @@ import asyncpg
 import structlog
 
 from shared.config import HeraldSettings, load_settings
+from shared.storage.reseal import reseal_database
 
 logger = structlog.get_logger(__name__)
 
@@ -124,6 +125,10 @@ def main() -> None:
     """Command-line entry point: create the database if needed and apply pending migrations."""
     settings = load_settings(HeraldSettings)
     asyncio.run(_main(settings.database_url))
+    # Values stored in clear before migration 0011 (or under a retired key) are sealed now, before the
+    # services that only look rows up by blind index start.
+    if settings.encryption_keys is not None:
+        logger.info("reseal_done", rewritten=asyncio.run(reseal_database(settings)))
 
 
 if __name__ == "__main__":

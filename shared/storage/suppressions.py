@@ -1,8 +1,8 @@
 """Suppressed addresses: written by the gateway's provider callbacks, read by the router and the API.
 
-The address is personal data. This module is the only one that stores or reads it, so encrypting it
-(issue 5) happens here: a deterministic keyed hash (a blind index) for the lookups, the address
-itself encrypted for the listing.
+The address is personal data. This module is the only one that stores or reads it: sealed
+(``address_sealed``, AES-GCM) for the listing, found by its blind index (``address_index``, a keyed
+hash) for the lookups; see :mod:`shared.storage.sealed`.
 """
 
 from __future__ import annotations
@@ -12,15 +12,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+import asyncpg
+
+from shared.crypto import Encryptor
 from shared.errors import InvalidRequest
 from shared.phone import normalize_e164
 from shared.storage.database import Pool
+from shared.storage.sealed import SealedColumn, reseal
 
 Channel = Literal["email", "sms"]
 CHANNELS: tuple[Channel, ...] = ("email", "sms")
 # (tenant_id, channel, normalised address)
 Target = tuple[str, str, str]
-_COLUMNS = "tenant_id, channel, address, reason, detail, provider, created_at"
+ADDRESS = SealedColumn("suppressions", "address", indexed=True)
+_COLUMNS = f"tenant_id, channel, {ADDRESS.selected()}, reason, detail, provider, created_at"
 
 
 def normalise(channel: str, address: str) -> str:
@@ -54,22 +59,41 @@ class Suppression:
 class SuppressionRepository:
     """Every read is scoped to tenants; addresses go through :func:`normalise` on the way in."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, encryptor: Encryptor) -> None:
         self._pool = pool
+        self._encryptor = encryptor
+
+    def _index(self, tenant_id: str, normalised: str) -> bytes:
+        return ADDRESS.blind_index(self._encryptor, normalised, tenant_id)
+
+    def _suppression(self, row: asyncpg.Record) -> Suppression:
+        address = ADDRESS.read(self._encryptor, row, row["tenant_id"])
+        assert address is not None
+        return Suppression(
+            tenant_id=row["tenant_id"],
+            channel=row["channel"],
+            address=address.decode(),
+            reason=row["reason"],
+            detail=row["detail"],
+            provider=row["provider"],
+            created_at=row["created_at"],
+        )
 
     async def add(self, entries: Sequence[Suppression]) -> None:
         """Suppress each address (one statement); one already suppressed keeps its first reason."""
         if not entries:
             return
+        addresses = [normalise(e.channel, e.address) for e in entries]
         await self._pool.execute(
             """
-            INSERT INTO suppressions (tenant_id, channel, address, reason, detail, provider)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+            INSERT INTO suppressions (tenant_id, channel, address_sealed, address_index, reason, detail, provider)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::text[], $6::text[], $7::text[])
             ON CONFLICT DO NOTHING
             """,
             [e.tenant_id for e in entries],
             [e.channel for e in entries],
-            [normalise(e.channel, e.address) for e in entries],
+            [ADDRESS.seal(self._encryptor, a.encode(), e.tenant_id) for e, a in zip(entries, addresses, strict=True)],
+            [self._index(e.tenant_id, a) for e, a in zip(entries, addresses, strict=True)],
             [e.reason for e in entries],
             [e.detail for e in entries],
             [e.provider for e in entries],
@@ -79,12 +103,12 @@ class SuppressionRepository:
         self, tenant_id: str, *, channel: str | None = None, address: str | None = None, limit: int = 100
     ) -> list[Suppression]:
         """The tenant's suppressions, newest first, optionally of one channel or one address."""
-        wanted = normalise(channel or "email", address) if address is not None else None
+        wanted = self._index(tenant_id, normalise(channel or "email", address)) if address is not None else None
         rows = await self._pool.fetch(
             f"""
             SELECT {_COLUMNS} FROM suppressions
-            WHERE tenant_id = $1 AND ($2::text IS NULL OR channel = $2) AND ($3::text IS NULL OR address = $3)
-            ORDER BY created_at DESC, channel, address
+            WHERE tenant_id = $1 AND ($2::text IS NULL OR channel = $2) AND ($3::bytea IS NULL OR address_index = $3)
+            ORDER BY created_at DESC, channel, id
             LIMIT $4
             """,
             tenant_id,
@@ -92,15 +116,15 @@ class SuppressionRepository:
             wanted,
             limit,
         )
-        return [Suppression(*row.values()) for row in rows]
+        return [self._suppression(row) for row in rows]
 
     async def remove(self, tenant_id: str, channel: str, address: str) -> bool:
         """Send to the address again; False if it was not suppressed."""
         removed = await self._pool.fetchval(
-            "DELETE FROM suppressions WHERE tenant_id = $1 AND channel = $2 AND address = $3 RETURNING true",
+            "DELETE FROM suppressions WHERE tenant_id = $1 AND channel = $2 AND address_index = $3 RETURNING true",
             tenant_id,
             channel,
-            normalise(channel, address),
+            self._index(tenant_id, normalise(channel, address)),
         )
         return removed is not None
 
@@ -108,14 +132,22 @@ class SuppressionRepository:
         """Which of ``targets`` (addresses normalised with :func:`normalise`) are suppressed, in one query."""
         if not targets:
             return set()
-        tenants, channels, addresses = zip(*targets, strict=True)
+        by_index = {
+            (tenant, channel, self._index(tenant, address)): (tenant, channel, address)
+            for tenant, channel, address in targets
+        }
+        tenants, channels, indexes = zip(*by_index, strict=True)
         rows = await self._pool.fetch(
             """
-            SELECT tenant_id, channel, address FROM suppressions
-            WHERE (tenant_id, channel, address) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))
+            SELECT tenant_id, channel, address_index FROM suppressions
+            WHERE (tenant_id, channel, address_index) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]))
             """,
             list(tenants),
             list(channels),
-            list(addresses),
+            list(indexes),
         )
-        return {(row["tenant_id"], row["channel"], row["address"]) for row in rows}
+        return {by_index[(row["tenant_id"], row["channel"], row["address_index"])] for row in rows}
+
+    async def reseal(self, batch_size: int = 500) -> int:
+        """Re-encrypt every address not yet under the primary key (or still in clear); returns how many."""
+        return await reseal(self._pool, self._encryptor, [ADDRESS], "bigint", batch_size)

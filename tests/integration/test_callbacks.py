@@ -45,6 +45,7 @@ from tests.callback_signing import (
     twilio_form,
     twilio_signature,
 )
+from tests.conftest import ENCRYPTOR
 from tests.integration.conftest import DEV_TENANT, assert_problem, auth
 from tests.kafka_helpers import read_topic
 from tests.scripted_http import Reply, ScriptedServer
@@ -339,7 +340,7 @@ def on_suppressions(database_url: str, use: Callable[[SuppressionRepository], Aw
     async def run() -> T:
         pool = await create_pool(database_url, 1)
         try:
-            return await use(SuppressionRepository(pool))
+            return await use(SuppressionRepository(pool, ENCRYPTOR))
         finally:
             await pool.close()
 
@@ -394,7 +395,7 @@ def routable(tenant_id: str, channel: str, recipient: dict[str, str]) -> Consume
 
 
 async def test_the_router_fails_a_notification_to_a_suppressed_address(db_pool: Pool) -> None:
-    suppressions = SuppressionRepository(db_pool)
+    suppressions = SuppressionRepository(db_pool, ENCRYPTOR)
     await suppressions.add(
         [Suppression("acme", "email", "gone@example.com", "bounced"), Suppression("acme", "sms", "+14155550100", "x")]
     )
@@ -402,7 +403,7 @@ async def test_the_router_fails_a_notification_to_a_suppressed_address(db_pool: 
     handler = RouterHandler(
         renderer=TemplateRenderer(), reporter=StatusReporter(topics.status, "router"), topics=topics
     )
-    handle = with_devices(handler, DeviceRepository(db_pool), suppressions)
+    handle = with_devices(handler, DeviceRepository(db_pool, ENCRYPTOR), suppressions)
     batch = [
         routable("acme", "email", {"email": "Gone@Example.com"}),
         routable("acme", "sms", {"phone": "+1 (415) 555-0100"}),

@@ -26,8 +26,15 @@ from shared.kafka.records import Consumed
 from shared.messages import DEAD_LETTER, DELAYED_MESSAGE, EMAIL_DELIVERY, DeadLetter, DelayedMessage
 from shared.observability import metrics
 from shared.storage.database import Pool, create_pool
-from shared.storage.dead_letters import DeadLetterFilter, DeadLetterRepository, NewDeadLetter
+from shared.storage.dead_letters import (
+    ORIGINAL_KEY,
+    ORIGINAL_PAYLOAD,
+    DeadLetterFilter,
+    DeadLetterRepository,
+    NewDeadLetter,
+)
 from shared.topics import Topics
+from tests.conftest import ENCRYPTOR
 from tests.e2e.conftest import eventually
 from tests.factories import email_delivery
 from tests.integration.conftest import DEV_TENANT, assert_problem, auth
@@ -73,7 +80,7 @@ def seed(database_url: str, letters: Sequence[NewDeadLetter]) -> None:
     async def store() -> None:
         pool = await create_pool(database_url, 1)
         try:
-            await DeadLetterRepository(pool).store(letters)
+            await DeadLetterRepository(pool, ENCRYPTOR).store(letters)
         finally:
             await pool.close()
 
@@ -81,8 +88,14 @@ def seed(database_url: str, letters: Sequence[NewDeadLetter]) -> None:
 
 
 async def rows(pool: Pool) -> list[dict[str, Any]]:
-    """Every stored dead letter, across tenants, in DLQ order."""
-    return [dict(r) for r in await pool.fetch("SELECT * FROM dead_letters ORDER BY dlq_partition, dlq_offset")]
+    """Every stored dead letter, across tenants, in DLQ order, its sealed original key and payload opened."""
+    found = []
+    for row in await pool.fetch("SELECT * FROM dead_letters ORDER BY dlq_partition, dlq_offset"):
+        opened = dict(row)
+        for column in (ORIGINAL_KEY, ORIGINAL_PAYLOAD):
+            opened[column.name] = column.read(ENCRYPTOR, row, row["tenant_id"])
+        found.append(opened)
+    return found
 
 
 async def stored_count(pool: Pool, count: int) -> bool | None:
@@ -127,7 +140,7 @@ def writer_loop(settings: HeraldSettings, writer: DeadLetterWriter, group: str) 
 
 async def test_dlq_records_are_stored_once_even_when_read_again(settings: HeraldSettings, db_pool: Pool) -> None:
     topics = Topics(settings.topic_prefix)
-    repository = DeadLetterRepository(db_pool)
+    repository = DeadLetterRepository(db_pool, ENCRYPTOR)
     # Any fields added to DelayedMessage since take their defaults.
     retry_payload = DELAYED_MESSAGE.encode(
         cast(
@@ -179,7 +192,7 @@ async def test_an_undecodable_dlq_record_is_stored_once_and_never_comes_back(
     good = dead_letter()
     # One key, one partition: the garbage first, so a stalled loop would never store the good one.
     await produce_raw(bootstrap, topics.dlq, [b"\x00garbage", DEAD_LETTER.encode(good)], key=b"k")
-    repository = DeadLetterRepository(db_pool)
+    repository = DeadLetterRepository(db_pool, ENCRYPTOR)
     async with running(settings, lambda producer: dead_letter_consumer(settings, repository, producer)):
         # The garbage comes back once, wrapped in a well-formed dead letter, which is stored.
         await eventually(lambda: stored_count(db_pool, 2), 30, "the good record and the wrapped garbage")
@@ -213,7 +226,7 @@ async def test_a_record_that_cannot_be_stored_is_dead_lettered_once_then_dropped
     bootstrap = settings.kafka_bootstrap_servers
     dropped_before = metrics.DEAD_LETTERS_DROPPED._value.get()
     await produce_raw(bootstrap, topics.dlq, [DEAD_LETTER.encode(dead_letter())])
-    writer = DeadLetterWriter(BrokenRepository(db_pool), topics, SERVICE)
+    writer = DeadLetterWriter(BrokenRepository(db_pool, ENCRYPTOR), topics, SERVICE)
     group = topics.group(SERVICE)
     async with running(settings, writer_loop(settings, writer, group)):
         dropped = metrics.DEAD_LETTERS_DROPPED._value
@@ -227,13 +240,13 @@ async def test_a_record_that_cannot_be_stored_is_dead_lettered_once_then_dropped
 async def test_text_postgres_cannot_hold_is_cleaned_rather_than_refused(db_pool: Pool) -> None:
     # Refusing it would dead-letter the record again, onto the topic the service consumes.
     letter = stored_letter(detail="bad\x00byte \ud800", tenant_id="ac\x00me")
-    assert await DeadLetterRepository(db_pool).store([letter]) == 1
+    assert await DeadLetterRepository(db_pool, ENCRYPTOR).store([letter]) == 1
     (row,) = await rows(db_pool)
     assert (row["detail"], row["tenant_id"]) == ("badbyte ?", "acme")
 
 
 async def test_the_original_message_comes_back_byte_for_byte_for_a_replay(db_pool: Pool) -> None:
-    repository = DeadLetterRepository(db_pool)
+    repository = DeadLetterRepository(db_pool, ENCRYPTOR)
     headers = {"traceparent": b"00-4bf92f3577b34da6-00f067aa0ba902b7-01", "binary": b"\x00\xff"}
     letter = stored_letter(original_headers=headers)
     await repository.store([letter])
@@ -257,7 +270,7 @@ async def test_expired_dead_letters_are_deleted_and_recent_ones_kept(db_pool: Po
     now = datetime.now(UTC)
     old = [stored_letter(created_at=now - timedelta(days=15, minutes=i)) for i in range(7)]
     recent = [stored_letter(created_at=now - timedelta(days=13)), stored_letter(created_at=now)]
-    repository = DeadLetterRepository(db_pool)
+    repository = DeadLetterRepository(db_pool, ENCRYPTOR)
     assert await repository.store([*old, *recent]) == 9
     maintenance = DeadLetterMaintenance(repository, retention=timedelta(days=14), interval_s=60)
 
@@ -267,7 +280,7 @@ async def test_expired_dead_letters_are_deleted_and_recent_ones_kept(db_pool: Po
 
 
 async def test_purge_deletes_in_bounded_batches_until_none_match(db_pool: Pool) -> None:
-    repository = DeadLetterRepository(db_pool)
+    repository = DeadLetterRepository(db_pool, ENCRYPTOR)
     await repository.store([stored_letter(reason="processing_error") for _ in range(5)] + [stored_letter()])
     where = DeadLetterFilter(DEV_TENANT, reason="processing_error")
     assert await repository.delete_batch(where, 2) == 2
@@ -276,7 +289,7 @@ async def test_purge_deletes_in_bounded_batches_until_none_match(db_pool: Pool) 
 
 
 async def test_the_size_gauge_counts_stored_dead_letters_per_reason(db_pool: Pool) -> None:
-    repository = DeadLetterRepository(db_pool)
+    repository = DeadLetterRepository(db_pool, ENCRYPTOR)
     maintenance = DeadLetterMaintenance(repository, retention=timedelta(days=14), interval_s=60)
     await repository.store([stored_letter(reason="processing_error") for _ in range(3)] + [stored_letter()])
     # A reason from a newer Herald than this one still counts.

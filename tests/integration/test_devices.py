@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from services.gateway.repository import ApiKeyRepository
 from shared.storage.database import Pool, create_pool
 from shared.storage.devices import DeviceRepository
+from tests.conftest import ENCRYPTOR
 from tests.integration.conftest import API_KEY, assert_problem, auth
 
 pytestmark = pytest.mark.integration
@@ -85,7 +86,7 @@ def test_devices_need_a_key_and_stay_within_their_tenant(client: TestClient, dat
 
 
 async def test_an_unregistered_token_is_disabled_once_and_never_listed_as_active(db_pool: Pool) -> None:
-    devices = DeviceRepository(db_pool)
+    devices = DeviceRepository(db_pool, ENCRYPTOR)
     await devices.register("acme", "u1", "android", "dead-token")
     await devices.register("acme", "u1", "ios", "live-token")
     assert await devices.disable_token("acme", "dead-token", "unregistered token (fcm)") is True

@@ -30,6 +30,7 @@ from shared.providers.breaker import BreakerState
 from shared.storage.database import Pool
 from shared.storage.devices import DeviceRepository, Platform
 from tests.breakers import circuit_gauge, wait_for_state
+from tests.conftest import ENCRYPTOR
 from tests.factories import push_delivery
 
 pytestmark = [
@@ -90,7 +91,7 @@ def push_settings(fcm: FcmStandIn, apns: ApnsStandIn, push_service: PushService,
 
 @pytest.fixture
 async def providers(push_settings: PushSenderSettings, db_pool: Pool) -> AsyncIterator[PlatformChains]:
-    chains = platform_chains(push_settings, DeviceRepository(db_pool), None)
+    chains = platform_chains(push_settings, DeviceRepository(db_pool, ENCRYPTOR), None)
     try:
         yield chains
     finally:
@@ -100,12 +101,12 @@ async def providers(push_settings: PushSenderSettings, db_pool: Pool) -> AsyncIt
 async def registered(db_pool: Pool, platform: Platform, token: str) -> PushDelivery:
     """A device registered for a fresh user, and a push to it."""
     user = f"user-{uuid.uuid4().hex[:8]}"
-    await DeviceRepository(db_pool).register("acme", user, platform, token)
+    await DeviceRepository(db_pool, ENCRYPTOR).register("acme", user, platform, token)
     return push_delivery(tenant_id="acme", platform=platform, token=token, metadata={"user": user})
 
 
 async def active_tokens(db_pool: Pool, delivery: PushDelivery) -> list[str]:
-    devices = await DeviceRepository(db_pool).for_user("acme", delivery["metadata"]["user"])
+    devices = await DeviceRepository(db_pool, ENCRYPTOR).for_user("acme", delivery["metadata"]["user"])
     return [device.token for device in devices]
 
 
@@ -157,7 +158,7 @@ async def test_apns_breaker_opens_while_ios_goes_through_fcm_and_closes_after_re
     push_settings: PushSenderSettings, db_pool: Pool, fcm: FcmStandIn, apns: ApnsStandIn
 ) -> None:
     quick = push_settings.model_copy(update={"breaker_open_s": 0.5, "breaker_half_open_probes": 1})
-    providers = platform_chains(quick, DeviceRepository(db_pool), None)
+    providers = platform_chains(quick, DeviceRepository(db_pool, ENCRYPTOR), None)
     breaker = providers.chain("ios").breaker("apns")
     try:
         for _ in range(2):
@@ -216,7 +217,10 @@ async def test_a_dead_token_is_disabled_for_good(
     assert isinstance(outcome, Failed)
     assert outcome.reason == reason
     assert await active_tokens(db_pool, delivery) == []
-    disabled_reason = await db_pool.fetchval("SELECT disabled_reason FROM devices WHERE token = $1", token)
+    devices = await DeviceRepository(db_pool, ENCRYPTOR).for_user(
+        "acme", delivery["metadata"]["user"], active_only=False
+    )
+    disabled_reason = next(device.disabled_reason for device in devices if device.token == token)
     assert disabled_reason is not None
     assert disabled_reason.startswith(outcome.provider)
 

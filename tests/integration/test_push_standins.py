@@ -14,6 +14,7 @@ from services.sender_push.settings import PushSenderSettings
 from shared.delivery import Delivered
 from shared.storage.database import Pool
 from shared.storage.devices import DeviceRepository
+from tests.conftest import ENCRYPTOR
 from tests.factories import push_delivery
 
 pytestmark = [
@@ -38,7 +39,7 @@ def stand_ins(lines: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch) -> 
 async def test_the_stand_ins_environment_reaches_every_platform_and_each_push_is_reported(
     stand_ins: PushStandIns, lines: list[tuple[str, str]], db_pool: Pool
 ) -> None:
-    providers = platform_chains(PushSenderSettings(), DeviceRepository(db_pool), None)
+    providers = platform_chains(PushSenderSettings(), DeviceRepository(db_pool, ENCRYPTOR), None)
     ios_token = uuid.uuid4().hex * 2
     try:
         outcomes = [

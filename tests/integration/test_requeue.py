@@ -18,6 +18,7 @@ from shared.storage.database import Pool
 from shared.storage.dead_letters import DeadLetterRepository
 from shared.storage.replays import ReplayStore
 from shared.topics import Topics
+from tests.conftest import ENCRYPTOR
 from tests.integration.conftest import assert_problem, auth
 from tests.integration.test_dead_letters import seed, stored_letter
 from tests.kafka_helpers import read_topic
@@ -95,18 +96,18 @@ async def test_a_replay_sends_every_matching_delivery_again_and_counts_the_rest(
     topics = Topics(gateway_settings.topic_prefix)
     deliveries = [stored_letter(original_topic=topics.send("email")) for _ in range(3)]
     # A request that failed matches no channel filter; unfiltered, it is counted as skipped.
-    await DeadLetterRepository(db_pool).store([*deliveries, stored_letter(original_topic=topics.routable)])
+    await DeadLetterRepository(db_pool, ENCRYPTOR).store([*deliveries, stored_letter(original_topic=topics.routable)])
     asked = client.post(f"{API}/replays", json={}, headers=auth())
     assert asked.status_code == 202, asked.text
     assert (asked.json()["status"], asked.headers["Location"]) == ("pending", asked.json()["links"]["self"])
     # Dead-lettered after the replay was asked for: not part of it.
-    await DeadLetterRepository(db_pool).store([stored_letter(original_topic=topics.send("email"))])
+    await DeadLetterRepository(db_pool, ENCRYPTOR).store([stored_letter(original_topic=topics.send("email"))])
 
     producer = MessageProducer(gateway_settings, client_id="test-replayer")
     await producer.start()
     try:
         replayer = Replayer(
-            DeadLetterRepository(db_pool),
+            DeadLetterRepository(db_pool, ENCRYPTOR),
             ReplayStore(db_pool),
             producer,
             topics,

@@ -338,6 +338,23 @@ async def test_a_failed_delivery_requeued_by_hand_can_still_be_sent(db_pool: Poo
     assert (view.status, [d.status for d in view.deliveries], view.attempts) == (status.SENT, [status.SENT], 6)
 
 
+async def test_a_requeue_and_its_send_in_one_batch_move_a_failed_notification_to_sent(db_pool: Pool) -> None:
+    repository = StatusRepository(db_pool)
+    nid, delivery = new_id(), new_id()
+    await repository.apply([device_event(nid, delivery, status.FAILED, T0, deliveries=1, attempt=3)])
+
+    await repository.apply(
+        [
+            device_event(nid, delivery, status.REQUEUED, T0 + timedelta(minutes=1), deliveries=1, attempt=4),
+            device_event(nid, delivery, status.SENT, T0 + timedelta(minutes=2), deliveries=1, attempt=4),
+        ]
+    )
+
+    view = await NotificationRepository(db_pool).get("acme", nid)
+    assert view is not None
+    assert (view.status, [d.status for d in view.deliveries]) == (status.SENT, [status.SENT])
+
+
 async def test_a_single_delivery_failure_fails_the_notification(db_pool: Pool) -> None:
     repository = StatusRepository(db_pool)
     nid = new_id()

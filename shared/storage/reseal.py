@@ -1,0 +1,47 @@
+"""``python -m shared.storage.reseal``: seal every stored personal value under the primary key.
+
+Step two of a key rotation (see the README's "Data at rest"), and the backfill of values written in
+clear before migration 0011. Safe to run while the services run, and again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from shared.config import HeraldSettings, load_settings
+from shared.crypto import Encryptor
+from shared.storage.database import Pool, create_pool
+from shared.storage.dead_letters import DeadLetterRepository
+from shared.storage.devices import DeviceRepository
+from shared.storage.suppressions import SuppressionRepository
+
+logger = structlog.get_logger(__name__)
+
+
+async def reseal_all(pool: Pool, encryptor: Encryptor) -> dict[str, int]:
+    """Reseal each table holding personal data; returns the rows rewritten per table."""
+    return {
+        "devices": await DeviceRepository(pool, encryptor).reseal(),
+        "suppressions": await SuppressionRepository(pool, encryptor).reseal(),
+        "dead_letters": await DeadLetterRepository(pool, encryptor).reseal(),
+    }
+
+
+async def reseal_database(settings: HeraldSettings) -> dict[str, int]:
+    """:func:`reseal_all` on the database the settings name."""
+    pool = await create_pool(settings.database_url, 2)
+    try:
+        return await reseal_all(pool, Encryptor.from_settings(settings))
+    finally:
+        await pool.close()
+
+
+def main() -> None:
+    rewritten = asyncio.run(reseal_database(load_settings(HeraldSettings)))
+    logger.info("reseal_done", rewritten=rewritten)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Roles on every route, without I/O: each ``/api/v1`` route checks a role fitting what it does."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+
+from services.gateway import api_keys, callbacks
+from services.gateway.app import create_app
+from services.gateway.auth import ADMIN, READERS, WRITERS, authorized_tenant, looks_like_jwt, require, roles_for
+from services.gateway.settings import GatewaySettings
+
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("clean_environment")]
+
+
+def _calls(dependant: Dependant) -> list[object]:
+    found: list[object] = []
+    for dependency in dependant.dependencies:
+        found.append(dependency.call)
+        found.extend(_calls(dependency))
+    return found
+
+
+def allowed_roles(route: APIRoute, method: str) -> frozenset[str] | None:
+    """The roles that may call ``route`` with ``method``: what all its role checks allow; None if none check."""
+    checks: list[frozenset[str]] = []
+    for call in _calls(route.dependant):
+        if call is authorized_tenant:
+            checks.append(roles_for(method))
+        elif isinstance(call, require):
+            checks.append(call.allowed_roles)
+    return frozenset.intersection(*checks) if checks else None
+
+
+def api_routes() -> list[tuple[RouteContext, str]]:
+    """Every (route, method) of the app; FastAPI keeps included routers' routes behind contexts."""
+    app = create_app(GatewaySettings())
+    return [
+        (context, method)
+        for context in iter_route_contexts(app.routes)
+        if isinstance(context.original_route, APIRoute)
+        for method in context.methods or ()
+    ]
+
+
+def test_every_api_route_checks_a_role_fitting_its_method() -> None:
+    """A new route fails here until it takes ``Tenant`` (a role by method) or ``Depends(require(...))``."""
+    routes = [
+        (context.path or "", route, method)
+        for context, method in api_routes()
+        if isinstance(route := context.original_route, APIRoute)
+        # Signature-verified provider callbacks: no caller, no role.
+        if (context.path or "").startswith("/api/v1/") and not (context.path or "").startswith(f"{callbacks.PREFIX}/")
+    ]
+    assert len(routes) > 20
+    found = {(path, method): allowed_roles(route, method) for path, route, method in routes}
+    assert [route for route, allowed in found.items() if allowed is None] == []
+    for (path, method), allowed in found.items():
+        if path.startswith(api_keys.PATH):
+            assert allowed == frozenset({ADMIN}), (path, method)
+        elif method in {"GET", "HEAD"}:
+            assert allowed == READERS, (path, method)
+        else:
+            assert allowed == WRITERS, (path, method)
+
+
+def test_only_the_signed_routes_take_no_credential() -> None:
+    """Besides /api/v1 (checked above): the signed tracking links, and the probes and docs (plain routes)."""
+    paths = {context.path or "" for context, _ in api_routes()}
+    assert {p for p in paths if p.startswith("/t/")}
+    assert all(p.startswith(("/api/v1/", "/t/")) for p in paths), paths
+
+
+def test_roles_by_method() -> None:
+    assert roles_for("GET") == READERS == {"admin", "sender", "viewer", "service"}
+    assert roles_for("post") == roles_for("DELETE") == WRITERS == {"admin", "sender", "service"}
+
+
+def test_a_jwt_is_told_from_an_api_key_by_its_shape() -> None:
+    assert looks_like_jwt("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln")
+    assert not looks_like_jwt("hk_live_0123456789abcdefABCDEF")
+    assert not looks_like_jwt(api_keys.new_secret("test"))
+
+
+def test_new_secrets_are_prefixed_and_random() -> None:
+    first, second = api_keys.new_secret("live"), api_keys.new_secret("live")
+    assert first.startswith("hk_live_")
+    assert len(first) == len("hk_live_") + api_keys.SECRET_LENGTH
+    assert first != second
+    assert first[len("hk_live_") :].isalnum()
