@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from services.sender_email.ses import SesConfig
 from services.sender_email.settings import EmailSenderSettings
+from services.sender_sms.sns import SnsConfig
 from shared.config import HeraldSettings
 from shared.delivery import Delivered, Outcome
 from shared.messages import Attachment, EmailDelivery, PushDelivery, SmsDelivery, StatusEvent
@@ -124,18 +125,24 @@ SENDER = "Herald Tests <noreply@herald.test>"
 REGION = "us-east-1"
 
 
-def ses_config(endpoint_url: str, **overrides: Any) -> SesConfig:
-    values: dict[str, Any] = {
+def _aws_client(endpoint_url: str) -> dict[str, Any]:
+    """What every AWS provider's config takes to reach moto: region, dummy credentials, endpoint, bounds."""
+    return {
         "region": REGION,
-        "sender": SENDER,
         "access_key_id": "testing",
         "secret_access_key": SecretStr("testing"),
         "endpoint_url": endpoint_url,
         "timeout_s": 5.0,
         "max_concurrency": 4,
     }
-    values.update(overrides)
-    return SesConfig(**values)
+
+
+def ses_config(endpoint_url: str, **overrides: Any) -> SesConfig:
+    return SesConfig(**{**_aws_client(endpoint_url), "sender": SENDER, **overrides})
+
+
+def sns_config(endpoint_url: str, **overrides: Any) -> SnsConfig:
+    return SnsConfig(**{**_aws_client(endpoint_url), **overrides})
 
 
 def status_event(

@@ -9,33 +9,19 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from pydantic import SecretStr
 
 from infra.local.processes import free_port
 from infra.standins.aws import MotoServer
-from services.sender_sms.sns import SnsConfig, SnsSmsProvider, classify
+from services.sender_sms.sns import SnsSmsProvider, classify
 from shared.delivery import Delivered, Failed, Retry
 from shared.errors import DeadLetterReason
 from shared.messages import SmsDelivery
 from shared.providers.base import ProviderConfigError
-from tests.factories import sms_delivery
+from tests.factories import sms_delivery, sns_config
 
 pytestmark = pytest.mark.integration
 
 TO = "+14155552671"
-
-
-def sns_config(endpoint_url: str, **overrides: Any) -> SnsConfig:
-    values: dict[str, Any] = {
-        "region": "us-east-1",
-        "access_key_id": "testing",
-        "secret_access_key": SecretStr("testing"),
-        "endpoint_url": endpoint_url,
-        "timeout_s": 5.0,
-        "max_concurrency": 4,
-    }
-    values.update(overrides)
-    return SnsConfig(**values)
 
 
 def sms(**overrides: Any) -> SmsDelivery:
