@@ -72,6 +72,15 @@ class HeraldSettings(BaseSettings):
         return value
 
 
+class WebhookSettings(HeraldSettings):
+    """What the services that sign webhooks (sender-webhook) or hand out their secrets (gateway) share."""
+
+    # Every tenant's and endpoint's signing secret is derived from this key (keep it secret; rotate by re-keying).
+    webhook_signing_key: SecretStr | None = Field(default=None, min_length=32)
+    # Refuse URLs that resolve to loopback or private addresses (SSRF); only tests and local stacks allow them.
+    webhook_allow_private_networks: bool = False
+
+
 SettingsT = TypeVar("SettingsT", bound=HeraldSettings)
 
 

@@ -8,7 +8,7 @@ checks that each TypedDict names exactly its schema's fields.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 from shared.codec import Contract, contract
 
@@ -30,12 +30,18 @@ class Attachment(TypedDict):
     content_base64: str | None
 
 
+class TemplateRef(TypedDict):
+    id: str
+    version: int | None
+
+
 class Content(TypedDict):
     subject: str | None
     text: str | None
     html: str | None
     attachments: list[Attachment]
     provider_templates: dict[str, str]
+    template: TemplateRef | None
 
 
 class Recurrence(TypedDict):
@@ -137,6 +143,9 @@ class WebhookDelivery(TypedDict):
     url: str
     payload_json: str
     metadata: dict[str, str]
+    # Added in v2, for registered endpoints; the router's recipient-URL deliveries leave them out.
+    endpoint_id: NotRequired[str | None]
+    secret_versions: NotRequired[list[int]]
 
 
 class StatusEvent(TypedDict):
@@ -153,6 +162,8 @@ class StatusEvent(TypedDict):
     detail: str | None
     delivery_id: str | None
     deliveries: int | None
+    # Added in v3: set only on sender-webhook's events about a registered endpoint's delivery.
+    endpoint_id: NotRequired[str | None]
 
 
 class DelayedMessage(TypedDict):

@@ -23,7 +23,17 @@ from email_validator import EmailNotValidError, validate_email
 
 from shared.errors import InvalidRequest
 from shared.kafka.records import message_key
-from shared.messages import Attachment, Content, Dedup, NotificationRequest, Priority, Recipient, Recurrence, Tracking
+from shared.messages import (
+    Attachment,
+    Content,
+    Dedup,
+    NotificationRequest,
+    Priority,
+    Recipient,
+    Recurrence,
+    TemplateRef,
+    Tracking,
+)
 from shared.phone import normalize_e164
 from shared.schedule import validate_schedule
 from shared.topics import CHANNELS
@@ -98,7 +108,8 @@ def build_request(
 
     ``content`` has ``subject``, ``text``, ``html``, ``attachments`` (mappings with ``filename``,
     ``content_type`` and ``url`` or ``content_base64``) and ``provider_templates`` (provider name ->
-    the id of a template stored at that provider); ``tracking`` has ``opens`` and ``clicks``;
+    the id of a template stored at that provider) or ``template`` (``id`` and ``version``, None for the
+    latest: a template stored in Herald, in place of subject, text and html); ``tracking`` has ``opens`` and ``clicks``;
     ``send_at`` holds it back until then; ``recurrence`` (``cron``, ``until``) repeats it, evaluated in
     ``timezone``; ``dedup`` has ``window_s`` (how long a repeat of the idempotency key is dropped)
     and ``bypass`` (never dropped).
@@ -132,6 +143,7 @@ def build_request(
                 for attachment in content.get("attachments") or ()
             ],
             provider_templates=dict(content.get("provider_templates") or {}),
+            template=_template_ref(content.get("template")),
         ),
         "variables_json": orjson.dumps(dict(variables or {})).decode(),
         "metadata": dict(metadata or {}),
@@ -141,6 +153,12 @@ def build_request(
         "recurrence": Recurrence(cron=recurrence["cron"], until=recurrence.get("until")) if recurrence else None,
         "dedup": Dedup(window_s=(dedup or {}).get("window_s"), bypass=bool((dedup or {}).get("bypass"))),
     }
+
+
+def _template_ref(template: Mapping[str, Any] | None) -> TemplateRef | None:
+    if template is None:
+        return None
+    return TemplateRef(id=template.get("id") or "", version=template.get("version"))
 
 
 def validate_request(request: NotificationRequest) -> None:
@@ -156,6 +174,7 @@ def validate_request(request: NotificationRequest) -> None:
     for index, channel in enumerate(request["channels"]):
         if channel not in CHANNELS:
             raise InvalidRequest(f"channels/{index}", f"unknown channel {channel!r}; supported: {', '.join(CHANNELS)}")
+    _validate_template(request["content"])
     if "email" in request["channels"]:
         _validate_email_request(request)
     if "sms" in request["channels"]:
@@ -182,16 +201,18 @@ def validate_request(request: NotificationRequest) -> None:
 
 def _validate_email_request(request: NotificationRequest) -> None:
     address = request["recipient"]["email"]
-    if not address:
-        raise InvalidRequest("recipient/email", "required for the email channel")
-    try:
-        validate_email(address, check_deliverability=False)
-    except EmailNotValidError as error:
-        raise InvalidRequest("recipient/email", str(error)) from None
+    if address:
+        try:
+            validate_email(address, check_deliverability=False)
+        except EmailNotValidError as error:
+            raise InvalidRequest("recipient/email", str(error)) from None
+    elif not request["recipient"]["user_id"]:
+        # With a user id the router takes the address from the user's stored profile, if any.
+        raise InvalidRequest("recipient/email", "required for the email channel (or a recipient.user_id)")
     content = request["content"]
-    if not content["subject"]:
+    if content["template"] is None and not content["subject"]:
         raise InvalidRequest("content/subject", "required for the email channel")
-    if not content["text"] and not content["html"]:
+    if content["template"] is None and not content["text"] and not content["html"]:
         raise InvalidRequest("content/text", "give a text or an html body")
     for provider, template_id in content["provider_templates"].items():
         field = f"content/provider_templates/{provider}"
@@ -204,10 +225,11 @@ def _validate_email_request(request: NotificationRequest) -> None:
 
 def _validate_sms_request(request: NotificationRequest) -> None:
     phone = request["recipient"]["phone"]
-    if not phone:
-        raise InvalidRequest("recipient/phone", "required for the sms channel")
-    normalize_e164(phone)
-    if not request["content"]["text"]:
+    if phone:
+        normalize_e164(phone)
+    elif not request["recipient"]["user_id"]:
+        raise InvalidRequest("recipient/phone", "required for the sms channel (or a recipient.user_id)")
+    if request["content"]["template"] is None and not request["content"]["text"]:
         raise InvalidRequest("content/text", "required for the sms channel (the message body)")
 
 
@@ -215,8 +237,22 @@ def _validate_push_request(request: NotificationRequest) -> None:
     # Push reaches the user's registered devices; which ones is only known when the router looks.
     if not request["recipient"]["user_id"]:
         raise InvalidRequest("recipient/user_id", "required for the push channel (its devices are registered by user)")
-    if not request["content"]["text"]:
+    if request["content"]["template"] is None and not request["content"]["text"]:
         raise InvalidRequest("content/text", "required for the push channel (the notification body)")
+
+
+def _validate_template(content: Content) -> None:
+    """A stored template replaces the inline content: whether it exists, and has content for the channel
+    the router chooses, is known only when it is looked up (the gateway checks that it exists)."""
+    template = content["template"]
+    if template is None:
+        return
+    if not _TEMPLATE_ID.fullmatch(template["id"]):
+        raise InvalidRequest("content/template/id", "a template id is 1 to 64 letters, digits, '-' or '_'")
+    if template["version"] is not None and template["version"] < 1:
+        raise InvalidRequest("content/template/version", "versions are numbered from 1")
+    if content["subject"] or content["text"] or content["html"]:
+        raise InvalidRequest("content/template", "give a stored template or inline subject, text and html, not both")
 
 
 def _validate_webhook_request(request: NotificationRequest) -> None:

@@ -66,6 +66,7 @@ def requeue(original: OriginalMessage, topics: Topics, reporter: StatusReporter)
             attempt=delivery["attempt"],
             delivery_id=delivery["delivery_id"],
             deliveries=int(delivery.get("deliveries", 1)),
+            endpoint_id=delivery.get("endpoint_id"),
             detail="sent again by hand",
         ),
     )

@@ -158,6 +158,8 @@ class DeliveryHandler(Generic[DeliveryT]):
             "delivery_id": delivery["delivery_id"],
             # Only push splits a notification (one delivery per device); every other channel has one.
             "deliveries": int(delivery.get("deliveries", 1)),
+            # A registered webhook endpoint's event: its outcome goes to that endpoint's delivery log.
+            "endpoint_id": delivery.get("endpoint_id"),
         }
         if isinstance(outcome, Delivered):
             return [self._reporter.event(status=status.SENT, detail=outcome.detail, **report)]
@@ -188,6 +190,7 @@ class DeliveryHandler(Generic[DeliveryT]):
             provider=failure.provider,
             delivery_id=report["delivery_id"],
             deliveries=report["deliveries"],
+            endpoint_id=report["endpoint_id"],
         )
 
     def _retry_later(self, message: Consumed[DeliveryT], attempt: int, delay_s: float, reason: str) -> Produce:

@@ -37,12 +37,15 @@ class StatusReporter:
         delivery_id: str | None = None,
         deliveries: int | None = None,
         distinct_by: str | None = None,
+        endpoint_id: str | None = None,
     ) -> Produce:
         """A status event; its id is derived from what happened, so a redelivered event is stored once.
 
         Senders name the ``delivery_id`` (and how many ``deliveries`` the notification has): a
         notification sent to several devices is sent once any delivery is, failed once all are.
         ``distinct_by`` tells apart happenings that are otherwise alike (each clicked URL).
+        ``endpoint_id`` marks an event about a delivery to a registered webhook endpoint: the status
+        service logs it for that endpoint and leaves the notification's status alone.
         """
         happening = f"{notification_id}:{status}:{channel}:{attempt}"
         for part in (delivery_id, distinct_by):
@@ -64,6 +67,7 @@ class StatusReporter:
                 "detail": detail,
                 "delivery_id": delivery_id,
                 "deliveries": deliveries,
+                "endpoint_id": endpoint_id,
             }
         )
         headers: Headers = headers_for(tenant_id, "status_event", traceparent)

@@ -166,7 +166,7 @@ if "version" in doc:
     problems.append("drop the obsolete top-level 'version' key")
 herald = {name: s for name, s in services.items() if "build" in s}
 expected = {"migrate", "create-topics", "gateway", "ingest", "router", "sender-email", "sender-sms",
-            "sender-webhook", "sender-push", "retry", "status", "dead-letters"}
+            "sender-webhook", "sender-push", "retry", "status", "dead-letters", "archiver"}
 if set(herald) != expected:
     problems.append(f"services built from the Dockerfile: {sorted(herald)}, expected {sorted(expected)}")
 for infra in ("kafka", "postgres", "redis", "mailpit"):
@@ -226,6 +226,8 @@ CREATE_SECRET=(--set secrets.create=true
 MINIMAL=(--set migrations.enabled=false --set services.gateway.autoscaling.enabled=false
     --set services.ingest.enabled=false --set metrics.podAnnotations=false
     --set fullnameOverride=herald-min)
+ARCHIVER=(--set archiver.enabled=true --set archiver.archiveUrl=s3://herald-archive/notifications
+    --set archiver.endpointUrl=http://minio.minio.svc:9000)
 
 check "helm lint --strict (default values)" "$HELM" lint --strict "$CHART"
 check "helm lint --strict (secrets.create=true)" "$HELM" lint --strict "$CHART" "${CREATE_SECRET[@]}"
@@ -241,9 +243,10 @@ render() { # render NAME ARGS...: helm template into $WORK/NAME.yaml
 render default
 render chart-secret "${CREATE_SECRET[@]}"
 render minimal "${MINIMAL[@]}"
+render archiver "${ARCHIVER[@]}"
 
 for version in $KUBE_VERSIONS; do
-    for name in default chart-secret minimal; do
+    for name in default chart-secret minimal archiver; do
         check "kubernetes-validate --strict -k $version ($name)" \
             "$VENV/bin/kubernetes-validate" --strict --quiet -k "$version" "$WORK/$name.yaml"
     done
@@ -252,8 +255,11 @@ done
 # shellcheck disable=SC2016 # expanded by the inner bash
 check "helm template fails without a Secret name" bash -c \
     '! "$0" template herald "$1" --set secrets.existingSecret= > /dev/null 2>&1' "$HELM" "$CHART"
+# shellcheck disable=SC2016 # expanded by the inner bash
+check "helm template fails with the archiver on but no archive URL" bash -c \
+    '! "$0" template herald "$1" --set archiver.enabled=true > /dev/null 2>&1' "$HELM" "$CHART"
 
-check "chart rules (7 services, probes, security context, HPA, PDB, hook Job, no secrets in values)" \
+check "chart rules (7 services, probes, security context, HPA, PDB, hook Job, archiver CronJob, no secrets in values)" \
     "$PY" - "$WORK" <<'PY'
 import sys
 from pathlib import Path
@@ -360,6 +366,29 @@ if by_kind(minimal, "Job") or {component(d) for d in by_kind(minimal, "Deploymen
 if "replicas" not in by_kind(minimal, "Deployment")["herald-min-gateway"]["spec"]:
     problems.append("without an HPA a Deployment must set replicas")
 
+if by_kind(docs, "CronJob"):
+    problems.append("the archiver deletes from Postgres: its CronJob must be off by default")
+cronjobs = list(by_kind(load("archiver"), "CronJob").values())
+if [component(c) for c in cronjobs] != ["archiver"]:
+    problems.append(f"archiver.enabled=true renders CronJobs {[c['metadata']['name'] for c in cronjobs]}")
+for cronjob in cronjobs:
+    name = cronjob["metadata"]["name"]
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    if container["args"] != ["services.archiver"] or pod.get("restartPolicy") != "Never":
+        problems.append(f"{name}: must run services.archiver once (restartPolicy Never), runs {container['args']}")
+    if env.get("HERALD_ARCHIVE_INTERVAL_S") != "0" or not env.get("HERALD_ARCHIVE_URL"):
+        problems.append(f"{name}: needs HERALD_ARCHIVE_URL and HERALD_ARCHIVE_INTERVAL_S=0 (one pass)")
+    if cronjob["spec"].get("concurrencyPolicy") != "Forbid":
+        problems.append(f"{name}: concurrencyPolicy must be Forbid")
+    if not pod["securityContext"].get("runAsNonRoot") or not container["securityContext"].get("readOnlyRootFilesystem"):
+        problems.append(f"{name}: non-root, read-only root filesystem")
+    if [r["secretRef"]["name"] for r in container["envFrom"] if "secretRef" in r] != ["herald-secrets"]:
+        problems.append(f"{name}: must read secrets from secrets.existingSecret")
+    if not {"limits", "requests"} <= set(container.get("resources", {})):
+        problems.append(f"{name}: resources need requests and limits")
+
 values = yaml.safe_load(Path("helm/herald/values.yaml").read_text())
 if values["secrets"].get("values") or values["secrets"].get("create"):
     problems.append("values.yaml must not carry secret values")
@@ -374,7 +403,7 @@ step "modules the deployment runs"
 missing=()
 for module in services.gateway services.ingest services.router services.sender_email services.sender_sms services.sender_webhook \
     services.sender_push services.retry \
-    services.status services.dead_letters shared.storage.migrate shared.kafka.admin; do
+    services.status services.dead_letters services.archiver shared.storage.migrate shared.kafka.admin; do
     path="${module//.//}"
     [[ -f "$path.py" || -f "$path/__main__.py" ]] || missing+=("$module")
 done

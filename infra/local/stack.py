@@ -50,6 +50,9 @@ LOCAL_ENVIRONMENT = {
     # Well-known keys for personal data at rest (shared.crypto): local use only, never in production.
     "HERALD_ENCRYPTION_KEYS": "local-1:bG9jYWwtZW5jcnlwdGlvbi1rZXktY2hhbmdlLW1lISE=",
     "HERALD_BLIND_INDEX_KEY": "bG9jYWwtYmxpbmQtaW5kZXgta2V5LWNoYW5nZS1tZSE=",
+    # The archiver runs as a service here: a pass an hour, into a folder (README "Retention and archives").
+    "HERALD_ARCHIVE_URL": (REPO_ROOT / "var" / "archives").as_uri(),
+    "HERALD_ARCHIVE_INTERVAL_S": "3600",
 }
 DEFAULT_DEV_API_KEY = "dev-local-key-change-me"
 
@@ -71,8 +74,8 @@ class LocalStackSettings(HeraldSettings):
     # Private Postgres data and received mail (.eml) go here; relative to the repository.
     local_var_dir: Path = Path("var")
     local_ready_timeout_s: float = Field(default=90.0, gt=0)
-    # The non-gateway services' operations ports (/ready, /metrics): this and the next eight.
-    local_ops_ports_start: int = Field(default=9101, ge=1, le=65527)
+    # The non-gateway services' operations ports (/ready, /metrics): this and the next nine.
+    local_ops_ports_start: int = Field(default=9101, ge=1, le=65526)
     # Above the gateway's own 20 s graceful shutdown, so it is never SIGKILLed mid-drain.
     local_stop_grace_s: float = Field(default=25.0, ge=0)
 
@@ -109,10 +112,13 @@ WORKERS = (
     "sender-webhook",
     "sender-push",
     "dead-letters",
+    "archiver",
 )
 
 
-def herald_services(gateway_port: int = 8080, ops_ports: Sequence[int] = range(9101, 9110)) -> list[ServiceSpec]:
+def herald_services(
+    gateway_port: int = 8080, ops_ports: Sequence[int] = range(9101, 9101 + len(WORKERS))
+) -> list[ServiceSpec]:
     """Every service, in start order, with its ports (the e2e tests start them the same way)."""
     if len(ops_ports) != len(WORKERS):
         raise ValueError(f"give one operations port for each of {', '.join(WORKERS)}")
@@ -256,6 +262,7 @@ class LocalStack:
             "HERALD_SMTP_PORT": str(self.settings.smtp_port),
             "HERALD_DEV_API_KEY": self.settings.dev_api_key,
             **LOCAL_ENVIRONMENT,
+            "HERALD_ARCHIVE_URL": (self.var_dir / "archives").as_uri(),
             # Tracked links and the open pixel point at this stack's gateway.
             "HERALD_TRACKING_BASE_URL": self.gateway_url,
             # A laptop's stack, with a well-known dev key, listens on loopback unless told otherwise.

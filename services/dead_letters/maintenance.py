@@ -34,7 +34,7 @@ class DeadLetterMaintenance:
     async def expire(self, now: datetime | None = None, stopping: asyncio.Event | None = None) -> int:
         """Delete the dead letters dead-lettered before ``now`` minus the retention; returns how many."""
         cutoff = (now or datetime.now(UTC)) - self._retention
-        expired = DeadLetterFilter(tenant_id=None, created_before=cutoff)
+        expired = DeadLetterFilter(tenant_id=None, created_before=cutoff, live=None)
         deleted = await self._repository.purge(expired, EXPIRE_BATCH, stopping)
         if deleted:
             metrics.DEAD_LETTERS_EXPIRED.inc(deleted)

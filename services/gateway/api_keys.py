@@ -15,7 +15,7 @@ from typing import Literal, get_args
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.gateway.auth import ROLES, Admin, ApiKeyAuthenticator
+from services.gateway.auth import ROLES, SCOPES, Admin, ApiKeyAuthenticator
 from services.gateway.idempotency import IDEMPOTENT
 from services.gateway.problems import PROBLEM_RESPONSES, Problem
 from services.gateway.repository import ApiKeyRepository
@@ -29,6 +29,7 @@ router = APIRouter(prefix=PATH, tags=["api keys"], responses=PROBLEM_RESPONSES)
 
 Role = Literal["admin", "sender", "viewer", "service"]
 assert set(get_args(Role)) == set(ROLES)  # the API names every role auth knows
+Scope = Literal[SCOPES]  # type: ignore[valid-type]  # built from auth.RESOURCES, so the two cannot drift
 
 
 class ApiKeyCreate(BaseModel):
@@ -36,12 +37,20 @@ class ApiKeyCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=100, examples=["billing service"])
     role: Role
+    scopes: list[Scope] | None = Field(
+        default=None,
+        max_length=len(SCOPES),
+        description="Narrow the key below its role: `<resource>:read` or `<resource>:write` (write implies read). "
+        "Omitted: everything the role allows.",
+        examples=[["notifications:write", "templates:read"]],
+    )
 
 
 class ApiKeyOut(BaseModel):
     id: str
     name: str
     role: Role
+    scopes: list[str] | None = Field(description="null: everything the role allows")
     prefix: str = Field(description="The key's first characters, to tell keys apart")
     created_at: datetime
     last_used_at: datetime | None = Field(description="Accurate to the gateway's auth cache (30 s by default)")
@@ -67,7 +76,7 @@ async def create_api_key(body: ApiKeyCreate, admin: Admin, request: Request) -> 
     """Create a key (``service``: a service account). Its secret is in this answer only; a replay of the
     same ``Idempotency-Key`` answers it again, within the idempotency window."""
     secret = new_secret(request.app.state.api_key_env)
-    created = await _keys(request).create_key(admin.tenant, body.name, secret, body.role)
+    created = await _keys(request).create_key(admin.tenant, body.name, secret, body.role, body.scopes)
     if created is None:  # a 238-bit collision: not worth a retry loop
         raise RuntimeError("a new API key collided with an existing one")
     return ApiKeyCreated(**asdict(created), secret=secret)

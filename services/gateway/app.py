@@ -14,15 +14,20 @@ from services.gateway import (
     callbacks,
     dead_letters,
     devices,
+    erasures,
     idempotency,
     listing,
     notifications,
+    openapi,
     problems,
+    recipients,
     suppressions,
+    templates,
     tracking,
+    webhook_endpoints,
 )
 from services.gateway.auth import ApiKeyAuthenticator, JwtVerifier
-from services.gateway.middleware import BodySizeLimit, RequestMetrics
+from services.gateway.middleware import BodySizeLimit, NulCharacters, RequestMetrics
 from services.gateway.ratelimit import RateLimitHeaders, RequestLimiter
 from services.gateway.repository import ApiKeyRepository, NotificationRepository
 from services.gateway.settings import GatewaySettings
@@ -34,8 +39,12 @@ from shared.redis import create_redis, key
 from shared.storage.database import check, create_pool
 from shared.storage.dead_letters import DeadLetterRepository
 from shared.storage.devices import DeviceRepository
+from shared.storage.erasure import RecipientEraser
+from shared.storage.recipients import RecipientRepository
 from shared.storage.replays import ReplayStore
 from shared.storage.suppressions import SuppressionRepository
+from shared.storage.templates import TemplateRepository
+from shared.storage.webhook_endpoints import WebhookEndpointRepository
 from shared.topics import Topics
 
 SERVICE = "gateway"
@@ -71,9 +80,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.topics = Topics(settings.topic_prefix)
         app.state.notifications = NotificationRepository(pool)
         app.state.devices = DeviceRepository(pool, encryptor)
+        app.state.recipients = RecipientRepository(pool, encryptor)
         app.state.dead_letters = DeadLetterRepository(pool, encryptor)
         app.state.replays = ReplayStore(pool)
         app.state.suppressions = SuppressionRepository(pool, encryptor)
+        app.state.webhook_endpoints = WebhookEndpointRepository(pool, encryptor)
+        app.state.eraser = RecipientEraser(pool, encryptor)
+        app.state.templates = TemplateRepository(pool)
+        app.state.known_templates = templates.KnownTemplates(app.state.templates)
         # Concurrent POSTs share one INSERT: a round trip per batch, not per request.
         app.state.accepted = GroupWriter(app.state.notifications.record_accepted)
         app.state.authenticator = ApiKeyAuthenticator(keys, settings.auth_cache_ttl_s)
@@ -102,6 +116,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
+    openapi.install(app)
     # Before the other middleware: innermost, it keeps exactly what the routes answered.
     idempotency.install(app)
     # Outside it: a replayed answer gets this request's rate-limit headers, not the stored ones.
@@ -110,14 +125,19 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(listing.router)
     app.include_router(bulk.routes(settings.bulk_max_items))
     app.include_router(devices.router)
+    app.include_router(erasures.router)
+    app.include_router(recipients.router)
     app.include_router(dead_letters.router)
     app.include_router(suppressions.router)
+    app.include_router(templates.router)
     app.include_router(api_keys.router)
+    app.include_router(webhook_endpoints.routes(settings))
     # Without an API key: mail clients call these, and the token's signature authenticates them.
     app.include_router(tracking.routes(settings.tracking_signing_key))
     # Without an API key too: providers sign their callbacks.
     app.include_router(callbacks.routes(settings))
     app.router.routes.extend(health_routes(checks))
+    app.add_middleware(NulCharacters)
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_body_bytes, per_path={bulk.PATH: settings.bulk_max_body_bytes}
     )

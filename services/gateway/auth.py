@@ -10,6 +10,11 @@ base64url parts separated by dots) carries its tenant and roles in claims. Roles
 
 Every route that takes :data:`Tenant` is authorised by its method (a GET needs a reader, anything
 else a writer); stricter routes add :func:`require`.
+
+Scopes narrow a credential below its role: ``<resource>:read`` or ``<resource>:write`` (write implies
+read), where the resource is the path segment after ``/api/v1/`` (``notifications``, ``templates``, ...).
+An API key created with scopes, or a JWT with a ``scope`` claim, reaches only those resources; without
+scopes a credential reaches whatever its role allows.
 """
 
 from __future__ import annotations
@@ -36,6 +41,20 @@ ROLES = (ADMIN, SENDER, VIEWER, SERVICE)
 READERS = frozenset(ROLES)
 WRITERS = frozenset({ADMIN, SENDER, SERVICE})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+API_PREFIX = "/api/v1/"
+# What scopes can name: every first path segment under /api/v1 that takes credentials (a unit test
+# fails when a new resource is missing here).
+RESOURCES = (
+    "notifications",
+    "templates",
+    "recipients",
+    "webhook-endpoints",
+    "suppressions",
+    "dead-letters",
+    "api-keys",
+)
+READ, WRITE = "read", "write"
+SCOPES = tuple(f"{resource}:{action}" for resource in RESOURCES for action in (READ, WRITE))
 # How long the JWKS document is trusted before it is fetched again (seconds); an unknown kid refetches sooner.
 JWKS_LIFESPAN_S = 300
 JWKS_TIMEOUT_S = 5
@@ -52,6 +71,24 @@ class Principal:
     kind: Literal["api_key", "jwt"]
     # What the per-key rate limit counts under.
     limit_id: str
+    # None: no narrowing, the roles decide alone.
+    scopes: frozenset[str] | None = None
+
+
+def scope_for(path: str, method: str) -> str | None:
+    """The scope a request for ``path`` needs (None outside ``/api/v1``)."""
+    if not path.startswith(API_PREFIX):
+        return None
+    resource = path[len(API_PREFIX) :].split("/", 1)[0]
+    return f"{resource}:{READ if method.upper() in SAFE_METHODS else WRITE}"
+
+
+def grants(scopes: frozenset[str] | None, needed: str | None) -> bool:
+    """Whether ``scopes`` allow ``needed``; a write scope also allows reading its resource."""
+    if scopes is None or needed is None:
+        return True
+    resource = needed.rsplit(":", 1)[0]
+    return needed in scopes or f"{resource}:{WRITE}" in scopes
 
 
 def roles_for(method: str) -> frozenset[str]:
@@ -134,7 +171,7 @@ class JwtVerifier:
             raise _unauthorized(f"the token has no {self._tenant_claim!r} claim naming its tenant")
         subject = str(claims["sub"])
         limit_id = hash_secret(f"jwt\0{claims['iss']}\0{subject}").hex()
-        return Principal(tenant, _claimed_roles(claims), subject, "jwt", limit_id)
+        return Principal(tenant, _claimed_roles(claims), subject, "jwt", limit_id, _claimed_scopes(claims))
 
     async def _key_for(self, algorithm: str, token: str) -> Any:
         if algorithm == "HS256" and self._secret is not None:
@@ -163,6 +200,16 @@ def _claimed_roles(claims: dict[str, Any]) -> frozenset[str]:
     return frozenset(found) & READERS
 
 
+def _claimed_scopes(claims: dict[str, Any]) -> frozenset[str] | None:
+    """The OAuth ``scope`` claim (space-separated), or ``scp`` (a list); None when the token has neither."""
+    value = claims.get("scope", claims.get("scp"))
+    if isinstance(value, str):
+        return frozenset(value.split())
+    if isinstance(value, list):
+        return frozenset(item for item in value if isinstance(item, str))
+    return None
+
+
 def looks_like_jwt(token: str) -> bool:
     """A JWS compact token has three dot-separated parts; an API key has no dots."""
     return token.count(".") == 2
@@ -182,7 +229,7 @@ async def _authenticate(request: Request, token: str) -> Principal:
     key = await authenticator.key_for(token)
     if key is None:
         raise _unauthorized("unknown or revoked API key")
-    return Principal(key.tenant_id, frozenset({key.role}), key.id, "api_key", hash_secret(token).hex())
+    return Principal(key.tenant_id, frozenset({key.role}), key.id, "api_key", hash_secret(token).hex(), key.scopes)
 
 
 async def authenticated_principal(request: Request) -> Principal:
@@ -196,11 +243,16 @@ async def authenticated_principal(request: Request) -> Principal:
     return principal
 
 
-def _check(principal: Principal, allowed: frozenset[str]) -> None:
+def _check(principal: Principal, allowed: frozenset[str], request: Request) -> None:
     if not principal.roles & allowed:
         held = ", ".join(sorted(principal.roles)) or "none"
         needed = ", ".join(sorted(allowed))
         raise Problem(403, "Forbidden", f"this route needs one of the roles {needed}; the credential has {held}")
+    scope = scope_for(request.url.path, request.method)
+    if not grants(principal.scopes, scope):
+        raise Problem(
+            403, "Forbidden", f"this route needs the scope {scope}; the credential's scopes do not include it"
+        )
 
 
 class require:  # lower case: it reads as a function where it is used, Depends(require(ADMIN))
@@ -210,14 +262,16 @@ class require:  # lower case: it reads as a function where it is used, Depends(r
         # Public: tests/unit/test_auth.py reads it to prove every route checks a role.
         self.allowed_roles = frozenset(roles)
 
-    async def __call__(self, principal: Annotated[Principal, Depends(authenticated_principal)]) -> Principal:
-        _check(principal, self.allowed_roles)
+    async def __call__(
+        self, request: Request, principal: Annotated[Principal, Depends(authenticated_principal)]
+    ) -> Principal:
+        _check(principal, self.allowed_roles, request)
         return principal
 
 
 async def authorized_tenant(request: Request, principal: Annotated[Principal, Depends(authenticated_principal)]) -> str:
     """FastAPI dependency: the caller's tenant once their role allows this method (GET: any, else a writer)."""
-    _check(principal, roles_for(request.method))
+    _check(principal, roles_for(request.method), request)
     return principal.tenant
 
 

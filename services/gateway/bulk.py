@@ -96,6 +96,14 @@ def routes(max_items: int) -> APIRouter:
                 location = f"{NOTIFICATIONS}/{valid[-1]['notification_id']}"
                 results.append(BulkResult(index=index, id=valid[-1]["notification_id"], links=Links(self=location)))
         state = request.app.state
+        # One lookup for the stored templates the valid items name; an item naming none that exists is refused.
+        refused = await state.known_templates.refusals(valid)
+        accepted = [result.index for result in results if result.id is not None]
+        for position, refusal in refused.items():
+            index = accepted[position]
+            where = ("notifications", index)
+            results[index] = BulkResult(index=index, error=_problem(invalid_request(refusal, where), request))
+        valid = [item for position, item in enumerate(valid) if position not in refused]
         if valid:
             # Straight to the repository, not the group writer: the whole bulk is one INSERT.
             await accept(

@@ -31,9 +31,32 @@ log = structlog.get_logger(__name__)
 SERVICE = "gateway"
 PREFIX = "/api/v1/callbacks"
 RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body is not what the provider sends (problem+json)"},
     403: {"description": "The signature does not verify (problem+json); nothing was recorded"},
     404: {"description": "Callbacks from this provider are not configured (problem+json)"},
 }
+
+# What each provider posts, for the OpenAPI document (the routes read the raw body: its signature covers it).
+TWILIO_BODY = {
+    "type": "object",
+    "description": "Twilio's status callback form (MessageSid, MessageStatus, ErrorCode, ...).",
+    "additionalProperties": {"type": "string"},
+}
+SENDGRID_BODY = {
+    "type": "array",
+    "description": "SendGrid Event Webhook events.",
+    "items": {"type": "object"},
+}
+SNS_BODY = {
+    "type": "object",
+    "description": "An SNS message (SNS posts it as text/plain): a Notification or a SubscriptionConfirmation.",
+    "required": ["Type"],
+    "properties": {"Type": {"type": "string"}, "TopicArn": {"type": "string"}, "Message": {"type": "string"}},
+}
+
+
+def _body(media_type: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {media_type: {"schema": schema}}}}
 
 
 def routes(settings: GatewaySettings) -> APIRouter:
@@ -51,7 +74,7 @@ def routes(settings: GatewaySettings) -> APIRouter:
         else None
     )
 
-    @router.post("/twilio", status_code=204)
+    @router.post("/twilio", status_code=204, openapi_extra=_body("application/x-www-form-urlencoded", TWILIO_BODY))
     async def twilio_status(request: Request) -> Response:
         """Twilio's message status callback (form fields; Herald's ids in the URL's query)."""
         if twilio_token is None:
@@ -64,7 +87,7 @@ def routes(settings: GatewaySettings) -> APIRouter:
         await _record(request, [event] if event else [])
         return Response(status_code=204)
 
-    @router.post("/sendgrid", status_code=204)
+    @router.post("/sendgrid", status_code=204, openapi_extra=_body("application/json", SENDGRID_BODY))
     async def sendgrid_events_webhook(request: Request) -> Response:
         """SendGrid's signed Event Webhook (a JSON array of events)."""
         if sendgrid_events is None:
@@ -76,7 +99,7 @@ def routes(settings: GatewaySettings) -> APIRouter:
         await _record(request, sendgrid.interpret(_json(body)))
         return Response(status_code=204)
 
-    @router.post("/ses", status_code=204)
+    @router.post("/ses", status_code=204, openapi_extra=_body("application/json", SNS_BODY))
     async def ses_notifications(request: Request) -> Response:
         """SES's notifications through an SNS HTTP(S) subscription; also confirms the subscription."""
         if sns_verifier is None:

@@ -12,14 +12,14 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway import pages
 from services.gateway.auth import Tenant
 from services.gateway.idempotency import IDEMPOTENT
 from services.gateway.pages import Cursor, Limit, PageLinks
 from services.gateway.problems import PROBLEM_RESPONSES, Problem
-from services.gateway.schemas import Channel, Links
+from services.gateway.schemas import Channel, Instant, Links
 from shared.codec import decode_known
 from shared.requeue import NotRequeueable, requeue
 from shared.status_events import StatusReporter
@@ -102,8 +102,8 @@ def _filter(
     original_topic: Annotated[str | None, Query(max_length=255, description="The topic it failed on.")] = None,
     channel: Annotated[Channel | None, Query(description="The channel it was on its way to, where known.")] = None,
     notification_id: Annotated[str | None, Query(max_length=64)] = None,
-    created_after: Annotated[AwareDatetime | None, Query(description="Dead-lettered after this.")] = None,
-    created_before: Annotated[AwareDatetime | None, Query(description="Dead-lettered before this.")] = None,
+    created_after: Annotated[Instant | None, Query(description="Dead-lettered after this.")] = None,
+    created_before: Annotated[Instant | None, Query(description="Dead-lettered before this.")] = None,
 ) -> DeadLetterFilter:
     return DeadLetterFilter(tenant, reason, original_topic, channel, notification_id, created_after, created_before)
 
@@ -134,8 +134,8 @@ class ReplayCreate(BaseModel):
     original_topic: str | None = Field(default=None, max_length=255)
     channel: Channel | None = None
     notification_id: str | None = Field(default=None, max_length=64)
-    created_after: AwareDatetime | None = None
-    created_before: AwareDatetime | None = None
+    created_after: Instant | None = None
+    created_before: Instant | None = None
 
 
 class ReplayOut(BaseModel):
@@ -235,7 +235,7 @@ async def get_dead_letter(dead_letter_id: str, tenant: Tenant, request: Request)
 
 @router.delete("/{dead_letter_id}", status_code=204, responses=NOT_FOUND, dependencies=[IDEMPOTENT])
 async def delete_dead_letter(dead_letter_id: str, tenant: Tenant, request: Request) -> Response:
-    """Delete one dead letter."""
+    """Delete one dead letter: hidden from the API at once, kept until the DLQ retention removes it."""
     if not await _repository(request).delete(tenant, dead_letter_id):
         raise Problem(404, "Not found", f"no dead letter {dead_letter_id}")
     return Response(status_code=204)
@@ -243,8 +243,9 @@ async def delete_dead_letter(dead_letter_id: str, tenant: Tenant, request: Reque
 
 @router.delete("", response_model=Purged, dependencies=[IDEMPOTENT])
 async def purge_dead_letters(where: Filter, request: Request) -> Purged:
-    """Delete every dead letter matching the filters (at least one: `created_before=<now>` for all)."""
+    """Delete every dead letter matching the filters (at least one: `created_before=<now>` for all); soft, as
+    one deleted by id."""
     if where == DeadLetterFilter(where.tenant_id):
         detail = "name at least one filter (reason, created_before, ...); created_before=<now> purges all"
         raise Problem(422, "Invalid request", detail)
-    return Purged(deleted=await _repository(request).purge(where))
+    return Purged(deleted=await _repository(request).purge(where, soft=True))

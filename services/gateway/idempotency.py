@@ -53,6 +53,8 @@ SCOPE_KEY = "herald.idempotency"
 _BARE_KEY = re.compile(r"[\x21\x23-\x7e]+")
 _QUOTED_KEY = re.compile(r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"')
 _ESCAPE = re.compile(r'\\(["\\])')
+# Both forms in one expression, for the OpenAPI document (a quoted key is 1 to 255 characters once unescaped).
+KEY_PATTERN = r'^(?:[\x21\x23-\x7e]{1,255}|"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\]){1,255}")$'
 
 # Store the finished response only if the key still holds this request's claim (a claim that outlived
 # its lock may have been taken over); an empty response releases the key instead.
@@ -209,6 +211,8 @@ async def idempotency_key(
             "again (`Idempotent-Replayed: true`); the same key with another body is refused (422). "
             'Up to 255 printable ASCII characters; a quoted string ("...") or bare.',
             examples=["order-A-1001-shipped"],
+            # Documented only: a key that does not match is a 400 problem (the draft's), not pydantic's 422.
+            json_schema_extra={"pattern": KEY_PATTERN},
         ),
     ] = None,
 ) -> str | None:

@@ -6,14 +6,14 @@ from dataclasses import asdict, dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from services.gateway import pages
 from services.gateway.auth import Tenant
 from services.gateway.pages import Cursor, Limit, PageLinks
 from services.gateway.problems import PROBLEM_RESPONSES, Problem
 from services.gateway.repository import NotificationFilter, NotificationRepository, NotificationSummary
-from services.gateway.schemas import Channel, Links
+from services.gateway.schemas import Channel, Instant, Links
 from shared.requests import recipient_hash
 from shared.status import RANKS
 
@@ -52,8 +52,12 @@ def _filter(
     message_type: Annotated[
         str | None, Query(alias="type", min_length=1, max_length=256, description="Its `metadata.type`.")
     ] = None,
-    created_after: Annotated[AwareDatetime | None, Query(description="Accepted after this.")] = None,
-    created_before: Annotated[AwareDatetime | None, Query(description="Accepted before this.")] = None,
+    template: Annotated[
+        str | None,
+        Query(min_length=1, max_length=64, description="The id of the stored template it was sent with."),
+    ] = None,
+    created_after: Annotated[Instant | None, Query(description="Accepted after this.")] = None,
+    created_before: Annotated[Instant | None, Query(description="Accepted before this.")] = None,
 ) -> NotificationFilter:
     unknown = sorted(set(status or ()) - RANKS.keys())
     if unknown:
@@ -66,6 +70,7 @@ def _filter(
         # Only hashes are stored (addresses are PII): the filter is hashed the same way to match.
         recipient_hash=None if recipient is None else recipient_hash(tenant, recipient),
         message_type=message_type,
+        template_id=template,
         created_after=created_after,
         created_before=created_before,
     )

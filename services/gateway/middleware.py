@@ -1,13 +1,17 @@
-"""ASGI middleware: request metrics and the body size limit (plain ASGI: no per-request task overhead)."""
+"""ASGI middleware: request metrics, the body size limit and the NUL character check (plain ASGI: no
+per-request task overhead)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.gateway.problems import Problem, problem_response
+from services.gateway.problems import Problem, pointer, problem_response
 from shared.observability import metrics
 
 
@@ -71,22 +75,86 @@ class BodySizeLimit(HttpMiddleware):
                 return
             await self.app(scope, receive, send)
             return
-        body = bytearray()
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > limit:
-                await self._refuse(scope, receive, send, limit)
-                return
-        await self.app(scope, _replay(bytes(body), receive), send)
+        body = await _read_body(receive, limit)
+        if body is None:
+            await self._refuse(scope, receive, send, limit)
+            return
+        await self.app(scope, _replay(body, receive), send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         problem = Problem(413, "Content too large", f"request bodies are limited to {limit} bytes")
         await problem_response(problem, scope["path"])(scope, receive, send)
+
+
+class NulCharacters(HttpMiddleware):
+    """Refuses a NUL character (U+0000) in the path, the query or a JSON body's text with a 422 problem.
+
+    Postgres text cannot hold one: let through, it would fail a query as a 500, or a later service.
+    Inside :class:`BodySizeLimit`, so the body it reads is bounded.
+    """
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = await _read_body(receive)
+        assert body is not None  # no limit given
+        where = _nul_in_url(scope) or _nul_in_json(body)
+        if where is None:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        detail = "text must not contain the NUL character (U+0000)"
+        problem = Problem(422, "Invalid request", f"{where}: {detail}", errors=[{"pointer": where, "detail": detail}])
+        await problem_response(problem, scope["path"])(scope, receive, send)
+
+
+def _nul_in_url(scope: Scope) -> str | None:
+    """A pointer to the path or query parameter holding a NUL character, if one does."""
+    if "\0" in scope["path"]:
+        return pointer(["path"])
+    query: bytes = scope["query_string"]
+    if b"%00" in query:
+        for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+            if "\0" in name or "\0" in value:
+                return pointer(["query", name.replace("\0", "")])
+    return None
+
+
+def _nul_in_json(body: bytes) -> str | None:
+    """A pointer to the string of a JSON body that holds a NUL character (only JSON escapes it: \\u0000)."""
+    if b"\\u0000" not in body:
+        return None
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None  # the route refuses it as it is
+    found = _nul_at(document, [])
+    return None if found is None else pointer(found)
+
+
+def _nul_at(value: Any, location: list[str | int]) -> list[str | int] | None:
+    if isinstance(value, str):
+        return location if "\0" in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if isinstance(key, str) and "\0" in key:
+            return [*location, key.replace("\0", "")]
+        found = _nul_at(item, [*location, key])
+        if found is not None:
+            return found
+    return None
+
+
+async def _read_body(receive: Receive, limit: int | None = None) -> bytes | None:
+    """The whole request body, or None once it is over ``limit`` bytes."""
+    body = bytearray()
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+        if limit is not None and len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -28,6 +28,7 @@ from services.gateway.schemas import (
     NotificationOut,
     StatusChange,
 )
+from services.gateway.templates import KnownTemplates
 from shared import status
 from shared.batching import GroupWriter
 from shared.kafka.producer import MessageProducer
@@ -76,6 +77,7 @@ def prepare(body: NotificationCreate, *, tenant_id: str, idempotency_key: str | 
 def _accepted(request: NotificationRequest) -> AcceptedNotification:
     tenant_id = request["tenant_id"]
     person = recipient_of(request["recipient"])
+    template = request["content"]["template"]
     return AcceptedNotification(
         request["notification_id"],
         tenant_id,
@@ -83,6 +85,7 @@ def _accepted(request: NotificationRequest) -> AcceptedNotification:
         request["created_at"],
         recipient_hash=None if person is None else recipient_hash(tenant_id, person),
         message_type=request["metadata"].get("type"),
+        template_id=None if template is None else template["id"],
     )
 
 
@@ -123,9 +126,11 @@ async def accept_notification(
     producer: MessageProducer,
     recorder: GroupWriter[AcceptedNotification],
     topics: Topics,
+    templates: KnownTemplates,
 ) -> str:
     """Make the request durable in Kafka, record it as accepted, and return its id."""
     request = prepare(body, tenant_id=tenant_id, idempotency_key=idempotency_key)
+    await templates.check(request)
 
     async def record(accepted: Sequence[AcceptedNotification]) -> None:
         # Concurrent POSTs share one INSERT through the group writer.
@@ -155,6 +160,7 @@ async def create_notification(
         producer=state.producer,
         recorder=state.accepted,
         topics=state.topics,
+        templates=state.known_templates,
     )
     location = f"{router.prefix}/{notification_id}"
     response.headers["Location"] = location

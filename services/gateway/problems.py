@@ -14,8 +14,10 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from shared.errors import InvalidRequest
 
@@ -106,13 +108,27 @@ def install(app: FastAPI) -> None:
 
     async def on_http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
-        problem = Problem(error.status_code, _title(error.status_code), str(error.detail), headers=error.headers)
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            # Starlette's Allow names the methods of the first route at the path, not of every router's.
+            headers["Allow"] = ", ".join(sorted(allowed_methods(request)))
+        problem = Problem(error.status_code, _title(error.status_code), str(error.detail), headers=headers)
         return problem_response(problem, request.url.path)
 
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_invalid_body)
     app.add_exception_handler(InvalidRequest, on_invalid_request)
     app.add_exception_handler(HTTPException, on_http_error)
+
+
+def allowed_methods(request: Request) -> set[str]:
+    """The methods of the most specific path the request's path matches: a literal segment beats a
+    parameter, as in OpenAPI (``/notifications/bulk`` is not ``/notifications/{notification_id}``)."""
+    methods: dict[str, set[str]] = {}
+    for route in iter_route_contexts(request.app.routes):
+        if route.matches(request.scope)[0] is not Match.NONE:
+            methods.setdefault(route.path_format or "", set()).update(route.methods or ())
+    return methods[min(methods, key=lambda path: path.count("{"))] if methods else set()
 
 
 def _body_location(location: Sequence[str | int]) -> Sequence[str | int]:

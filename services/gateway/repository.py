@@ -77,6 +77,8 @@ class AcceptedNotification:
     # What the listing filters on: shared.requests.recipient_hash of its person, its metadata.type.
     recipient_hash: bytes | None = None
     message_type: str | None = None
+    # The stored template it names (content.template.id), if any.
+    template_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class NotificationFilter(SqlFilter):
     channel: str | None = None
     recipient_hash: bytes | None = None
     message_type: str | None = None
+    template_id: str | None = None
     created_after: datetime | None = field(default=None, metadata=CREATED_AFTER)
     created_before: datetime | None = field(default=None, metadata=CREATED_BEFORE)
 
@@ -120,20 +123,22 @@ class NotificationRepository:
             """
             WITH new AS (
                 INSERT INTO notifications AS n (id, tenant_id, status, status_rank, channel, idempotency_key,
-                                                recipient_hash, message_type, created_at, updated_at)
+                                                recipient_hash, message_type, template_id, created_at, updated_at)
                 -- One row per id: ON CONFLICT DO UPDATE may not touch a row twice in a statement.
-                SELECT DISTINCT ON (id) id, tenant_id, $7, $8, NULL, idempotency_key, recipient_hash, message_type,
-                       created_at, created_at
-                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::timestamptz[])
-                    AS a(id, tenant_id, idempotency_key, recipient_hash, message_type, created_at)
+                SELECT DISTINCT ON (id) id, tenant_id, $8, $9, NULL, idempotency_key, recipient_hash, message_type,
+                       template_id, created_at, created_at
+                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[], $7::timestamptz[])
+                    AS a(id, tenant_id, idempotency_key, recipient_hash, message_type, template_id, created_at)
                 ON CONFLICT (id) DO UPDATE SET
                     idempotency_key = coalesce(n.idempotency_key, excluded.idempotency_key),
                     recipient_hash = coalesce(n.recipient_hash, excluded.recipient_hash),
-                    message_type = coalesce(n.message_type, excluded.message_type)
+                    message_type = coalesce(n.message_type, excluded.message_type),
+                    template_id = coalesce(n.template_id, excluded.template_id)
                 WHERE n.tenant_id = excluded.tenant_id
                   AND (n.idempotency_key IS NULL AND excluded.idempotency_key IS NOT NULL
                        OR n.recipient_hash IS NULL AND excluded.recipient_hash IS NOT NULL
-                       OR n.message_type IS NULL AND excluded.message_type IS NOT NULL)
+                       OR n.message_type IS NULL AND excluded.message_type IS NOT NULL
+                       OR n.template_id IS NULL AND excluded.template_id IS NOT NULL)
                 -- xmax is 0 on a freshly inserted row version, not on an updated one.
                 RETURNING xmax = 0 AS inserted
             )
@@ -144,6 +149,7 @@ class NotificationRepository:
             [n.idempotency_key for n in notifications],
             [n.recipient_hash for n in notifications],
             [n.message_type for n in notifications],
+            [n.template_id for n in notifications],
             [n.created_at for n in notifications],
             ACCEPTED,
             rank(ACCEPTED),
@@ -235,6 +241,8 @@ class ApiKeyView:
     id: str
     name: str
     role: str
+    # None: everything the role allows.
+    scopes: list[str] | None
     prefix: str
     created_at: datetime
     last_used_at: datetime | None
@@ -248,9 +256,10 @@ class LiveKey:
     id: str
     tenant_id: str
     role: str
+    scopes: frozenset[str] | None
 
 
-_KEY_COLUMNS = "id::text, name, role, prefix, created_at, last_used_at, revoked_at"
+_KEY_COLUMNS = "id::text, name, role, scopes, prefix, created_at, last_used_at, revoked_at"
 
 
 class ApiKeyRepository:
@@ -267,12 +276,14 @@ class ApiKeyRepository:
             name,
         )
 
-    async def create_key(self, tenant_id: str, name: str, secret: str, role: str = "admin") -> ApiKeyView | None:
+    async def create_key(
+        self, tenant_id: str, name: str, secret: str, role: str = "admin", scopes: Sequence[str] | None = None
+    ) -> ApiKeyView | None:
         """Store an API key for ``tenant_id``; storing the same secret again changes nothing (None)."""
         row = await self._pool.fetchrow(
             f"""
-            INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, role)
-            VALUES ($1, $2, $3, $4, $5, $6)
+            INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, role, scopes)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
             ON CONFLICT (key_hash) DO NOTHING
             RETURNING {_KEY_COLUMNS}
             """,
@@ -282,6 +293,7 @@ class ApiKeyRepository:
             secret[:KEY_PREFIX_LENGTH],
             hash_secret(secret),
             role,
+            None if scopes is None else sorted(set(scopes)),
         )
         return None if row is None else ApiKeyView(*row.values())
 
@@ -324,11 +336,14 @@ class ApiKeyRepository:
             """
             UPDATE api_keys SET last_used_at = now()
             WHERE key_hash = $1 AND revoked_at IS NULL
-            RETURNING id::text, tenant_id, role
+            RETURNING id::text, tenant_id, role, scopes
             """,
             hash_secret(secret),
         )
-        return None if row is None else LiveKey(*row.values())
+        if row is None:
+            return None
+        scopes = row["scopes"]
+        return LiveKey(row["id"], row["tenant_id"], row["role"], None if scopes is None else frozenset(scopes))
 
     async def find_tenant(self, secret: str) -> str | None:
         """The tenant owning this secret if it is a live (non-revoked) key, else None."""

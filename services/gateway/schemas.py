@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 Channel = Literal["email", "sms", "push", "webhook"]
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _date_time_text(value: object) -> object:
+    # pydantic would also read a number (or a numeric string) as seconds since 1970: the API means RFC 3339.
+    if isinstance(value, int | float) or (isinstance(value, str) and not _DATE_TIME.match(value)):
+        raise ValueError("expected an RFC 3339 date-time, like 2026-12-24T08:00:00Z")
+    return value
+
+
+# A date and time as RFC 3339 text; Instant: with its UTC offset.
+DateTime = Annotated[datetime, BeforeValidator(_date_time_text)]
+Instant = Annotated[AwareDatetime, BeforeValidator(_date_time_text)]
 
 
 class _Body(BaseModel):
@@ -33,8 +47,16 @@ class AttachmentIn(_Body):
     content_base64: str | None = None
 
 
+class TemplateRefIn(_Body):
+    """A template stored with ``/api/v1/templates``, rendered for the channel the notification goes out on."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["order-shipped"])
+    version: int | None = Field(default=None, ge=1, description="Pin a version; default: the latest when routed.")
+
+
 class ContentIn(_Body):
-    """Jinja2 templates; ``html`` is autoescaped when rendered."""
+    """Jinja2 templates; ``html`` is autoescaped when rendered. Or a stored ``template`` instead of
+    ``subject``, ``text`` and ``html`` (not both)."""
 
     subject: str | None = Field(default=None, max_length=998)
     text: str | None = Field(default=None, max_length=200_000)
@@ -47,6 +69,7 @@ class ContentIn(_Body):
         '{"sendgrid": "d-8f3c..."}; that provider renders it with `variables`, the others send the content above.',
         examples=[{"sendgrid": "d-13b8f94fbcae4ec6b75270d6cb59f932"}],
     )
+    template: TemplateRefIn | None = None
 
 
 class TrackingIn(_Body):
@@ -77,7 +100,7 @@ class RecurrenceIn(_Body):
         "seconds) or @hourly, @daily, @weekly, @monthly, evaluated in `timezone`.",
         examples=["0 9 * * MON-FRI", "@daily"],
     )
-    until: datetime | None = Field(default=None, description="No occurrence after this.")
+    until: DateTime | None = Field(default=None, description="No occurrence after this.")
 
 
 class NotificationCreate(_Body):
@@ -88,7 +111,7 @@ class NotificationCreate(_Body):
     priority: Literal["high", "normal", "low"] = "normal"
     metadata: dict[str, str] = Field(default_factory=dict, max_length=50)
     tracking: TrackingIn = Field(default_factory=TrackingIn)
-    send_at: datetime | None = Field(
+    send_at: DateTime | None = Field(
         default=None,
         description="Send then instead of now. Without a UTC offset it is a local time in `timezone`.",
         examples=["2026-12-24T09:00:00", "2026-12-24T08:00:00Z"],

@@ -7,7 +7,7 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from services.gateway.feedback.settings import CallbackSettings
-from shared.config import CommaSeparated
+from shared.config import CommaSeparated, WebhookSettings
 
 # A per-minute limit's refill interval is 60 s / limit, in whole microseconds: at least 1.
 MAX_PER_MINUTE = 60_000_000
@@ -22,7 +22,7 @@ class TenantRateLimits(BaseModel):
     per_tenant: int | None = Field(default=None, ge=0, le=MAX_PER_MINUTE)
 
 
-class GatewaySettings(CallbackSettings):
+class GatewaySettings(CallbackSettings, WebhookSettings):
     gateway_host: str = "0.0.0.0"
     gateway_port: int = Field(default=8080, ge=1, le=65535)
     # The local stack's key: created at start-up for the tenant below. Leave unset in production.
@@ -49,6 +49,9 @@ class GatewaySettings(CallbackSettings):
     # Verifies the router's open/click tracking tokens (the router's HERALD_TRACKING_SIGNING_KEY);
     # unset: the tracking routes answer 404.
     tracking_signing_key: SecretStr | None = Field(default=None, min_length=32)
+    # After a webhook endpoint's secret is rotated, its deliveries are signed with the previous secret
+    # too for this long (seconds), so its receiver can switch without missing a message.
+    webhook_secret_grace_s: int = Field(default=86_400, ge=0, le=30 * 86_400)
     # How long an Idempotency-Key and the first response to it are kept (seconds; the draft's 24 h).
     idempotency_ttl_s: int = Field(default=86_400, ge=1)
     # How long a key stays claimed by a request still being answered; bounds the 409s after a crash.

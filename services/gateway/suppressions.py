@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway.auth import Tenant
 from services.gateway.idempotency import IDEMPOTENT
@@ -21,7 +21,7 @@ class SuppressionOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     channel: str
-    address: str
+    address: str | None = Field(description="null once the address's owner was erased; it stays suppressed")
     reason: str
     detail: str | None
     provider: str | None

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from services.retry.scheduler import DelayedJobIntake, DelayedJobScheduler
 from services.retry.settings import RetrySettings
-from services.retry.store import DelayedJobStore
 from shared import service
 from shared.config import load_settings
+from shared.crypto import Encryptor
 from shared.kafka.consumer import service_consumer
 from shared.kafka.producer import MessageProducer
 from shared.messages import DELAYED_MESSAGE
 from shared.storage.database import check, create_pool
+from shared.storage.delayed_jobs import DelayedJobStore
 from shared.topics import Topics
 
 SERVICE = "retry"
@@ -18,11 +19,12 @@ SERVICE = "retry"
 
 async def serve() -> None:
     settings = load_settings(RetrySettings)
+    encryptor = Encryptor.from_settings(settings)
     service.setup(SERVICE, settings)
     topics = Topics(settings.topic_prefix)
     pool = await create_pool(settings.database_url, settings.database_pool_size)
     producer = MessageProducer(settings, client_id=SERVICE)
-    store = DelayedJobStore(pool)
+    store = DelayedJobStore(pool, encryptor)
     scheduler = DelayedJobScheduler(store, producer, settings.fire_batch_size, settings.max_idle_s)
     consumer = service_consumer(
         settings,

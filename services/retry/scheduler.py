@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 import structlog
 
 from services.retry.recurrence import occurrence
-from services.retry.store import DelayedJobStore, DueJob
 from shared.background import repeat
 from shared.kafka.producer import MessageProducer
 from shared.kafka.records import Consumed, Output, Produce
 from shared.messages import DelayedMessage
 from shared.observability import metrics
+from shared.storage.delayed_jobs import DelayedJobStore, DueJob
 
 log = structlog.get_logger(__name__)
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import orjson
 
+from services.router.preferences import opted_out, wanted_channels, with_profile
 from services.router.routing import ADDRESS_FIELD, choose_route
-from services.router.templates import TemplateRenderer
 from services.router.tracking import EmailTracking, tracked_html
 from shared import status
 from shared.errors import DeadLetterReason, InvalidRequest
@@ -22,7 +22,10 @@ from shared.observability.tracing import span
 from shared.phone import normalize_e164
 from shared.status_events import StatusReporter
 from shared.storage.devices import Device, DeviceRepository
+from shared.storage.recipients import RecipientRepository, StoredRecipient
 from shared.storage.suppressions import CHANNELS, SuppressionRepository, Target, normalise
+from shared.storage.templates import TemplateRef, TemplateRepository, TemplateVersion
+from shared.templates import TemplateRenderer
 from shared.topics import Topics
 
 DELIVERY_NAMESPACE = uuid.UUID("8a3e5d1c-2b7f-4f0a-9c6e-1d2b3a4c5e6f")
@@ -44,9 +47,12 @@ class RouterHandler:
         reporter: StatusReporter,
         topics: Topics,
         tracking: EmailTracking | None = None,
+        mandatory_categories: Collection[str] = (),
     ) -> None:
-        """``tracking`` adds open pixels and tracked links to emails that ask for them (None: off)."""
+        """``tracking`` adds open pixels and tracked links to emails that ask for them (None: off);
+        notifications of the ``mandatory_categories`` ignore their recipients' preferences."""
         self._renderer = renderer
+        self._mandatory = frozenset(mandatory_categories)
         self._reporter = reporter
         self._topics = topics
         self._tracking = tracking
@@ -57,34 +63,32 @@ class RouterHandler:
         message: Consumed[RoutableNotification],
         devices: Sequence[Device] = (),
         suppressed: Collection[Target] = (),
+        stored: StoredRecipient | None = None,
+        templates: Mapping[TemplateRef, TemplateVersion] | None = None,
     ) -> Sequence[Output]:
-        """Route ``message``; ``devices`` are its recipient's active push devices and ``suppressed`` the
-        suppressed addresses among the batch's recipients (both looked up per batch)."""
-        notification = message.value
+        """Route ``message``; ``devices`` are its recipient's active push devices, ``suppressed`` the
+        suppressed addresses among the batch's recipients, ``stored`` its user's profile and
+        preferences and ``templates`` the stored templates the batch names (all looked up per batch)."""
+        notification = with_profile(message.value, stored.profile if stored else None)
         with span("router.route", message.header(TRACEPARENT)) as traceparent:
             try:
-                route = choose_route(notification["channels"], notification["recipient"], devices)
-                if _target(notification["tenant_id"], route.channel, route.address) in suppressed:
-                    return self._reporter.give_up(
-                        message,
-                        status=status.FAILED,
-                        reason=DeadLetterReason.RECIPIENT_SUPPRESSED,
-                        detail=f"the recipient's {route.channel} address is suppressed (it bounced or complained)",
-                        traceparent=traceparent,
-                        channel=route.channel,
+                channels = wanted_channels(notification, stored.preferences if stored else (), self._mandatory)
+                if not channels:
+                    return self._fail(
+                        message, traceparent, DeadLetterReason.RECIPIENT_OPTED_OUT, opted_out(notification)
                     )
+                route = choose_route(channels, notification["recipient"], devices)
+                if _target(notification["tenant_id"], route.channel, route.address) in suppressed:
+                    detail = f"the recipient's {route.channel} address is suppressed (it bounced or complained)"
+                    reason = DeadLetterReason.RECIPIENT_SUPPRESSED
+                    return self._fail(message, traceparent, reason, detail, channel=route.channel)
+                notification = _templated(notification, route.channel, templates or {})
                 if route.channel == "push":
                     deliveries = self._render_push(notification, route.devices)
                 else:
                     deliveries = [self._renderers[route.channel](notification, route.address)]
             except InvalidRequest as error:
-                return self._reporter.give_up(
-                    message,
-                    status=status.FAILED,
-                    reason=DeadLetterReason.INVALID_PAYLOAD,
-                    detail=str(error),
-                    traceparent=traceparent,
-                )
+                return self._fail(message, traceparent, DeadLetterReason.INVALID_PAYLOAD, str(error))
         headers = headers_for(notification["tenant_id"], f"delivery.{route.channel}", traceparent)
         topic = self._topics.send(route.channel)
         return [
@@ -99,6 +103,19 @@ class RouterHandler:
                 deliveries=len(deliveries),
             ),
         ]
+
+    def _fail(
+        self,
+        message: Consumed[RoutableNotification],
+        traceparent: bytes | None,
+        reason: DeadLetterReason,
+        detail: str,
+        **event: str,
+    ) -> list[Output]:
+        """The notification can never be sent as it is: to the DLQ, and marked failed saying why."""
+        return self._reporter.give_up(
+            message, status=status.FAILED, reason=reason, detail=detail, traceparent=traceparent, **event
+        )
 
     def _render_email(self, notification: RoutableNotification, address: str) -> bytes:
         variables = orjson.loads(notification["variables_json"])
@@ -203,11 +220,15 @@ class RouterHandler:
         ]
 
 
-def with_devices(
-    handler: RouterHandler, devices: DeviceRepository, suppressions: SuppressionRepository | None = None
+def with_batch_lookups(
+    handler: RouterHandler,
+    devices: DeviceRepository,
+    suppressions: SuppressionRepository | None = None,
+    recipients: RecipientRepository | None = None,
+    templates: TemplateRepository | None = None,
 ) -> Handler[RoutableNotification]:
-    """The router's batch handler: one query for the push devices of the whole batch and one for its
-    suppressed addresses, then each message."""
+    """The router's batch handler: one query each for the whole batch's push devices, stored
+    recipients, stored templates and suppressed addresses, then each message."""
 
     async def handle(batch: Sequence[Consumed[RoutableNotification]]) -> list[Output]:
         users = {
@@ -215,35 +236,73 @@ def with_devices(
             for message in batch
             if "push" in message.value["channels"] and (user_id := message.value["recipient"]["user_id"])
         }
-        # Two independent lookups, so one round trip's wait rather than two.
-        found, suppressed = await asyncio.gather(
+        people = {(m.value["tenant_id"], user_id) for m in batch if (user_id := m.value["recipient"]["user_id"])}
+        refs = {(m.value["tenant_id"], t["id"], t["version"]) for m in batch if (t := m.value["content"]["template"])}
+        # Independent lookups, so one round trip's wait rather than one each.
+        found, stored, versions = await asyncio.gather(
             devices.active_for_users(users),
-            suppressions.suppressed(_addresses(batch)) if suppressions is not None else _nothing(),
+            recipients.for_routing(people) if recipients is not None else _no_recipients(),
+            templates.versions_for(refs) if templates is not None else _no_templates(),
         )
+        # Then the suppressions: an address a stored profile completes is checked too.
+        suppressed = await suppressions.suppressed(_addresses(batch, stored)) if suppressions is not None else set()
         outputs: list[Output] = []
         for message in batch:
             bind_context(message)
             user = (message.value["tenant_id"], message.value["recipient"]["user_id"] or "")
-            outputs.extend(await handler(message, found.get(user, ()), suppressed))
+            outputs.extend(await handler(message, found.get(user, ()), suppressed, stored.get(user), versions))
         return outputs
 
     return handle
 
 
-async def _nothing() -> set[Target]:
-    return set()
+async def _no_recipients() -> dict[tuple[str, str], StoredRecipient]:
+    return {}
+
+
+async def _no_templates() -> dict[TemplateRef, TemplateVersion]:
+    return {}
+
+
+def _templated(
+    notification: RoutableNotification, channel: str, templates: Mapping[TemplateRef, TemplateVersion]
+) -> RoutableNotification:
+    """``notification`` with its stored template's content for ``channel`` (if it names one) in place of
+    its inline subject, text and html: the ``_render_*`` methods render either alike."""
+    template = notification["content"]["template"]
+    if template is None:
+        return notification
+    found = templates.get((notification["tenant_id"], template["id"], template["version"]))
+    pinned = "" if template["version"] is None else f" version {template['version']}"
+    if found is None:
+        raise InvalidRequest("content/template", f"template {template['id']!r}{pinned} does not exist or was deleted")
+    sources = found.channels.get(channel)
+    if sources is None:
+        detail = f"version {found.version} of template {template['id']!r} has no {channel} content"
+        raise InvalidRequest("content/template", detail)
+    content = notification["content"].copy()
+    content["subject"], content["text"], content["html"] = (sources.get(k) for k in ("subject", "text", "html"))
+    templated = notification.copy()
+    templated["content"] = content
+    return templated
 
 
 def _target(tenant_id: str, channel: str, address: str) -> Target | None:
     return (tenant_id, channel, normalise(channel, address)) if channel in CHANNELS and address else None
 
 
-def _addresses(batch: Sequence[Consumed[RoutableNotification]]) -> set[Target]:
-    """Every suppressible address the batch's notifications may be routed to."""
-    targets = {
-        _target(message.value["tenant_id"], channel, str(message.value["recipient"].get(ADDRESS_FIELD[channel]) or ""))
-        for message in batch
-        for channel in message.value["channels"]
-        if channel in CHANNELS
-    }
+def _addresses(
+    batch: Sequence[Consumed[RoutableNotification]], stored: Mapping[tuple[str, str], StoredRecipient]
+) -> set[Target]:
+    """Every suppressible address the batch's notifications may be routed to, stored ones included."""
+    targets: set[Target | None] = set()
+    for message in batch:
+        tenant_id = message.value["tenant_id"]
+        found = stored.get((tenant_id, message.value["recipient"]["user_id"] or ""))
+        recipient = with_profile(message.value, found.profile if found else None)["recipient"]
+        targets.update(
+            _target(tenant_id, channel, str(recipient.get(ADDRESS_FIELD[channel]) or ""))
+            for channel in message.value["channels"]
+            if channel in CHANNELS
+        )
     return {target for target in targets if target is not None}

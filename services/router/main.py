@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from services.router import tracking
-from services.router.handlers import RouterHandler, with_devices
+from services.router.handlers import RouterHandler, with_batch_lookups
 from services.router.settings import RouterSettings
-from services.router.templates import TemplateRenderer
 from shared import service
 from shared.config import load_settings
 from shared.crypto import Encryptor
@@ -15,7 +14,10 @@ from shared.messages import ROUTABLE_NOTIFICATION
 from shared.status_events import StatusReporter
 from shared.storage.database import check, create_pool
 from shared.storage.devices import DeviceRepository
+from shared.storage.recipients import RecipientRepository
 from shared.storage.suppressions import SuppressionRepository
+from shared.storage.templates import TemplateRepository
+from shared.templates import TemplateRenderer
 from shared.topics import Topics
 
 SERVICE = "router"
@@ -27,7 +29,8 @@ async def serve() -> None:
     encryptor = Encryptor.from_settings(settings)
     service.setup(SERVICE, settings)
     topics = Topics(settings.topic_prefix)
-    # Postgres holds the push devices a push notification fans out to, and the suppressed addresses.
+    # Postgres holds the push devices a push notification fans out to, the suppressed addresses, and the
+    # recipients' stored contact details and preferences, and the stored templates.
     pool = await create_pool(settings.database_url, settings.database_pool_size)
     producer = MessageProducer(settings, client_id=SERVICE)
     handler = RouterHandler(
@@ -35,13 +38,20 @@ async def serve() -> None:
         reporter=StatusReporter(topics.status, SERVICE),
         topics=topics,
         tracking=email_tracking,
+        mandatory_categories=settings.mandatory_categories,
     )
     consumer = service_consumer(
         settings,
         service=SERVICE,
         topic=topics.routable,
         contract=ROUTABLE_NOTIFICATION,
-        handler=with_devices(handler, DeviceRepository(pool, encryptor), SuppressionRepository(pool, encryptor)),
+        handler=with_batch_lookups(
+            handler,
+            DeviceRepository(pool, encryptor),
+            SuppressionRepository(pool, encryptor),
+            RecipientRepository(pool, encryptor),
+            TemplateRepository(pool),
+        ),
         producer=producer,
     )
     await producer.start()

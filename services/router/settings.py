@@ -2,7 +2,7 @@
 
 from pydantic import Field, SecretStr
 
-from shared.config import HeraldSettings
+from shared.config import CommaSeparated, HeraldSettings
 
 
 class RouterSettings(HeraldSettings):
@@ -12,4 +12,6 @@ class RouterSettings(HeraldSettings):
     # point at, and the key their tokens are signed with (the gateway's too). Both, or neither (off).
     tracking_base_url: str | None = Field(default=None, pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
     tracking_signing_key: SecretStr | None = Field(default=None, min_length=32)
+    # Categories (metadata.category) sent whatever the recipient's preferences: password resets, security alerts.
+    mandatory_categories: CommaSeparated = Field(default_factory=list)
     ops_port: int = 9102

@@ -7,12 +7,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from services.sender_webhook.signing import signed_headers, tenant_secret
+from services.sender_webhook.signing import signed_headers
 from shared.delivery import Delivered, Failed, Outcome, Retry
 from shared.errors import DeadLetterReason
 from shared.messages import WebhookDelivery
 from shared.providers.base import ProviderConfigError
 from shared.ssrf import NonPublicAddress, ensure_public
+from shared.webhook_secrets import endpoint_secret, tenant_secret
 
 NAME = "http"
 USER_AGENT = "Herald-Webhooks/1"
@@ -21,7 +22,8 @@ RETRYABLE_STATUS = frozenset({408, 425, 429})
 
 
 class WebhookProvider:
-    """POSTs :class:`WebhookDelivery` payloads, signed with the tenant's secret."""
+    """POSTs :class:`WebhookDelivery` payloads, signed with the tenant's secret, or a registered
+    endpoint's (each version the delivery names: two while a rotation's grace period lasts)."""
 
     name = NAME
 
@@ -47,8 +49,7 @@ class WebhookProvider:
         if refusal is not None:
             return refusal
         body = delivery["payload_json"]
-        secret = tenant_secret(self._signing_key, delivery["tenant_id"])
-        headers = signed_headers(secret, delivery["delivery_id"], datetime.now(UTC), body)
+        headers = signed_headers(self._secrets(delivery), delivery["delivery_id"], datetime.now(UTC), body)
         headers |= {"content-type": "application/json", "user-agent": USER_AGENT}
         try:
             response = await self._client.post(url, content=body.encode(), headers=headers)
@@ -57,6 +58,16 @@ class WebhookProvider:
         except httpx.HTTPError as error:
             return Retry(NAME, f"cannot reach {url}: {error!r}")
         return _by_status(response)
+
+    def _secrets(self, delivery: WebhookDelivery) -> list[str]:
+        endpoint_id = delivery.get("endpoint_id")
+        tenant_id = delivery["tenant_id"]
+        if endpoint_id is None:
+            return [tenant_secret(self._signing_key, tenant_id)]
+        return [
+            endpoint_secret(self._signing_key, tenant_id, endpoint_id, version)
+            for version in delivery.get("secret_versions", [])
+        ]
 
     async def health(self) -> None:
         """Every customer's endpoint is different: there is no one service to check."""

@@ -1,32 +1,29 @@
-"""Standard Webhooks signatures (https://www.standardwebhooks.com), with one secret per tenant.
+"""Standard Webhooks signatures (https://www.standardwebhooks.com).
 
-Each tenant's signing secret is derived from one master key (HMAC-SHA256 of the tenant id), so no
-secret is stored per tenant and one tenant's secret reveals nothing of another's. Receivers verify
-with any Standard Webhooks library, e.g. ``standardwebhooks.Webhook(secret).verify(body, headers)``.
+Receivers verify with any Standard Webhooks library, e.g.
+``standardwebhooks.Webhook(secret).verify(body, headers)``. The secrets themselves are derived in
+:mod:`shared.webhook_secrets`.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
+from collections.abc import Sequence
 from datetime import datetime
 
 from standardwebhooks.webhooks import Webhook
 
-SECRET_PREFIX = "whsec_"
 
+def signed_headers(secrets: Sequence[str], message_id: str, sent_at: datetime, body: str) -> dict[str, str]:
+    """The three headers a receiver checks; ``message_id`` stays the same across retries.
 
-def tenant_secret(master_key: bytes, tenant_id: str) -> str:
-    """The tenant's signing secret in the Standard Webhooks form ``whsec_<base64>``."""
-    digest = hmac.new(master_key, tenant_id.encode(), hashlib.sha256).digest()
-    return SECRET_PREFIX + base64.b64encode(digest).decode()
-
-
-def signed_headers(secret: str, message_id: str, sent_at: datetime, body: str) -> dict[str, str]:
-    """The three headers a receiver checks; ``message_id`` stays the same across retries."""
+    With several secrets (an endpoint's new and previous one while a rotation's grace period lasts),
+    ``webhook-signature`` carries one signature per secret, space-separated: a receiver holding either
+    secret verifies the message.
+    """
+    if not secrets:
+        raise ValueError("a webhook needs at least one secret to be signed with")
     return {
         "webhook-id": message_id,
         "webhook-timestamp": str(int(sent_at.timestamp())),
-        "webhook-signature": Webhook(secret).sign(message_id, sent_at, body),
+        "webhook-signature": " ".join(Webhook(secret).sign(message_id, sent_at, body) for secret in secrets),
     }

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 from shared.messages import StatusEvent
 from shared.status import ENGAGEMENT, FINAL, REACHED, REQUEUED, ROUTED, rank
 from shared.storage.database import Pool
+from shared.storage.webhook_endpoints import PooledConnection
 
 
 def _advances(row: str) -> str:
@@ -144,7 +147,14 @@ summary AS (
            (array_agg(channel ORDER BY occurred_at DESC) FILTER (WHERE channel IS NOT NULL))[1] AS channel
     FROM fresh
     GROUP BY notification_id
-)
+),
+-- The statuses before this statement (it sees the table as it was), of the notifications of the tenants
+-- with webhook endpoints ($22), so the caller can tell which changed.
+before AS (
+    SELECT id, status, status_rank FROM notifications
+    WHERE id IN (SELECT notification_id FROM fresh WHERE tenant_id = ANY($22::text[]))
+),
+applied AS (
 INSERT INTO notifications AS n (id, tenant_id, status, status_rank, channel, attempts, deliveries,
                                 last_reason, last_detail, created_at, updated_at)
 SELECT w.notification_id, w.tenant_id, w.status, w.status_rank, s.channel, s.attempts, s.deliveries,
@@ -162,7 +172,45 @@ ON CONFLICT (id) DO UPDATE SET
     created_at = least(n.created_at, excluded.created_at),
     updated_at = greatest(n.updated_at, excluded.updated_at)
 WHERE n.tenant_id = excluded.tenant_id
+RETURNING n.id, n.status, n.status_rank
+)
+-- The new events of each watched notification whose status changed, with its status before and after.
+SELECT f.event_id::text, f.notification_id::text, f.tenant_id, f.status, f.status_rank, f.occurred_at,
+       f.channel, f.reason, coalesce(b.status_rank, 0) AS before_rank, a.status AS after,
+       a.status_rank AS after_rank
+FROM fresh AS f
+JOIN applied AS a ON a.id = f.notification_id
+LEFT JOIN before AS b ON b.id = f.notification_id
+WHERE f.tenant_id = ANY($22::text[]) AND a.status IS DISTINCT FROM b.status
+ORDER BY f.occurred_at, f.event_id
 """
+
+
+@dataclass(frozen=True)
+class Change:
+    """A new event of a notification whose status its batch changed, with the status before and after."""
+
+    event_id: str
+    notification_id: str
+    tenant_id: str
+    status: str
+    status_rank: int
+    occurred_at: datetime
+    channel: str | None
+    reason: str | None
+    before_rank: int
+    after: str
+    after_rank: int
+
+    @property
+    def is_step(self) -> bool:
+        """The event is a step of the change: the new status, or one passed on the way to it (a batch may
+        hold a notification's ``sent`` and ``delivered``); not one that lost (a late ``sent``)."""
+        return self.status == self.after or self.before_rank < self.status_rank < self.after_rank
+
+
+# Called in the transaction that stores a batch, with the changes of the watched tenants' notifications.
+OnChanges = Callable[[PooledConnection, Sequence[Change]], Awaitable[None]]
 
 
 class StatusRepository:
@@ -171,18 +219,33 @@ class StatusRepository:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
-    async def apply(self, events: Sequence[StatusEvent]) -> None:
+    async def apply(
+        self, events: Sequence[StatusEvent], *, watched: Collection[str] = (), on_changes: OnChanges | None = None
+    ) -> None:
         """Store ``events`` (redeliveries once) and advance their notifications, in one transaction.
+
+        ``on_changes`` gets, in that transaction, the new events of the notifications of ``watched``
+        tenants whose status changed (none for a redelivered batch).
 
         Raises ValueError, before touching the database, if an event's status is not in
         ``shared.status``; callers validate events first so one bad event cannot sink a batch.
         """
         if not events:
             return
+        arguments = self._arguments(events, watched)
+        if on_changes is None or not watched:
+            # One statement, hence one transaction: events and notifications commit together or not at all.
+            await self._pool.execute(_APPLY, *arguments)
+            return
+        async with self._pool.acquire() as connection, connection.transaction():
+            rows = await connection.fetch(_APPLY, *arguments)
+            if rows:
+                await on_changes(connection, [Change(**dict(row)) for row in rows])
+
+    @staticmethod
+    def _arguments(events: Sequence[StatusEvent], watched: Collection[str]) -> list[object]:
         ranks = [rank(event["status"]) for event in events]
-        # One statement, hence one transaction: events and notifications commit together or not at all.
-        await self._pool.execute(
-            _APPLY,
+        return [
             [event["event_id"] for event in events],
             [event["notification_id"] for event in events],
             [event["tenant_id"] for event in events],
@@ -204,7 +267,8 @@ class StatusRepository:
             sorted(REACHED),
             sorted(ENGAGEMENT),
             REQUEUED,
-        )
+            sorted(watched),
+        ]
 
     async def record_duplicates(self, events: Sequence[StatusEvent]) -> None:
         """Count ``duplicate`` events against their notifications; a redelivered event counts once.

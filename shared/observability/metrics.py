@@ -43,6 +43,15 @@ DEAD_LETTERS_DROPPED = Counter(
     "DLQ records the dead-letters service could not store, even once dead-lettered again (logged, left in the topic)",
 )
 
+# Retention (the archiver).
+ARCHIVED_ROWS = Counter(
+    "herald_archived_rows_total", "Rows written to an archive and then deleted from Postgres, by table", ["table"]
+)
+ARCHIVE_OBJECTS = Counter("herald_archive_objects_total", "Archive objects written durably (files or S3 objects)")
+ARCHIVE_FAILURES = Counter(
+    "herald_archive_failures_total", "Archiving passes that failed (the batch in hand deleted nothing)"
+)
+
 # Notification lifecycle.
 NOTIFICATIONS_ACCEPTED = Counter("herald_notifications_accepted_total", "Requests accepted by ingest", ["tenant"])
 NOTIFICATIONS_DUPLICATE = Counter(

@@ -21,7 +21,7 @@ import asyncpg
 from shared.crypto import Encryptor
 from shared.kafka.records import Headers
 from shared.storage.database import Pool
-from shared.storage.pagination import CREATED_AFTER, CREATED_BEFORE, PageCursor, SqlFilter, newest_first
+from shared.storage.pagination import CREATED_AFTER, CREATED_BEFORE, PageCursor, SqlFilter, newest_first, sql
 from shared.storage.sealed import SealedColumn, reseal
 
 _SUMMARY = """id::text, notification_id, reason, detail, service, channel, original_topic, original_partition,
@@ -113,6 +113,8 @@ class DeadLetterFilter(SqlFilter):
     notification_id: str | None = None
     created_after: datetime | None = field(default=None, metadata=CREATED_AFTER)
     created_before: datetime | None = field(default=None, metadata=CREATED_BEFORE)
+    # True: only those not deleted through the API (what the API shows); None: deleted ones too (retention).
+    live: bool | None = field(default=True, metadata=sql("(deleted_at IS NULL) = {}"))
 
 
 def _text(value: str) -> str:
@@ -188,7 +190,9 @@ class DeadLetterRepository:
         if key is None:
             return None
         row = await self._pool.fetchrow(
-            f"SELECT {_SUMMARY}, {_ORIGINAL} FROM dead_letters WHERE tenant_id = $1 AND id = $2", tenant_id, key
+            f"SELECT {_SUMMARY}, {_ORIGINAL} FROM dead_letters WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+            tenant_id,
+            key,
         )
         if row is None:
             return None
@@ -212,7 +216,7 @@ class DeadLetterRepository:
             row = await connection.fetchrow(
                 f"""
                 UPDATE dead_letters SET requeued_at = now()
-                WHERE tenant_id = $1 AND id = $2 AND requeued_at IS NULL
+                WHERE tenant_id = $1 AND id = $2 AND requeued_at IS NULL AND deleted_at IS NULL
                 RETURNING {_ORIGINAL}
                 """,
                 tenant_id,
@@ -220,7 +224,9 @@ class DeadLetterRepository:
             )
             if row is None:
                 exists = await connection.fetchval(
-                    "SELECT true FROM dead_letters WHERE tenant_id = $1 AND id = $2", tenant_id, key
+                    "SELECT true FROM dead_letters WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+                    tenant_id,
+                    key,
                 )
                 return False if exists else None
             await send(self._original(row))
@@ -231,7 +237,7 @@ class DeadLetterRepository:
         found: uuid.UUID | None = await self._pool.fetchval(
             """
             SELECT id FROM dead_letters
-            WHERE tenant_id = $1 AND notification_id = $2 AND requeued_at IS NULL
+            WHERE tenant_id = $1 AND notification_id = $2 AND requeued_at IS NULL AND deleted_at IS NULL
             ORDER BY created_at DESC, id DESC
             LIMIT 1
             """,
@@ -273,30 +279,44 @@ class DeadLetterRepository:
         return len(rows)
 
     async def delete(self, tenant_id: str, entry_id: str) -> bool:
-        """Delete one dead letter; False if there is none with this id for this tenant."""
+        """Soft-delete one dead letter (hidden from the API, removed by retention); False if there is none
+        with this id for this tenant."""
         key = _entry_id(entry_id)
         if key is None:
             return False
         deleted = await self._pool.fetchval(
-            "DELETE FROM dead_letters WHERE tenant_id = $1 AND id = $2 RETURNING true", tenant_id, key
+            """
+            UPDATE dead_letters SET deleted_at = now()
+            WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL
+            RETURNING true
+            """,
+            tenant_id,
+            key,
         )
         return deleted is not None
 
-    async def delete_batch(self, where: DeadLetterFilter, limit: int) -> int:
-        """Delete up to ``limit`` matching dead letters, oldest first; returns how many.
+    async def delete_batch(self, where: DeadLetterFilter, limit: int, *, soft: bool = False) -> int:
+        """Delete up to ``limit`` matching dead letters, oldest first (``soft``: mark them deleted); returns how many.
 
         Rows another replica is deleting at the same time are skipped, not waited for.
         """
+        if soft and where.live is not True:
+            raise ValueError("a soft delete takes only live dead letters, or it would never finish")
         params: list[object] = []
         condition = where.where(params)
         params.append(limit)
+        gone = (
+            "UPDATE dead_letters AS d SET deleted_at = now() FROM doomed WHERE d.id = doomed.id RETURNING 1"
+            if soft
+            else "DELETE FROM dead_letters AS d USING doomed WHERE d.id = doomed.id RETURNING 1"
+        )
         deleted = await self._pool.fetchval(
             f"""
             WITH doomed AS (
                 SELECT id FROM dead_letters WHERE {condition}
                 ORDER BY created_at LIMIT ${len(params)} FOR UPDATE SKIP LOCKED
             ),
-            gone AS (DELETE FROM dead_letters AS d USING doomed WHERE d.id = doomed.id RETURNING 1)
+            gone AS ({gone})
             SELECT count(*) FROM gone
             """,
             *params,
@@ -304,15 +324,21 @@ class DeadLetterRepository:
         return int(deleted)
 
     async def purge(
-        self, where: DeadLetterFilter, batch_size: int = 5000, stopping: asyncio.Event | None = None
+        self,
+        where: DeadLetterFilter,
+        batch_size: int = 5000,
+        stopping: asyncio.Event | None = None,
+        *,
+        soft: bool = False,
     ) -> int:
-        """Delete every matching dead letter, ``batch_size`` rows per statement (short locks); returns how many.
+        """Delete every matching dead letter (``soft``: mark them deleted), ``batch_size`` rows per statement
+        (short locks); returns how many.
 
         Once ``stopping`` is set it returns after the statement in hand (the rest waits for next time).
         """
         total = 0
         while True:
-            deleted = await self.delete_batch(where, batch_size)
+            deleted = await self.delete_batch(where, batch_size, soft=soft)
             total += deleted
             if deleted < batch_size or (stopping is not None and stopping.is_set()):
                 return total
@@ -323,5 +349,7 @@ class DeadLetterRepository:
 
     async def count_by_reason(self) -> dict[str, int]:
         """How many dead letters are stored for each reason, across tenants."""
-        rows = await self._pool.fetch("SELECT reason, count(*) FROM dead_letters GROUP BY reason")
+        rows = await self._pool.fetch(
+            "SELECT reason, count(*) FROM dead_letters WHERE deleted_at IS NULL GROUP BY reason"
+        )
         return {row["reason"]: int(row["count"]) for row in rows}

@@ -1,7 +1,7 @@
 """``python -m shared.storage.reseal``: seal every stored personal value under the primary key.
 
 Step two of a key rotation (see the README's "Data at rest"), and the backfill of values written in
-clear before migration 0011. Safe to run while the services run, and again.
+clear before migrations 0011 and 0019. Safe to run while the services run, and again.
 """
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ from shared.config import HeraldSettings, load_settings
 from shared.crypto import Encryptor
 from shared.storage.database import Pool, create_pool
 from shared.storage.dead_letters import DeadLetterRepository
+from shared.storage.delayed_jobs import DelayedJobStore
 from shared.storage.devices import DeviceRepository
+from shared.storage.recipients import RecipientRepository
 from shared.storage.suppressions import SuppressionRepository
+from shared.storage.webhook_endpoints import WebhookEndpointRepository
 
 logger = structlog.get_logger(__name__)
 
@@ -26,6 +29,9 @@ async def reseal_all(pool: Pool, encryptor: Encryptor) -> dict[str, int]:
         "devices": await DeviceRepository(pool, encryptor).reseal(),
         "suppressions": await SuppressionRepository(pool, encryptor).reseal(),
         "dead_letters": await DeadLetterRepository(pool, encryptor).reseal(),
+        "delayed_jobs": await DelayedJobStore(pool, encryptor).reseal(),
+        "webhook_endpoints": await WebhookEndpointRepository(pool, encryptor).reseal(),
+        "recipients": await RecipientRepository(pool, encryptor).reseal(),
     }
 
 

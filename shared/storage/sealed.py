@@ -25,12 +25,14 @@ logger = structlog.get_logger(__name__)
 class SealedColumn:
     """A value kept sealed in ``<name>_sealed``, optionally with a blind index in ``<name>_index``.
 
-    ``<name>`` itself held it in clear before migration 0011, and is NULL once the row is resealed.
+    ``<name>`` itself held it in clear before migration 0011, and is NULL once the row is resealed;
+    tables created later never had it (``legacy=False``).
     """
 
     table: str
     name: str
     indexed: bool = False
+    legacy: bool = True
 
     @property
     def sealed(self) -> str:
@@ -48,7 +50,7 @@ class SealedColumn:
         sealed: bytes | None = row[self.sealed]
         if sealed is not None:
             return encryptor.open(sealed, self.context(tenant_id))
-        legacy: str | bytes | None = row[self.name]
+        legacy: str | bytes | None = row[self.name] if self.legacy else None
         return legacy.encode() if isinstance(legacy, str) else legacy
 
     def seal(self, encryptor: Encryptor, value: bytes | None, tenant_id: str | None) -> bytes | None:
@@ -59,19 +61,27 @@ class SealedColumn:
 
     def selected(self) -> str:
         """The columns :meth:`read` needs, for a SELECT list."""
-        return f"{self.sealed}, {self.name}"
+        return f"{self.sealed}, {self.name}" if self.legacy else self.sealed
 
 
 def _stale(encryptor: Encryptor, column: SealedColumn, row: asyncpg.Record) -> bool:
     sealed: bytes | None = row[column.sealed]
-    return row[column.name] is not None or (sealed is not None and not encryptor.is_current(sealed))
+    in_clear = column.legacy and row[column.name] is not None
+    return in_clear or (sealed is not None and not encryptor.is_current(sealed))
 
 
 async def reseal(
-    pool: Pool, encryptor: Encryptor, columns: Sequence[SealedColumn], id_type: str, batch_size: int = 500
+    pool: Pool,
+    encryptor: Encryptor,
+    columns: Sequence[SealedColumn],
+    id_type: str,
+    batch_size: int = 500,
+    *,
+    id_column: str = "id",
 ) -> int:
     """Seal every value of one table's ``columns`` under the primary key, indexes recomputed; returns
-    how many rows were rewritten. Values that do not open (a key already removed) raise DecryptionError."""
+    how many rows were rewritten. ``id_column`` is the table's primary key, of type ``id_type``.
+    Values that do not open (a key already removed) raise DecryptionError."""
     table = columns[0].table
     selected = ", ".join(column.selected() for column in columns)
     assignments: list[str] = []
@@ -79,7 +89,7 @@ async def reseal(
     # Parameters: $1 the id, then each column's new sealed value (and index), then each one's old value.
     n = 2
     for column in columns:
-        assignments.append(f"{column.sealed} = ${n}, {column.name} = NULL")
+        assignments.append(f"{column.sealed} = ${n}" + (f", {column.name} = NULL" if column.legacy else ""))
         n += 1
         if column.indexed:
             assignments.append(f"{column.index} = ${n}")
@@ -88,26 +98,26 @@ async def reseal(
         # Compare-and-set: a row a service rewrote meanwhile is already sealed under the primary key.
         unchanged.append(f"{column.sealed} IS NOT DISTINCT FROM ${n}")
         n += 1
-    update = f"UPDATE {table} SET {', '.join(assignments)} WHERE id = $1 AND {' AND '.join(unchanged)}"
+    update = f"UPDATE {table} SET {', '.join(assignments)} WHERE {id_column} = $1 AND {' AND '.join(unchanged)}"
     rewritten = 0
     last: object = None
     while True:
         rows = await pool.fetch(
             f"""
-            SELECT id, tenant_id, {selected} FROM {table}
-            WHERE $1::{id_type} IS NULL OR id > $1 ORDER BY id LIMIT $2
+            SELECT {id_column}, tenant_id, {selected} FROM {table}
+            WHERE $1::{id_type} IS NULL OR {id_column} > $1 ORDER BY {id_column} LIMIT $2
             """,
             last,
             batch_size,
         )
         if not rows:
             return rewritten
-        last = rows[-1]["id"]
+        last = rows[-1][id_column]
         updates: list[list[object]] = []
         for row in rows:
             if not any(_stale(encryptor, column, row) for column in columns):
                 continue
-            params: list[object] = [row["id"]]
+            params: list[object] = [row[id_column]]
             for column in columns:
                 value = column.read(encryptor, row, row["tenant_id"])
                 params.append(column.seal(encryptor, value, row["tenant_id"]))

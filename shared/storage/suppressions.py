@@ -49,7 +49,8 @@ class Suppression:
 
     tenant_id: str
     channel: str
-    address: str
+    # None once its owner was erased (shared/storage/erasure.py): the blind index still suppresses it.
+    address: str | None
     reason: str
     detail: str | None = None
     provider: str | None = None
@@ -68,11 +69,10 @@ class SuppressionRepository:
 
     def _suppression(self, row: asyncpg.Record) -> Suppression:
         address = ADDRESS.read(self._encryptor, row, row["tenant_id"])
-        assert address is not None
         return Suppression(
             tenant_id=row["tenant_id"],
             channel=row["channel"],
-            address=address.decode(),
+            address=None if address is None else address.decode(),
             reason=row["reason"],
             detail=row["detail"],
             provider=row["provider"],
@@ -80,15 +80,22 @@ class SuppressionRepository:
         )
 
     async def add(self, entries: Sequence[Suppression]) -> None:
-        """Suppress each address (one statement); one already suppressed keeps its first reason."""
-        if not entries:
+        """Suppress each address (one statement); one already suppressed keeps its first reason, one whose
+        suppression was deleted is suppressed again with this reason."""
+        # One row per address: an upsert may not touch the same row twice in one statement.
+        unique = {(e.tenant_id, e.channel, normalise(e.channel, e.address)): e for e in reversed(entries) if e.address}
+        if not unique:
             return
-        addresses = [normalise(e.channel, e.address) for e in entries]
+        entries = list(unique.values())
+        addresses = [address for _, _, address in unique]
         await self._pool.execute(
             """
             INSERT INTO suppressions (tenant_id, channel, address_sealed, address_index, reason, detail, provider)
             SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::text[], $6::text[], $7::text[])
-            ON CONFLICT DO NOTHING
+            ON CONFLICT (tenant_id, channel, address_index) DO UPDATE
+            SET reason = excluded.reason, detail = excluded.detail, provider = excluded.provider,
+                created_at = now(), deleted_at = NULL
+            WHERE suppressions.deleted_at IS NOT NULL
             """,
             [e.tenant_id for e in entries],
             [e.channel for e in entries],
@@ -108,6 +115,7 @@ class SuppressionRepository:
             f"""
             SELECT {_COLUMNS} FROM suppressions
             WHERE tenant_id = $1 AND ($2::text IS NULL OR channel = $2) AND ($3::bytea IS NULL OR address_index = $3)
+                AND deleted_at IS NULL
             ORDER BY created_at DESC, channel, id
             LIMIT $4
             """,
@@ -119,9 +127,13 @@ class SuppressionRepository:
         return [self._suppression(row) for row in rows]
 
     async def remove(self, tenant_id: str, channel: str, address: str) -> bool:
-        """Send to the address again; False if it was not suppressed."""
+        """Send to the address again (the suppression is kept, marked deleted); False if it was not suppressed."""
         removed = await self._pool.fetchval(
-            "DELETE FROM suppressions WHERE tenant_id = $1 AND channel = $2 AND address_index = $3 RETURNING true",
+            """
+            UPDATE suppressions SET deleted_at = now()
+            WHERE tenant_id = $1 AND channel = $2 AND address_index = $3 AND deleted_at IS NULL
+            RETURNING true
+            """,
             tenant_id,
             channel,
             self._index(tenant_id, normalise(channel, address)),
@@ -141,6 +153,7 @@ class SuppressionRepository:
             """
             SELECT tenant_id, channel, address_index FROM suppressions
             WHERE (tenant_id, channel, address_index) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]))
+                AND deleted_at IS NULL
             """,
             list(tenants),
             list(channels),

@@ -12,7 +12,6 @@ from aiokafka.structs import ConsumerRecord
 from standardwebhooks.webhooks import Webhook
 
 from infra.local.stack import LOCAL_ENVIRONMENT
-from services.sender_webhook.signing import tenant_secret
 from shared.client import NotificationClient
 from shared.kafka.records import headers_for, message_key
 from shared.messages import (
@@ -25,6 +24,7 @@ from shared.messages import (
     EmailDelivery,
 )
 from shared.requests import build_request
+from shared.webhook_secrets import tenant_secret
 from tests.e2e.conftest import Pipeline, eventually
 from tests.factories import email_delivery
 from tests.kafka_helpers import find_record, produce_raw, read_until
@@ -263,6 +263,7 @@ async def test_undecodable_bytes_on_every_consumed_topic_go_to_the_dlq_and_the_n
                     "html": None,
                     "attachments": [],
                     "provider_templates": {},
+                    "template": None,
                 },
                 "variables_json": "{}",
                 "metadata": {},

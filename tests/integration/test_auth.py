@@ -34,8 +34,8 @@ HS256_SECRET = "hs256-test-secret-0123456789abcdef0123"
 KID = "test-key-1"
 
 
-def create_key(client: TestClient, role: str, name: str = "test") -> dict[str, Any]:
-    response = client.post(KEYS, json={"name": name, "role": role}, headers=auth())
+def create_key(client: TestClient, role: str, name: str = "test", scopes: list[str] | None = None) -> dict[str, Any]:
+    response = client.post(KEYS, json={"name": name, "role": role, "scopes": scopes}, headers=auth())
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
     return created
@@ -68,6 +68,32 @@ def test_each_role_reaches_what_it_may(client: TestClient, role: str, can_send: 
     else:
         assert_problem(managed, 403)
         assert_problem(client.post(KEYS, json={"name": "x", "role": "admin"}, headers=headers), 403)
+
+
+def test_a_scoped_key_reaches_only_its_scopes(client: TestClient) -> None:
+    created = create_key(client, "sender", scopes=["notifications:write", "suppressions:read"])
+    assert created["scopes"] == ["notifications:write", "suppressions:read"]
+    headers = auth(created["secret"])
+    sent = client.post(NOTIFICATIONS, json=body(), headers=headers)
+    assert sent.status_code == 202, sent.text
+    # Write implies read on the same resource.
+    assert client.get(sent.json()["links"]["self"], headers=headers).status_code == 200
+    assert client.get(SUPPRESSIONS, headers=headers).status_code == 200
+    problem = assert_problem(
+        client.delete(SUPPRESSIONS, params={"channel": "email", "address": "a@b.c"}, headers=headers), 403
+    )
+    assert "suppressions:write" in problem["detail"]
+    assert_problem(client.get("/api/v1/dead-letters", headers=headers), 403)
+    # Scopes narrow a role, never widen it: an admin-only route stays refused to a sender.
+    assert "role" in assert_problem(client.get(KEYS, headers=headers), 403)["detail"]
+    listed = {key["id"]: key for key in client.get(KEYS, headers=auth()).json()}
+    assert listed[created["id"]]["scopes"] == created["scopes"]
+
+
+def test_an_unknown_scope_is_refused(client: TestClient) -> None:
+    refused = client.post(KEYS, json={"name": "x", "role": "sender", "scopes": ["everything:write"]}, headers=auth())
+    problem = assert_problem(refused, 422)
+    assert any("scopes" in str(error) for error in problem["errors"]), problem
 
 
 def test_key_management_without_a_credential_is_401(client: TestClient) -> None:
@@ -191,6 +217,18 @@ def test_a_valid_hs256_token_acts_for_its_tenant_with_its_role(jwt_client: TestC
     # The most capable of several roles counts; a token without a known role is authenticated, not allowed.
     assert jwt_client.get(KEYS, headers=auth(jwt_for(role="viewer admin"))).status_code == 200
     assert_problem(jwt_client.get(NOTIFICATIONS, headers=auth(jwt_for(role=None))), 403)
+
+
+def test_a_token_with_a_scope_claim_reaches_only_those_scopes(jwt_client: TestClient) -> None:
+    scoped = auth(jwt_for(role="admin", scope="notifications:read"))
+    assert jwt_client.get(NOTIFICATIONS, headers=scoped).status_code == 200
+    assert (
+        "notifications:write"
+        in assert_problem(jwt_client.post(NOTIFICATIONS, json=body(), headers=scoped), 403)["detail"]
+    )
+    assert_problem(jwt_client.get(KEYS, headers=scoped), 403)
+    listed = auth(jwt_for(role="admin", scp=["api-keys:read", "notifications:write"]))
+    assert jwt_client.get(KEYS, headers=listed).status_code == 200
 
 
 @pytest.mark.parametrize(

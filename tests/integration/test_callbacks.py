@@ -20,8 +20,7 @@ from pydantic import SecretStr
 from infra.standins.tls import local_server_context
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
-from services.router.handlers import RouterHandler, with_devices
-from services.router.templates import TemplateRenderer
+from services.router.handlers import RouterHandler, with_batch_lookups
 from shared import status
 from shared.kafka.records import Consumed, Produce, Reject
 from shared.messages import ROUTABLE_NOTIFICATION, STATUS_EVENT, RoutableNotification, StatusEvent
@@ -30,6 +29,7 @@ from shared.status_events import StatusReporter
 from shared.storage.database import Pool, create_pool
 from shared.storage.devices import DeviceRepository
 from shared.storage.suppressions import Suppression, SuppressionRepository
+from shared.templates import TemplateRenderer
 from shared.topics import Topics
 from tests.callback_signing import (
     TOPIC_ARN,
@@ -372,6 +372,17 @@ def test_suppressions_are_listed_and_removed_within_the_tenant(callbacks_client:
     assert suppressed(callbacks_client) == [("sms", "+14155550100", "opted_out")]
     again = callbacks_client.delete(SUPPRESSIONS, params=remove, headers={**auth(), "Idempotency-Key": "rm-2"})
     assert_problem(again, 404)
+    # A soft delete: no longer applied to routing, and a new bounce suppresses the address again.
+    targets = {(DEV_TENANT, "email", "gone@example.com"), (DEV_TENANT, "sms", "+14155550100")}
+    assert on_suppressions(database_url, lambda repository: repository.suppressed(targets)) == {
+        (DEV_TENANT, "sms", "+14155550100")
+    }
+    bounced = Suppression(DEV_TENANT, "email", "gone@example.com", "complained", None, "sendgrid")
+    on_suppressions(database_url, lambda repository: repository.add([bounced, bounced]))
+    assert sorted(suppressed(callbacks_client)) == [
+        ("email", "gone@example.com", "complained"),
+        ("sms", "+14155550100", "opted_out"),
+    ]
     # Another tenant's suppression of the same address is its own.
     globex = on_suppressions(database_url, lambda repository: repository.for_tenant("globex"))
     assert [s.address for s in globex] == ["gone@example.com"]
@@ -385,7 +396,14 @@ def routable(tenant_id: str, channel: str, recipient: dict[str, str]) -> Consume
         "priority": "normal",
         "channels": [channel],
         "recipient": {"user_id": None, "email": None, "phone": None, "locale": None, "webhook_url": None},
-        "content": {"subject": "Hi", "text": "Hi", "html": None, "attachments": [], "provider_templates": {}},
+        "content": {
+            "subject": "Hi",
+            "text": "Hi",
+            "html": None,
+            "attachments": [],
+            "provider_templates": {},
+            "template": None,
+        },
         "variables_json": "{}",
         "metadata": {},
         "tracking": {"opens": False, "clicks": False},
@@ -403,7 +421,7 @@ async def test_the_router_fails_a_notification_to_a_suppressed_address(db_pool: 
     handler = RouterHandler(
         renderer=TemplateRenderer(), reporter=StatusReporter(topics.status, "router"), topics=topics
     )
-    handle = with_devices(handler, DeviceRepository(db_pool, ENCRYPTOR), suppressions)
+    handle = with_batch_lookups(handler, DeviceRepository(db_pool, ENCRYPTOR), suppressions)
     batch = [
         routable("acme", "email", {"email": "Gone@Example.com"}),
         routable("acme", "sms", {"phone": "+1 (415) 555-0100"}),

@@ -87,6 +87,16 @@ def seed(database_url: str, letters: Sequence[NewDeadLetter]) -> None:
     asyncio.run(store())
 
 
+async def deleted_at_by_notification(database_url: str) -> dict[str | None, datetime | None]:
+    """Each stored dead letter's deletion mark (None: not deleted), by notification id."""
+    pool = await create_pool(database_url, 1)
+    try:
+        found = await pool.fetch("SELECT notification_id, deleted_at FROM dead_letters")
+    finally:
+        await pool.close()
+    return {row["notification_id"]: row["deleted_at"] for row in found}
+
+
 async def rows(pool: Pool) -> list[dict[str, Any]]:
     """Every stored dead letter, across tenants, in DLQ order, its sealed original key and payload opened."""
     found = []
@@ -272,6 +282,9 @@ async def test_expired_dead_letters_are_deleted_and_recent_ones_kept(db_pool: Po
     recent = [stored_letter(created_at=now - timedelta(days=13)), stored_letter(created_at=now)]
     repository = DeadLetterRepository(db_pool, ENCRYPTOR)
     assert await repository.store([*old, *recent]) == 9
+    # One deleted through the API: retention removes it with the rest once it is old enough, not before.
+    (deleted, *_) = await repository.page(DeadLetterFilter(DEV_TENANT, created_before=now - timedelta(days=14)), 1)
+    assert await repository.delete(DEV_TENANT, deleted.id)
     maintenance = DeadLetterMaintenance(repository, retention=timedelta(days=14), interval_s=60)
 
     assert await maintenance.expire(now) == 7
@@ -399,6 +412,7 @@ def test_dead_letters_are_deleted_one_by_one_or_by_filter(client: TestClient, da
     assert client.delete(f"{API}/{one['id']}", headers=auth()).status_code == 204
     assert_problem(client.get(f"{API}/{one['id']}", headers=auth()), 404)
     assert_problem(client.delete(f"{API}/{one['id']}", headers=auth()), 404)
+    assert_problem(client.post(f"{API}/{one['id']}/retry", headers=auth()), 404)
 
     before = (now - timedelta(days=1)).isoformat()
     purged = client.delete(API, params={"reason": "processing_error", "created_before": before}, headers=auth())
@@ -407,6 +421,12 @@ def test_dead_letters_are_deleted_one_by_one_or_by_filter(client: TestClient, da
     assert [i["notification_id"] for i in client.get(API, headers=auth()).json()["items"]] == [
         new_error.notification_id
     ]
+    # Soft deletes: hidden from the API, kept (until retention) for the record.
+    kept = asyncio.run(deleted_at_by_notification(database_url))
+    assert {n for n, at in kept.items() if at is not None} == {other.notification_id} | {
+        x.notification_id for x in old_errors
+    }
+    assert kept[new_error.notification_id] is None
     problem = assert_problem(client.delete(API, headers=auth()), 422)
     assert "at least one filter" in problem["detail"]
 

@@ -16,8 +16,7 @@ from redis.asyncio import Redis
 from services.ingest.dedup import Claim, DedupPolicy, IdempotencyGuard
 from services.ingest.handlers import IngestHandler
 from services.ingest.scheduling import RequestScheduler
-from services.status.main import StatusWriter
-from services.status.repository import StatusRepository
+from services.status.main import status_writer
 from shared import status
 from shared.config import HeraldSettings
 from shared.kafka.records import Consumed, Output, Produce
@@ -27,6 +26,7 @@ from shared.requests import build_request
 from shared.status_events import StatusReporter
 from shared.storage.database import Pool
 from shared.topics import Topics
+from tests.conftest import ENCRYPTOR
 from tests.integration.conftest import DEV_TENANT, auth
 
 pytestmark = pytest.mark.integration
@@ -234,7 +234,7 @@ async def test_duplicates_are_counted_on_the_notification_and_shown_by_the_api(
     batch = [requested(settings, offset, "order-7", tenant_id=DEV_TENANT) for offset in (20, 21, 22)]
     assert batch[0].value["notification_id"] == created.json()["id"]
     reported = events(settings, await handler(batch))
-    writer = StatusWriter(StatusRepository(db_pool))
+    writer = status_writer(db_pool, ENCRYPTOR, Topics(settings.topic_prefix), endpoints_cache_s=0)
     consumed = [Consumed("status", 0, i, None, e, b"") for i, e in enumerate(reported)]
     assert await writer(consumed) == []
     assert await writer(consumed[1:]) == []  # redelivered: stored once

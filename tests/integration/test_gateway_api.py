@@ -201,6 +201,7 @@ def test_accepted_request_is_on_the_requests_topic(client: TestClient, gateway_s
         "html": "<p>Hi {{ name }}</p>",
         "attachments": [],
         "provider_templates": {},
+        "template": None,
     }
     assert request["content"] == templates
     assert request["tracking"] == {"opens": False, "clicks": False}

@@ -186,14 +186,19 @@ async def test_a_late_acceptance_record_fills_the_filter_columns_only(db_pool: P
     at = datetime(2026, 1, 1, tzinfo=UTC)
     await StatusRepository(db_pool).apply([status_event(nid, status.SENT, at, tenant_id="acme", channel="email")])
 
-    late = AcceptedNotification(nid, "acme", "key-1", at, recipient_hash=b"h" * 32, message_type="otp")
+    late = AcceptedNotification(
+        nid, "acme", "key-1", at, recipient_hash=b"h" * 32, message_type="otp", template_id="welcome"
+    )
     assert await notifications.record_accepted([late, late]) == 0
 
-    row = await db_pool.fetchrow("SELECT status, idempotency_key, recipient_hash, message_type FROM notifications")
+    row = await db_pool.fetchrow(
+        "SELECT status, idempotency_key, recipient_hash, message_type, template_id FROM notifications"
+    )
     assert row is not None
     assert dict(row) == {
         "status": "sent",
         "idempotency_key": "key-1",
         "recipient_hash": b"h" * 32,
         "message_type": "otp",
+        "template_id": "welcome",
     }

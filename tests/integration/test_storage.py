@@ -10,12 +10,13 @@ import asyncpg
 import pytest
 
 from services.gateway.repository import AcceptedNotification, ApiKeyRepository, NotificationRepository, hash_secret
-from services.retry.store import DelayedJobStore, DueJob
 from services.status.repository import StatusRepository
 from shared import status
 from shared.messages import DelayedMessage, StatusEvent
 from shared.storage.database import Pool, check, create_pool
+from shared.storage.delayed_jobs import DelayedJobStore, DueJob
 from shared.storage.migrate import ensure_database, load_migrations, migrate
+from tests.conftest import ENCRYPTOR
 from tests.factories import status_event as event
 
 pytestmark = pytest.mark.integration
@@ -471,7 +472,7 @@ def job(due_at: datetime, *, topic: str = "herald.send.email.v1") -> DelayedMess
 
 
 async def test_claim_due_fires_only_due_jobs_and_deletes_them(db_pool: Pool) -> None:
-    store = DelayedJobStore(db_pool)
+    store = DelayedJobStore(db_pool, ENCRYPTOR)
     now = datetime.now(UTC)
     late, early, future = (
         job(now - timedelta(seconds=1)),
@@ -504,7 +505,7 @@ async def test_claim_due_fires_only_due_jobs_and_deletes_them(db_pool: Pool) -> 
 
 
 async def test_claim_due_respects_limit_and_empty_store(db_pool: Pool) -> None:
-    store = DelayedJobStore(db_pool)
+    store = DelayedJobStore(db_pool, ENCRYPTOR)
     now = datetime.now(UTC)
     assert await store.next_due_at() is None
     jobs = [job(now - timedelta(seconds=i)) for i in range(5)]
@@ -520,7 +521,7 @@ async def test_claim_due_respects_limit_and_empty_store(db_pool: Pool) -> None:
 
 
 async def test_concurrent_claimers_never_fire_the_same_job(db_pool: Pool) -> None:
-    store = DelayedJobStore(db_pool)
+    store = DelayedJobStore(db_pool, ENCRYPTOR)
     now = datetime.now(UTC)
     jobs = [job(now - timedelta(seconds=i)) for i in range(10)]
     await store.add(jobs)
@@ -556,7 +557,7 @@ async def test_concurrent_claimers_never_fire_the_same_job(db_pool: Pool) -> Non
 
 
 async def test_failed_fire_leaves_the_jobs(db_pool: Pool) -> None:
-    store = DelayedJobStore(db_pool)
+    store = DelayedJobStore(db_pool, ENCRYPTOR)
     now = datetime.now(UTC)
     jobs = [job(now - timedelta(seconds=1)), job(now - timedelta(seconds=2))]
     await store.add(jobs)
@@ -578,7 +579,7 @@ async def test_failed_fire_leaves_the_jobs(db_pool: Pool) -> None:
 
 
 async def test_a_recurring_job_moves_to_its_next_time_and_a_cancelled_one_is_dropped(db_pool: Pool) -> None:
-    store = DelayedJobStore(db_pool)
+    store = DelayedJobStore(db_pool, ENCRYPTOR)
     now = datetime.now(UTC)
     series = {**job(now - timedelta(seconds=1)), "recurring": True}
     cancelled = job(now - timedelta(seconds=2))

@@ -9,11 +9,11 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from services.sender_webhook.poster import WebhookProvider
-from services.sender_webhook.signing import tenant_secret
 from shared.delivery import Delivered, Failed, Retry
 from shared.errors import DeadLetterReason
 from shared.messages import WebhookDelivery
 from shared.providers.base import ProviderConfigError
+from shared.webhook_secrets import tenant_secret
 from tests.factories import delivery_fields
 from tests.scripted_http import Reply, ScriptedServer
 

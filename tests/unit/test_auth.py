@@ -6,9 +6,21 @@ import pytest
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
-from services.gateway import api_keys, callbacks
+from services.gateway import api_keys, callbacks, erasures, webhook_endpoints
 from services.gateway.app import create_app
-from services.gateway.auth import ADMIN, READERS, WRITERS, authorized_tenant, looks_like_jwt, require, roles_for
+from services.gateway.auth import (
+    ADMIN,
+    API_PREFIX,
+    READERS,
+    RESOURCES,
+    WRITERS,
+    authorized_tenant,
+    grants,
+    looks_like_jwt,
+    require,
+    roles_for,
+    scope_for,
+)
 from services.gateway.settings import GatewaySettings
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("clean_environment")]
@@ -44,6 +56,10 @@ def api_routes() -> list[tuple[RouteContext, str]]:
     ]
 
 
+# Routes for admins alone: key management, and erasing a person (it cannot be undone).
+ADMIN_ONLY = (api_keys.PATH, erasures.router.prefix)
+
+
 def test_every_api_route_checks_a_role_fitting_its_method() -> None:
     """A new route fails here until it takes ``Tenant`` (a role by method) or ``Depends(require(...))``."""
     routes = [
@@ -57,7 +73,10 @@ def test_every_api_route_checks_a_role_fitting_its_method() -> None:
     found = {(path, method): allowed_roles(route, method) for path, route, method in routes}
     assert [route for route, allowed in found.items() if allowed is None] == []
     for (path, method), allowed in found.items():
-        if path.startswith(api_keys.PATH):
+        if path.startswith(ADMIN_ONLY):
+            assert allowed == frozenset({ADMIN}), (path, method)
+        elif path.startswith(webhook_endpoints.PATH) and method not in {"GET", "HEAD"}:
+            # An endpoint receives every notification's status: only admins register or change one.
             assert allowed == frozenset({ADMIN}), (path, method)
         elif method in {"GET", "HEAD"}:
             assert allowed == READERS, (path, method)
@@ -70,6 +89,42 @@ def test_only_the_signed_routes_take_no_credential() -> None:
     paths = {context.path or "" for context, _ in api_routes()}
     assert {p for p in paths if p.startswith("/t/")}
     assert all(p.startswith(("/api/v1/", "/t/")) for p in paths), paths
+
+
+def test_every_api_resource_can_be_named_in_a_scope() -> None:
+    """A new resource under /api/v1 fails here until auth.RESOURCES lists it (keys could not be scoped to it)."""
+    resources = {
+        path[len(API_PREFIX) :].split("/", 1)[0]
+        for context, _ in api_routes()
+        if (path := context.path or "").startswith(API_PREFIX) and not path.startswith(f"{callbacks.PREFIX}/")
+    }
+    assert resources == set(RESOURCES)
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "scope"),
+    [
+        ("/api/v1/notifications", "POST", "notifications:write"),
+        ("/api/v1/notifications/abc", "GET", "notifications:read"),
+        ("/api/v1/recipients/u-1/devices", "DELETE", "recipients:write"),
+        ("/api/v1/dead-letters", "HEAD", "dead-letters:read"),
+        ("/health", "GET", None),
+    ],
+)
+def test_the_scope_a_request_needs_is_its_resource_and_access(path: str, method: str, scope: str | None) -> None:
+    assert scope_for(path, method) == scope
+
+
+def test_scopes_grant_what_they_name_and_write_implies_read() -> None:
+    scopes = frozenset({"notifications:write", "templates:read"})
+    assert grants(scopes, "notifications:write")
+    assert grants(scopes, "notifications:read")
+    assert grants(scopes, "templates:read")
+    assert not grants(scopes, "templates:write")
+    assert not grants(scopes, "recipients:read")
+    # No scopes at all: the role decides alone; an empty set reaches nothing.
+    assert grants(None, "recipients:write")
+    assert not grants(frozenset(), "notifications:read")
 
 
 def test_roles_by_method() -> None:

@@ -53,6 +53,7 @@ def test_build_request_copies_fields() -> None:
         "html": None,
         "attachments": [],
         "provider_templates": {},
+        "template": None,
     }
     assert request["tracking"] == {"opens": False, "clicks": False}
     assert orjson.loads(request["variables_json"]) == {"name": "Ada"}

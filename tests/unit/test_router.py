@@ -9,7 +9,6 @@ import orjson
 import pytest
 
 from services.router.handlers import RouterHandler, delivery_id_for
-from services.router.templates import TemplateRenderer
 from shared.errors import DeadLetterReason
 from shared.kafka.records import Consumed, Produce, Reject
 from shared.messages import (
@@ -22,6 +21,9 @@ from shared.messages import (
 )
 from shared.status_events import StatusReporter
 from shared.storage.devices import Device, Platform
+from shared.storage.recipients import Contact, Preference, Profile, StoredRecipient
+from shared.storage.templates import TemplateRef, TemplateVersion
+from shared.templates import TemplateRenderer
 from shared.topics import Topics
 
 pytestmark = pytest.mark.unit
@@ -43,6 +45,7 @@ def routable(subject: str, variables: dict[str, object]) -> Consumed[RoutableNot
             "html": "<p>{{ name }}</p>",
             "attachments": [],
             "provider_templates": {},
+            "template": None,
         },
         "variables_json": orjson.dumps(variables).decode(),
         "metadata": {"campaign": "welcome"},
@@ -179,3 +182,123 @@ async def test_a_suppressed_address_fails_the_notification_with_recipient_suppre
     delivery_record, _ = await handler(message, (), {other})
     assert isinstance(delivery_record, Produce)
     assert delivery_record.topic == TOPICS.send(channel)
+
+
+# --- stored templates -----------------------------------------------------------------------------
+
+
+def stored_template(**channels: dict[str, str | None]) -> TemplateVersion:
+    return TemplateVersion(
+        tenant_id="acme",
+        template_id="order-shipped",
+        version=2,
+        channels=channels,
+        variables={"name": {}},
+        created_at=NOW,
+        created_by="api_key:k-1",
+    )
+
+
+def templated_message(channel: str, version: int | None = None) -> Consumed[RoutableNotification]:
+    message = routable("unused", {"name": "<i>Ada</i>"})
+    message.value["channels"] = [channel]
+    message.value["recipient"]["phone"] = "+442079460958"
+    message.value["content"].update({"subject": None, "text": None, "html": None})
+    message.value["content"]["template"] = {"id": "order-shipped", "version": version}
+    return message
+
+
+async def test_a_stored_template_is_rendered_for_the_chosen_channel(handler: RouterHandler) -> None:
+    template = stored_template(
+        email={"subject": "Shipped, {{ name }}", "html": "<p>{{ name }}</p>"}, sms={"text": "SMS for {{ name }}"}
+    )
+    found: dict[TemplateRef, TemplateVersion] = {("acme", "order-shipped", None): template}
+
+    email_record, _ = await handler(templated_message("email"), templates=found)
+    sms_record, _ = await handler(templated_message("sms"), templates=found)
+
+    assert isinstance(email_record, Produce)
+    assert isinstance(sms_record, Produce)
+    email = EMAIL_DELIVERY.decode(email_record.value)
+    assert (email["subject"], email["text"], email["html"]) == (
+        "Shipped, <i>Ada</i>",
+        None,
+        "<p>&lt;i&gt;Ada&lt;/i&gt;</p>",
+    )
+    assert SMS_DELIVERY.decode(sms_record.value)["body"] == "SMS for <i>Ada</i>"
+
+
+@pytest.mark.parametrize(
+    ("found", "version", "detail"),
+    [
+        pytest.param({}, None, "template 'order-shipped' does not exist or was deleted", id="missing"),
+        pytest.param({}, 7, "template 'order-shipped' version 7 does not exist", id="missing-version"),
+        pytest.param(
+            {("acme", "order-shipped", None): stored_template(email={"subject": "Hi", "text": "Hi"})},
+            None,
+            "version 2 of template 'order-shipped' has no sms content",
+            id="no-content-for-the-channel",
+        ),
+    ],
+)
+async def test_a_template_that_cannot_be_used_fails_the_notification(
+    handler: RouterHandler, found: dict[TemplateRef, TemplateVersion], version: int | None, detail: str
+) -> None:
+    reject, status_record = await handler(templated_message("sms", version), templates=found)
+    assert isinstance(reject, Reject)
+    assert reject.reason == DeadLetterReason.INVALID_PAYLOAD
+    assert detail in reject.detail
+    assert isinstance(status_record, Produce)
+    event = STATUS_EVENT.decode(status_record.value)
+    assert (event["status"], event["reason"]) == ("failed", "invalid_payload")
+    assert detail in (event["detail"] or "")
+
+
+# --- stored recipients and preferences ------------------------------------------------------------
+
+
+def stored_ada(*rules: Preference) -> StoredRecipient:
+    contact = Contact(email="stored@example.com", phone="+442079460958")
+    return StoredRecipient(Profile(str(uuid.uuid4()), "ada", contact, NOW, NOW), rules)
+
+
+def by_user_id(channels: list[str], category: str) -> Consumed[RoutableNotification]:
+    message = routable("Hello", {"name": "Ada"})
+    message.value["channels"] = channels
+    message.value["recipient"].update({"user_id": "ada", "email": None})
+    message.value["metadata"]["category"] = category
+    return message
+
+
+async def test_a_channel_opted_out_of_gives_way_to_the_next_with_the_stored_address(handler: RouterHandler) -> None:
+    stored = stored_ada(Preference("marketing", "email", False))
+    delivery_record, _ = await handler(by_user_id(["email", "sms"], "marketing"), stored=stored)
+    assert isinstance(delivery_record, Produce)
+    assert SMS_DELIVERY.decode(delivery_record.value)["to"] == "+442079460958"
+
+    delivery_record, _ = await handler(by_user_id(["email", "sms"], "receipts"), stored=stored)
+    assert isinstance(delivery_record, Produce)
+    assert EMAIL_DELIVERY.decode(delivery_record.value)["to"] == "stored@example.com"
+
+
+async def test_opting_out_of_every_channel_fails_the_notification_unless_it_is_mandatory(
+    handler: RouterHandler,
+) -> None:
+    stored = stored_ada(Preference("*", "*", False))
+    reject, status_record = await handler(by_user_id(["email", "sms"], "security"), stored=stored)
+    assert isinstance(reject, Reject)
+    assert reject.reason == DeadLetterReason.RECIPIENT_OPTED_OUT
+    assert isinstance(status_record, Produce)
+    event = STATUS_EVENT.decode(status_record.value)
+    assert (event["status"], event["reason"]) == ("failed", "recipient_opted_out")
+    assert event["detail"] == "the recipient opted out of category 'security' on email, sms"
+
+    mandatory = RouterHandler(
+        renderer=TemplateRenderer(),
+        reporter=StatusReporter(TOPICS.status, "router"),
+        topics=TOPICS,
+        mandatory_categories=["security"],
+    )
+    delivery_record, _ = await mandatory(by_user_id(["email", "sms"], "security"), stored=stored)
+    assert isinstance(delivery_record, Produce)
+    assert delivery_record.topic == TOPICS.send("email")

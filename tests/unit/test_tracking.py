@@ -11,12 +11,12 @@ from pydantic import SecretStr
 from services.router import tracking
 from services.router.handlers import RouterHandler
 from services.router.settings import RouterSettings
-from services.router.templates import TemplateRenderer
 from services.router.tracking import EmailTracking, add_pixel, track_links
 from shared.config import ConfigurationError
 from shared.kafka.records import Produce
 from shared.messages import EMAIL_DELIVERY
 from shared.status_events import StatusReporter
+from shared.templates import TemplateRenderer
 from shared.tracking import CLICK, MAX_TOKEN_CHARACTERS, OPEN, InvalidToken, Tracked, TrackingTokens, is_web_url
 from tests.unit.test_router import TOPICS, routable
 

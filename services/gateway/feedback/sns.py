@@ -73,8 +73,9 @@ class SnsVerifier:
 
     async def verify(self, message: Mapping[str, Any]) -> None:
         """Raise :class:`NotFromSns` unless ``message`` is signed by SNS and of an accepted topic."""
-        if message.get("TopicArn") not in self._topic_arns:
-            raise NotFromSns(f"topic {message.get('TopicArn')!r} is not one of HERALD_SES_SNS_TOPIC_ARNS")
+        topic = message.get("TopicArn")
+        if not isinstance(topic, str) or topic not in self._topic_arns:
+            raise NotFromSns(f"topic {topic!r} is not one of HERALD_SES_SNS_TOPIC_ARNS")
         algorithm = _HASHES.get(str(message.get("SignatureVersion")))
         if algorithm is None:
             raise NotFromSns(f"unknown SignatureVersion {message.get('SignatureVersion')!r}")

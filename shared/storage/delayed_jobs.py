@@ -1,4 +1,8 @@
-"""Durable delayed jobs in Postgres, claimed safely by any number of retry replicas."""
+"""Durable delayed jobs in Postgres, claimed safely by any number of retry replicas.
+
+A job's Kafka key (``tenant:recipient``) and payload hold addresses and contents: they are stored
+sealed (``key_sealed``, ``payload_sealed``, :mod:`shared.storage.sealed`) and opened only to fire.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,16 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import asyncpg
+
+from shared.crypto import Encryptor
 from shared.messages import DelayedMessage
 from shared.status import CANCELLED
 from shared.storage.database import Pool
+from shared.storage.sealed import SealedColumn, reseal
+
+KEY = SealedColumn("delayed_jobs", "key")
+PAYLOAD = SealedColumn("delayed_jobs", "payload")
 
 
 @dataclass(frozen=True)
@@ -38,8 +49,9 @@ def _decode_headers(headers: dict[str, str]) -> dict[str, bytes]:
 class DelayedJobStore:
     """Adds delayed jobs and hands due ones to a caller that produces them."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, encryptor: Encryptor) -> None:
         self._pool = pool
+        self._encryptor = encryptor
 
     async def add(self, jobs: Sequence[DelayedMessage]) -> None:
         """Store ``jobs`` in one statement; a job id already stored is kept as it is."""
@@ -48,7 +60,7 @@ class DelayedJobStore:
         await self._pool.execute(
             """
             INSERT INTO delayed_jobs (job_id, tenant_id, notification_id, due_at, target_topic,
-                                      key, payload, headers, reason, recurring)
+                                      key_sealed, payload_sealed, headers, reason, recurring)
             SELECT *
             FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::timestamptz[], $5::text[],
                         $6::bytea[], $7::bytea[], $8::jsonb[], $9::text[], $10::boolean[])
@@ -59,8 +71,8 @@ class DelayedJobStore:
             [job["notification_id"] for job in jobs],
             [job["due_at"] for job in jobs],
             [job["target_topic"] for job in jobs],
-            [job["key"] for job in jobs],
-            [job["payload"] for job in jobs],
+            [KEY.seal(self._encryptor, job["key"], job["tenant_id"]) for job in jobs],
+            [PAYLOAD.seal(self._encryptor, job["payload"], job["tenant_id"]) for job in jobs],
             [_encode_headers(job["headers"]) for job in jobs],
             [job["reason"] for job in jobs],
             [job["recurring"] for job in jobs],
@@ -88,7 +100,8 @@ class DelayedJobStore:
         async with self._pool.acquire() as connection, connection.transaction():
             rows = await connection.fetch(
                 """
-                SELECT d.job_id, d.target_topic, d.key, d.payload, d.headers, d.due_at, d.recurring,
+                SELECT d.job_id, d.tenant_id, d.target_topic, d.key_sealed, d.key, d.payload_sealed, d.payload,
+                       d.headers, d.due_at, d.recurring,
                        coalesce(n.status = $3, false) AS cancelled
                 FROM delayed_jobs AS d
                 LEFT JOIN notifications AS n ON n.id = d.notification_id AND n.tenant_id = d.tenant_id
@@ -103,19 +116,7 @@ class DelayedJobStore:
             )
             if not rows:
                 return 0
-            jobs = [
-                DueJob(
-                    job_id=str(row["job_id"]),
-                    target_topic=row["target_topic"],
-                    key=row["key"],
-                    payload=row["payload"],
-                    headers=_decode_headers(row["headers"]),
-                    due_at=row["due_at"],
-                    recurring=row["recurring"],
-                )
-                for row in rows
-                if not row["cancelled"]
-            ]
+            jobs = [self._due_job(row) for row in rows if not row["cancelled"]]
             again = await fire(jobs) if jobs else {}
             await connection.execute(
                 """
@@ -133,3 +134,20 @@ class DelayedJobStore:
                 list(again.values()),
             )
         return len(jobs)
+
+    def _due_job(self, row: asyncpg.Record) -> DueJob:
+        payload = PAYLOAD.read(self._encryptor, row, row["tenant_id"])
+        assert payload is not None
+        return DueJob(
+            job_id=str(row["job_id"]),
+            target_topic=row["target_topic"],
+            key=KEY.read(self._encryptor, row, row["tenant_id"]),
+            payload=payload,
+            headers=_decode_headers(row["headers"]),
+            due_at=row["due_at"],
+            recurring=row["recurring"],
+        )
+
+    async def reseal(self, batch_size: int = 500) -> int:
+        """Re-encrypt every job's key and payload not yet under the primary key (or still in clear)."""
+        return await reseal(self._pool, self._encryptor, [KEY, PAYLOAD], "uuid", batch_size, id_column="job_id")

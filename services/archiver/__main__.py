@@ -1,0 +1,3 @@
+from services.archiver.main import main
+
+main()
