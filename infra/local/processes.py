@@ -185,6 +185,9 @@ class ManagedProcess(StartsAndStops):
 
     def describe_failure(self, headline: str, lines: int = 30) -> str:
         """``headline`` followed by the child's exit status and its last output lines."""
+        if self.returncode is not None and self._reader is not None:
+            # The child is gone but its reader may not have read its last lines yet: let it finish.
+            self._reader.join(timeout=5)
         status = "still running" if self.returncode is None else f"exit status {self.returncode}"
         tail = "\n".join(f"    {line}" for line in self.output_tail(lines)) or "    (no output)"
         return f"{headline} [{self.name}: {status}]; last output:\n{tail}"
