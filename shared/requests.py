@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
 import unicodedata
 import uuid
@@ -76,15 +75,10 @@ def recipient_of(recipient: Recipient) -> str | None:
 def recipient_key(tenant_id: str, recipient: Recipient, notification_id: str) -> bytes:
     """The Kafka key of a notification: one person's notifications share a partition and stay in order.
 
-    It holds the person in clear (an address is PII): store :func:`recipient_hash` instead.
+    It holds the person in clear (an address is PII): store :class:`shared.storage.recipient_index.RecipientIndex`'s
+    hash instead.
     """
     return message_key(tenant_id, recipient_of(recipient) or notification_id)
-
-
-def recipient_hash(tenant_id: str, person: str) -> bytes:
-    """What the status store keeps to find a person's notifications: SHA-256 of their routing key, so no
-    address is stored in clear; the API hashes a ``recipient`` filter the same way to match it."""
-    return hashlib.sha256(message_key(tenant_id, person)).digest()
 
 
 def build_request(

@@ -40,6 +40,7 @@ from shared.storage.database import check, create_pool
 from shared.storage.dead_letters import DeadLetterRepository
 from shared.storage.devices import DeviceRepository
 from shared.storage.erasure import RecipientEraser
+from shared.storage.recipient_index import RecipientIndex
 from shared.storage.recipients import RecipientRepository
 from shared.storage.replays import ReplayStore
 from shared.storage.suppressions import SuppressionRepository
@@ -86,6 +87,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.suppressions = SuppressionRepository(pool, encryptor)
         app.state.webhook_endpoints = WebhookEndpointRepository(pool, encryptor)
         app.state.eraser = RecipientEraser(pool, encryptor)
+        app.state.recipient_index = RecipientIndex(encryptor)
         app.state.templates = TemplateRepository(pool)
         app.state.known_templates = templates.KnownTemplates(app.state.templates)
         # Concurrent POSTs share one INSERT: a round trip per batch, not per request.

@@ -107,7 +107,11 @@ def routes(max_items: int) -> APIRouter:
         if valid:
             # Straight to the repository, not the group writer: the whole bulk is one INSERT.
             await accept(
-                valid, producer=state.producer, record=state.notifications.record_accepted, topics=state.topics
+                valid,
+                producer=state.producer,
+                record=state.notifications.record_accepted,
+                topics=state.topics,
+                index=state.recipient_index,
             )
         return BulkOutcome(accepted=len(valid), rejected=len(results) - len(valid), results=results)
 

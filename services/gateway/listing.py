@@ -14,8 +14,8 @@ from services.gateway.pages import Cursor, Limit, PageLinks
 from services.gateway.problems import PROBLEM_RESPONSES, Problem
 from services.gateway.repository import NotificationFilter, NotificationRepository, NotificationSummary
 from services.gateway.schemas import Channel, Instant, Links
-from shared.requests import recipient_hash
 from shared.status import RANKS
+from shared.storage.recipient_index import RecipientIndex
 
 PATH = "/api/v1/notifications"
 router = APIRouter(prefix=PATH, tags=["notifications"])
@@ -28,6 +28,11 @@ class NotificationItem(NotificationSummary):
     links: Links
 
 
+def _index(request: Request) -> RecipientIndex:
+    index: RecipientIndex = request.app.state.recipient_index
+    return index
+
+
 class NotificationPage(BaseModel):
     items: list[NotificationItem]
     links: PageLinks
@@ -35,6 +40,7 @@ class NotificationPage(BaseModel):
 
 def _filter(
     tenant: Tenant,
+    request: Request,
     status: Annotated[
         list[str] | None,
         Query(description=f"Repeatable (`?status=failed&status=rejected`): any of {', '.join(RANKS)}."),
@@ -68,7 +74,7 @@ def _filter(
         statuses=tuple(status or ()),
         channel=channel,
         # Only hashes are stored (addresses are PII): the filter is hashed the same way to match.
-        recipient_hash=None if recipient is None else recipient_hash(tenant, recipient),
+        recipient_hashes=() if recipient is None else _index(request).matching(tenant, recipient),
         message_type=message_type,
         template_id=template,
         created_after=created_after,

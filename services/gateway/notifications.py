@@ -35,9 +35,10 @@ from shared.kafka.producer import MessageProducer
 from shared.kafka.records import Produce, headers_for, message_key
 from shared.messages import NOTIFICATION_REQUEST, NotificationRequest
 from shared.observability.tracing import span
-from shared.requests import build_request, recipient_hash, recipient_key, recipient_of, validate_request
+from shared.requests import build_request, recipient_key, recipient_of, validate_request
 from shared.schedule import zone
 from shared.status_events import StatusReporter
+from shared.storage.recipient_index import RecipientIndex
 from shared.topics import Topics
 
 log = structlog.get_logger(__name__)
@@ -74,7 +75,7 @@ def prepare(body: NotificationCreate, *, tenant_id: str, idempotency_key: str | 
     return request
 
 
-def _accepted(request: NotificationRequest) -> AcceptedNotification:
+def _accepted(request: NotificationRequest, index: RecipientIndex) -> AcceptedNotification:
     tenant_id = request["tenant_id"]
     person = recipient_of(request["recipient"])
     template = request["content"]["template"]
@@ -83,7 +84,7 @@ def _accepted(request: NotificationRequest) -> AcceptedNotification:
         tenant_id,
         request["idempotency_key"],
         request["created_at"],
-        recipient_hash=None if person is None else recipient_hash(tenant_id, person),
+        recipient_hash=None if person is None else index.of(tenant_id, person),
         message_type=request["metadata"].get("type"),
         template_id=None if template is None else template["id"],
     )
@@ -95,6 +96,7 @@ async def accept(
     producer: MessageProducer,
     record: Callable[[Sequence[AcceptedNotification]], Awaitable[object]],
     topics: Topics,
+    index: RecipientIndex,
 ) -> None:
     """Make prepared requests durable in Kafka in one produce (every one acknowledged, ``acks=all``),
     then ``record`` them as accepted. The one path of a single POST and of a bulk."""
@@ -112,7 +114,7 @@ async def accept(
         ]
         await producer.produce(records)
     try:
-        await record([_accepted(request) for request in requests])
+        await record([_accepted(request, index) for request in requests])
     except Exception as error:
         # Kafka has them, so they will be delivered and the status service will create the rows: still accepted.
         log.warning("record_accepted_failed", notification_id=ids[0], notifications=len(ids), error=repr(error))
@@ -127,6 +129,7 @@ async def accept_notification(
     recorder: GroupWriter[AcceptedNotification],
     topics: Topics,
     templates: KnownTemplates,
+    index: RecipientIndex,
 ) -> str:
     """Make the request durable in Kafka, record it as accepted, and return its id."""
     request = prepare(body, tenant_id=tenant_id, idempotency_key=idempotency_key)
@@ -136,7 +139,7 @@ async def accept_notification(
         # Concurrent POSTs share one INSERT through the group writer.
         await recorder.submit(accepted[0])
 
-    await accept([request], producer=producer, record=record, topics=topics)
+    await accept([request], producer=producer, record=record, topics=topics, index=index)
     return request["notification_id"]
 
 
@@ -161,6 +164,7 @@ async def create_notification(
         recorder=state.accepted,
         topics=state.topics,
         templates=state.known_templates,
+        index=state.recipient_index,
     )
     location = f"{router.prefix}/{notification_id}"
     response.headers["Location"] = location

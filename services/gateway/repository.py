@@ -74,7 +74,7 @@ class AcceptedNotification:
     tenant_id: str
     idempotency_key: str | None
     created_at: datetime
-    # What the listing filters on: shared.requests.recipient_hash of its person, its metadata.type.
+    # What the listing filters on: RecipientIndex.of its person (shared.storage.recipient_index), its metadata.type.
     recipient_hash: bytes | None = None
     message_type: str | None = None
     # The stored template it names (content.template.id), if any.
@@ -100,7 +100,8 @@ class NotificationFilter(SqlFilter):
     tenant_id: str
     statuses: tuple[str, ...] = field(default=(), metadata=sql("status = ANY({}::text[])"))
     channel: str | None = None
-    recipient_hash: bytes | None = None
+    # Any of them: the keyed hash and the legacy unkeyed one (shared.storage.recipient_index).
+    recipient_hashes: tuple[bytes, ...] = field(default=(), metadata=sql("recipient_hash = ANY({}::bytea[])"))
     message_type: str | None = None
     template_id: str | None = None
     created_after: datetime | None = field(default=None, metadata=CREATED_AFTER)

@@ -30,8 +30,8 @@ import orjson
 from shared.crypto import Context, Encryptor
 from shared.errors import InvalidRequest
 from shared.phone import normalize_e164
-from shared.requests import recipient_hash
 from shared.storage.database import Pool
+from shared.storage.recipient_index import RecipientIndex
 from shared.storage.recipients import EMAIL, PHONE
 from shared.storage.suppressions import ADDRESS
 
@@ -79,6 +79,7 @@ class RecipientEraser:
     def __init__(self, pool: Pool, encryptor: Encryptor) -> None:
         self._pool = pool
         self._encryptor = encryptor
+        self._index = RecipientIndex(encryptor)
 
     def _subject(self, tenant_id: str, user_id: str) -> bytes:
         return self._encryptor.blind_index(user_id, Context(SUBJECT_COLUMN, tenant_id))
@@ -97,7 +98,8 @@ class RecipientEraser:
             stored_email, stored_phone = await self._profile_addresses(connection, tenant_id, user_id)
             all_emails = {*emails, *([stored_email] if stored_email else [])}
             all_phones = {*phones, *([stored_phone] if stored_phone else [])}
-            hashes = [recipient_hash(tenant_id, key) for key in routing_keys(user_id, all_emails, all_phones)]
+            keys = routing_keys(user_id, all_emails, all_phones)
+            hashes = [found for key in keys for found in self._index.matching(tenant_id, key)]
             counts = {
                 "notifications": await self._anonymise_notifications(connection, tenant_id, hashes),
                 "dead_letters": await _count(connection, _DELETE_DEAD_LETTERS, tenant_id),

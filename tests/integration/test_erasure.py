@@ -12,11 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.gateway.repository import AcceptedNotification, NotificationRepository
-from shared.requests import recipient_hash
 from shared.storage.database import Pool, create_pool
 from shared.storage.dead_letters import DeadLetterRepository
 from shared.storage.devices import DeviceRepository
 from shared.storage.erasure import RecipientEraser
+from shared.storage.recipient_index import RecipientIndex
 from shared.storage.recipients import Contact, RecipientRepository
 from shared.storage.suppressions import Suppression, SuppressionRepository
 from tests.conftest import ENCRYPTOR
@@ -37,7 +37,11 @@ async def accepted(pool: Pool, tenant_id: str, person: str) -> str:
     await NotificationRepository(pool).record_accepted(
         [
             AcceptedNotification(
-                notification_id, tenant_id, f"key-{person}", datetime.now(UTC), recipient_hash(tenant_id, person)
+                notification_id,
+                tenant_id,
+                f"key-{person}",
+                datetime.now(UTC),
+                RecipientIndex(ENCRYPTOR).of(tenant_id, person),
             )
         ]
     )

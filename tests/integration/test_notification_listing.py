@@ -18,6 +18,8 @@ from services.status.repository import StatusRepository
 from shared import status
 from shared.messages import StatusEvent
 from shared.storage.database import Pool, create_pool
+from shared.storage.recipient_index import RecipientIndex
+from tests.conftest import ENCRYPTOR
 from tests.factories import status_event
 from tests.integration.conftest import DEV_TENANT, assert_problem, auth
 from tests.integration.test_gateway_api import add_tenant_with_key, body
@@ -137,8 +139,27 @@ def test_the_recipient_is_stored_as_a_hash_only(client: TestClient, database_url
             await pool.close()
 
     stored = asyncio.run(row())
-    assert stored["recipient_hash"] == hashlib.sha256(f"{DEV_TENANT}:ada@example.com".encode()).digest()
+    # Keyed: hashing a guessed address without the blind-index key does not find the row.
+    assert stored["recipient_hash"] == RecipientIndex(ENCRYPTOR).of(DEV_TENANT, "ada@example.com")
+    assert stored["recipient_hash"] != hashlib.sha256(f"{DEV_TENANT}:ada@example.com".encode()).digest()
     assert not any("ada@" in str(value) for value in stored.values())
+
+
+def test_rows_hashed_before_the_key_are_still_found(client: TestClient, database_url: str) -> None:
+    keyed = post(client, recipient={"email": "ada@example.com"})
+    legacy = post(client, recipient={"email": "ada@example.com"})
+    post(client, recipient={"email": "grace@example.com"})
+
+    async def unkey() -> None:
+        pool = await create_pool(database_url, size=1)
+        try:
+            unkeyed = hashlib.sha256(f"{DEV_TENANT}:ada@example.com".encode()).digest()
+            await pool.execute("UPDATE notifications SET recipient_hash = $2 WHERE id = $1::uuid", legacy, unkeyed)
+        finally:
+            await pool.close()
+
+    asyncio.run(unkey())
+    assert listed(client, recipient="ada@example.com") == [legacy, keyed]
 
 
 def test_another_tenant_sees_none_of_them(client: TestClient, database_url: str) -> None:
