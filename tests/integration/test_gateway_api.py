@@ -102,6 +102,30 @@ def test_unknown_field_is_422(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize(
+    ("method", "path", "params", "json", "pointer"),
+    [
+        ("POST", NOTIFICATIONS, {}, body(variables={"name": "A\u0000da"}), "#/variables/name"),
+        (
+            "POST",
+            NOTIFICATIONS,
+            {},
+            body(recipient={"email": "ada@example.com", "user_id": "u\u0000"}),
+            "#/recipient/user_id",
+        ),
+        ("GET", NOTIFICATIONS, {"recipient": "a\u0000b"}, None, "#/query/recipient"),
+        ("GET", f"{NOTIFICATIONS}/a%00b", {}, None, "#/path"),
+    ],
+)
+def test_a_nul_character_anywhere_is_422_naming_where(
+    client: TestClient, method: str, path: str, params: dict[str, str], json: Any, pointer: str
+) -> None:
+    """Postgres text cannot hold U+0000: refused up front, never a 500 from a query."""
+    response = client.request(method, path, params=params, json=json, headers=auth())
+    problem = assert_problem(response, 422)
+    assert [error["pointer"] for error in problem["errors"]] == [pointer]
+
+
+@pytest.mark.parametrize(
     ("attachment", "pointer"),
     [
         ({"filename": "a.pdf", "content_type": "application/pdf", "url": "ftp://x.example/a"}, "url"),
