@@ -345,24 +345,32 @@ class KnownTemplates:
     def __init__(self, repository: TemplateRepository, ttl_s: float = KNOWN_TTL_S) -> None:
         self._repository = repository
         self._ttl_s = ttl_s
-        self._found: dict[TemplateRef, float] = {}
+        # What each reference named when it was looked up, trusted until the time beside it.
+        self._found: dict[TemplateRef, tuple[TemplateVersion, float]] = {}
 
     async def refusals(self, requests: Sequence[NotificationRequest]) -> dict[int, InvalidRequest]:
-        """By position in ``requests``, why each one naming a template that does not exist is refused."""
+        """By position in ``requests``, why each one naming a template is refused: the template does not
+        exist, or has content for none of the request's channels (it could never be sent)."""
         refs = {
             position: (request["tenant_id"], template["id"], template["version"])
             for position, request in enumerate(requests)
             if (template := request["content"]["template"]) is not None
         }
         now = time.monotonic()
-        unseen = {ref for ref in refs.values() if self._found.get(ref, 0.0) <= now}
-        if not unseen:
-            return {}
-        found = await self._repository.versions_for(unseen)
-        if len(self._found) > _MAX_KNOWN:
-            self._found = {ref: until for ref, until in self._found.items() if until > now}
-        self._found.update(dict.fromkeys(found, now + self._ttl_s))
-        return {position: _unknown(ref) for position, ref in refs.items() if ref in unseen and ref not in found}
+        unseen = {ref for ref in refs.values() if ref not in self._found or self._found[ref][1] <= now}
+        if unseen:
+            found = await self._repository.versions_for(unseen)
+            if len(self._found) > _MAX_KNOWN:
+                self._found = {ref: known for ref, known in self._found.items() if known[1] > now}
+            self._found.update((ref, (version, now + self._ttl_s)) for ref, version in found.items())
+        refused: dict[int, InvalidRequest] = {}
+        for position, ref in refs.items():
+            known = self._found.get(ref)
+            if known is None or known[1] <= now:  # not found, or only an expired entry of before
+                refused[position] = _unknown(ref)
+            elif not set(requests[position]["channels"]) & known[0].channels.keys():
+                refused[position] = _no_content(known[0], requests[position]["channels"])
+        return refused
 
     async def check(self, request: NotificationRequest) -> None:
         """Raise :class:`InvalidRequest` if ``request`` names a template that does not exist."""
@@ -371,7 +379,14 @@ class KnownTemplates:
 
     def forget(self, tenant_id: str, template_id: str) -> None:
         """Stop trusting a template this gateway just deleted."""
-        self._found = {ref: until for ref, until in self._found.items() if ref[:2] != (tenant_id, template_id)}
+        self._found = {ref: known for ref, known in self._found.items() if ref[:2] != (tenant_id, template_id)}
+
+
+def _no_content(version: TemplateVersion, channels: Sequence[str]) -> InvalidRequest:
+    has = ", ".join(sorted(version.channels))
+    wanted = ", ".join(channels)
+    detail = f"version {version.version} of template {version.template_id!r} has content for {has}, none of {wanted}"
+    return InvalidRequest("channels", detail)
 
 
 def _unknown(ref: TemplateRef) -> InvalidRequest:

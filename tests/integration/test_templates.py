@@ -227,6 +227,19 @@ def test_a_notification_may_name_an_existing_template_only(client: TestClient) -
     assert problem["errors"][0]["pointer"] == "#/content/template"
 
 
+def test_a_notification_is_refused_when_its_template_has_content_for_none_of_its_channels(
+    client: TestClient,
+) -> None:
+    create(client)  # email and sms content
+    push_only = {**notification({"id": "order-shipped"}), "channels": ["push"], "recipient": {"user_id": "u-1"}}
+    problem = assert_problem(client.post(NOTIFICATIONS, json=push_only, headers=auth()), 422)
+    assert problem["errors"][0]["pointer"] == "#/channels"
+    assert "has content for email, sms, none of push" in problem["detail"]
+    # One channel it has content for is enough: routing may pick it.
+    push_or_email = {**push_only, "channels": ["push", "email"], "recipient": {"user_id": "u-1", "email": "a@b.co"}}
+    assert client.post(NOTIFICATIONS, json=push_or_email, headers=auth()).status_code == 202
+
+
 def test_a_bulk_refuses_only_the_items_naming_no_template(client: TestClient) -> None:
     create(client)
     items = [
