@@ -21,6 +21,7 @@ from shared.errors import InvalidRequest
 from shared.phone import normalize_e164
 from shared.schedule import zone
 from shared.storage.recipients import Contact, Preference, Profile, RecipientRepository
+from shared.templates import LOCALE_PATTERN
 
 PATH = "/api/v1/recipients"
 router = APIRouter(prefix=PATH, tags=["recipients"], responses=PROBLEM_RESPONSES)
@@ -35,9 +36,7 @@ class ContactIn(BaseModel):
 
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=32, description="Any common format; stored in E.164.")
-    locale: str | None = Field(
-        default=None, max_length=35, pattern=r"^[A-Za-z]{2,8}([_-][A-Za-z0-9]{1,8})*$", examples=["fr-FR"]
-    )
+    locale: str | None = Field(default=None, max_length=35, pattern=LOCALE_PATTERN, examples=["fr-FR"])
     timezone: str | None = Field(default=None, max_length=64, examples=["Europe/Paris"], description="IANA zone.")
 
     @field_validator("email")

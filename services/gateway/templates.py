@@ -1,9 +1,10 @@
 """``/api/v1/templates``: stored, versioned notification templates, per channel, with declared variables.
 
 A request names one as ``content.template`` (``id``, and ``version`` to pin one); the router renders the
-version's content for the channel it chooses. Creating or updating a template checks that every source
-compiles and uses only declared variables; updating adds a version (versions never change); deleting is
-soft. :class:`KnownTemplates` is how the notification routes refuse a request naming no template.
+version's content for the channel it chooses, in the variant of ``locales`` that best matches the
+recipient's locale (:func:`shared.templates.localised`). Creating or updating a template checks that
+every source compiles and uses only declared variables; updating adds a version (versions never
+change); deleting is soft. :class:`KnownTemplates` is how the notification routes refuse a request naming no template.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from services.gateway import pages
 from services.gateway.auth import Principal, Tenant, authenticated_principal
@@ -26,7 +27,7 @@ from services.gateway.schemas import Channel
 from shared.errors import InvalidRequest
 from shared.messages import NotificationRequest
 from shared.storage.templates import Template, TemplateRef, TemplateRepository, TemplateVersion, VersionContent
-from shared.templates import TemplateRenderer, check_sources
+from shared.templates import LOCALE_PATTERN, TemplateRenderer, canonical_tag, check_sources, localised
 
 PATH = "/api/v1/templates"
 router = APIRouter(prefix=PATH, tags=["templates"], responses=PROBLEM_RESPONSES)
@@ -34,6 +35,9 @@ NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"description": "No such t
 TemplateId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="The template's id in your tenant.")]
 Version = Annotated[int, Path(ge=1)]
 VariableName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+LocaleTag = Annotated[str, StringConstraints(max_length=35, pattern=LOCALE_PATTERN)]
+# Per channel the field sources, as stored and answered.
+Sources = dict[str, dict[str, str | None]]
 # How long a template found to exist is trusted by the notification routes without asking Postgres again.
 KNOWN_TTL_S = 5.0
 _MAX_KNOWN = 10_000
@@ -103,15 +107,40 @@ class TemplateUpdate(_Body):
     name: str = Field(min_length=1, max_length=200, examples=["Order shipped"])
     description: str | None = Field(default=None, max_length=2_000)
     channels: ChannelsIn
+    locales: dict[LocaleTag, ChannelsIn] = Field(
+        default_factory=dict,
+        max_length=50,
+        description="Per BCP 47 tag (`fr`, `pt-BR`), variants of `channels` for recipients of that locale: "
+        "`fr-CA` gets `fr-CA`, else `fr`, else `channels`, per channel. Tags are stored in canonical case.",
+        examples=[{"fr": {"sms": {"text": "Bonjour {{ name }}, commande {{ order }} expédiée."}}}],
+    )
     variables: dict[VariableName, VariableIn] = Field(
         default_factory=dict, max_length=100, description="Every variable the sources use, by name."
     )
 
+    @field_validator("locales")
+    @classmethod
+    def _canonical_tags(cls, locales: dict[str, ChannelsIn]) -> dict[str, ChannelsIn]:
+        canonical = {canonical_tag(tag): variant for tag, variant in locales.items()}
+        if len(canonical) < len(locales):
+            raise ValueError("two tags name the same locale (tags are not case-sensitive)")
+        return canonical
+
     def content(self) -> VersionContent:
-        """The version this body describes, once its sources compile and use only declared variables."""
+        """The version this body describes, once its sources (the variants' too) compile and use only
+        declared variables, and each variant is of channels the default content has."""
         channels = self.channels.model_dump(exclude_none=True)
         check_sources(_RENDERER, channels, self.variables)
-        return VersionContent(channels, {name: v.model_dump(exclude_none=True) for name, v in self.variables.items()})
+        locales: dict[str, Sources] = {}
+        for tag, variant in self.locales.items():
+            locales[tag] = variant.model_dump(exclude_none=True)
+            # The gateway refuses a request by the default channels alone: a variant only varies them.
+            if extra := sorted(locales[tag].keys() - channels.keys()):
+                detail = f"channels has no {extra[0]} content: a locale only varies the channels given there"
+                raise InvalidRequest(f"locales/{tag}/{extra[0]}", detail)
+            check_sources(_RENDERER, locales[tag], self.variables, at=f"locales/{tag}")
+        variables = {name: v.model_dump(exclude_none=True) for name, v in self.variables.items()}
+        return VersionContent(channels, variables, locales)
 
 
 class TemplateCreate(TemplateUpdate):
@@ -137,7 +166,8 @@ class TemplateOut(TemplateSummary):
     """A template with one of its versions (the latest unless one was asked for)."""
 
     version: int
-    channels: dict[str, dict[str, str | None]]
+    channels: Sources
+    locales: dict[str, Sources] = Field(description="Variants of `channels` per BCP 47 tag.")
     variables: dict[str, dict[str, Any]]
     version_created_at: datetime
     version_created_by: str = Field(description="api_key:<key id> or jwt:<subject>")
@@ -159,12 +189,16 @@ class PreviewIn(_Body):
     channel: Channel
     version: int | None = Field(default=None, ge=1, description="Default: the latest.")
     variables: dict[str, Any] = Field(default_factory=dict, description="Over the declared samples.")
+    locale: LocaleTag | None = Field(
+        default=None, examples=["fr-CA"], description="The recipient's locale; default: none (`channels`)."
+    )
 
 
 class PreviewOut(BaseModel):
     id: str
     version: int
     channel: Channel
+    locale: str | None = Field(description="The tag of the variant rendered; null: the default `channels`.")
     subject: str | None
     text: str | None
     html: str | None
@@ -192,6 +226,7 @@ def _out(found: tuple[Template, TemplateVersion]) -> TemplateOut:
         **_summary(template).model_dump(),
         version=version.version,
         channels=version.channels,
+        locales=version.locales,
         variables=version.variables,
         version_created_at=version.created_at,
         version_created_by=version.created_by,
@@ -300,20 +335,23 @@ async def get_version(template_id: TemplateId, version: Version, tenant: Tenant,
 
 @router.post("/{template_id}/preview", response_model=PreviewOut, responses=NOT_FOUND, dependencies=[IDEMPOTENT])
 async def preview_template(template_id: TemplateId, body: PreviewIn, tenant: Tenant, request: Request) -> PreviewOut:
-    """Render a version for a channel as the router would: html autoescaped (a variable holding `<script>`
-    comes out as text), declared samples where `variables` gives no value; 422 names what fails to render."""
+    """Render a version for a channel as the router would: in the variant `locale` gets (answered as
+    `locale`), html autoescaped (a variable holding `<script>` comes out as text), declared samples where
+    `variables` gives no value; 422 names what fails to render."""
     found = await _templates(request).get(tenant, template_id, body.version)
     if found is None:
         raise _not_found(template_id, body.version)
     version = found[1]
-    sources = version.channels.get(body.channel)
-    if sources is None:
+    chosen = localised(version.channels, version.locales, body.locale, body.channel)
+    if chosen is None:
         detail = f"version {version.version} of template {template_id} has no {body.channel} content"
         raise Problem(422, "Invalid request", detail, errors=[{"pointer": "#/channel", "detail": detail}])
+    tag, sources = chosen
+    at = "channels" if tag is None else f"locales/{tag}"
     variables = {name: spec["sample"] for name, spec in version.variables.items() if "sample" in spec}
     variables.update(body.variables)
     rendered = {
-        name: _RENDERER.render(f"channels/{body.channel}/{name}", source, variables, html=name == "html")
+        name: _RENDERER.render(f"{at}/{body.channel}/{name}", source, variables, html=name == "html")
         for name, source in sources.items()
         if source is not None
     }
@@ -321,6 +359,7 @@ async def preview_template(template_id: TemplateId, body: PreviewIn, tenant: Ten
         id=template_id,
         version=version.version,
         channel=body.channel,
+        locale=tag,
         subject=rendered.get("subject"),
         text=rendered.get("text"),
         html=rendered.get("html"),

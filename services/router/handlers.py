@@ -25,7 +25,7 @@ from shared.storage.devices import Device, DeviceRepository
 from shared.storage.recipients import RecipientRepository, StoredRecipient
 from shared.storage.suppressions import CHANNELS, SuppressionRepository, Target, normalise
 from shared.storage.templates import TemplateRef, TemplateRepository, TemplateVersion
-from shared.templates import TemplateRenderer
+from shared.templates import TemplateRenderer, localised
 from shared.topics import Topics
 
 DELIVERY_NAMESPACE = uuid.UUID("8a3e5d1c-2b7f-4f0a-9c6e-1d2b3a4c5e6f")
@@ -267,8 +267,9 @@ async def _no_templates() -> dict[TemplateRef, TemplateVersion]:
 def _templated(
     notification: RoutableNotification, channel: str, templates: Mapping[TemplateRef, TemplateVersion]
 ) -> RoutableNotification:
-    """``notification`` with its stored template's content for ``channel`` (if it names one) in place of
-    its inline subject, text and html: the ``_render_*`` methods render either alike."""
+    """``notification`` with its stored template's content for ``channel`` (if it names one), in the variant
+    for its recipient's locale, in place of its inline subject, text and html: the ``_render_*`` methods
+    render either alike."""
     template = notification["content"]["template"]
     if template is None:
         return notification
@@ -276,10 +277,11 @@ def _templated(
     pinned = "" if template["version"] is None else f" version {template['version']}"
     if found is None:
         raise InvalidRequest("content/template", f"template {template['id']!r}{pinned} does not exist or was deleted")
-    sources = found.channels.get(channel)
-    if sources is None:
+    chosen = localised(found.channels, found.locales, notification["recipient"]["locale"], channel)
+    if chosen is None:
         detail = f"version {found.version} of template {template['id']!r} has no {channel} content"
         raise InvalidRequest("content/template", detail)
+    _, sources = chosen
     content = notification["content"].copy()
     content["subject"], content["text"], content["html"] = (sources.get(k) for k in ("subject", "text", "html"))
     templated = notification.copy()

@@ -21,18 +21,19 @@ from shared.storage.pagination import PageCursor, SqlFilter, newest_first, sql
 TemplateRef = tuple[str, str, int | None]
 
 _TEMPLATE = "t.id::text, t.template_id, t.name, t.description, t.latest_version, t.created_at, t.updated_at"
-_VERSION = "v.tenant_id, v.template_id, v.version, v.channels, v.variables, v.created_at, v.created_by"
+_VERSION = "v.tenant_id, v.template_id, v.version, v.channels, v.locales, v.variables, v.created_at, v.created_by"
 _ONE_VERSION = "(v.tenant_id, v.template_id, v.version) = ($1, $2, $3)"
 _LIVE = "t.tenant_id = $1 AND t.template_id = $2 AND t.deleted_at IS NULL"
 
 
 @dataclass(frozen=True)
 class VersionContent:
-    """What a version holds: per channel its field sources, and the variables they use by name
-    (each ``{"description": ..., "sample": ...}``)."""
+    """What a version holds: per channel its field sources, the variables they use by name (each
+    ``{"description": ..., "sample": ...}``), and per BCP 47 tag variants of ``channels`` for that locale."""
 
     channels: Mapping[str, Mapping[str, str | None]]
     variables: Mapping[str, Mapping[str, Any]]
+    locales: Mapping[str, Mapping[str, Mapping[str, str | None]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +52,7 @@ class TemplateVersion(VersionSummary):
     tenant_id: str
     template_id: str
     channels: dict[str, dict[str, str | None]]
+    locales: dict[str, dict[str, dict[str, str | None]]]
     variables: dict[str, dict[str, Any]]
 
 
@@ -93,6 +95,7 @@ def _version(row: asyncpg.Record) -> TemplateVersion:
         template_id=row["template_id"],
         version=row["version"],
         channels=row["channels"],
+        locales=row["locales"],
         variables=row["variables"],
         created_at=row["created_at"],
         created_by=row["created_by"],
@@ -179,14 +182,16 @@ class TemplateRepository:
     ) -> TemplateVersion:
         row = await connection.fetchrow(
             f"""
-            INSERT INTO template_versions AS v (tenant_id, template_id, version, channels, variables, created_by)
-            VALUES ($1, $2, $3, $4, $5, $6)
+            INSERT INTO template_versions AS v
+                (tenant_id, template_id, version, channels, locales, variables, created_by)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
             RETURNING {_VERSION}
             """,
             tenant_id,
             template.template_id,
             template.latest_version,
             content.channels,
+            content.locales,
             content.variables,
             created_by,
         )

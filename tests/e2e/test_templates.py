@@ -54,6 +54,32 @@ async def test_a_notification_naming_a_stored_template_arrives_rendered(pipeline
     await pipeline.wait_for_status(ids[0], "sent")
 
 
+async def test_a_recipient_gets_the_variant_of_their_locale(pipeline: Pipeline) -> None:
+    template_id = f"shipped-{uuid.uuid4().hex[:8]}"
+    french = {"email": {"subject": "Commande {{ order }} expédiée", "text": "Bonjour {{ name }}."}}
+    addresses = {"fr-CA": unique_address(), "de": unique_address()}
+    async with pipeline.client() as client:
+        body = {"id": template_id, **email_template("v1"), "locales": {"fr": french}}
+        created = await client.post(TEMPLATES, json=body)
+        assert created.status_code == 201, created.text
+        ids = {}
+        for locale, address in addresses.items():
+            accepted = await client.post(
+                "/api/v1/notifications",
+                json={
+                    "channels": ["email"],
+                    "recipient": {"email": address, "locale": locale},
+                    "content": {"template": {"id": template_id}},
+                    "variables": {"name": "Ada", "order": "A-1002"},
+                },
+            )
+            assert accepted.status_code == 202, accepted.text
+            ids[locale] = accepted.json()["id"]
+
+    assert (await pipeline.wait_for_mail(ids["fr-CA"])).subject == "Commande A-1002 expédiée"
+    assert (await pipeline.wait_for_mail(ids["de"])).subject == "v1: order A-1002 shipped"
+
+
 async def test_a_request_naming_a_missing_template_fails_when_routed(pipeline: Pipeline) -> None:
     """Straight to Kafka, nothing checks the template before the router: it fails the notification."""
     async with kafka_client(pipeline) as herald:

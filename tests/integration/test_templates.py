@@ -150,6 +150,84 @@ def test_a_retried_create_with_the_same_idempotency_key_answers_the_same(client:
     assert again.json() == first.json()
 
 
+# --- locales --------------------------------------------------------------------------------------
+
+FRENCH = {"email": {"subject": "Commande {{ order }} expédiée", "html": "<p>Bonjour {{ name }}</p>"}}
+
+
+def test_a_template_keeps_its_locales_by_canonical_tag(client: TestClient) -> None:
+    created = create(client, locales={"fr": FRENCH, "pt-br": {"sms": {"text": "Olá {{ name }}"}}})
+    assert created["locales"] == {
+        "fr": {"email": {"subject": "Commande {{ order }} expédiée", "html": "<p>Bonjour {{ name }}</p>"}},
+        "pt-BR": {"sms": {"text": "Olá {{ name }}"}},
+    }
+    assert client.get(f"{TEMPLATES}/order-shipped", headers=auth()).json()["locales"] == created["locales"]
+    # A version without locales has none; the earlier version keeps its own.
+    client.put(f"{TEMPLATES}/order-shipped", json=update_body(), headers=auth())
+    assert client.get(f"{TEMPLATES}/order-shipped", headers=auth()).json()["locales"] == {}
+    first = client.get(f"{TEMPLATES}/order-shipped/versions/1", headers=auth()).json()
+    assert first["locales"] == created["locales"]
+
+
+@pytest.mark.parametrize(
+    ("locales", "pointer", "detail"),
+    [
+        pytest.param({"fr!": FRENCH}, "#/locales/fr!/[key]", "pattern", id="bad-tag"),
+        pytest.param({"f": FRENCH}, "#/locales/f/[key]", "pattern", id="too-short"),
+        pytest.param({"fr": FRENCH, "FR": FRENCH}, "#/locales", "same locale", id="same-tag-twice"),
+        pytest.param(
+            {f"l{chr(97 + n // 26)}{chr(97 + n % 26)}": {"sms": {"text": "Hi"}} for n in range(51)},
+            "#/locales",
+            "at most 50",
+            id="too-many",
+        ),
+        pytest.param(
+            {"fr": {"email": {"subject": "Hi", "html": "<p>{{ coupon }}</p>"}}},
+            "#/locales/fr/email/html",
+            "(coupon)",
+            id="undeclared-variable",
+        ),
+        pytest.param(
+            {"pt-br": {"sms": {"text": "{% if name %}"}}}, "#/locales/pt-BR/sms/text", "template error", id="syntax"
+        ),
+        pytest.param({"fr": {"email": {"subject": "Hi"}}}, "#/locales/fr/email", "body", id="email-without-a-body"),
+        pytest.param({"fr": {"push": {"text": "Salut"}}}, "#/locales/fr/push", "no push content", id="new-channel"),
+    ],
+)
+def test_an_invalid_locale_is_refused_naming_the_field(
+    client: TestClient, locales: dict[str, Any], pointer: str, detail: str
+) -> None:
+    problem = assert_problem(client.post(TEMPLATES, json=template(locales=locales), headers=auth()), 422)
+    assert problem["errors"][0]["pointer"] == pointer
+    assert detail in problem["errors"][0]["detail"]
+    assert client.get(TEMPLATES, headers=auth()).json()["items"] == []
+
+
+def test_a_preview_renders_the_variant_a_locale_gets(client: TestClient) -> None:
+    create(client, locales={"fr": FRENCH})
+
+    def preview(**body: Any) -> dict[str, Any]:
+        response = client.post(f"{TEMPLATES}/order-shipped/preview", json=body, headers=auth())
+        assert response.status_code == 200, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    french = preview(channel="email", locale="fr-CA", variables={"name": XSS})
+    assert (french["locale"], french["subject"]) == ("fr", "Commande A-1 expédiée")
+    assert french["html"] == "<p>Bonjour &lt;script&gt;alert(1)&lt;/script&gt;</p>"
+    # French has no sms: the default's; nor does German have anything.
+    assert (preview(channel="sms", locale="fr-CA")["locale"], preview(channel="email", locale="de")["locale"]) == (
+        None,
+        None,
+    )
+    assert preview(channel="email")["subject"] == "Order A-1 shipped"
+    problem = assert_problem(
+        client.post(f"{TEMPLATES}/order-shipped/preview", json={"channel": "sms", "locale": "x!"}, headers=auth()),
+        422,
+    )
+    assert problem["errors"][0]["pointer"] == "#/locale"
+
+
 # --- preview --------------------------------------------------------------------------------------
 
 
@@ -163,6 +241,7 @@ def test_a_preview_escapes_html_and_falls_back_to_the_samples(client: TestClient
         "id": "order-shipped",
         "version": 1,
         "channel": "email",
+        "locale": None,
         "subject": "Order A-1 shipped",
         "text": None,
         "html": "<p>Hi &lt;script&gt;alert(1)&lt;/script&gt;, order A-1.</p>",
@@ -301,7 +380,7 @@ def test_another_tenant_cannot_see_use_or_change_a_template(client: TestClient, 
 
 # --- the repository -------------------------------------------------------------------------------
 
-CONTENT = VersionContent({"sms": {"text": "v{{ n }}"}}, {"n": {}})
+CONTENT = VersionContent({"sms": {"text": "v{{ n }}"}}, {"n": {}}, {"fr": {"sms": {"text": "fr{{ n }}"}}})
 
 
 async def test_the_router_lookup_finds_latest_and_pinned_versions_of_live_templates_only(db_pool: Pool) -> None:
@@ -317,6 +396,7 @@ async def test_the_router_lookup_finds_latest_and_pinned_versions_of_live_templa
 
     assert {ref: version.version for ref, version in found.items()} == {("acme", "t", None): 2, ("acme", "t", 1): 1}
     assert found["acme", "t", None].channels == {"sms": {"text": "v{{ n }}"}}
+    assert found["acme", "t", None].locales == {"fr": {"sms": {"text": "fr{{ n }}"}}}
     assert await templates.versions_for(set()) == {}
 
 

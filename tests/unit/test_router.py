@@ -187,12 +187,15 @@ async def test_a_suppressed_address_fails_the_notification_with_recipient_suppre
 # --- stored templates -----------------------------------------------------------------------------
 
 
-def stored_template(**channels: dict[str, str | None]) -> TemplateVersion:
+def stored_template(
+    locales: dict[str, dict[str, dict[str, str | None]]] | None = None, **channels: dict[str, str | None]
+) -> TemplateVersion:
     return TemplateVersion(
         tenant_id="acme",
         template_id="order-shipped",
         version=2,
         channels=channels,
+        locales=locales or {},
         variables={"name": {}},
         created_at=NOW,
         created_by="api_key:k-1",
@@ -226,6 +229,43 @@ async def test_a_stored_template_is_rendered_for_the_chosen_channel(handler: Rou
         "<p>&lt;i&gt;Ada&lt;/i&gt;</p>",
     )
     assert SMS_DELIVERY.decode(sms_record.value)["body"] == "SMS for <i>Ada</i>"
+
+
+@pytest.mark.parametrize(
+    ("locale", "body"),
+    [
+        pytest.param("fr-CA", "Bonjour <i>Ada</i>", id="the-language-of-a-regional-locale"),
+        pytest.param("pt-BR", "Olá <i>Ada</i>", id="the-regional-variant"),
+        pytest.param("de", "Hi <i>Ada</i>", id="the-default-for-another-language"),
+        pytest.param(None, "Hi <i>Ada</i>", id="the-default-without-a-locale"),
+    ],
+)
+async def test_a_stored_template_is_rendered_in_the_recipients_locale(
+    handler: RouterHandler, locale: str | None, body: str
+) -> None:
+    template = stored_template(
+        sms={"text": "Hi {{ name }}"},
+        locales={"fr": {"sms": {"text": "Bonjour {{ name }}"}}, "pt-BR": {"sms": {"text": "Olá {{ name }}"}}},
+    )
+    message = templated_message("sms")
+    message.value["recipient"]["locale"] = locale
+
+    record, _ = await handler(message, templates={("acme", "order-shipped", None): template})
+
+    assert isinstance(record, Produce)
+    assert SMS_DELIVERY.decode(record.value)["body"] == body
+
+
+async def test_the_stored_profiles_locale_picks_the_variant(handler: RouterHandler) -> None:
+    template = stored_template(sms={"text": "Hi {{ name }}"}, locales={"fr": {"sms": {"text": "Salut {{ name }}"}}})
+    message = templated_message("sms")
+    message.value["recipient"]["user_id"] = "ada"
+    stored = StoredRecipient(Profile(str(uuid.uuid4()), "ada", Contact(locale="fr_CA"), NOW, NOW), ())
+
+    record, _ = await handler(message, stored=stored, templates={("acme", "order-shipped", None): template})
+
+    assert isinstance(record, Produce)
+    assert SMS_DELIVERY.decode(record.value)["body"] == "Salut <i>Ada</i>"
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 from shared.errors import InvalidRequest
 from shared.messages import NotificationRequest
 from shared.requests import build_request, validate_request
-from shared.templates import TemplateRenderer, check_sources
+from shared.templates import ChannelSources, TemplateRenderer, canonical_tag, check_sources, localised
 
 pytestmark = pytest.mark.unit
 
@@ -98,6 +98,70 @@ def test_a_source_that_does_not_compile_or_uses_undeclared_variables_is_named(
         check_sources(renderer, channels, {"name"})
     assert caught.value.field == field
     assert detail in caught.value.detail
+
+
+def test_a_locale_variant_is_named_under_its_tag(renderer: TemplateRenderer) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        check_sources(renderer, {"sms": {"text": "{{ code }}"}}, {"name"}, at="locales/fr")
+    assert caught.value.field == "locales/fr/sms/text"
+
+
+# --- choosing the variant for a recipient's locale ------------------------------------------------
+
+DEFAULT: ChannelSources = {"email": {"subject": "Hello", "text": "Hi"}, "sms": {"text": "Hi"}}
+LOCALES: dict[str, ChannelSources] = {
+    "fr": {"email": {"subject": "Bonjour", "text": "Salut"}, "sms": {"text": "Salut"}},
+    "fr-CA": {"email": {"subject": "Allô", "text": "Salut"}},
+    "pt-BR": {"sms": {"text": "Olá"}},
+    "zh-Hant": {"sms": {"text": "你好"}},
+}
+
+
+@pytest.mark.parametrize(
+    ("locale", "channel", "tag"),
+    [
+        pytest.param("fr-CA", "email", "fr-CA", id="the-exact-tag"),
+        pytest.param("fr-CA", "sms", "fr", id="the-language-when-the-exact-tag-lacks-the-channel"),
+        pytest.param("fr-BE", "email", "fr", id="the-language-alone"),
+        pytest.param("fr", "email", "fr", id="a-language"),
+        pytest.param("FR_ca", "email", "fr-CA", id="any-case-and-underscores"),
+        pytest.param("pt-br", "sms", "pt-BR", id="lower-case-region"),
+        pytest.param("pt-BR", "email", None, id="the-default-when-no-variant-has-the-channel"),
+        pytest.param("pt", "sms", None, id="a-language-does-not-get-its-regions"),
+        pytest.param("zh-Hant-TW", "sms", "zh-Hant", id="subtags-dropped-one-by-one"),
+        pytest.param("fr-x-a", "sms", "fr", id="no-trailing-singleton"),
+        pytest.param("de", "email", None, id="an-unknown-locale"),
+        pytest.param(None, "email", None, id="no-locale"),
+        pytest.param("", "email", None, id="an-empty-locale"),
+    ],
+)
+def test_the_variant_for_a_locale_is_the_most_specific_with_the_channel(
+    locale: str | None, channel: str, tag: str | None
+) -> None:
+    chosen = localised(DEFAULT, LOCALES, locale, channel)
+    assert chosen == (tag, (DEFAULT if tag is None else LOCALES[tag])[channel])
+
+
+def test_no_variant_for_a_channel_the_template_lacks() -> None:
+    assert localised(DEFAULT, LOCALES, "fr", "push") is None
+    assert localised({}, {"fr": {"push": {"text": "Salut"}}}, "de", "push") is None
+
+
+@pytest.mark.parametrize(
+    ("tag", "canonical"),
+    [
+        ("fr", "fr"),
+        ("FR", "fr"),
+        ("pt-br", "pt-BR"),
+        ("pt_BR", "pt-BR"),
+        ("ZH-HANT-tw", "zh-Hant-TW"),
+        ("es-419", "es-419"),
+        ("de-CH-1996", "de-CH-1996"),
+        ("en-US-x-TWAIN", "en-US-x-twain"),
+    ],
+)
+def test_tags_are_put_in_canonical_case(tag: str, canonical: str) -> None:
+    assert canonical_tag(tag) == canonical
 
 
 # --- requests naming a stored template ------------------------------------------------------------
