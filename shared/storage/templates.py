@@ -121,26 +121,16 @@ class TemplateRepository:
         """Create a template with its first version; None if a live one has this id.
 
         A deleted one with this id lives again, its new version numbered after its old ones."""
-        async with self._pool.acquire() as connection, connection.transaction():
-            row = await connection.fetchrow(
-                f"""
-                INSERT INTO templates AS t (tenant_id, template_id, name, description, latest_version)
-                VALUES ($1, $2, $3, $4, 1)
-                ON CONFLICT (tenant_id, template_id) DO UPDATE
-                    SET name = EXCLUDED.name, description = EXCLUDED.description,
-                        latest_version = t.latest_version + 1, deleted_at = NULL, created_at = now(), updated_at = now()
-                    WHERE t.deleted_at IS NOT NULL
-                RETURNING {_TEMPLATE}
-                """,
-                tenant_id,
-                template_id,
-                name,
-                description,
-            )
-            if row is None:
-                return None
-            template = _template(row)
-            return template, await self._insert_version(connection, tenant_id, template, content, created_by)
+        statement = f"""
+            INSERT INTO templates AS t (tenant_id, template_id, name, description, latest_version)
+            VALUES ($1, $2, $3, $4, 1)
+            ON CONFLICT (tenant_id, template_id) DO UPDATE
+                SET name = EXCLUDED.name, description = EXCLUDED.description,
+                    latest_version = t.latest_version + 1, deleted_at = NULL, created_at = now(), updated_at = now()
+                WHERE t.deleted_at IS NOT NULL
+            RETURNING {_TEMPLATE}
+        """
+        return await self._with_version(statement, tenant_id, template_id, name, description, content, created_by)
 
     async def add_version(
         self,
@@ -154,19 +144,28 @@ class TemplateRepository:
     ) -> tuple[Template, TemplateVersion] | None:
         """Replace the template's name and description and add a version, the latest from now on; None if
         there is no live template with this id. Concurrent updates queue on the template's row."""
+        statement = f"""
+            UPDATE templates AS t
+            SET name = $3, description = $4, latest_version = latest_version + 1, updated_at = now()
+            WHERE {_LIVE}
+            RETURNING {_TEMPLATE}
+        """
+        return await self._with_version(statement, tenant_id, template_id, name, description, content, created_by)
+
+    async def _with_version(
+        self,
+        statement: str,
+        tenant_id: str,
+        template_id: str,
+        name: str,
+        description: str | None,
+        content: VersionContent,
+        created_by: str,
+    ) -> tuple[Template, TemplateVersion] | None:
+        """Run ``statement`` (on ``$1``-``$4``: tenant, template id, name, description; it returns the
+        template's row with its new ``latest_version``, or none), then insert that version, in one transaction."""
         async with self._pool.acquire() as connection, connection.transaction():
-            row = await connection.fetchrow(
-                f"""
-                UPDATE templates AS t
-                SET name = $3, description = $4, latest_version = latest_version + 1, updated_at = now()
-                WHERE {_LIVE}
-                RETURNING {_TEMPLATE}
-                """,
-                tenant_id,
-                template_id,
-                name,
-                description,
-            )
+            row = await connection.fetchrow(statement, tenant_id, template_id, name, description)
             if row is None:
                 return None
             template = _template(row)
