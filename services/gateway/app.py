@@ -98,6 +98,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.jwt = JwtVerifier(settings)
         app.state.idempotency = idempotency.IdempotencyStore(
             redis,
+            encryptor,
             prefix=key(settings, "http-idempotency"),
             ttl_s=settings.idempotency_ttl_s,
             lock_ttl_s=settings.idempotency_lock_ttl_s,

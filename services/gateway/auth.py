@@ -26,6 +26,8 @@ from typing import Annotated, Any, Literal
 
 import jwt
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 
 from services.gateway import ratelimit
 from services.gateway.problems import Problem
@@ -273,6 +275,50 @@ async def authorized_tenant(request: Request, principal: Annotated[Principal, De
     """FastAPI dependency: the caller's tenant once their role allows this method (GET: any, else a writer)."""
     _check(principal, roles_for(request.method), request)
     return principal.tenant
+
+
+def _calls(dependant: Dependant) -> list[object]:
+    found: list[object] = []
+    for dependency in dependant.dependencies:
+        found.append(dependency.call)
+        found.extend(_calls(dependency))
+    return found
+
+
+# (id of the route, method) -> (the route, kept so its id is not reused; its roles). Routes are few and fixed.
+_ROUTE_ROLES: dict[tuple[int, str], tuple[APIRoute, frozenset[str] | None]] = {}
+
+
+def route_roles(route: APIRoute, method: str) -> frozenset[str] | None:
+    """The roles that may call ``route`` with ``method``: what all of its role checks allow together;
+    None when it has none (a signed callback)."""
+    known = _ROUTE_ROLES.get((id(route), method))
+    if known is not None:
+        return known[1]
+    checks: list[frozenset[str]] = []
+    for call in _calls(route.dependant):
+        if call is authorized_tenant:
+            checks.append(roles_for(method))
+        elif isinstance(call, require):
+            checks.append(call.allowed_roles)
+    roles = frozenset.intersection(*checks) if checks else None
+    _ROUTE_ROLES[(id(route), method)] = (route, roles)
+    return roles
+
+
+async def route_principal(
+    request: Request, principal: Annotated[Principal, Depends(authenticated_principal)]
+) -> Principal:
+    """FastAPI dependency: the caller once every role check of the matched route has passed.
+
+    For steps that run before the route's own dependencies (FastAPI resolves a decorator's
+    ``dependencies`` first) and must not act for a caller the route would refuse: the idempotency
+    store answers a replay only after this.
+    """
+    route = request.scope.get("route")
+    allowed = route_roles(route, request.method) if isinstance(route, APIRoute) else None
+    _check(principal, roles_for(request.method) if allowed is None else allowed, request)
+    return principal
 
 
 Tenant = Annotated[str, Depends(authorized_tenant)]

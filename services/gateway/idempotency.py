@@ -2,13 +2,19 @@
 
 A route opts in with one line: ``dependencies=[IDEMPOTENT]`` on its decorator, or a parameter
 ``key: IdempotencyKey`` when it needs the key itself. For a request carrying the header, the key is
-scoped to the tenant, method and path; the first request claims it, and the response it gets
-(status, headers, body) is kept ``HERALD_IDEMPOTENCY_TTL_S``:
+scoped to the caller (its tenant and the API key or JWT subject), method and path; the first request
+claims it, and the response it gets (status, headers, body) is kept ``HERALD_IDEMPOTENCY_TTL_S``:
 
 - the same key and body again: that response, byte for byte, with ``Idempotent-Replayed: true``;
 - the same key with another body: 422 problem, the key was used for something else;
 - the same key while the first request is still being answered: 409 problem, retry later;
 - a 5xx (or a request that never got an answer) is not kept, so a retry can succeed.
+
+Authorization comes first: the caller must pass every role and scope check of the route before a
+stored response is looked up, and a stored response is only ever found by the credential that
+produced it, so a lower role replaying an admin's key gets a 403 (or its own answer), never the
+admin's. Stored responses are sealed (AES-GCM, like personal data in Postgres): they may quote
+addresses, phone numbers or a new key's secret; Redis keys and body fingerprints are keyed hashes.
 
 Redis holds the keys, not Postgres: ``SET NX`` claims a key atomically in one round trip, expiry is
 Redis's own (no sweeper job), and the status store's Postgres stays off the hot path of every POST.
@@ -18,7 +24,6 @@ response before the client sees it, so a retry arriving right after the answer i
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import re
@@ -34,9 +39,10 @@ from redis.exceptions import RedisError
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from services.gateway.auth import Tenant
+from services.gateway.auth import Principal, route_principal
 from services.gateway.middleware import HttpMiddleware
 from services.gateway.problems import Problem
+from shared.crypto import Context, DecryptionError, Encryptor
 from shared.observability import metrics
 
 log = structlog.get_logger(__name__)
@@ -87,7 +93,8 @@ def parse_key(value: str) -> str:
 def fingerprint(body: bytes, query: str = "") -> str:
     """SHA-256 (hex) of the body in canonical form: a JSON body with sorted keys and no insignificant
     whitespace, so the same request re-serialised by a client's retry still matches; any other body as is.
-    The query string counts too: one key must not answer a purge with other filters."""
+    The query string counts too: one key must not answer a purge with other filters. (The store keeps
+    only a keyed hash of it.)"""
     canonical = body
     if body.strip():
         with contextlib.suppress(orjson.JSONDecodeError):
@@ -103,20 +110,17 @@ class StoredResponse:
     headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
 
-    def encode(self, fingerprint: str) -> bytes:
-        return orjson.dumps(
-            {
-                "fingerprint": fingerprint,
-                "status": self.status,
-                "headers": [[name.decode("latin-1"), value.decode("latin-1")] for name, value in self.headers],
-                "body": base64.b64encode(self.body).decode(),
-            }
-        )
+    def encode(self) -> bytes:
+        header_lines = [[name.decode("latin-1"), value.decode("latin-1")] for name, value in self.headers]
+        head = orjson.dumps({"status": self.status, "headers": header_lines})
+        return len(head).to_bytes(4, "big") + head + self.body
 
     @classmethod
-    def decode(cls, record: dict[str, Any]) -> StoredResponse:
-        headers = tuple((name.encode("latin-1"), value.encode("latin-1")) for name, value in record["headers"])
-        return cls(record["status"], headers, base64.b64decode(record["body"]))
+    def decode(cls, data: bytes) -> StoredResponse:
+        length = int.from_bytes(data[:4], "big")
+        head = orjson.loads(data[4 : 4 + length])
+        headers = tuple((name.encode("latin-1"), value.encode("latin-1")) for name, value in head["headers"])
+        return cls(head["status"], headers, data[4 + length :])
 
     def replay(self) -> Response:
         """The stored response again, marked as a replay."""
@@ -144,20 +148,30 @@ class Previous:
 
 
 class IdempotencyStore:
-    """Keys and first responses in Redis; a claim is one ``SET NX``, settling it one script call."""
+    """Keys and first responses in Redis; a claim is one ``SET NX``, settling it one script call.
 
-    def __init__(self, redis: Redis, *, prefix: str, ttl_s: int, lock_ttl_s: int) -> None:
+    A record is JSON: ``{"fingerprint", "owner"}`` while its request runs, ``{"fingerprint", "tenant",
+    "sealed"}`` once answered, the response sealed for its tenant.
+    """
+
+    def __init__(self, redis: Redis, encryptor: Encryptor, *, prefix: str, ttl_s: int, lock_ttl_s: int) -> None:
         self._redis = redis
+        self._encryptor = encryptor
         self._prefix = prefix
         self._ttl_s = ttl_s
         self._lock_ttl_s = lock_ttl_s
         self._settle = redis.register_script(_SETTLE)
 
-    def key_for(self, tenant: str, method: str, path: str, key: str) -> str:
-        """The Redis key of ``key`` sent by ``tenant`` to ``method path`` (hashed: paths and keys are long)."""
-        # A JSON array keeps the parts apart: no tenant, path and key can run into another scope's.
-        scope = hashlib.sha256(orjson.dumps([tenant, method, path, key])).hexdigest()
-        return f"{self._prefix}:{scope}"
+    def key_for(self, principal: Principal, method: str, path: str, key: str) -> str:
+        """The Redis key of ``key`` sent by ``principal`` to ``method path``: a keyed hash, as a caller's
+        key may name a person (``welcome-ada@example.com``) and paths hold user ids."""
+        # A JSON array keeps the parts apart: no caller, path and key can run into another scope's.
+        scope = orjson.dumps([principal.kind, principal.subject, method, path, key]).decode()
+        return f"{self._prefix}:{self._encryptor.blind_index(scope, _context(principal.tenant)).hex()}"
+
+    def fingerprint_for(self, principal: Principal, body_fingerprint: str) -> str:
+        """What the store keeps of a body's fingerprint: keyed, so a guessed body cannot be confirmed."""
+        return self._encryptor.blind_index(body_fingerprint, _context(principal.tenant)).hex()
 
     async def begin(self, key: str, body_fingerprint: str) -> Claim | Previous:
         """Claim ``key`` for a request with this body, or say who holds it. The claim expires after the
@@ -167,26 +181,44 @@ class IdempotencyStore:
         if before is None:
             return Claim(key, body_fingerprint, pending, self)
         record = orjson.loads(cast(bytes, before))
-        response = None if "owner" in record else StoredResponse.decode(record)
+        response = None if "owner" in record else self._open(key, record)
         return Previous(record["fingerprint"], response)
 
-    async def finish(self, claim: Claim, response: StoredResponse) -> None:
+    async def finish(self, claim: Claim, tenant: str, response: StoredResponse) -> None:
         """Keep ``response`` for the key; a 5xx releases the key instead, so a retry can succeed."""
         if response.status >= 500:
             await self.release(claim)
             return
-        await self._settle(keys=[claim.key], args=[claim.pending, response.encode(claim.fingerprint), self._ttl_s])
+        sealed = self._encryptor.seal(response.encode(), _context(tenant, claim.key))
+        record = orjson.dumps({"fingerprint": claim.fingerprint, "tenant": tenant, "sealed": sealed.hex()})
+        await self._settle(keys=[claim.key], args=[claim.pending, record, self._ttl_s])
+
+    def _open(self, key: str, record: dict[str, Any]) -> StoredResponse | None:
+        try:
+            return StoredResponse.decode(
+                self._encryptor.open(bytes.fromhex(record["sealed"]), _context(record["tenant"], key))
+            )
+        except (DecryptionError, KeyError, ValueError) as error:
+            # Its key was removed, or the record is not one of ours: as good as expired.
+            log.warning("idempotency_record_unreadable", error=repr(error))
+            return None
 
     async def release(self, claim: Claim) -> None:
         """Forget the claim: the request got no answer worth keeping."""
         await self._settle(keys=[claim.key], args=[claim.pending, b"", 0])
 
 
+def _context(tenant: str, key: str = "") -> Context:
+    # The Redis key in the context binds a sealed response to the one key it was stored under.
+    return Context(f"http-idempotency{key and ':'}{key}", tenant)
+
+
 @dataclass
 class _Slot:
-    """Per request: the claim the dependency made, for the middleware to settle."""
+    """Per request: the claim the dependency made, and for whom, for the middleware to settle."""
 
     claim: Claim | None = None
+    tenant: str = ""
 
 
 class _Replay(Exception):
@@ -202,7 +234,7 @@ def _problem(status: int, title: str, detail: str, *, tenant: str, outcome: str,
 
 async def idempotency_key(
     request: Request,
-    tenant: Tenant,
+    principal: Annotated[Principal, Depends(route_principal)],
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -220,6 +252,7 @@ async def idempotency_key(
 
     Returns the key (None without the header). Raises the problems above, or the stored response.
     """
+    tenant = principal.tenant
     if idempotency_key is None:
         return None
     try:
@@ -232,9 +265,9 @@ async def idempotency_key(
     if not isinstance(slot, _Slot):
         raise RuntimeError("IdempotencyMiddleware is not installed: call services.gateway.idempotency.install(app)")
     store: IdempotencyStore = request.app.state.idempotency
-    body_fingerprint = fingerprint(await request.body(), request.url.query)
+    body_fingerprint = store.fingerprint_for(principal, fingerprint(await request.body(), request.url.query))
     try:
-        outcome = await store.begin(store.key_for(tenant, request.method, request.url.path, key), body_fingerprint)
+        outcome = await store.begin(store.key_for(principal, request.method, request.url.path, key), body_fingerprint)
     except RedisError as error:
         log.warning("idempotency_store_unavailable", error=repr(error))
         detail = f"cannot check the {HEADER} now; retry later"
@@ -242,6 +275,7 @@ async def idempotency_key(
     if isinstance(outcome, Claim):
         metrics.HTTP_IDEMPOTENCY.labels(tenant=tenant, outcome="new").inc()
         slot.claim = outcome
+        slot.tenant = tenant
         return key
     if outcome.fingerprint != body_fingerprint:
         detail = f"{HEADER} {key!r} was already used with another request body; use a new key for a new request"
@@ -286,7 +320,7 @@ class IdempotencyMiddleware(HttpMiddleware):
                 headers = tuple((bytes(name), bytes(value)) for name, value in start["headers"])
                 response = StoredResponse(start["status"], headers, bytes(body))
                 try:
-                    await claim.store.finish(claim, response)
+                    await claim.store.finish(claim, slot.tenant, response)
                 except RedisError as error:
                     # The work is done: answer anyway. The key stays claimed until its lock expires.
                     log.warning("idempotency_store_failed", error=repr(error))

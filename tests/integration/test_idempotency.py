@@ -15,9 +15,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx import Response
+from pydantic import SecretStr
 from redis import Redis
 
 from services.gateway.app import create_app
+from services.gateway.auth import Principal
 from services.gateway.idempotency import IdempotencyStore
 from services.gateway.problems import Problem
 from services.gateway.settings import GatewaySettings
@@ -25,7 +27,7 @@ from shared.kafka.producer import MessageProducer
 from shared.kafka.records import Produce
 from shared.messages import NOTIFICATION_REQUEST
 from shared.requests import notification_id_for
-from tests.integration.conftest import DEV_TENANT, assert_problem, auth
+from tests.integration.conftest import API_KEY, DEV_TENANT, assert_problem, auth
 from tests.integration.test_gateway_api import NOTIFICATIONS, add_tenant_with_key, body
 from tests.kafka_helpers import read_until
 
@@ -52,9 +54,17 @@ def sync_redis(gateway_settings: GatewaySettings) -> Iterator[Redis]:
         client.close()
 
 
+def principal_of(client: TestClient, secret: str = API_KEY) -> Principal:
+    """The caller the gateway sees for API key ``secret``."""
+    assert client.portal is not None
+    live = client.portal.call(state(client).authenticator.key_for, secret)
+    assert live is not None
+    return Principal(live.tenant_id, frozenset({live.role}), live.id, "api_key", "")
+
+
 def stored_key(client: TestClient, key: str, method: str = "POST", path: str = NOTIFICATIONS) -> str:
     store: IdempotencyStore = state(client).idempotency
-    return store.key_for(DEV_TENANT, method, path, key)
+    return store.key_for(principal_of(client), method, path, key)
 
 
 def produced_ids(settings: GatewaySettings, until_id: str) -> list[str]:
@@ -290,3 +300,107 @@ def test_device_registration_and_removal_are_idempotent(client: TestClient) -> N
     assert_replay_of(client.delete(path, headers=keyed("remove-1")), removed)
     # Not run again: without the key (or with another) the device is already gone.
     assert_problem(client.delete(path, headers=keyed("remove-2")), 404)
+
+
+# --- replays and roles --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def admin_api(gateway_settings: GatewaySettings) -> Iterator[TestClient]:
+    """The gateway able to register webhook endpoints (their secrets are what a replay must not leak)."""
+    settings = gateway_settings.model_copy(update={"webhook_signing_key": SecretStr("k" * 40)})
+    with TestClient(create_app(settings)) as running:
+        yield running
+
+
+def key_with_role(client: TestClient, role: str) -> str:
+    created = client.post("/api/v1/api-keys", json={"name": f"a {role}", "role": role}, headers=auth())
+    assert created.status_code == 201, created.text
+    secret: str = created.json()["secret"]
+    return secret
+
+
+# Admin-only routes whose answer holds a secret: a replay by anyone else would hand it over.
+SECRET_ANSWERS = [
+    pytest.param("/api/v1/api-keys", {"name": "ops", "role": "admin"}, "secret", id="api-key"),
+    pytest.param("/api/v1/webhook-endpoints", {"url": "https://hooks.example.com/in"}, "secret", id="webhook-endpoint"),
+]
+
+
+@pytest.mark.parametrize(("path", "request_body", "secret_field"), SECRET_ANSWERS)
+@pytest.mark.parametrize("role", ["sender", "viewer", "service"])
+def test_a_lower_role_replaying_an_admins_key_is_refused_and_gets_nothing_of_its_answer(
+    admin_api: TestClient, path: str, request_body: dict[str, Any], secret_field: str, role: str
+) -> None:
+    lower = key_with_role(admin_api, role)
+    first = admin_api.post(path, json=request_body, headers=keyed("provision-1"))
+    assert first.status_code == 201, first.text
+    secret = first.json()[secret_field]
+    replay = admin_api.post(path, json=request_body, headers=keyed("provision-1", lower))
+    assert_problem(replay, 403)
+    assert REPLAYED not in replay.headers
+    assert secret not in replay.text
+    # The admin's own replay still works, untouched by the refused one.
+    assert_replay_of(admin_api.post(path, json=request_body, headers=keyed("provision-1")), first)
+
+
+@pytest.mark.parametrize(("path", "request_body", "secret_field"), SECRET_ANSWERS)
+def test_a_key_claimed_first_by_a_lower_role_does_not_block_the_admin(
+    admin_api: TestClient, path: str, request_body: dict[str, Any], secret_field: str
+) -> None:
+    sender = key_with_role(admin_api, "sender")
+    assert_problem(admin_api.post(path, json=request_body, headers=keyed("provision-2", sender)), 403)
+    answer = admin_api.post(path, json=request_body, headers=keyed("provision-2"))
+    assert answer.status_code == 201, answer.text
+    assert REPLAYED not in answer.headers
+    assert answer.json()[secret_field]
+
+
+def test_a_viewer_replaying_a_senders_notification_is_refused(
+    client: TestClient, gateway_settings: GatewaySettings
+) -> None:
+    viewer = key_with_role(client, "viewer")
+    first = client.post(NOTIFICATIONS, json=body(), headers=keyed("order-60"))
+    assert first.status_code == 202
+    assert_problem(client.post(NOTIFICATIONS, json=body(), headers=keyed("order-60", viewer)), 403)
+
+
+def test_another_key_of_the_same_tenant_gets_an_answer_of_its_own(client: TestClient) -> None:
+    """Answers are bound to the credential, not just the tenant: another key of the tenant reusing an
+    Idempotency-Key is answered afresh (it may hold another role). The notification id is still the
+    tenant's and key's, so ingest delivers it once."""
+    other = key_with_role(client, "sender")
+    first = client.post(NOTIFICATIONS, json=body(), headers=keyed("order-61"))
+    second = client.post(NOTIFICATIONS, json=body(), headers=keyed("order-61", other))
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert REPLAYED not in second.headers
+    assert second.json()["id"] == first.json()["id"] == notification_id_for(DEV_TENANT, "order-61")
+
+
+def test_redis_holds_no_personal_data_nor_secret_of_a_kept_answer(admin_api: TestClient, sync_redis: Redis) -> None:
+    key = "welcome-grace@example.org"
+    sent = admin_api.post(
+        NOTIFICATIONS, json=body(recipient={"email": "grace@example.org", "phone": "+14155550123"}), headers=keyed(key)
+    )
+    assert sent.status_code == 202, sent.text
+    created = admin_api.post("/api/v1/api-keys", json={"name": "ops", "role": "admin"}, headers=keyed("ops-key"))
+    assert created.status_code == 201, created.text
+    stored = [
+        sync_redis.get(stored_key(admin_api, key)),
+        sync_redis.get(stored_key(admin_api, "ops-key", path="/api/v1/api-keys")),
+    ]
+    assert all(stored), "both answers are kept"
+    everything = b"".join(
+        name + (sync_redis.get(name) or b"") for name in sync_redis.scan_iter(match="*http-idempotency*")
+    )
+    for clear in (b"grace", b"4155550123", b"welcome", created.json()["secret"].encode(), sent.json()["id"].encode()):
+        assert clear not in everything
+    # ...while the replays still answer in full.
+    assert_replay_of(
+        admin_api.post(
+            NOTIFICATIONS,
+            json=body(recipient={"email": "grace@example.org", "phone": "+14155550123"}),
+            headers=keyed(key),
+        ),
+        sent,
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
 from services.gateway import api_keys, callbacks, erasures, webhook_endpoints
@@ -14,35 +13,15 @@ from services.gateway.auth import (
     READERS,
     RESOURCES,
     WRITERS,
-    authorized_tenant,
     grants,
     looks_like_jwt,
-    require,
     roles_for,
+    route_roles,
     scope_for,
 )
 from services.gateway.settings import GatewaySettings
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("clean_environment")]
-
-
-def _calls(dependant: Dependant) -> list[object]:
-    found: list[object] = []
-    for dependency in dependant.dependencies:
-        found.append(dependency.call)
-        found.extend(_calls(dependency))
-    return found
-
-
-def allowed_roles(route: APIRoute, method: str) -> frozenset[str] | None:
-    """The roles that may call ``route`` with ``method``: what all its role checks allow; None if none check."""
-    checks: list[frozenset[str]] = []
-    for call in _calls(route.dependant):
-        if call is authorized_tenant:
-            checks.append(roles_for(method))
-        elif isinstance(call, require):
-            checks.append(call.allowed_roles)
-    return frozenset.intersection(*checks) if checks else None
 
 
 def api_routes() -> list[tuple[RouteContext, str]]:
@@ -70,7 +49,7 @@ def test_every_api_route_checks_a_role_fitting_its_method() -> None:
         if (context.path or "").startswith("/api/v1/") and not (context.path or "").startswith(f"{callbacks.PREFIX}/")
     ]
     assert len(routes) > 20
-    found = {(path, method): allowed_roles(route, method) for path, route, method in routes}
+    found = {(path, method): route_roles(route, method) for path, route, method in routes}
     assert [route for route, allowed in found.items() if allowed is None] == []
     for (path, method), allowed in found.items():
         if path.startswith(ADMIN_ONLY):

@@ -3,14 +3,14 @@ each request's dedup window, and that every mutating API route takes an ``Idempo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-import orjson
 import pytest
 from redis.asyncio import Redis
 
 from services.gateway import callbacks
 from services.gateway.app import create_app
+from services.gateway.auth import Principal
 from services.gateway.idempotency import (
     HEADER,
     MAX_KEY_LENGTH,
@@ -27,6 +27,7 @@ from services.ingest.settings import IngestSettings
 from shared.config import ConfigurationError, load_settings
 from shared.errors import InvalidRequest
 from shared.requests import MAX_DEDUP_WINDOW_S, build_request, validate_request
+from tests.conftest import ENCRYPTOR
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("clean_environment")]
 
@@ -101,28 +102,35 @@ def test_a_stored_response_comes_back_byte_for_byte_marked_as_a_replay() -> None
         ((b"content-length", b"5"), (b"content-type", b"application/json"), (b"location", b"/api/v1/x/\xe9")),
         b'{"a":\x00\xff}',
     )
-    record = orjson.loads(stored.encode("f" * 64))
-    assert record["fingerprint"] == "f" * 64
-    assert StoredResponse.decode(record) == stored
+    assert StoredResponse.decode(stored.encode()) == stored
     replayed = stored.replay()
     assert (replayed.status_code, replayed.body) == (202, stored.body)
     assert replayed.raw_headers == [*stored.headers, (b"idempotent-replayed", b"true")]
 
 
-def test_a_key_is_scoped_to_the_tenant_method_and_path() -> None:
-    store = IdempotencyStore(Redis(), prefix="herald:http-idempotency", ttl_s=60, lock_ttl_s=5)
+def _caller(tenant: str, subject: str = "key-1", kind: Literal["api_key", "jwt"] = "api_key") -> Principal:
+    return Principal(tenant, frozenset({"admin"}), subject, kind, "limit")
+
+
+def test_a_key_is_scoped_to_the_caller_method_and_path_and_names_nobody() -> None:
+    store = IdempotencyStore(Redis(), ENCRYPTOR, prefix="herald:http-idempotency", ttl_s=60, lock_ttl_s=5)
+    acme = _caller("acme")
     scopes = [
-        ("acme", "POST", "/api/v1/notifications", "k"),
-        ("globex", "POST", "/api/v1/notifications", "k"),
-        ("acme", "DELETE", "/api/v1/notifications", "k"),
-        ("acme", "POST", "/api/v1/recipients/u/devices", "k"),
-        ("acme", "POST", "/api/v1/notifications", "k2"),
+        (acme, "POST", "/api/v1/notifications", "welcome-ada@example.com"),
+        (_caller("globex"), "POST", "/api/v1/notifications", "welcome-ada@example.com"),
+        # Another credential of the same tenant: a key of its own, never the first one's answer.
+        (_caller("acme", "key-2"), "POST", "/api/v1/notifications", "welcome-ada@example.com"),
+        (_caller("acme", "key-1", "jwt"), "POST", "/api/v1/notifications", "welcome-ada@example.com"),
+        (acme, "DELETE", "/api/v1/notifications", "welcome-ada@example.com"),
+        (acme, "POST", "/api/v1/recipients/u/devices", "welcome-ada@example.com"),
+        (acme, "POST", "/api/v1/notifications", "k2"),
         # No way to forge another scope by moving text between the parts.
-        ("acme\x00POST", "/api/v1/notifications", "", "k"),
+        (_caller("acme", "key-1\x00POST"), "/api/v1/notifications", "", "welcome-ada@example.com"),
     ]
     keys = {store.key_for(*scope) for scope in scopes}
     assert len(keys) == len(scopes)
     assert all(k.startswith("herald:http-idempotency:") for k in keys)
+    assert not any("ada" in k for k in keys)
 
 
 def test_every_mutating_api_route_takes_an_idempotency_key() -> None:
