@@ -45,6 +45,8 @@ MAX_ATTACHMENTS = 10
 MAX_INLINE_ATTACHMENT_BYTES = 256 * 1024
 MAX_FILENAME_CHARACTERS = 255
 MAX_URL_CHARACTERS = 2048
+# Template versions are Postgres integers.
+MAX_TEMPLATE_VERSION = 2**31 - 1
 # RFC 6838 type/subtype names, without parameters (they would end up in a MIME header).
 _MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
 # Control, format (e.g. right-to-left override: "invoice\u202efdp.exe") and line/paragraph separators.
@@ -243,8 +245,8 @@ def _validate_template(content: Content) -> None:
         return
     if not _TEMPLATE_ID.fullmatch(template["id"]):
         raise InvalidRequest("content/template/id", "a template id is 1 to 64 letters, digits, '-' or '_'")
-    if template["version"] is not None and template["version"] < 1:
-        raise InvalidRequest("content/template/version", "versions are numbered from 1")
+    if template["version"] is not None and not 1 <= template["version"] <= MAX_TEMPLATE_VERSION:
+        raise InvalidRequest("content/template/version", f"versions are numbered from 1 to {MAX_TEMPLATE_VERSION}")
     if content["subject"] or content["text"] or content["html"]:
         raise InvalidRequest("content/template", "give a stored template or inline subject, text and html, not both")
 

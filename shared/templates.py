@@ -1,7 +1,8 @@
 """Rendering notification content with Jinja2 in a sandbox, and checking stored templates before they are kept.
 
-Templates come from API callers, so they run in Jinja2's :class:`SandboxedEnvironment` (no attribute
-access to Python internals). HTML is autoescaped: a variable holding ``<script>`` arrives as text.
+Templates come from API callers, so they run in a sandbox (:mod:`shared.template_sandbox`: no
+attribute access to Python internals, and a bounded cost per render). HTML is autoescaped: a variable
+holding ``<script>`` arrives as text.
 Subjects and text bodies are not HTML and are rendered without escaping. A variable the template
 uses but the request does not give is an error, not an empty string.
 
@@ -18,10 +19,10 @@ from collections.abc import Collection, Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateError, meta
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import ChainableUndefined, StrictUndefined, Template, TemplateError, meta
 
 from shared.errors import InvalidRequest
+from shared.template_sandbox import BoundedSandbox, RenderLimits, TemplateTooCostly
 
 # A stored template's content: per channel, its fields (subject, text, html) as Jinja2 sources.
 ChannelSources = Mapping[str, Mapping[str, str | None]]
@@ -30,48 +31,97 @@ LOCALE_PATTERN = r"^[A-Za-z]{2,8}([_-][A-Za-z0-9]{1,8})*$"
 
 
 class TemplateRenderer:
-    """Renders subject, text and html templates; compiled templates are cached by source."""
+    """Renders subject, text and html templates within :class:`RenderLimits`; compiled templates are
+    cached by source."""
 
-    def __init__(self, cache_size: int = 1024) -> None:
-        self._html = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
-        self._plain = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
+    def __init__(self, cache_size: int = 1024, limits: RenderLimits | None = None) -> None:
+        limits = limits or RenderLimits()
+        self._html = BoundedSandbox(limits, autoescape=True, undefined=StrictUndefined)
+        self._plain = BoundedSandbox(limits, autoescape=False, undefined=StrictUndefined)
         self._compile_html = lru_cache(maxsize=cache_size)(self._html.from_string)
         self._compile_plain = lru_cache(maxsize=cache_size)(self._plain.from_string)
+        # For trying a stored template's cost with whatever samples it declares: a missing one is empty.
+        self._trial_html = BoundedSandbox(limits, autoescape=True, undefined=ChainableUndefined)
+        self._trial_plain = BoundedSandbox(limits, autoescape=False, undefined=ChainableUndefined)
 
     def render(self, field: str, source: str, variables: Mapping[str, Any], *, html: bool = False) -> str:
-        """Render one template; raises :class:`InvalidRequest` naming ``field`` if it cannot be rendered."""
+        """Render one template; raises :class:`InvalidRequest` naming ``field`` if it cannot be rendered.
+
+        Rendering is pure, so whatever goes wrong in it is the template's (or its variables') fault:
+        a division by zero or a type error is as much an invalid request as a syntax error.
+        """
+        environment = self._html if html else self._plain
         try:
-            template: Template = (self._compile_html if html else self._compile_plain)(source)
-            return template.render(variables)
-        except TemplateError as error:
-            raise InvalidRequest(field, f"template error: {error}") from None
+            with environment.budget():
+                template: Template = (self._compile_html if html else self._compile_plain)(source)
+                return environment.render_bounded(template, variables)
+        except Exception as error:
+            raise InvalidRequest(field, _describe(error)) from None
 
     def variables_of(self, field: str, source: str, *, html: bool = False) -> set[str]:
         """The variables ``source`` reads from its context; raises :class:`InvalidRequest` naming ``field``
-        if it does not compile (a syntax error, an unknown filter or test)."""
+        if it does not compile (a syntax error, an unknown filter or test, nesting too deep)."""
         environment = self._html if html else self._plain
         try:
-            tree = environment.parse(source)
-            environment.compile(tree)
-        except TemplateError as error:
-            raise InvalidRequest(field, f"template error: {error}") from None
+            with environment.budget():
+                tree = environment.parse(source)
+                environment.compile(tree)
+        except (TemplateError, RecursionError, MemoryError) as error:
+            raise InvalidRequest(field, _describe(error)) from None
         return meta.find_undeclared_variables(tree)
+
+    def check_cost(self, field: str, source: str, samples: Mapping[str, Any], *, html: bool = False) -> None:
+        """Render ``source`` once with ``samples`` (a missing variable is empty); raise :class:`InvalidRequest`
+        naming ``field`` if that goes over the render limits, so a template that could never be sent
+        within them is refused when it is stored. Other errors are not the template's yet: they may
+        come from a variable without a sample."""
+        environment = self._trial_html if html else self._trial_plain
+        try:
+            with environment.budget():
+                environment.render_bounded(environment.from_string(source), samples)
+        except (TemplateTooCostly, RecursionError, MemoryError) as error:
+            raise InvalidRequest(field, _describe(error)) from None
+        except Exception:  # see the docstring: left to the preview and the router
+            return
+
+
+# How much of an error's message a reason quotes: the message of a failed format can hold the template's text.
+_MAX_DETAIL_CHARS = 300
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, TemplateTooCostly):
+        return f"template too costly: {error}"
+    if isinstance(error, TemplateError):
+        message = str(error)
+    elif isinstance(error, RecursionError):
+        message = "nested too deeply"
+    else:
+        message = f"{type(error).__name__}: {error}"
+    return f"template error: {message[:_MAX_DETAIL_CHARS]}"
 
 
 def check_sources(
-    renderer: TemplateRenderer, channels: ChannelSources, declared: Collection[str], *, at: str = "channels"
+    renderer: TemplateRenderer,
+    channels: ChannelSources,
+    declared: Collection[str],
+    *,
+    samples: Mapping[str, Any] | None = None,
+    at: str = "channels",
 ) -> None:
     """Raise :class:`InvalidRequest` naming the first source (``<at>/<channel>/<field>``) that does not
-    compile or uses a variable not in ``declared``."""
+    compile, uses a variable not in ``declared``, or goes over the render limits with ``samples``."""
     for channel, fields in channels.items():
         for name, source in fields.items():
             if source is None:
                 continue
             field = f"{at}/{channel}/{name}"
-            undeclared = renderer.variables_of(field, source, html=name == "html") - set(declared)
+            html = name == "html"
+            undeclared = renderer.variables_of(field, source, html=html) - set(declared)
             if undeclared:
                 names = ", ".join(sorted(undeclared))
                 raise InvalidRequest(field, f"uses undeclared variables ({names}): declare them in variables")
+            renderer.check_cost(field, source, samples or {}, html=html)
 
 
 def canonical_tag(tag: str) -> str:

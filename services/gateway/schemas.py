@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
+from shared.requests import MAX_TEMPLATE_VERSION
+
 Channel = Literal["email", "sms", "push", "webhook"]
 _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
@@ -51,7 +53,9 @@ class TemplateRefIn(_Body):
     """A template stored with ``/api/v1/templates``, rendered for the channel the notification goes out on."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["order-shipped"])
-    version: int | None = Field(default=None, ge=1, description="Pin a version; default: the latest when routed.")
+    version: int | None = Field(
+        default=None, ge=1, le=MAX_TEMPLATE_VERSION, description="Pin a version; default: the latest when routed."
+    )
 
 
 class ContentIn(_Body):

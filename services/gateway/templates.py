@@ -3,14 +3,16 @@
 A request names one as ``content.template`` (``id``, and ``version`` to pin one); the router renders the
 version's content for the channel it chooses, in the variant of ``locales`` that best matches the
 recipient's locale (:func:`shared.templates.localised`). Creating or updating a template checks that
-every source compiles and uses only declared variables; updating adds a version (versions never
-change); deleting is soft. :class:`KnownTemplates` is how the notification routes refuse a request naming no template.
+every source compiles, uses only declared variables and renders within the render limits with its
+samples; updating adds a version (versions never change); deleting is soft. :class:`KnownTemplates`
+is how the notification routes refuse a request naming no template.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
@@ -26,6 +28,7 @@ from services.gateway.problems import PROBLEM_RESPONSES, Problem
 from services.gateway.schemas import Channel
 from shared.errors import InvalidRequest
 from shared.messages import NotificationRequest
+from shared.requests import MAX_TEMPLATE_VERSION
 from shared.storage.templates import Template, TemplateRef, TemplateRepository, TemplateVersion, VersionContent
 from shared.templates import LOCALE_PATTERN, TemplateRenderer, canonical_tag, check_sources, localised
 
@@ -33,7 +36,7 @@ PATH = "/api/v1/templates"
 router = APIRouter(prefix=PATH, tags=["templates"], responses=PROBLEM_RESPONSES)
 NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"description": "No such template or version (problem+json)"}}
 TemplateId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="The template's id in your tenant.")]
-Version = Annotated[int, Path(ge=1)]
+Version = Annotated[int, Path(ge=1, le=MAX_TEMPLATE_VERSION)]
 VariableName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 LocaleTag = Annotated[str, StringConstraints(max_length=35, pattern=LOCALE_PATTERN)]
 # Per channel the field sources, as stored and answered.
@@ -130,7 +133,8 @@ class TemplateUpdate(_Body):
         """The version this body describes, once its sources (the variants' too) compile and use only
         declared variables, and each variant is of channels the default content has."""
         channels = self.channels.model_dump(exclude_none=True)
-        check_sources(_RENDERER, channels, self.variables)
+        samples = {name: variable.sample for name, variable in self.variables.items() if variable.sample is not None}
+        check_sources(_RENDERER, channels, self.variables, samples=samples)
         locales: dict[str, Sources] = {}
         for tag, variant in self.locales.items():
             locales[tag] = variant.model_dump(exclude_none=True)
@@ -138,7 +142,7 @@ class TemplateUpdate(_Body):
             if extra := sorted(locales[tag].keys() - channels.keys()):
                 detail = f"channels has no {extra[0]} content: a locale only varies the channels given there"
                 raise InvalidRequest(f"locales/{tag}/{extra[0]}", detail)
-            check_sources(_RENDERER, locales[tag], self.variables, at=f"locales/{tag}")
+            check_sources(_RENDERER, locales[tag], self.variables, samples=samples, at=f"locales/{tag}")
         variables = {name: v.model_dump(exclude_none=True) for name, v in self.variables.items()}
         return VersionContent(channels, variables, locales)
 
@@ -187,7 +191,7 @@ class VersionOut(BaseModel):
 
 class PreviewIn(_Body):
     channel: Channel
-    version: int | None = Field(default=None, ge=1, description="Default: the latest.")
+    version: int | None = Field(default=None, ge=1, le=MAX_TEMPLATE_VERSION, description="Default: the latest.")
     variables: dict[str, Any] = Field(default_factory=dict, description="Over the declared samples.")
     locale: LocaleTag | None = Field(
         default=None, examples=["fr-CA"], description="The recipient's locale; default: none (`channels`)."
@@ -202,6 +206,23 @@ class PreviewOut(BaseModel):
     subject: str | None
     text: str | None
     html: str | None
+
+
+async def _checked_content(body: TemplateUpdate) -> VersionContent:
+    # Compiling and trying the sources is CPU work bounded by the render limits: off the event loop,
+    # so /health and every other request keep their latency meanwhile.
+    return await asyncio.to_thread(body.content)
+
+
+def _render_all(
+    at: str, channel: str, sources: Mapping[str, str | None], variables: Mapping[str, Any]
+) -> dict[str, str]:
+    """Each of a channel's sources rendered (in a worker thread: see :func:`_checked_content`)."""
+    return {
+        name: _RENDERER.render(f"{at}/{channel}/{name}", source, variables, html=name == "html")
+        for name, source in sources.items()
+        if source is not None
+    }
 
 
 def _links(template_id: str) -> TemplateLinks:
@@ -272,7 +293,7 @@ async def create_template(
         body.id,
         name=body.name,
         description=body.description,
-        content=body.content(),
+        content=await _checked_content(body),
         created_by=_author(caller),
     )
     if created is None:
@@ -307,7 +328,7 @@ async def update_template(
         template_id,
         name=body.name,
         description=body.description,
-        content=body.content(),
+        content=await _checked_content(body),
         created_by=_author(caller),
     )
     if updated is None:
@@ -350,11 +371,7 @@ async def preview_template(template_id: TemplateId, body: PreviewIn, tenant: Ten
     at = "channels" if tag is None else f"locales/{tag}"
     variables = {name: spec["sample"] for name, spec in version.variables.items() if "sample" in spec}
     variables.update(body.variables)
-    rendered = {
-        name: _RENDERER.render(f"{at}/{body.channel}/{name}", source, variables, html=name == "html")
-        for name, source in sources.items()
-        if source is not None
-    }
+    rendered = await asyncio.to_thread(_render_all, at, body.channel, sources, variables)
     return PreviewOut(
         id=template_id,
         version=version.version,

@@ -123,6 +123,21 @@ def test_an_update_adds_a_version_and_old_versions_stay_readable(client: TestCli
         pytest.param({"channels": {"fax": {"text": "Hi"}}}, "#/channels/fax", id="unknown-channel"),
         pytest.param({"id": "no spaces"}, "#/id", id="bad-id"),
         pytest.param({"variables": {"1st": {}}}, "#/variables/1st/[key]", id="bad-variable-name"),
+        # Jinja2 would fold these at compile time: seconds of CPU and a 500 before the render limits.
+        pytest.param({"channels": {"sms": {"text": "{{ 7**5000000 }}"}}}, "#/channels/sms/text", id="huge-power"),
+        pytest.param(
+            {
+                "channels": {"sms": {"text": "{% for i in range(n) %}{% for j in range(n) %}{% endfor %}{% endfor %}"}},
+                "variables": {"n": {"sample": 10000}},
+            },
+            "#/channels/sms/text",
+            id="nested-loops-with-the-sample",
+        ),
+        pytest.param(
+            {"locales": {"fr": {"email": {"subject": "Salut", "html": "{{ 'A' * 1100000 }}"}}}},
+            "#/locales/fr/email/html",
+            id="oversized-variant",
+        ),
     ],
 )
 def test_an_invalid_template_is_refused_naming_the_field(
@@ -251,6 +266,43 @@ def test_a_preview_escapes_html_and_falls_back_to_the_samples(client: TestClient
         f"{TEMPLATES}/order-shipped/preview", json={"channel": "sms", "variables": {"name": XSS}}, headers=auth()
     )
     assert sms.json()["text"] == f"Hi {XSS}, order A-1 shipped."
+
+
+@pytest.mark.parametrize(
+    ("variables", "detail"),
+    [
+        pytest.param({"name": 10000}, "template too costly", id="over-the-render-limits"),
+        pytest.param({"name": 0}, "ZeroDivisionError", id="runtime-error"),
+    ],
+)
+def test_a_preview_that_cannot_render_is_a_problem_naming_the_source(
+    client: TestClient, variables: dict[str, Any], detail: str
+) -> None:
+    """The samples render, a caller's values may not: a problem naming the source, never a 500."""
+    source = "{% for i in range(name) %}{% for j in range(name) %}{% endfor %}{% endfor %}{{ 10 / name }}"
+    create(client, channels={"sms": {"text": source}}, variables={"name": {"sample": 3}})
+    response = client.post(
+        f"{TEMPLATES}/order-shipped/preview", json={"channel": "sms", "variables": variables}, headers=auth()
+    )
+    problem = assert_problem(response, 422)
+    assert problem["errors"][0]["pointer"] == "#/channels/sms/text"
+    assert detail in problem["errors"][0]["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", f"{TEMPLATES}/order-shipped/preview", {"channel": "sms", "version": 10**30}),
+        ("POST", f"{TEMPLATES}/order-shipped/preview", {"channel": "sms", "version": 2**31}),
+        ("GET", f"{TEMPLATES}/order-shipped/versions/{10**30}", None),
+        ("POST", NOTIFICATIONS, notification({"id": "order-shipped", "version": 10**30})),
+    ],
+)
+def test_a_version_beyond_what_is_stored_is_a_problem_not_a_500(
+    client: TestClient, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    create(client)
+    assert_problem(client.request(method, path, json=body, headers=auth()), 422)
 
 
 def test_a_preview_for_a_channel_the_template_lacks_is_refused(client: TestClient) -> None:

@@ -190,6 +190,7 @@ def test_a_request_with_a_template_needs_no_inline_content() -> None:
         pytest.param({"id": "no spaces"}, {}, "content/template/id", id="bad-id"),
         pytest.param({"id": "welcome\n"}, {}, "content/template/id", id="trailing-newline"),
         pytest.param({"id": "welcome", "version": 0}, {}, "content/template/version", id="version-0"),
+        pytest.param({"id": "welcome", "version": 2**31}, {}, "content/template/version", id="version-too-big"),
         pytest.param({"id": "welcome"}, {"subject": "Hi"}, "content/template", id="inline-too"),
     ],
 )
