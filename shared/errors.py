@@ -40,6 +40,8 @@ class DeadLetterReason(StrEnum):
     RECIPIENT_OPTED_OUT = "recipient_opted_out"
     # The address is suppressed (it bounced, or its owner complained): the router does not send to it.
     RECIPIENT_SUPPRESSED = "recipient_suppressed"
+    # What the message made (a rendered email, say) is larger than Kafka takes.
+    MESSAGE_TOO_LARGE = "message_too_large"
 
 
 class InvalidRequest(ValueError):

@@ -144,6 +144,10 @@ class DeliveryHandler(Generic[DeliveryT]):
                 log.info("send_failed", outcome=type(outcome).__name__, detail=outcome.detail)
             return outcome
 
+    def rejected(self, message: Consumed[DeliveryT], reason: DeadLetterReason, detail: str) -> list[Output]:
+        """The consumer loop's reject hook: a delivery the handler itself failed on fails like any other."""
+        return self._records_for(message, Failed(self._provider.name, detail, reason))
+
     def _records_for(self, message: Consumed[DeliveryT], outcome: Outcome) -> list[Output]:
         delivery = message.value
         attempt = int(delivery["attempt"])

@@ -65,6 +65,7 @@ async def serve_sender(
         contract=contract,
         handler=handler,
         producer=producer,
+        on_reject=handler.rejected,
     )
     await producer.start()
     try:

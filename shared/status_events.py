@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from shared import status as statuses
 from shared.errors import DeadLetterReason
 from shared.kafka.records import TRACEPARENT, Consumed, Headers, Output, Produce, Reject, headers_for
 from shared.messages import STATUS_EVENT
@@ -98,3 +99,8 @@ class StatusReporter:
                 **event,
             ),
         ]
+
+    def failed(self, message: Consumed[Any], reason: DeadLetterReason, detail: str) -> list[Output]:
+        """The consumer loop's reject hook for messages about one notification: the dead letter, and
+        the notification marked ``failed`` saying why, so it does not stay ``accepted`` for ever."""
+        return self.give_up(message, status=statuses.FAILED, reason=reason, detail=detail)

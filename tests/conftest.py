@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from infra.local.broker import Broker
 from infra.local.stack import LOCAL_ENVIRONMENT
@@ -19,6 +20,16 @@ for _name in ("HERALD_ENCRYPTION_KEYS", "HERALD_BLIND_INDEX_KEY"):
     os.environ.setdefault(_name, LOCAL_ENVIRONMENT[_name])
 # The encryptor the services of a test use: repositories built by tests take it.
 ENCRYPTOR = Encryptor.from_settings(HeraldSettings())
+# Logs of code running inside the test process as the console shows them, with plain tracebacks: the
+# default pretty ones take about a second each, which made tests of poison messages crawl.
+structlog.configure(
+    processors=[
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="%H:%M:%S.%f"),
+        structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback),
+    ]
+)
 
 
 @pytest.fixture(scope="session")

@@ -10,12 +10,22 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 
-async def produce_raw(bootstrap: str, topic: str, values: Sequence[bytes], key: bytes | None = None) -> None:
-    """Produce bytes as they are (good or garbage), waiting for every acknowledgement."""
+async def produce_raw(
+    bootstrap: str,
+    topic: str,
+    values: Sequence[bytes],
+    key: bytes | None = None,
+    headers: Sequence[Sequence[tuple[str, bytes]]] | None = None,
+) -> None:
+    """Produce bytes as they are (good or garbage), waiting for every acknowledgement; ``headers``,
+    if given, are each value's."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
-        futures = [await producer.send(topic, value, key=key) for value in values]
+        futures = [
+            await producer.send(topic, value, key=key, headers=list(headers[i]) if headers else None)
+            for i, value in enumerate(values)
+        ]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()

@@ -442,9 +442,11 @@ class SinkServers:
         smtp_port: int = 0,
         http_port: int | None = None,
         security: SinkSecurity | None = None,
+        smtputf8: bool = True,
     ) -> None:
         self.store = store
         self.security = security
+        self.smtputf8 = smtputf8
         self.host = host
         self.smtp_port = smtp_port
         self.http_port = http_port
@@ -463,7 +465,7 @@ class SinkServers:
             lambda: SMTP(
                 handler,
                 hostname="herald-mail-sink",
-                enable_SMTPUTF8=True,
+                enable_SMTPUTF8=self.smtputf8,
                 data_size_limit=DATA_SIZE_LIMIT,
                 loop=loop,
                 tls_context=security.tls if starttls and security else None,
@@ -540,9 +542,13 @@ class MailSink(StartsAndStops):
         maildir: Path | None = None,
         max_messages: int = DEFAULT_MAX_MESSAGES,
         security: SinkSecurity | None = None,
+        smtputf8: bool = True,
     ) -> None:
+        """``smtputf8=False`` makes a server that does not offer SMTPUTF8 (internationalised addresses)."""
         self.store = MailStore(maildir=maildir, max_messages=max_messages)
-        self._servers = SinkServers(self.store, host=host, smtp_port=port, http_port=http_port, security=security)
+        self._servers = SinkServers(
+            self.store, host=host, smtp_port=port, http_port=http_port, security=security, smtputf8=smtputf8
+        )
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None

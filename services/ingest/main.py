@@ -24,10 +24,11 @@ async def serve() -> None:
     topics = Topics(settings.topic_prefix)
     redis = create_redis(settings)
     producer = MessageProducer(settings, client_id=SERVICE)
+    reporter = StatusReporter(topics.status, SERVICE)
     handler = IngestHandler(
         guard=IdempotencyGuard(redis),
         dedup=DedupPolicy(settings.dedup_ttl_seconds, settings.dedup_windows),
-        reporter=StatusReporter(topics.status, SERVICE),
+        reporter=reporter,
         routable_topic=topics.routable,
         key_prefix=key(settings, "idempotency"),
         scheduler=RequestScheduler(topics.delay, topics.requests),
@@ -39,6 +40,7 @@ async def serve() -> None:
         contract=NOTIFICATION_REQUEST,
         handler=handler,
         producer=producer,
+        on_reject=reporter.failed,
     )
     await producer.start()
     try:

@@ -33,9 +33,10 @@ async def serve() -> None:
     # recipients' stored contact details and preferences, and the stored templates.
     pool = await create_pool(settings.database_url, settings.database_pool_size)
     producer = MessageProducer(settings, client_id=SERVICE)
+    reporter = StatusReporter(topics.status, SERVICE)
     handler = RouterHandler(
         renderer=TemplateRenderer(settings.template_cache_size),
-        reporter=StatusReporter(topics.status, SERVICE),
+        reporter=reporter,
         topics=topics,
         tracking=email_tracking,
         mandatory_categories=settings.mandatory_categories,
@@ -53,6 +54,7 @@ async def serve() -> None:
             TemplateRepository(pool),
         ),
         producer=producer,
+        on_reject=reporter.failed,
     )
     await producer.start()
     try:

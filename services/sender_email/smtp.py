@@ -40,6 +40,9 @@ class SmtpProvider:
         except (ValueError, email.errors.MessageError) as error:
             # E.g. a line break in a header: sending it could inject headers, and it never gets better.
             return Failed(self.name, f"cannot build the message: {error}", DeadLetterReason.INVALID_PAYLOAD)
+        to = delivery["to"]
+        # An internationalised address (RFC 6531) travels only with SMTPUTF8, and only if the server offers it.
+        options = [] if to.isascii() and self._envelope_from.isascii() else ["SMTPUTF8"]
         async with self._slots:
             # A pooled connection the server has since closed fails at once: try one fresh one before giving up.
             for fresh_try in (False, True):
@@ -49,7 +52,12 @@ class SmtpProvider:
                     return Retry(self.name, f"cannot connect to the SMTP server: {error!r}")
                 try:
                     # Each SMTP command is bounded by the connection's timeout (HERALD_SMTP_TIMEOUT_S).
-                    await connection.sendmail(self._envelope_from, [delivery["to"]], message)
+                    await connection.sendmail(self._envelope_from, [to], message, mail_options=options)
+                except aiosmtplib.SMTPNotSupported:
+                    # Refused before MAIL FROM was sent: the connection is as good as before.
+                    self._idle.put_nowait(connection)
+                    detail = "the recipient's address is not ASCII and the SMTP server does not offer SMTPUTF8"
+                    return Failed(self.name, detail, DeadLetterReason.INVALID_ADDRESS)
                 except aiosmtplib.SMTPServerDisconnected as error:
                     _discard(connection)
                     if fresh_try:

@@ -8,8 +8,11 @@ A batch goes through four steps, in the spirit of Sentry's arroyo::
 * **decode**: bytes that are not a record of the expected contract become DLQ records (``undecodable``).
 * **handle**: the service's handler turns the batch into records to produce and :class:`Reject`
   verdicts (DLQ records). A transient failure (a dependency is down) pauses the partitions and
-  tries the batch again after a backoff; any other exception is isolated by handling the messages
-  one at a time, and the one that still fails goes to the DLQ as ``processing_error``.
+  tries the batch again after a backoff; any other exception is isolated by handling the batch in
+  halves down to the message that fails, which goes to the DLQ as ``processing_error`` (through the
+  service's :data:`RejectHook`, which also marks its notification ``failed``). So does a message whose
+  outputs Kafka would refuse for their size, as ``message_too_large``: what a handler outputs is
+  checked before anything of the batch is queued.
 * **produce / commit**: outputs are queued on the producer without waiting; the batch's offsets are
   committed only once every output is acknowledged. Up to ``max_pending_batches`` batches may wait
   for acknowledgements while the next is handled; beyond that the loop waits (bounded in-flight work).
@@ -39,9 +42,21 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from shared.codec import Contract, UndecodableMessage
 from shared.config import HeraldSettings
 from shared.errors import DeadLetterReason, is_transient
-from shared.kafka.guard import DeadLetterGuard
-from shared.kafka.producer import MessageProducer
-from shared.kafka.records import KIND, TENANT, TRACEPARENT, BatchResult, Consumed, Handler, Output, Produce, Reject
+from shared.kafka.guard import ENVIRONMENTAL_REASONS, DeadLetterGuard
+from shared.kafka.producer import MessageProducer, RecordTooLarge
+from shared.kafka.records import (
+    KIND,
+    TENANT,
+    TRACEPARENT,
+    BatchResult,
+    Consumed,
+    Handler,
+    Output,
+    Produce,
+    Reject,
+    RejectHook,
+    dead_letter_only,
+)
 from shared.messages import DEAD_LETTER
 from shared.observability import metrics
 from shared.topics import Topics
@@ -103,8 +118,10 @@ class ConsumerLoop(Generic[T]):
         handler: Handler[T],
         producer: MessageProducer,
         dlq_topic: str,
+        on_reject: RejectHook = dead_letter_only,
     ) -> None:
         self._service = service
+        self._on_reject = on_reject
         self._config = config
         self._contract = contract
         self._handler = handler
@@ -165,7 +182,12 @@ class ConsumerLoop(Generic[T]):
                     break
                 futures = await self._producer.send_all(result.outputs)
                 self._pending.append(_PendingBatch(result.outputs, futures, result.offsets))
-                reason = self._guard.observe(len(records), result.dead_letter_reasons)
+                reason = self._guard.observe(
+                    len(records),
+                    result.dead_letter_reasons,
+                    succeeded=result.succeeded_tenants,
+                    failing=result.failing_tenants,
+                )
                 if reason is not None:
                     try:
                         await self._cool_down(reason)
@@ -206,6 +228,7 @@ class ConsumerLoop(Generic[T]):
         result.track([Consumed(r.topic, r.partition, r.offset, None, None, b"") for r in records])
         result.outputs = [self._dead_letter(out) if isinstance(out, Reject) else out for out in outputs]
         result.dead_letter_reasons = [out.reason.value for out in outputs if isinstance(out, Reject)]
+        result.succeeded_tenants, result.failing_tenants = _tenants_by_fate(records, outputs)
         metrics.BATCH_SECONDS.labels(topic=topic).observe(time.perf_counter() - started)
         return result
 
@@ -213,7 +236,9 @@ class ConsumerLoop(Generic[T]):
         attempt = 0
         while True:
             try:
-                return list(await self._handler(batch))
+                outputs = list(await self._handler(batch))
+                self._producer.check_sizes(output for output in outputs if isinstance(output, Produce))
+                return outputs
             except Exception as error:
                 if is_transient(error):
                     await self._wait_out(error, attempt)
@@ -221,15 +246,20 @@ class ConsumerLoop(Generic[T]):
                     continue
                 if len(batch) == 1:
                     message = batch[0]
+                    if isinstance(error, RecordTooLarge):
+                        return list(self._on_reject(message, DeadLetterReason.MESSAGE_TOO_LARGE, str(error)))
                     log.exception(
                         "message_failed", topic=message.topic, partition=message.partition, offset=message.offset
                     )
-                    return [Reject(_erase(message), DeadLetterReason.PROCESSING_ERROR, repr(error))]
+                    return list(self._on_reject(message, DeadLetterReason.PROCESSING_ERROR, repr(error)))
                 log.warning("batch_failed_isolating", messages=len(batch), error=repr(error))
-                outputs: list[Output] = []
-                for message in batch:
-                    outputs.extend(await self._handle_isolating([message]))
-                return outputs
+                # Halves, not one message at a time: a poison message among 500 costs about 18 handler
+                # calls (each may do a batch's lookups), and the others keep their batching.
+                middle = len(batch) // 2
+                return [
+                    *await self._handle_isolating(batch[:middle]),
+                    *await self._handle_isolating(batch[middle:]),
+                ]
 
     async def _wait_out(self, error: BaseException, attempt: int) -> None:
         """Pause while a dependency recovers, longer after each failed attempt."""
@@ -340,8 +370,22 @@ class ConsumerLoop(Generic[T]):
         return Produce(self._dlq_topic, record, key=message.key, headers=headers)
 
 
-def _erase(message: Consumed[Any]) -> Consumed[object]:
-    return Consumed(message.topic, message.partition, message.offset, message.key, None, message.raw, message.headers)
+def _tenants_by_fate(records: Sequence[Any], outputs: Sequence[Output]) -> tuple[set[str], set[str]]:
+    """The tenants (from the records' headers) with a message that went through, and those with a
+    message dead-lettered for an environmental reason, for the dead-letter guard."""
+    failed_at: dict[tuple[str, int, int], str | None] = {
+        (out.message.topic, out.message.partition, out.message.offset): out.tenant_id
+        or _header_text(out.message, TENANT)
+        for out in outputs
+        if isinstance(out, Reject) and out.reason in ENVIRONMENTAL_REASONS
+    }
+    succeeded: set[str] = set()
+    for record in records:
+        if (record.topic, record.partition, record.offset) not in failed_at:
+            tenant = next((value for name, value in record.headers or () if name == TENANT), None)
+            if tenant is not None:
+                succeeded.add(tenant.decode(errors="replace"))
+    return succeeded, {tenant for tenant in failed_at.values() if tenant is not None}
 
 
 def _header_text(message: Consumed[Any], name: str) -> str | None:
@@ -357,9 +401,11 @@ def service_consumer(
     contract: Contract[Any],
     handler: Handler[T],
     producer: MessageProducer,
+    on_reject: RejectHook = dead_letter_only,
     **tuning: Any,
 ) -> ConsumerLoop[T]:
-    """A service's loop over one topic: its own consumer group, dead letters to the DLQ topic."""
+    """A service's loop over one topic: its own consumer group, dead letters to the DLQ topic (and
+    ``on_reject``'s other outputs for a message the handler failed on)."""
     topics = Topics(settings.topic_prefix)
     return ConsumerLoop(
         settings=settings,
@@ -369,4 +415,5 @@ def service_consumer(
         handler=handler,
         producer=producer,
         dlq_topic=topics.dlq,
+        on_reject=on_reject,
     )

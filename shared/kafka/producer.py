@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from shared.config import HeraldSettings
 from shared.kafka.records import Produce
@@ -14,6 +15,12 @@ from shared.observability import metrics
 # Wait up to this long for more messages to fill a batch: a few ms of latency buys large batches.
 LINGER_MS = 5
 MAX_BATCH_BYTES = 512 * 1024
+# The largest record produced: Kafka's default for brokers (message.max.bytes) and producers alike.
+MAX_RECORD_BYTES = 1_048_576
+
+
+class RecordTooLarge(ValueError):
+    """A record is larger than Kafka takes: whatever made it made too much (a message's fault, not Kafka's)."""
 
 
 class MessageProducer:
@@ -27,11 +34,26 @@ class MessageProducer:
             enable_idempotence=settings.kafka_idempotent_producer,
             linger_ms=LINGER_MS,
             max_batch_size=MAX_BATCH_BYTES,
+            max_request_size=MAX_RECORD_BYTES,
             request_timeout_ms=30_000,
         )
 
     async def start(self) -> None:
         await self._producer.start()
+
+    @staticmethod
+    def check_sizes(records: Iterable[Produce]) -> None:
+        """Raise :class:`RecordTooLarge` for the first of ``records`` Kafka would refuse for its size.
+
+        Checked before anything is queued: a refusal at ``send`` would come after the batch's other
+        records were queued, with no way to tell which message made the record.
+        """
+        for record in records:
+            size = DefaultRecordBatchBuilder.estimate_size_in_bytes(record.key, record.value, list(record.headers))
+            if size > MAX_RECORD_BYTES:
+                raise RecordTooLarge(
+                    f"a record for {record.topic} would be {size} bytes, over the {MAX_RECORD_BYTES} Kafka takes"
+                )
 
     async def stop(self) -> None:
         """Flush what is buffered, then close."""

@@ -61,6 +61,14 @@ class Reject:
 Output = Produce | Reject
 # What a service gives the consumer loop: a batch of decoded messages in, records and verdicts out.
 Handler = Callable[[Sequence[Consumed[T]]], Awaitable[Sequence[Output]]]
+# What the loop outputs for a message the handler failed on: its dead letter, and for messages about a
+# notification, that notification's "failed" status (see StatusReporter.give_up).
+RejectHook = Callable[[Consumed[Any], DeadLetterReason, str], Sequence[Output]]
+
+
+def dead_letter_only(message: Consumed[Any], reason: DeadLetterReason, detail: str) -> Sequence[Output]:
+    """The default :data:`RejectHook`: the dead letter alone."""
+    return [Reject(message, reason, detail)]
 
 
 @dataclass(slots=True)
@@ -71,6 +79,9 @@ class BatchResult:
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     # The reason of each of the batch's dead letters (the loop's dead-letter guard counts them).
     dead_letter_reasons: list[str] = field(default_factory=list)
+    # The tenants with a message that went through, and with one dead-lettered for the environment.
+    succeeded_tenants: set[str] = field(default_factory=set)
+    failing_tenants: set[str] = field(default_factory=set)
 
     def track(self, messages: Sequence[Consumed[object]]) -> None:
         """Remember the next offset to commit for each partition in ``messages``."""

@@ -18,6 +18,13 @@ def _dumps(obj: Any, default: Any = None) -> str:
     return orjson.dumps(obj, default=default).decode()
 
 
+# Tracebacks as JSON without each frame's local variables: those hold messages' addresses and content
+# (personal data has no place in logs), and rendering them made one poison message cost a second of CPU.
+_TRACEBACKS = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False, max_frames=20, use_rich=False)
+)
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     """Route structlog and the standard library's logging to JSON lines on stdout."""
     shared_processors: list[Any] = [
@@ -28,7 +35,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     structlog.configure(
         processors=[
             *shared_processors,
-            structlog.processors.dict_tracebacks,
+            _TRACEBACKS,
             structlog.processors.JSONRenderer(serializer=_dumps),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),

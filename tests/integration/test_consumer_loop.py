@@ -14,11 +14,12 @@ from shared.config import HeraldSettings
 from shared.errors import DeadLetterReason
 from shared.kafka.consumer import ConsumerConfig, ConsumerLoop
 from shared.kafka.producer import MessageProducer
-from shared.kafka.records import Consumed, Handler, Output, Produce, Reject
+from shared.kafka.records import TENANT, Consumed, Handler, Output, Produce, Reject, RejectHook, dead_letter_only
 from shared.messages import DEAD_LETTER, STATUS_EVENT, StatusEvent
 from shared.observability import metrics
+from shared.status_events import StatusReporter
 from tests.e2e.conftest import eventually
-from tests.kafka_helpers import committed, high_watermarks, produce_raw, read_topic
+from tests.kafka_helpers import committed, high_watermarks, produce_raw, read_topic, wait_until_drained
 
 pytestmark = pytest.mark.integration
 
@@ -46,8 +47,15 @@ def event(n: int, status: str = "sent") -> bytes:
 class LoopUnderTest:
     """Runs a ConsumerLoop on ``<ns>.in`` with ``handler``; outputs go wherever the handler says."""
 
-    def __init__(self, settings: HeraldSettings, handler: Handler[StatusEvent], **config: int) -> None:
+    def __init__(
+        self,
+        settings: HeraldSettings,
+        handler: Handler[StatusEvent],
+        on_reject: RejectHook = dead_letter_only,
+        **config: int,
+    ) -> None:
         self.settings = settings
+        self.on_reject = on_reject
         self.source = f"{settings.topic_prefix}.in"
         self.dlq = f"{settings.topic_prefix}.dlq"
         self.group = f"{settings.topic_prefix}.group"
@@ -67,6 +75,7 @@ class LoopUnderTest:
             handler=self.handler,
             producer=self.producer,
             dlq_topic=self.dlq,
+            on_reject=self.on_reject,
         )
         await self.loop.start()
         self.task = asyncio.create_task(self.loop.run())
@@ -143,6 +152,41 @@ async def test_an_exception_is_isolated_to_the_message_that_causes_it(settings: 
     assert "cannot handle poison" in letter["reason"]
     assert letter["original_offset"] == 2
     assert sorted(STATUS_EVENT.decode(r.value)["event_id"] for r in handled) == ["e0", "e1", "e3", "e4"]
+
+
+async def test_a_message_whose_output_kafka_would_refuse_goes_to_the_dlq_and_its_batch_flows(
+    settings: HeraldSettings,
+) -> None:
+    """A handler output over Kafka's record limit (a huge rendered mail) once crashed the loop at
+    produce time, outside the per-message isolation, and again after every restart."""
+    out = f"{settings.topic_prefix}.out"
+    status_topic = f"{settings.topic_prefix}.status"
+
+    async def inflate_poison(batch: Sequence[Consumed[StatusEvent]]) -> list[Output]:
+        return [
+            Produce(out, b"x" * 2_000_000 if message.value["status"] == "poison" else message.raw, key=message.key)
+            for message in batch
+        ]
+
+    loop = LoopUnderTest(settings, inflate_poison, on_reject=StatusReporter(status_topic, "test").failed, max_batch=50)
+    values = [event(i, status="poison" if i == 7 else "sent") for i in range(20)]
+    await produce_raw(settings.kafka_bootstrap_servers, loop.source, values, key=b"k")
+    await loop.start()
+    try:
+        dead = await read_topic(settings.kafka_bootstrap_servers, loop.dlq, 1)
+        handled = await read_topic(settings.kafka_bootstrap_servers, out, 19)
+        failed = await read_topic(settings.kafka_bootstrap_servers, status_topic, 1)
+        await wait_until_drained(settings.kafka_bootstrap_servers, loop.group, loop.source)
+    finally:
+        await loop.stop()
+    letter = DEAD_LETTER.decode(dead[0].value)
+    assert (letter["reason_category"], letter["original_offset"]) == ("message_too_large", 7)
+    assert "over the 1048576" in letter["reason"]
+    assert sorted(STATUS_EVENT.decode(r.value)["event_id"] for r in handled) == sorted(
+        f"e{i}" for i in range(20) if i != 7
+    )
+    report = STATUS_EVENT.decode(failed[0].value)
+    assert (report["notification_id"], report["status"], report["reason"]) == ("n7", "failed", "message_too_large")
 
 
 async def test_rejected_messages_go_to_the_dlq_with_the_handlers_reason(settings: HeraldSettings) -> None:
@@ -293,6 +337,35 @@ async def test_messages_rejected_for_what_they_are_never_pause_the_loop(settings
     finally:
         await loop.stop()
     assert len(dead) == 40
+    assert total(metrics.CONSUMER_PAUSES) == pauses_before
+
+
+async def test_failures_confined_to_one_tenant_never_pause_the_loop_for_the_others(settings: HeraldSettings) -> None:
+    """An unexpected error only one tenant's messages raise, while another tenant's go through, is
+    about that tenant's messages: they are dead-lettered, and the other tenant's are not held up."""
+    out = f"{settings.topic_prefix}.out"
+    forward = forward_to(out)
+
+    async def chokes_on_one_tenants_content(batch: Sequence[Consumed[StatusEvent]]) -> list[Output]:
+        if any(message.value["status"] == "poison" for message in batch):
+            raise UnicodeEncodeError("ascii", "ü", 0, 1, "ordinal not in range(128)")
+        return await forward(batch)
+
+    pauses_before = total(metrics.CONSUMER_PAUSES)
+    loop = LoopUnderTest(guarded(settings, 60.0), chokes_on_one_tenants_content, max_batch=10)
+    # Tenant "bad" sends 60 at once, tenant "good" one in five, as a bulk request beside live traffic.
+    tenants = ["good" if i % 5 == 0 else "bad" for i in range(75)]
+    values = [event(i, status="sent" if tenant == "good" else "poison") for i, tenant in enumerate(tenants)]
+    headers = [[(TENANT, tenant.encode())] for tenant in tenants]
+    await produce_raw(settings.kafka_bootstrap_servers, loop.source, values, key=b"k", headers=headers)
+    await loop.start()
+    try:
+        handled = await read_topic(settings.kafka_bootstrap_servers, out, 15)
+        dead = await read_topic(settings.kafka_bootstrap_servers, loop.dlq, 60)
+    finally:
+        await loop.stop()
+    assert sorted(STATUS_EVENT.decode(r.value)["event_id"] for r in handled) == sorted(f"e{i}" for i in range(0, 75, 5))
+    assert len(dead) == 60
     assert total(metrics.CONSUMER_PAUSES) == pauses_before
 
 

@@ -139,6 +139,32 @@ async def test_provider_delivers(provider: SmtpProvider, sink: MailSink) -> None
     assert "It is on its way." in mail.text
 
 
+async def test_an_internationalised_address_is_sent_with_smtputf8(provider: SmtpProvider, sink: MailSink) -> None:
+    """RFC 6531: a non-ASCII local part travels in a MAIL FROM with SMTPUTF8 (it once raised
+    UnicodeEncodeError inside the sender, a processing error that paused the service)."""
+    outcome = await provider.send(delivery(to="jürgen@exämple.de"))
+    assert outcome == Delivered("smtp")
+    [mail] = await sink.wait_for(1)
+    assert mail.rcpt_tos == ("jürgen@exämple.de",)
+    assert mail.header("To") == "jürgen@exämple.de"
+
+
+async def test_an_internationalised_address_is_refused_for_a_server_without_smtputf8(settings: HeraldSettings) -> None:
+    with MailSink(smtputf8=False) as ascii_only:
+        smtp = SmtpProvider(smtp_settings(settings, ascii_only.port))
+        try:
+            refused = await smtp.send(delivery(to="jürgen@example.de"))
+            # The connection is still good for the next mail.
+            delivered = await smtp.send(delivery(to="ada@example.com"))
+        finally:
+            smtp.close()
+        assert isinstance(refused, Failed)
+        assert refused.reason == DeadLetterReason.INVALID_ADDRESS
+        assert "SMTPUTF8" in refused.detail
+        assert delivered == Delivered("smtp")
+        assert [mail.rcpt_tos for mail in await ascii_only.wait_for(1)] == [("ada@example.com",)]
+
+
 async def test_provider_reuses_its_connection(provider: SmtpProvider, sink: MailSink) -> None:
     """Several sends in a row all arrive (the pooled connection is reused, not broken)."""
     for n in range(3):

@@ -70,6 +70,41 @@ def test_a_pause_of_zero_turns_the_guard_off() -> None:
     assert guard(pause_s=0).observe(100, [ERROR] * 100) is None
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_failures_confined_to_tenants_while_another_goes_through_never_pause() -> None:
+    """One tenant's content failing (a burst in a bulk request) is that tenant's, while another
+    tenant's messages go through: no pause, whatever the ratio."""
+    clock = Clock()
+    watching = DeadLetterGuard(ratio=0.5, min_messages=10, pause_s=30, clean_window_s=10, clock=clock)
+    assert watching.observe(10, [], succeeded={"globex"}) is None
+    for _ in range(5):
+        clock.now += 1
+        assert watching.observe(10, [ERROR] * 10, failing={"acme", "initech"}) is None
+    clock.now += 10  # globex's last success is now too old to vouch for the environment
+    assert watching.observe(10, [ERROR] * 10, failing={"acme", "initech"}) == ERROR
+
+
+def test_failures_of_every_tenant_pause() -> None:
+    """A broken dependency fails everyone: tenants that went through earlier fail now too."""
+    clock = Clock()
+    watching = DeadLetterGuard(ratio=0.5, min_messages=10, pause_s=30, clean_window_s=10, clock=clock)
+    assert watching.observe(10, [], succeeded={"acme", "globex"}) is None
+    clock.now += 1
+    assert watching.observe(10, [ERROR] * 10, failing={"acme", "globex"}) == ERROR
+
+
+def test_a_tenant_that_both_failed_and_went_through_does_not_vouch_for_the_environment() -> None:
+    watching = guard()
+    assert watching.observe(10, [ERROR] * 9, succeeded={"acme"}, failing={"acme"}) == ERROR
+
+
 def test_a_cursor_round_trips_and_a_forged_one_is_refused() -> None:
     cursor = PageCursor(datetime(2026, 11, 25, 12, 0, 0, 123456, tzinfo=UTC), "3f1c1b5e-54d4-4a4e-9c52-0d1f5ab2a5c4")
     assert PageCursor.decode(cursor.encode()) == cursor
