@@ -56,6 +56,8 @@ class HeraldSettings(BaseSettings):
     dlq_guard_ratio: float = Field(default=0.5, gt=0.0, le=1.0)
     dlq_guard_min_messages: int = Field(default=50, ge=1)
     dlq_guard_pause_s: float = Field(default=30.0, ge=0.0)
+    # How close a recurring notification's occurrences may come (gateway and ingest refuse closer ones).
+    recurrence_min_interval_s: float = Field(default=900.0, gt=0.0)
     # Personal data at rest (shared.crypto): "<key id>:<base64 32 bytes>,...", the first encrypts; and
     # the blind index key (base64 32 bytes). Services storing personal data refuse to start without them.
     encryption_keys: SecretStr | None = None

@@ -13,7 +13,7 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,7 +34,7 @@ from shared.messages import (
     Tracking,
 )
 from shared.phone import normalize_e164
-from shared.schedule import validate_schedule
+from shared.schedule import DEFAULT_MIN_INTERVAL, validate_schedule
 from shared.topics import CHANNELS
 
 # Fixed namespace for ids derived from idempotency keys: the same tenant and key give the same id.
@@ -157,8 +157,11 @@ def _template_ref(template: Mapping[str, Any] | None) -> TemplateRef | None:
     return TemplateRef(id=template.get("id") or "", version=template.get("version"))
 
 
-def validate_request(request: NotificationRequest) -> None:
-    """Raise :class:`InvalidRequest` naming the first field that makes ``request`` impossible to send."""
+def validate_request(
+    request: NotificationRequest, *, min_recurrence_interval: timedelta = DEFAULT_MIN_INTERVAL
+) -> None:
+    """Raise :class:`InvalidRequest` naming the first field that makes ``request`` impossible to send
+    (a recurrence's occurrences may come no closer than ``min_recurrence_interval``)."""
     try:
         uuid.UUID(request["notification_id"])
     except ValueError:
@@ -181,7 +184,7 @@ def validate_request(request: NotificationRequest) -> None:
         _validate_push_request(request)
     # Checked whatever the channels: only email sends them, but every request must fit in Kafka.
     _validate_attachments(request["content"]["attachments"])
-    validate_schedule(request, datetime.now(UTC))
+    validate_schedule(request, datetime.now(UTC), min_interval=min_recurrence_interval)
     window_s = request["dedup"]["window_s"]
     if window_s is not None and not MIN_DEDUP_WINDOW_S <= window_s <= MAX_DEDUP_WINDOW_S:
         raise InvalidRequest("dedup/window_s", f"from {MIN_DEDUP_WINDOW_S} to {MAX_DEDUP_WINDOW_S} seconds")

@@ -7,6 +7,7 @@ request's IANA time zone, so "0 9 * * *" in Europe/Paris is 9:00 there in summer
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -19,6 +20,11 @@ from shared.messages import NotificationRequest, Recurrence
 IMMEDIATE_WITHIN = timedelta(seconds=1)
 # How far ahead a notification may be scheduled.
 MAX_AHEAD = timedelta(days=366)
+# A recurrence's occurrences may come no closer than this (HERALD_RECURRENCE_MIN_INTERVAL_S): one
+# request must not become a notification every second, for ever.
+DEFAULT_MIN_INTERVAL = timedelta(minutes=15)
+# How many of a recurrence's first occurrences are compared to find its shortest interval.
+INTERVAL_SAMPLE = 50
 
 
 def zone(name: str | None) -> ZoneInfo:
@@ -29,8 +35,11 @@ def zone(name: str | None) -> ZoneInfo:
         raise InvalidRequest("timezone", f"not an IANA time zone: {name!r}") from None
 
 
-def validate_schedule(request: NotificationRequest, now: datetime) -> None:
-    """Raise :class:`InvalidRequest` naming the field if the request's timing cannot work."""
+def validate_schedule(
+    request: NotificationRequest, now: datetime, *, min_interval: timedelta = DEFAULT_MIN_INTERVAL
+) -> None:
+    """Raise :class:`InvalidRequest` naming the field if the request's timing cannot work, or if its
+    recurrence repeats more often than every ``min_interval``."""
     zone(request["timezone"])
     send_at = request["send_at"]
     if send_at is not None and send_at - now > MAX_AHEAD:
@@ -40,8 +49,20 @@ def validate_schedule(request: NotificationRequest, now: datetime) -> None:
         return
     if not croniter.is_valid(recurrence["cron"]):
         raise InvalidRequest("recurrence/cron", f"not a cron expression: {recurrence['cron']!r}")
-    if first_time(request, now) is None:
+    first = first_time(request, now)
+    if first is None:
         raise InvalidRequest("recurrence/until", "no occurrence falls before it")
+    shortest = _shortest_interval(recurrence["cron"], zone(request["timezone"]), first)
+    if shortest is not None and shortest < min_interval:
+        detail = f"occurrences {shortest.total_seconds():g} s apart; at least {min_interval.total_seconds():g} s"
+        raise InvalidRequest("recurrence/cron", detail)
+
+
+def _shortest_interval(cron: str, local: ZoneInfo, first: datetime) -> timedelta | None:
+    """The shortest gap between the first :data:`INTERVAL_SAMPLE` occurrences from ``first``."""
+    occurrences = croniter(cron, first.astimezone(local) - timedelta(seconds=1))
+    times = [occurrences.get_next(datetime) for _ in range(INTERVAL_SAMPLE)]
+    return min((later - earlier for earlier, later in itertools.pairwise(times)), default=None)
 
 
 def first_time(request: NotificationRequest, now: datetime) -> datetime | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -79,6 +80,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             await keys.create_key(settings.dev_tenant, "dev key", settings.dev_api_key.get_secret_value())
         app.state.producer = producer
         app.state.topics = Topics(settings.topic_prefix)
+        app.state.min_recurrence_interval = timedelta(seconds=settings.recurrence_min_interval_s)
         app.state.notifications = NotificationRepository(pool)
         app.state.devices = DeviceRepository(pool, encryptor)
         app.state.recipients = RecipientRepository(pool, encryptor)

@@ -6,6 +6,7 @@ valid ones share one produce to Kafka and one INSERT (:func:`services.gateway.no
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -87,7 +88,7 @@ def routes(max_items: int) -> APIRouter:
         for index, raw in enumerate(body.notifications):
             where = ("notifications", index)
             try:
-                valid.append(_prepare(index, raw, tenant, keys))
+                valid.append(_prepare(index, raw, tenant, keys, request.app.state.min_recurrence_interval))
             except ValidationError as error:
                 results.append(BulkResult(index=index, error=_problem(invalid_fields(error.errors(), where), request)))
             except InvalidRequest as error:
@@ -118,7 +119,9 @@ def routes(max_items: int) -> APIRouter:
     return router
 
 
-def _prepare(index: int, raw: object, tenant: str, keys: dict[str, int]) -> NotificationRequest:
+def _prepare(
+    index: int, raw: object, tenant: str, keys: dict[str, int], min_recurrence_interval: timedelta
+) -> NotificationRequest:
     """Item ``index`` as a checked request (raises ValidationError or InvalidRequest); ``keys`` maps the
     idempotency keys of the items accepted so far to their index."""
     item = BulkItem.model_validate(raw)
@@ -126,7 +129,7 @@ def _prepare(index: int, raw: object, tenant: str, keys: dict[str, int]) -> Noti
     if key is not None and key in keys:
         # Both would name one notification: the first item has it, this one is refused.
         raise InvalidRequest("idempotency_key", f"the same key as item {keys[key]}")
-    request = prepare(item, tenant_id=tenant, idempotency_key=key)
+    request = prepare(item, tenant_id=tenant, idempotency_key=key, min_recurrence_interval=min_recurrence_interval)
     if key is not None:
         keys[key] = index
     return request

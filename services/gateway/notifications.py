@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 from fastapi import APIRouter, Request, Response
@@ -52,7 +52,9 @@ def _instant(moment: datetime | None, timezone: str | None) -> datetime | None:
     return moment.replace(tzinfo=zone(timezone))
 
 
-def prepare(body: NotificationCreate, *, tenant_id: str, idempotency_key: str | None) -> NotificationRequest:
+def prepare(
+    body: NotificationCreate, *, tenant_id: str, idempotency_key: str | None, min_recurrence_interval: timedelta
+) -> NotificationRequest:
     """The request ``body`` asks for, checked by the shared rules (raises :class:`InvalidRequest`)."""
     request = build_request(
         tenant_id=tenant_id,
@@ -71,7 +73,7 @@ def prepare(body: NotificationCreate, *, tenant_id: str, idempotency_key: str | 
         if body.recurrence
         else None,
     )
-    validate_request(request)
+    validate_request(request, min_recurrence_interval=min_recurrence_interval)
     return request
 
 
@@ -130,9 +132,12 @@ async def accept_notification(
     topics: Topics,
     templates: KnownTemplates,
     index: RecipientIndex,
+    min_recurrence_interval: timedelta,
 ) -> str:
     """Make the request durable in Kafka, record it as accepted, and return its id."""
-    request = prepare(body, tenant_id=tenant_id, idempotency_key=idempotency_key)
+    request = prepare(
+        body, tenant_id=tenant_id, idempotency_key=idempotency_key, min_recurrence_interval=min_recurrence_interval
+    )
     await templates.check(request)
 
     async def record(accepted: Sequence[AcceptedNotification]) -> None:
@@ -165,6 +170,7 @@ async def create_notification(
         topics=state.topics,
         templates=state.known_templates,
         index=state.recipient_index,
+        min_recurrence_interval=state.min_recurrence_interval,
     )
     location = f"{router.prefix}/{notification_id}"
     response.headers["Location"] = location

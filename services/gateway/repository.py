@@ -280,9 +280,14 @@ class ApiKeyRepository:
     async def create_key(
         self, tenant_id: str, name: str, secret: str, role: str = "admin", scopes: Sequence[str] | None = None
     ) -> ApiKeyView | None:
-        """Store an API key for ``tenant_id``; storing the same secret again changes nothing (None)."""
+        """Store an API key for ``tenant_id``; storing the same secret again changes nothing (None).
+
+        A tenant known only from its JWTs (no row yet) gets one, named by its id: its admins may
+        create keys from their first request on.
+        """
         row = await self._pool.fetchrow(
             f"""
+            WITH tenant AS (INSERT INTO tenants (id, name) VALUES ($2, $2) ON CONFLICT (id) DO NOTHING)
             INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, role, scopes)
             VALUES ($1, $2, $3, $4, $5, $6, $7)
             ON CONFLICT (key_hash) DO NOTHING

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from services.ingest.dedup import Claim, DedupPolicy, IdempotencyGuard
 from services.ingest.scheduling import RequestScheduler
@@ -14,6 +14,7 @@ from shared.kafka.records import TRACEPARENT, Consumed, Output, Produce, headers
 from shared.messages import ROUTABLE_NOTIFICATION, NotificationRequest
 from shared.observability import metrics
 from shared.requests import recipient_key, validate_request
+from shared.schedule import DEFAULT_MIN_INTERVAL
 from shared.status_events import StatusReporter
 
 
@@ -29,7 +30,9 @@ class IngestHandler:
         routable_topic: str,
         key_prefix: str,
         scheduler: RequestScheduler,
+        min_recurrence_interval: timedelta = DEFAULT_MIN_INTERVAL,
     ):
+        self._min_recurrence_interval = min_recurrence_interval
         self._guard = guard
         self._dedup = dedup
         self._reporter = reporter
@@ -42,7 +45,7 @@ class IngestHandler:
         valid: list[Consumed[NotificationRequest]] = []
         for message in batch:
             try:
-                validate_request(message.value)
+                validate_request(message.value, min_recurrence_interval=self._min_recurrence_interval)
             except InvalidRequest as error:
                 outputs.extend(self._reject(message, error))
             else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from services.ingest.dedup import DedupPolicy, IdempotencyGuard
 from services.ingest.handlers import IngestHandler
 from services.ingest.scheduling import RequestScheduler
@@ -32,6 +34,7 @@ async def serve() -> None:
         routable_topic=topics.routable,
         key_prefix=key(settings, "idempotency"),
         scheduler=RequestScheduler(topics.delay, topics.requests),
+        min_recurrence_interval=timedelta(seconds=settings.recurrence_min_interval_s),
     )
     consumer = service_consumer(
         settings,

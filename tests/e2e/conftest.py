@@ -137,6 +137,8 @@ def service_environment(
         "HERALD_DEV_API_KEY": API_KEY,
         "HERALD_RETRY_BASE_DELAY_S": "0.2",
         "HERALD_RETRY_MAX_DELAY_S": "1",
+        # Recurrences every second, so a test sees a series without waiting 15 minutes.
+        "HERALD_RECURRENCE_MIN_INTERVAL_S": "1",
         "HERALD_LOG_LEVEL": "INFO",
         # On, so the limiter runs, but far above what any test sends.
         "HERALD_RATE_LIMIT_PER_KEY": "1000000",

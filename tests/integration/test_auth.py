@@ -219,6 +219,16 @@ def test_a_valid_hs256_token_acts_for_its_tenant_with_its_role(jwt_client: TestC
     assert_problem(jwt_client.get(NOTIFICATIONS, headers=auth(jwt_for(role=None))), 403)
 
 
+def test_an_admin_of_a_tenant_known_only_from_its_tokens_creates_a_key(jwt_client: TestClient) -> None:
+    """No tenant row yet (its people sign in with JWTs): the key is created, not a foreign-key 500."""
+    admin = auth(jwt_for(tenant="newcomer", role="admin"))
+    created = jwt_client.post(KEYS, json={"name": "ci", "role": "sender"}, headers=admin)
+    assert created.status_code == 201, created.text
+    sent = jwt_client.post(NOTIFICATIONS, json=body(), headers=auth(created.json()["secret"]))
+    assert sent.status_code == 202, sent.text
+    assert [key["name"] for key in jwt_client.get(KEYS, headers=admin).json()] == ["ci"]
+
+
 def test_a_token_with_a_scope_claim_reaches_only_those_scopes(jwt_client: TestClient) -> None:
     scoped = auth(jwt_for(role="admin", scope="notifications:read"))
     assert jwt_client.get(NOTIFICATIONS, headers=scoped).status_code == 200

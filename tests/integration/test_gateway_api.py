@@ -125,6 +125,22 @@ def test_a_nul_character_anywhere_is_422_naming_where(
     assert [error["pointer"] for error in problem["errors"]] == [pointer]
 
 
+@pytest.mark.parametrize("nul", [True, False], ids=["with-nul", "without"])
+def test_a_document_nested_a_thousand_deep_is_refused_not_a_500(client: TestClient, nul: bool) -> None:
+    """orjson reads 1,024 levels; a recursive walk of them overflowed Python's stack (a 500)."""
+    depth = 1000
+    inner = '"\\u0000"' if nul else '"x"'
+    variables = '{"deep": ' + "[" * depth + inner + "]" * depth + "}"
+    document = body()
+    document.pop("variables")
+    raw = orjson.dumps(document)[:-1] + b', "variables": ' + variables.encode() + b"}"
+    response = client.post(NOTIFICATIONS, content=raw, headers={**auth(), "Content-Type": "application/json"})
+    # Without a NUL, the JSON parser refuses the nesting itself: a 400 problem.
+    problem = assert_problem(response, 422 if nul else 400)
+    if nul:
+        assert problem["errors"][0]["pointer"] == "#/variables/deep" + "/0" * depth
+
+
 @pytest.mark.parametrize(
     ("attachment", "pointer"),
     [
@@ -321,3 +337,11 @@ def test_oversized_chunked_body_is_413(client: TestClient) -> None:
     response = client.post(NOTIFICATIONS, content=chunks(), headers={**auth(), "Content-Type": "application/json"})
     assert "content-length" not in response.request.headers
     assert_problem(response, 413)
+
+
+def test_a_recurrence_every_second_is_refused_naming_the_cron(client: TestClient) -> None:
+    """A notification every second, for ever, from one request: refused below HERALD_RECURRENCE_MIN_INTERVAL_S."""
+    response = client.post(NOTIFICATIONS, json=body(recurrence={"cron": "* * * * * *"}), headers=auth())
+    problem = assert_problem(response, 422)
+    assert problem["errors"][0]["pointer"] == "#/recurrence/cron"
+    assert "at least 900 s" in problem["errors"][0]["detail"]

@@ -84,6 +84,32 @@ def test_an_impossible_schedule_names_its_field(schedule: dict[str, Any], field:
     assert caught.value.field == field
 
 
+@pytest.mark.parametrize(
+    "cron",
+    [
+        "* * * * * *",  # every second, for ever
+        "* * * * *",
+        "*/10 * * * *",
+        "0,5 9 * * *",  # twice within five minutes, once a day
+    ],
+)
+def test_a_recurrence_more_often_than_the_minimum_interval_is_refused(cron: str) -> None:
+    with pytest.raises(InvalidRequest, match="at least 900 s") as caught:
+        validate_request(request(recurrence={"cron": cron}))
+    assert caught.value.field == "recurrence/cron"
+
+
+@pytest.mark.parametrize("cron", ["*/15 * * * *", "0 9 * * *", "@weekly", "0 9 * * 1-5"])
+def test_a_recurrence_at_the_minimum_interval_or_longer_is_accepted(cron: str) -> None:
+    validate_request(request(recurrence={"cron": cron}))
+
+
+def test_the_minimum_interval_is_the_callers_to_set() -> None:
+    validate_request(request(recurrence={"cron": "* * * * * *"}), min_recurrence_interval=timedelta(seconds=1))
+    with pytest.raises(InvalidRequest):
+        validate_request(request(recurrence={"cron": "*/15 * * * *"}), min_recurrence_interval=timedelta(hours=1))
+
+
 def onward(value: bytes = b"routable") -> Produce:
     return Produce("t.routable.v1", value, key=b"acme:ada", headers=(("herald-kind", b"routable"),))
 
