@@ -79,7 +79,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             await keys.create_key(settings.dev_tenant, "dev key", settings.dev_api_key.get_secret_value())
         app.state.producer = producer
         app.state.topics = Topics(settings.topic_prefix)
-        app.state.notifications = NotificationRepository(pool)
+        app.state.notifications = NotificationRepository(pool, encryptor)
         app.state.devices = DeviceRepository(pool, encryptor)
         app.state.recipients = RecipientRepository(pool, encryptor)
         app.state.dead_letters = DeadLetterRepository(pool, encryptor)
