@@ -8,6 +8,7 @@ import base64
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
@@ -17,10 +18,11 @@ from shared import status
 from shared.crypto import DecryptionError, Encryptor, generate_key, parse_keys
 from shared.kafka.records import Consumed, Produce
 from shared.messages import WEBHOOK_DELIVERY, DelayedMessage, StatusEvent
-from shared.storage.database import Pool
+from shared.storage.database import Pool, create_pool
 from shared.storage.dead_letters import DeadLetterFilter, DeadLetterRepository
 from shared.storage.delayed_jobs import DelayedJobStore, DueJob
 from shared.storage.devices import DeviceRepository
+from shared.storage.migrate import load_migrations
 from shared.storage.recipients import Contact, Preference, RecipientRepository
 from shared.storage.reseal import reseal_all
 from shared.storage.suppressions import Suppression, SuppressionRepository
@@ -76,11 +78,12 @@ async def raw_bytes(pool: Pool) -> bytes:
     return dump
 
 
-async def assert_no_plaintext(pool: Pool, payload: bytes) -> None:
+async def assert_no_plaintext(pool: Pool, *payloads: bytes) -> None:
     dump = await raw_bytes(pool)
     for plaintext in (TOKEN, DEAD_TOKEN, ADDRESS, PHONE, PHONE.removeprefix("+"), USER, HOOK_TOKEN):
         assert plaintext.encode() not in dump, plaintext
-    assert payload not in dump
+    for payload in payloads:
+        assert payload not in dump
 
 
 def recurring_send(payload: bytes) -> DelayedMessage:
@@ -395,3 +398,45 @@ async def test_a_row_in_clear_whose_user_id_was_stored_again_since_is_left_for_a
     profile = await recipients.get("acme", USER)
     assert profile is not None
     assert profile.contact.email == ADDRESS
+
+
+async def test_migration_0022_keeps_the_previous_releases_rows_and_the_backfill_makes_them_found(
+    empty_database_url: str,
+) -> None:
+    *before, sealing = load_migrations()
+    assert sealing.name == "0022_seal_details_keys_and_user_ids"
+    keys = encryptor(f"k1:{OLD}")
+    connection = await asyncpg.connect(empty_database_url)
+    try:
+        for migration in before:
+            await connection.execute(migration.sql)
+        # A recipient with a preference and a device, as the release before 0022 stored them.
+        await connection.execute(
+            "INSERT INTO recipients (id, tenant_id, user_id) VALUES ($1, 'acme', $2)", uuid.uuid4(), USER
+        )
+        await connection.execute(
+            """
+            INSERT INTO preferences (tenant_id, user_id, category, channel, enabled)
+            VALUES ('acme', $1, 'marketing', 'email', false)
+            """,
+            USER,
+        )
+        await connection.execute(
+            "INSERT INTO devices (id, tenant_id, user_id, platform, token) VALUES ($1, 'acme', $2, 'android', $3)",
+            uuid.uuid4(),
+            USER,
+            TOKEN,
+        )
+        await connection.execute(sealing.sql)
+    finally:
+        await connection.close()
+
+    pool = await create_pool(empty_database_url, 2)
+    try:
+        await reseal_all(pool, keys)
+        await assert_no_plaintext(pool)
+        recipients = RecipientRepository(pool, keys)
+        assert await recipients.preferences("acme", USER) == [Preference("marketing", "email", False)]
+        assert [d.token for d in await DeviceRepository(pool, keys).for_user("acme", USER)] == [TOKEN]
+    finally:
+        await pool.close()
