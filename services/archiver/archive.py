@@ -6,10 +6,10 @@ held about it::
     {"notification": {...}, "events": [...], "deliveries": [...], "duplicates": [...], "dead_letters": [...],
      "webhook_deliveries": [...]}
 
-Each row keeps its table's column names. Timestamps are RFC 3339, ``bytea`` values base64. A dead
-letter's original key and payload stay sealed, exactly as stored (``original_key_sealed``,
-``original_payload_sealed``: open them with ``HERALD_ENCRYPTION_KEYS``); an archive never holds
-them in clear.
+Each row keeps its table's column names. Timestamps are RFC 3339, ``bytea`` values base64. Personal
+data stays sealed, exactly as stored (a dead letter's ``original_key_sealed``, ``original_payload_sealed``
+and ``detail_sealed``, a notification's ``idempotency_key_sealed``, every provider detail: open them with
+``HERALD_ENCRYPTION_KEYS``); an archive never holds it in clear.
 
 Objects are per tenant and per day of the notifications' creation (UTC), named
 ``<tenant>/<yyyy>/<mm>/<dd>/<first notification id>-<count>-<digest>.jsonl.gz``: the digest (of the
@@ -32,11 +32,10 @@ from uuid import UUID
 import orjson
 
 from shared.crypto import Encryptor
-from shared.storage.dead_letters import ORIGINAL_KEY, ORIGINAL_PAYLOAD
+from shared.storage.sealed import SealedColumn
 
 # A row as asyncpg gave it, made a dict (orjson serialises dicts, not mappings).
 Row = dict[str, Any]
-_SEALED = (ORIGINAL_KEY, ORIGINAL_PAYLOAD)
 
 
 @dataclass(frozen=True)
@@ -76,17 +75,15 @@ class ArchiveObject:
     notifications: int
 
 
-def archived_dead_letter(row: Row, encryptor: Encryptor) -> Row:
-    """A dead letter's row as archived: the original key and payload sealed, never in clear.
+def archived_row(row: Row, sealed: Sequence[SealedColumn], encryptor: Encryptor) -> Row:
+    """A row as archived: its ``sealed`` columns as stored, never in clear.
 
     A value still in its pre-encryption column (not resealed yet) is sealed now, as the reseal would.
     """
-    archived = {name: value for name, value in row.items() if name not in {c.name for c in _SEALED}}
-    tenant_id = row["tenant_id"]
-    for column in _SEALED:
+    archived = {name: value for name, value in row.items() if name not in {column.name for column in sealed}}
+    for column in sealed:
         if row[column.sealed] is None:
-            # Both legacy columns are bytea.
-            archived[column.sealed] = column.seal(encryptor, row[column.name], tenant_id)
+            archived[column.sealed] = column.seal(encryptor, column.in_clear(row), row["tenant_id"])
     return archived
 
 

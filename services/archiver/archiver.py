@@ -33,12 +33,16 @@ from uuid import UUID
 import asyncpg
 import structlog
 
-from services.archiver.archive import ArchivedNotification, Row, archived_dead_letter, build_objects
+from services.archiver.archive import ArchivedNotification, Row, archived_row, build_objects
 from services.archiver.store import ArchiveStore
 from shared.background import repeat
 from shared.crypto import Encryptor
 from shared.observability import metrics
 from shared.storage.database import Pool
+from shared.storage.dead_letters import SEALED as DEAD_LETTER_SEALED
+from shared.storage.notifications import DELIVERY_DETAIL, EVENT_DETAIL, NOTIFICATION_COLUMNS
+from shared.storage.sealed import SealedColumn
+from shared.storage.webhook_endpoints import DELIVERY_DETAIL as WEBHOOK_DELIVERY_DETAIL
 
 log = structlog.get_logger(__name__)
 
@@ -71,6 +75,8 @@ class _Related:
     key: str
     key_type: str
     order: str
+    # Its personal columns: archived sealed (services.archiver.archive.archived_row).
+    sealed: tuple[SealedColumn, ...]
     # dead_letters.notification_id is text (a dead letter of an invalid request may name anything).
     notification_id: str = "a.id"
 
@@ -88,12 +94,27 @@ class _Related:
 
 
 _RELATED = (
-    _Related("notification_events", "events", "id", "bigint", "r.occurred_at, r.id"),
-    _Related("deliveries", "deliveries", "id", "uuid", "r.created_at, r.id"),
-    _Related("notification_duplicates", "duplicates", "event_id", "uuid", "r.occurred_at, r.event_id"),
-    _Related("dead_letters", "dead_letters", "id", "uuid", "r.created_at, r.id", notification_id="a.id::text"),
+    _Related("notification_events", "events", "id", "bigint", "r.occurred_at, r.id", (EVENT_DETAIL,)),
+    _Related("deliveries", "deliveries", "id", "uuid", "r.created_at, r.id", (DELIVERY_DETAIL,)),
+    _Related("notification_duplicates", "duplicates", "event_id", "uuid", "r.occurred_at, r.event_id", ()),
+    _Related(
+        "dead_letters",
+        "dead_letters",
+        "id",
+        "uuid",
+        "r.created_at, r.id",
+        DEAD_LETTER_SEALED,
+        notification_id="a.id::text",
+    ),
     # Each status event's delivery to each of the tenant's webhook endpoints (the endpoints stay).
-    _Related("webhook_endpoint_deliveries", "webhook_deliveries", "id", "uuid", "r.occurred_at, r.id"),
+    _Related(
+        "webhook_endpoint_deliveries",
+        "webhook_deliveries",
+        "id",
+        "uuid",
+        "r.occurred_at, r.id",
+        (WEBHOOK_DELIVERY_DETAIL,),
+    ),
 )
 
 
@@ -185,21 +206,20 @@ class Archiver:
             keys[table.table] = [row[table.key] for row in found]
             by_notification: dict[str, list[Row]] = defaultdict(list)
             for row in found:
-                by_notification[str(row["notification_id"])].append(dict(row))
+                by_notification[str(row["notification_id"])].append(
+                    archived_row(dict(row), table.sealed, self._encryptor)
+                )
             related[table.field] = by_notification
         items = []
         for row in claimed:
             notification_id = str(row["id"])
             items.append(
                 ArchivedNotification(
-                    notification=dict(row),
+                    notification=archived_row(dict(row), NOTIFICATION_COLUMNS, self._encryptor),
                     events=related["events"].get(notification_id, []),
                     deliveries=related["deliveries"].get(notification_id, []),
                     duplicates=related["duplicates"].get(notification_id, []),
-                    dead_letters=[
-                        archived_dead_letter(letter, self._encryptor)
-                        for letter in related["dead_letters"].get(notification_id, [])
-                    ],
+                    dead_letters=related["dead_letters"].get(notification_id, []),
                     webhook_deliveries=related["webhook_deliveries"].get(notification_id, []),
                 )
             )

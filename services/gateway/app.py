@@ -81,7 +81,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.producer = producer
         app.state.topics = Topics(settings.topic_prefix)
         app.state.min_recurrence_interval = timedelta(seconds=settings.recurrence_min_interval_s)
-        app.state.notifications = NotificationRepository(pool)
+        app.state.notifications = NotificationRepository(pool, encryptor)
         app.state.devices = DeviceRepository(pool, encryptor)
         app.state.recipients = RecipientRepository(pool, encryptor)
         app.state.dead_letters = DeadLetterRepository(pool, encryptor)

@@ -8,8 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from shared.crypto import Encryptor
 from shared.status import ACCEPTED, rank
 from shared.storage.database import Pool
+from shared.storage.notifications import DELIVERY_DETAIL, EVENT_DETAIL, IDEMPOTENCY_KEY, NOTIFICATION_DETAIL
 from shared.storage.pagination import CREATED_AFTER, CREATED_BEFORE, PageCursor, SqlFilter, newest_first, sql
 
 # The prefix is stored in clear so an operator can tell keys apart without seeing the secret.
@@ -109,10 +111,12 @@ class NotificationFilter(SqlFilter):
 
 
 class NotificationRepository:
-    """Records accepted notifications and reads them back for their tenant."""
+    """Records accepted notifications and reads them back for their tenant; the idempotency key and the
+    providers' details are sealed (shared.storage.notifications)."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, encryptor: Encryptor) -> None:
         self._pool = pool
+        self._encryptor = encryptor
 
     async def record_accepted(self, notifications: Sequence[AcceptedNotification]) -> int:
         """Store new notifications as ``accepted`` in one statement; returns how many were new.
@@ -123,20 +127,20 @@ class NotificationRepository:
         inserted = await self._pool.fetchval(
             """
             WITH new AS (
-                INSERT INTO notifications AS n (id, tenant_id, status, status_rank, channel, idempotency_key,
+                INSERT INTO notifications AS n (id, tenant_id, status, status_rank, channel, idempotency_key_sealed,
                                                 recipient_hash, message_type, template_id, created_at, updated_at)
                 -- One row per id: ON CONFLICT DO UPDATE may not touch a row twice in a statement.
-                SELECT DISTINCT ON (id) id, tenant_id, $8, $9, NULL, idempotency_key, recipient_hash, message_type,
-                       template_id, created_at, created_at
-                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[], $7::timestamptz[])
-                    AS a(id, tenant_id, idempotency_key, recipient_hash, message_type, template_id, created_at)
+                SELECT DISTINCT ON (id) id, tenant_id, $8, $9, NULL, idempotency_key_sealed, recipient_hash,
+                       message_type, template_id, created_at, created_at
+                FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[], $5::text[], $6::text[], $7::timestamptz[])
+                    AS a(id, tenant_id, idempotency_key_sealed, recipient_hash, message_type, template_id, created_at)
                 ON CONFLICT (id) DO UPDATE SET
-                    idempotency_key = coalesce(n.idempotency_key, excluded.idempotency_key),
+                    idempotency_key_sealed = coalesce(n.idempotency_key_sealed, excluded.idempotency_key_sealed),
                     recipient_hash = coalesce(n.recipient_hash, excluded.recipient_hash),
                     message_type = coalesce(n.message_type, excluded.message_type),
                     template_id = coalesce(n.template_id, excluded.template_id)
                 WHERE n.tenant_id = excluded.tenant_id
-                  AND (n.idempotency_key IS NULL AND excluded.idempotency_key IS NOT NULL
+                  AND (n.idempotency_key_sealed IS NULL AND excluded.idempotency_key_sealed IS NOT NULL
                        OR n.recipient_hash IS NULL AND excluded.recipient_hash IS NOT NULL
                        OR n.message_type IS NULL AND excluded.message_type IS NOT NULL
                        OR n.template_id IS NULL AND excluded.template_id IS NOT NULL)
@@ -147,7 +151,7 @@ class NotificationRepository:
             """,
             [n.notification_id for n in notifications],
             [n.tenant_id for n in notifications],
-            [n.idempotency_key for n in notifications],
+            [IDEMPOTENCY_KEY.seal_text(self._encryptor, n.idempotency_key, n.tenant_id) for n in notifications],
             [n.recipient_hash for n in notifications],
             [n.message_type for n in notifications],
             [n.template_id for n in notifications],
@@ -179,9 +183,9 @@ class NotificationRepository:
             return None
         async with self._pool.acquire() as connection:
             row = await connection.fetchrow(
-                """
-                SELECT id, tenant_id, status, channel, attempts, last_reason, last_detail,
-                       idempotency_key, created_at, updated_at,
+                f"""
+                SELECT id, tenant_id, status, channel, attempts, last_reason, {NOTIFICATION_DETAIL.selected()},
+                       {IDEMPOTENCY_KEY.selected()}, created_at, updated_at,
                        (SELECT count(*) FROM notification_duplicates AS d
                         WHERE d.notification_id = n.id AND d.tenant_id = n.tenant_id) AS duplicates
                 FROM notifications AS n
@@ -193,9 +197,9 @@ class NotificationRepository:
             if row is None:
                 return None
             events = await connection.fetch(
-                """
-                SELECT event_id::text, status, occurred_at, service, channel, attempt, provider, reason, detail,
-                       delivery_id::text
+                f"""
+                SELECT event_id::text, status, occurred_at, service, channel, attempt, provider, reason,
+                       {EVENT_DETAIL.selected()}, delivery_id::text
                 FROM notification_events
                 WHERE notification_id = $1 AND tenant_id = $2
                 ORDER BY occurred_at, id
@@ -204,8 +208,9 @@ class NotificationRepository:
                 tenant_id,
             )
             deliveries = await connection.fetch(
-                """
-                SELECT id::text, channel, status, attempts, provider, last_reason, last_detail, updated_at
+                f"""
+                SELECT id::text, channel, status, attempts, provider, last_reason, {DELIVERY_DETAIL.selected()},
+                       updated_at
                 FROM deliveries
                 WHERE notification_id = $1 AND tenant_id = $2
                 ORDER BY created_at, id
@@ -220,12 +225,14 @@ class NotificationRepository:
             channel=row["channel"],
             attempts=row["attempts"],
             last_reason=row["last_reason"],
-            last_detail=row["last_detail"],
-            idempotency_key=row["idempotency_key"],
+            last_detail=NOTIFICATION_DETAIL.read_text(self._encryptor, row, tenant_id),
+            idempotency_key=IDEMPOTENCY_KEY.read_text(self._encryptor, row, tenant_id),
             created_at=row["created_at"],
             updated_at=row["updated_at"],
-            events=tuple(EventView(*event.values()) for event in events),
-            deliveries=tuple(DeliveryView(*delivery.values()) for delivery in deliveries),
+            events=tuple(EventView(**EVENT_DETAIL.opened_row(self._encryptor, e, tenant_id)) for e in events),
+            deliveries=tuple(
+                DeliveryView(**DELIVERY_DETAIL.opened_row(self._encryptor, d, tenant_id)) for d in deliveries
+            ),
             duplicates=row["duplicates"],
         )
 

@@ -62,14 +62,15 @@ def status_writer(pool: Pool, encryptor: Encryptor, topics: Topics, endpoints_ca
     """The status service's handler on ``pool``, fanning status changes out to ``topics``' send.webhook."""
     endpoints = WebhookEndpointRepository(pool, encryptor)
     fan_out = EndpointFanOut(endpoints, topics.send("webhook"), endpoints_cache_s)
-    return StatusWriter(StatusRepository(pool), endpoints, fan_out)
+    return StatusWriter(StatusRepository(pool, encryptor), endpoints, fan_out)
 
 
 async def serve() -> None:
     settings = load_settings(StatusSettings)
     service.setup(SERVICE, settings)
     topics = Topics(settings.topic_prefix)
-    # Before anything opens: webhook endpoints' URLs are sealed, and the service refuses to start without keys.
+    # Before anything opens: status details and webhook endpoints' URLs are sealed, and the service refuses
+    # to start without keys.
     encryptor = Encryptor.from_settings(settings)
     pool = await create_pool(settings.database_url, settings.database_pool_size)
     producer = MessageProducer(settings, client_id=SERVICE)

@@ -6,9 +6,11 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from shared.crypto import Encryptor
 from shared.messages import StatusEvent
 from shared.status import ENGAGEMENT, FINAL, REACHED, REQUEUED, ROUTED, rank
 from shared.storage.database import Pool
+from shared.storage.notifications import EVENT_DETAIL
 from shared.storage.webhook_endpoints import PooledConnection
 
 
@@ -23,7 +25,8 @@ def _advances(row: str) -> str:
 
 
 # One statement for the whole batch, hence one transaction. The events are unnested from parallel
-# arrays and inserted once each; only the events new to the store move anything.
+# arrays and inserted once each; only the events new to the store move anything. Details arrive sealed
+# (shared.storage.notifications) and are copied as they are to deliveries and notifications.
 #
 # Senders' events name a delivery. Each delivery's status moves forward on its own (``deliveries``),
 # and the notification follows its deliveries: the best of those not failed (sent beats retrying),
@@ -36,15 +39,15 @@ WITH incoming AS (
     SELECT *
     FROM unnest(
         $1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::smallint[], $6::timestamptz[],
-        $7::text[], $8::text[], $9::int[], $10::text[], $11::text[], $12::text[], $13::uuid[], $14::int[]
+        $7::text[], $8::text[], $9::int[], $10::text[], $11::text[], $12::bytea[], $13::uuid[], $14::int[]
     ) AS e(event_id, notification_id, tenant_id, status, status_rank, occurred_at,
-           service, channel, attempt, provider, reason, detail, delivery_id, deliveries)
+           service, channel, attempt, provider, reason, detail_sealed, delivery_id, deliveries)
 ),
 inserted AS (
     INSERT INTO notification_events (event_id, notification_id, tenant_id, status, occurred_at,
-                                     service, channel, attempt, provider, reason, detail, delivery_id)
+                                     service, channel, attempt, provider, reason, detail_sealed, delivery_id)
     SELECT event_id, notification_id, tenant_id, status, occurred_at,
-           service, channel, attempt, provider, reason, detail, delivery_id
+           service, channel, attempt, provider, reason, detail_sealed, delivery_id
     FROM incoming
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
@@ -61,7 +64,7 @@ reopened AS (
 ),
 delivery_winner AS (
     SELECT DISTINCT ON (delivery_id) delivery_id, notification_id, tenant_id, channel, status, status_rank,
-                                     provider, reason, detail
+                                     provider, reason, detail_sealed
     FROM fresh
     WHERE delivery_id IS NOT NULL
     ORDER BY delivery_id, status_rank DESC, occurred_at, event_id
@@ -75,9 +78,9 @@ delivery_summary AS (
 ),
 upserted AS (
     INSERT INTO deliveries AS d (id, notification_id, tenant_id, channel, status, status_rank, attempts,
-                                 provider, last_reason, last_detail, created_at, updated_at)
+                                 provider, last_reason, last_detail_sealed, created_at, updated_at)
     SELECT w.delivery_id, w.notification_id, w.tenant_id, w.channel, w.status, w.status_rank, s.attempts,
-           w.provider, w.reason, w.detail, s.first_at, s.last_at
+           w.provider, w.reason, w.detail_sealed, s.first_at, s.last_at
     FROM delivery_winner AS w JOIN delivery_summary AS s USING (delivery_id)
     ORDER BY w.delivery_id
     ON CONFLICT (id) DO UPDATE SET
@@ -85,13 +88,15 @@ upserted AS (
         status_rank = CASE WHEN {_advances("d")} THEN excluded.status_rank ELSE d.status_rank END,
         provider = CASE WHEN {_advances("d")} THEN excluded.provider ELSE d.provider END,
         last_reason = CASE WHEN {_advances("d")} THEN excluded.last_reason ELSE d.last_reason END,
-        last_detail = CASE WHEN {_advances("d")} THEN excluded.last_detail ELSE d.last_detail END,
+        -- The detail in clear from before migration 0022 goes with the status it explained.
+        last_detail = CASE WHEN {_advances("d")} THEN NULL ELSE d.last_detail END,
+        last_detail_sealed = CASE WHEN {_advances("d")} THEN excluded.last_detail_sealed ELSE d.last_detail_sealed END,
         attempts = greatest(d.attempts, excluded.attempts),
         created_at = least(d.created_at, excluded.created_at),
         updated_at = greatest(d.updated_at, excluded.updated_at)
     WHERE d.tenant_id = excluded.tenant_id
     RETURNING d.id, d.notification_id, d.tenant_id, d.status, d.status_rank, d.last_reason, d.last_detail,
-              d.updated_at
+              d.last_detail_sealed, d.updated_at
 ),
 -- Every delivery of the notifications this batch touched, as it stands after the batch (a statement
 -- does not see its own writes: the rows it changed come from RETURNING, the others from the table).
@@ -99,7 +104,7 @@ current_deliveries AS (
     SELECT * FROM upserted
     UNION ALL
     SELECT d.id, d.notification_id, d.tenant_id, d.status, d.status_rank, d.last_reason, d.last_detail,
-           d.updated_at
+           d.last_detail_sealed, d.updated_at
     FROM deliveries AS d
     WHERE d.notification_id IN (SELECT notification_id FROM delivery_winner)
       AND d.id NOT IN (SELECT id FROM upserted)
@@ -111,7 +116,8 @@ expected AS (
 ),
 delivery_best AS (
     SELECT DISTINCT ON (notification_id) notification_id, tenant_id, status, status_rank, last_reason,
-                                         last_detail, updated_at, status = ANY($16::text[]) AS failure
+                                         last_detail, last_detail_sealed, updated_at,
+                                         status = ANY($16::text[]) AS failure
     FROM current_deliveries
     ORDER BY notification_id, status = ANY($16::text[]), status_rank DESC, updated_at DESC
 ),
@@ -121,20 +127,22 @@ delivery_failures AS (
     GROUP BY notification_id
 ),
 candidates AS (
-    SELECT notification_id, tenant_id, status, status_rank, reason, detail, occurred_at, event_id::text AS tiebreak
+    SELECT notification_id, tenant_id, status, status_rank, reason, NULL::text AS detail, detail_sealed, occurred_at,
+           event_id::text AS tiebreak
     FROM fresh
     WHERE delivery_id IS NULL
     UNION ALL
     SELECT b.notification_id, b.tenant_id,
            CASE WHEN b.failure AND f.failed < coalesce(x.deliveries, 1) THEN $17 ELSE b.status END,
            CASE WHEN b.failure AND f.failed < coalesce(x.deliveries, 1) THEN $18 ELSE b.status_rank END,
-           b.last_reason, b.last_detail, b.updated_at, ''
+           b.last_reason, b.last_detail, b.last_detail_sealed, b.updated_at, ''
     FROM delivery_best AS b
     JOIN delivery_failures AS f USING (notification_id)
     LEFT JOIN expected AS x USING (notification_id)
 ),
 winner AS (
-    SELECT DISTINCT ON (notification_id) notification_id, tenant_id, status, status_rank, reason, detail
+    SELECT DISTINCT ON (notification_id) notification_id, tenant_id, status, status_rank, reason, detail,
+                                         detail_sealed
     FROM candidates
     ORDER BY notification_id, status_rank DESC, occurred_at, tiebreak
 ),
@@ -156,9 +164,9 @@ before AS (
 ),
 applied AS (
 INSERT INTO notifications AS n (id, tenant_id, status, status_rank, channel, attempts, deliveries,
-                                last_reason, last_detail, created_at, updated_at)
+                                last_reason, last_detail, last_detail_sealed, created_at, updated_at)
 SELECT w.notification_id, w.tenant_id, w.status, w.status_rank, s.channel, s.attempts, s.deliveries,
-       w.reason, w.detail, s.first_at, s.last_at
+       w.reason, w.detail, w.detail_sealed, s.first_at, s.last_at
 FROM winner AS w JOIN summary AS s USING (notification_id)
 ORDER BY w.notification_id
 ON CONFLICT (id) DO UPDATE SET
@@ -166,6 +174,7 @@ ON CONFLICT (id) DO UPDATE SET
     status_rank = CASE WHEN {_advances("n")} THEN excluded.status_rank ELSE n.status_rank END,
     last_reason = CASE WHEN {_advances("n")} THEN excluded.last_reason ELSE n.last_reason END,
     last_detail = CASE WHEN {_advances("n")} THEN excluded.last_detail ELSE n.last_detail END,
+    last_detail_sealed = CASE WHEN {_advances("n")} THEN excluded.last_detail_sealed ELSE n.last_detail_sealed END,
     channel = coalesce(excluded.channel, n.channel),
     attempts = greatest(n.attempts, excluded.attempts),
     deliveries = greatest(n.deliveries, excluded.deliveries),
@@ -214,10 +223,11 @@ OnChanges = Callable[[PooledConnection, Sequence[Change]], Awaitable[None]]
 
 
 class StatusRepository:
-    """Writes status events and keeps each notification's status monotonic."""
+    """Writes status events and keeps each notification's status monotonic; details are stored sealed."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, encryptor: Encryptor) -> None:
         self._pool = pool
+        self._encryptor = encryptor
 
     async def apply(
         self, events: Sequence[StatusEvent], *, watched: Collection[str] = (), on_changes: OnChanges | None = None
@@ -242,8 +252,7 @@ class StatusRepository:
             if rows:
                 await on_changes(connection, [Change(**dict(row)) for row in rows])
 
-    @staticmethod
-    def _arguments(events: Sequence[StatusEvent], watched: Collection[str]) -> list[object]:
+    def _arguments(self, events: Sequence[StatusEvent], watched: Collection[str]) -> list[object]:
         ranks = [rank(event["status"]) for event in events]
         return [
             [event["event_id"] for event in events],
@@ -257,7 +266,7 @@ class StatusRepository:
             [event["attempt"] for event in events],
             [event["provider"] for event in events],
             [event["reason"] for event in events],
-            [event["detail"] for event in events],
+            [EVENT_DETAIL.seal_text(self._encryptor, event["detail"], event["tenant_id"]) for event in events],
             [event.get("delivery_id") for event in events],
             [event.get("deliveries") for event in events],
             sorted(FINAL),

@@ -3,8 +3,10 @@
 Every read and delete the API makes names its tenant; only the retention clean-up (``tenant_id``
 None in :class:`DeadLetterFilter`) and the size gauge look across tenants.
 
-The original key and payload hold recipients' addresses and contents: they are stored sealed
-(``original_key_sealed``, ``original_payload_sealed``) and opened here only (:mod:`shared.storage.sealed`).
+The original key and payload hold recipients' addresses and contents, and the detail (why it was
+dead-lettered, often a provider's answer) can quote them: all three are stored sealed
+(``original_key_sealed``, ``original_payload_sealed``, ``detail_sealed``) and opened here only
+(:mod:`shared.storage.sealed`).
 """
 
 from __future__ import annotations
@@ -24,20 +26,22 @@ from shared.storage.database import Pool
 from shared.storage.pagination import CREATED_AFTER, CREATED_BEFORE, PageCursor, SqlFilter, newest_first, sql
 from shared.storage.sealed import SealedColumn, reseal
 
-_SUMMARY = """id::text, notification_id, reason, detail, service, channel, original_topic, original_partition,
-              original_offset, created_at"""
 ORIGINAL_KEY = SealedColumn("dead_letters", "original_key")
 ORIGINAL_PAYLOAD = SealedColumn("dead_letters", "original_payload")
-_ORIGINAL = f"tenant_id, original_topic, {ORIGINAL_KEY.selected()}, original_headers, {ORIGINAL_PAYLOAD.selected()}"
+DETAIL = SealedColumn("dead_letters", "detail")
+SEALED = (ORIGINAL_KEY, ORIGINAL_PAYLOAD, DETAIL)
+_SUMMARY = f"""id::text, tenant_id, notification_id, reason, {DETAIL.selected()}, service, channel, original_topic,
+               original_partition, original_offset, created_at"""
+_ORIGINAL = f"original_topic, {ORIGINAL_KEY.selected()}, original_headers, {ORIGINAL_PAYLOAD.selected()}"
 
 # One statement per batch: the rows come in as parallel arrays; a DLQ record already stored is skipped.
 _STORE = """
 WITH stored AS (
-    INSERT INTO dead_letters (tenant_id, notification_id, reason, detail, service, channel, original_topic,
+    INSERT INTO dead_letters (tenant_id, notification_id, reason, detail_sealed, service, channel, original_topic,
                               original_partition, original_offset, original_key_sealed, original_headers,
                               original_payload_sealed, created_at, dlq_topic, dlq_partition, dlq_offset)
     SELECT *
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[], $7::text[], $8::int[],
                 $9::bigint[], $10::bytea[], $11::jsonb[], $12::bytea[], $13::timestamptz[], $14::text[],
                 $15::int[], $16::bigint[])
     ON CONFLICT ON CONSTRAINT dead_letters_dlq_record_key DO NOTHING
@@ -127,10 +131,6 @@ def _optional_text(value: str | None) -> str | None:
     return None if value is None else _text(value)
 
 
-def _entry(row: asyncpg.Record) -> DeadLetterEntry:
-    return DeadLetterEntry(**{f.name: row[f.name] for f in fields(DeadLetterEntry)})
-
-
 def _entry_id(entry_id: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(entry_id)
@@ -144,6 +144,10 @@ class DeadLetterRepository:
     def __init__(self, pool: Pool, encryptor: Encryptor) -> None:
         self._pool = pool
         self._encryptor = encryptor
+
+    def _entry(self, row: asyncpg.Record) -> DeadLetterEntry:
+        opened = DETAIL.opened_row(self._encryptor, row, row["tenant_id"])
+        return DeadLetterEntry(**{f.name: opened[f.name] for f in fields(DeadLetterEntry)})
 
     def _original(self, row: asyncpg.Record) -> OriginalMessage:
         headers = tuple((name, base64.b64decode(value)) for name, value in row["original_headers"].items())
@@ -161,7 +165,7 @@ class DeadLetterRepository:
             [_optional_text(x.tenant_id) for x in letters],
             [_optional_text(x.notification_id) for x in letters],
             [_text(x.reason) for x in letters],
-            [_text(x.detail) for x in letters],
+            [DETAIL.seal_text(self._encryptor, _text(x.detail), _optional_text(x.tenant_id)) for x in letters],
             [_text(x.service) for x in letters],
             [_optional_text(x.channel) for x in letters],
             [_text(x.original_topic) for x in letters],
@@ -182,7 +186,7 @@ class DeadLetterRepository:
         rows = await newest_first(
             self._pool, columns=_SUMMARY, table="dead_letters", where=where, limit=limit, after=after
         )
-        return [_entry(row) for row in rows]
+        return [self._entry(row) for row in rows]
 
     async def get(self, tenant_id: str, entry_id: str) -> DeadLetterDetail | None:
         """The dead letter with its original message, or None if there is none with this id for this tenant."""
@@ -196,7 +200,7 @@ class DeadLetterRepository:
         )
         if row is None:
             return None
-        return DeadLetterDetail(_entry(row), self._original(row))
+        return DeadLetterDetail(self._entry(row), self._original(row))
 
     async def original(self, tenant_id: str, entry_id: str) -> OriginalMessage | None:
         """Just the original message (the topic, key, headers and payload a replay produces again)."""
@@ -217,7 +221,7 @@ class DeadLetterRepository:
                 f"""
                 UPDATE dead_letters SET requeued_at = now()
                 WHERE tenant_id = $1 AND id = $2 AND requeued_at IS NULL AND deleted_at IS NULL
-                RETURNING {_ORIGINAL}
+                RETURNING tenant_id, {_ORIGINAL}
                 """,
                 tenant_id,
                 key,
@@ -270,7 +274,7 @@ class DeadLetterRepository:
                     LIMIT ${len(params)}
                     FOR UPDATE SKIP LOCKED
                 )
-                RETURNING {_ORIGINAL}
+                RETURNING tenant_id, {_ORIGINAL}
                 """,
                 *params,
             )
@@ -344,8 +348,8 @@ class DeadLetterRepository:
                 return total
 
     async def reseal(self, batch_size: int = 500) -> int:
-        """Re-encrypt every original key and payload not yet under the primary key (or still in clear)."""
-        return await reseal(self._pool, self._encryptor, [ORIGINAL_KEY, ORIGINAL_PAYLOAD], "uuid", batch_size)
+        """Re-encrypt every original key, payload and detail not yet under the primary key (or still in clear)."""
+        return await reseal(self._pool, self._encryptor, SEALED, "uuid", batch_size)
 
     async def count_by_reason(self) -> dict[str, int]:
         """How many dead letters are stored for each reason, across tenants."""

@@ -2,6 +2,9 @@
 
 The token is personal data: it is stored sealed (``token_sealed``), found by its blind index
 (``token_index``, unique per tenant), and this module alone opens it (see :mod:`shared.storage.sealed`).
+The user id is kept only as its blind index (``user_id_index``, in the context recipients index theirs):
+every lookup names the user, so the id is never read back. Why a device was disabled (a provider's answer, which can
+quote the token) is sealed too (``disabled_reason_sealed``).
 """
 
 from __future__ import annotations
@@ -16,13 +19,18 @@ import asyncpg
 
 from shared.crypto import Encryptor
 from shared.storage.database import Pool
+from shared.storage.recipients import USER_ID_CONTEXT
 from shared.storage.sealed import SealedColumn, reseal
 
 Platform = Literal["android", "ios", "web"]
 TOKEN = SealedColumn("devices", "token", indexed=True)
+USER_ID = SealedColumn("devices", "user_id", indexed=True, index_only=True, context_name=USER_ID_CONTEXT)
+DISABLED_REASON = SealedColumn("devices", "disabled_reason")
 _COLUMNS = (
-    f"id::text, tenant_id, user_id, platform, {TOKEN.selected()}, disabled_at, disabled_reason, created_at, updated_at"
+    f"id::text, tenant_id, user_id_index, platform, {TOKEN.selected()}, disabled_at, "
+    f"{DISABLED_REASON.selected()}, created_at, updated_at"
 )
+REMOVED = "removed through the API"
 
 
 @dataclass(frozen=True)
@@ -46,16 +54,17 @@ class DeviceRepository:
         self._pool = pool
         self._encryptor = encryptor
 
-    def _device(self, row: asyncpg.Record) -> Device:
-        token = TOKEN.read(self._encryptor, row, row["tenant_id"])
+    def _device(self, row: asyncpg.Record, user_id: str) -> Device:
+        """The device of ``row``, which belongs to ``user_id`` (the caller looked it up by that id)."""
+        token = TOKEN.read_text(self._encryptor, row, row["tenant_id"])
         assert token is not None
         return Device(
             id=row["id"],
-            user_id=row["user_id"],
+            user_id=user_id,
             platform=row["platform"],
-            token=token.decode(),
+            token=token,
             disabled_at=row["disabled_at"],
-            disabled_reason=row["disabled_reason"],
+            disabled_reason=DISABLED_REASON.read_text(self._encryptor, row, row["tenant_id"]),
             created_at=row["created_at"],
             updated_at=row["updated_at"],
         )
@@ -63,59 +72,64 @@ class DeviceRepository:
     def _index(self, tenant_id: str, token: str) -> bytes:
         return TOKEN.blind_index(self._encryptor, token, tenant_id)
 
+    def _user(self, tenant_id: str, user_id: str) -> bytes:
+        return USER_ID.blind_index(self._encryptor, user_id, tenant_id)
+
     async def register(self, tenant_id: str, user_id: str, platform: Platform, token: str) -> Device:
         """Register a token for a user; registering a known token again moves it here and re-enables it."""
         row = await self._pool.fetchrow(
             f"""
-            INSERT INTO devices (id, tenant_id, user_id, platform, token_sealed, token_index)
+            INSERT INTO devices (id, tenant_id, user_id_index, platform, token_sealed, token_index)
             VALUES ($1, $2, $3, $4, $5, $6)
             ON CONFLICT (tenant_id, token_index) DO UPDATE
-                SET user_id = EXCLUDED.user_id, platform = EXCLUDED.platform,
-                    disabled_at = NULL, disabled_reason = NULL, updated_at = now()
+                SET user_id_index = EXCLUDED.user_id_index, user_id = NULL, platform = EXCLUDED.platform,
+                    disabled_at = NULL, disabled_reason = NULL, disabled_reason_sealed = NULL, updated_at = now()
             RETURNING {_COLUMNS}
             """,
             uuid.uuid4(),
             tenant_id,
-            user_id,
+            self._user(tenant_id, user_id),
             platform,
-            TOKEN.seal(self._encryptor, token.encode(), tenant_id),
+            TOKEN.seal_text(self._encryptor, token, tenant_id),
             self._index(tenant_id, token),
         )
         assert row is not None
-        return self._device(row)
+        return self._device(row, user_id)
 
     async def for_user(self, tenant_id: str, user_id: str, *, active_only: bool = True) -> list[Device]:
         """A user's devices, oldest first."""
         rows = await self._pool.fetch(
             f"""
             SELECT {_COLUMNS} FROM devices
-            WHERE tenant_id = $1 AND user_id = $2 AND (NOT $3 OR disabled_at IS NULL)
+            WHERE tenant_id = $1 AND user_id_index = $2 AND (NOT $3 OR disabled_at IS NULL)
             ORDER BY created_at, id
             """,
             tenant_id,
-            user_id,
+            self._user(tenant_id, user_id),
             active_only,
         )
-        return [self._device(row) for row in rows]
+        return [self._device(row, user_id) for row in rows]
 
     async def active_for_users(self, users: Collection[tuple[str, str]]) -> dict[tuple[str, str], list[Device]]:
         """The active devices of many ``(tenant_id, user_id)`` pairs in one query, oldest first."""
-        if not users:
+        by_index = {(tenant_id, self._user(tenant_id, user_id)): (tenant_id, user_id) for tenant_id, user_id in users}
+        if not by_index:
             return {}
-        tenants, user_ids = zip(*users, strict=True)
+        tenants, indexes = zip(*by_index, strict=True)
         rows = await self._pool.fetch(
             f"""
             SELECT {_COLUMNS} FROM devices
-            WHERE (tenant_id, user_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+            WHERE (tenant_id, user_id_index) IN (SELECT * FROM unnest($1::text[], $2::bytea[]))
               AND disabled_at IS NULL
             ORDER BY created_at, id
             """,
             list(tenants),
-            list(user_ids),
+            list(indexes),
         )
         found: dict[tuple[str, str], list[Device]] = {}
         for row in rows:
-            found.setdefault((row["tenant_id"], row["user_id"]), []).append(self._device(row))
+            user = by_index[(row["tenant_id"], row["user_id_index"])]
+            found.setdefault(user, []).append(self._device(row, user[1]))
         return found
 
     async def remove(self, tenant_id: str, user_id: str, device_id: str) -> bool:
@@ -126,13 +140,14 @@ class DeviceRepository:
             return False
         removed = await self._pool.fetchval(
             """
-            UPDATE devices SET disabled_at = now(), disabled_reason = 'removed through the API', updated_at = now()
-            WHERE tenant_id = $1 AND user_id = $2 AND id = $3 AND disabled_at IS NULL
+            UPDATE devices SET disabled_at = now(), disabled_reason_sealed = $4, updated_at = now()
+            WHERE tenant_id = $1 AND user_id_index = $2 AND id = $3 AND disabled_at IS NULL
             RETURNING true
             """,
             tenant_id,
-            user_id,
+            self._user(tenant_id, user_id),
             device_uuid,
+            DISABLED_REASON.seal_text(self._encryptor, REMOVED, tenant_id),
         )
         return removed is not None
 
@@ -140,16 +155,17 @@ class DeviceRepository:
         """Never use this token again (the provider said it is unregistered or invalid)."""
         disabled = await self._pool.fetchval(
             """
-            UPDATE devices SET disabled_at = now(), disabled_reason = $3, updated_at = now()
+            UPDATE devices SET disabled_at = now(), disabled_reason_sealed = $3, updated_at = now()
             WHERE tenant_id = $1 AND token_index = $2 AND disabled_at IS NULL
             RETURNING true
             """,
             tenant_id,
             self._index(tenant_id, token),
-            reason,
+            DISABLED_REASON.seal_text(self._encryptor, reason, tenant_id),
         )
         return disabled is not None
 
     async def reseal(self, batch_size: int = 500) -> int:
-        """Re-encrypt every token not yet under the primary key (or still in clear); returns how many."""
-        return await reseal(self._pool, self._encryptor, [TOKEN], "uuid", batch_size)
+        """Re-encrypt every token and reason not yet under the primary key (or still in clear), and index user
+        ids still in clear; returns how many."""
+        return await reseal(self._pool, self._encryptor, [TOKEN, USER_ID, DISABLED_REASON], "uuid", batch_size)

@@ -31,9 +31,12 @@ from shared.crypto import Context, Encryptor
 from shared.errors import InvalidRequest
 from shared.phone import normalize_e164
 from shared.storage.database import Pool
+from shared.storage.notifications import DELIVERY_DETAIL, EVENT_DETAIL, IDEMPOTENCY_KEY, NOTIFICATION_DETAIL
 from shared.storage.recipient_index import RecipientIndex
-from shared.storage.recipients import EMAIL, PHONE
+from shared.storage.recipients import EMAIL, PHONE, USER_ID
+from shared.storage.sealed import SealedColumn
 from shared.storage.suppressions import ADDRESS
+from shared.storage.suppressions import DETAIL as SUPPRESSION_DETAIL
 
 _Connection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 # The blind index's context: the same user id gives a different index in another tenant.
@@ -94,8 +97,10 @@ class RecipientEraser:
         requested_by: str,
     ) -> Erasure:
         """Erase ``user_id`` of ``tenant_id`` and the addresses named with it; returns the audit row."""
+        # One index finds the profile and the devices: a user id has one context in every table.
+        user = USER_ID.blind_index(self._encryptor, user_id, tenant_id)
         async with self._pool.acquire() as connection, connection.transaction():
-            stored_email, stored_phone = await self._profile_addresses(connection, tenant_id, user_id)
+            stored_email, stored_phone = await self._profile_addresses(connection, tenant_id, user)
             all_emails = {*emails, *([stored_email] if stored_email else [])}
             all_phones = {*phones, *([stored_phone] if stored_phone else [])}
             keys = routing_keys(user_id, all_emails, all_phones)
@@ -105,10 +110,11 @@ class RecipientEraser:
                 "dead_letters": await _count(connection, _DELETE_DEAD_LETTERS, tenant_id),
                 "scheduled": await _count(connection, _DELETE_SCHEDULED, tenant_id),
                 "devices": await _count(
-                    connection, "DELETE FROM devices WHERE tenant_id = $1 AND user_id = $2", tenant_id, user_id
+                    connection, "DELETE FROM devices WHERE tenant_id = $1 AND user_id_index = $2", tenant_id, user
                 ),
+                # Its preferences go with it (their foreign key cascades).
                 "profiles": await _count(
-                    connection, "DELETE FROM recipients WHERE tenant_id = $1 AND user_id = $2", tenant_id, user_id
+                    connection, "DELETE FROM recipients WHERE tenant_id = $1 AND user_id_index = $2", tenant_id, user
                 ),
                 "suppressions": await self._anonymise_suppressions(connection, tenant_id, all_emails, all_phones),
             }
@@ -141,17 +147,17 @@ class RecipientEraser:
         return [_erasure(row) for row in rows]
 
     async def _profile_addresses(
-        self, connection: _Connection, tenant_id: str, user_id: str
+        self, connection: _Connection, tenant_id: str, user: bytes
     ) -> tuple[str | None, str | None]:
         # A profile deleted through the API (soft) still holds its addresses: it is erased too.
         row = await connection.fetchrow(
             f"""
             SELECT tenant_id, {EMAIL.selected()}, {PHONE.selected()} FROM recipients
-            WHERE tenant_id = $1 AND user_id = $2
+            WHERE tenant_id = $1 AND user_id_index = $2
             FOR UPDATE
             """,
             tenant_id,
-            user_id,
+            user,
         )
         if row is None:
             return None, None
@@ -170,12 +176,13 @@ class RecipientEraser:
             hashes,
         )
         erased = "notification_id IN (SELECT id FROM erased_notifications)"
-        await connection.execute(f"UPDATE notification_events SET detail = NULL WHERE {erased}")
-        await connection.execute(f"UPDATE deliveries SET last_detail = NULL WHERE {erased}")
+        await connection.execute(f"UPDATE notification_events SET {_cleared(EVENT_DETAIL)} WHERE {erased}")
+        await connection.execute(f"UPDATE deliveries SET {_cleared(DELIVERY_DETAIL)} WHERE {erased}")
         return await _count(
             connection,
-            """
-            UPDATE notifications SET recipient_hash = NULL, idempotency_key = NULL, last_detail = NULL
+            f"""
+            UPDATE notifications
+            SET recipient_hash = NULL, {_cleared(IDEMPOTENCY_KEY)}, {_cleared(NOTIFICATION_DETAIL)}
             WHERE id IN (SELECT id FROM erased_notifications)
             """,
         )
@@ -192,7 +199,7 @@ class RecipientEraser:
         return await _count(
             connection,
             f"""
-            UPDATE suppressions SET {ADDRESS.sealed} = NULL, {ADDRESS.name} = NULL, detail = NULL
+            UPDATE suppressions SET {_cleared(ADDRESS)}, {_cleared(SUPPRESSION_DETAIL)}
             WHERE tenant_id = $1 AND (channel, {ADDRESS.index}) IN (SELECT * FROM unnest($2::text[], $3::bytea[]))
                 AND ({ADDRESS.sealed} IS NOT NULL OR {ADDRESS.name} IS NOT NULL)
             """,
@@ -209,6 +216,11 @@ _DELETE_DEAD_LETTERS = """
 _DELETE_SCHEDULED = """
     DELETE FROM delayed_jobs WHERE tenant_id = $1 AND notification_id IN (SELECT id FROM erased_notifications)
 """
+
+
+def _cleared(column: SealedColumn) -> str:
+    """SQL assignments: ``column`` holds nothing any more, sealed or in clear (its blind index stays)."""
+    return f"{column.sealed} = NULL, {column.name} = NULL"
 
 
 async def _count(connection: _Connection, statement: str, *args: object) -> int:

@@ -2,7 +2,8 @@
 
 The address is personal data. This module is the only one that stores or reads it: sealed
 (``address_sealed``, AES-GCM) for the listing, found by its blind index (``address_index``, a keyed
-hash) for the lookups; see :mod:`shared.storage.sealed`.
+hash) for the lookups; see :mod:`shared.storage.sealed`. The provider's detail (a bounce quotes the
+address) is sealed too (``detail_sealed``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ CHANNELS: tuple[Channel, ...] = ("email", "sms")
 # (tenant_id, channel, normalised address)
 Target = tuple[str, str, str]
 ADDRESS = SealedColumn("suppressions", "address", indexed=True)
-_COLUMNS = f"tenant_id, channel, {ADDRESS.selected()}, reason, detail, provider, created_at"
+DETAIL = SealedColumn("suppressions", "detail")
+_COLUMNS = f"tenant_id, channel, {ADDRESS.selected()}, reason, {DETAIL.selected()}, provider, created_at"
 
 
 def normalise(channel: str, address: str) -> str:
@@ -74,7 +76,7 @@ class SuppressionRepository:
             channel=row["channel"],
             address=None if address is None else address.decode(),
             reason=row["reason"],
-            detail=row["detail"],
+            detail=DETAIL.read_text(self._encryptor, row, row["tenant_id"]),
             provider=row["provider"],
             created_at=row["created_at"],
         )
@@ -90,11 +92,12 @@ class SuppressionRepository:
         addresses = [address for _, _, address in unique]
         await self._pool.execute(
             """
-            INSERT INTO suppressions (tenant_id, channel, address_sealed, address_index, reason, detail, provider)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::text[], $6::text[], $7::text[])
+            INSERT INTO suppressions (tenant_id, channel, address_sealed, address_index, reason, detail_sealed,
+                                      provider)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::text[], $6::bytea[], $7::text[])
             ON CONFLICT (tenant_id, channel, address_index) DO UPDATE
-            SET reason = excluded.reason, detail = excluded.detail, provider = excluded.provider,
-                created_at = now(), deleted_at = NULL
+            SET reason = excluded.reason, detail_sealed = excluded.detail_sealed, detail = NULL,
+                provider = excluded.provider, created_at = now(), deleted_at = NULL
             WHERE suppressions.deleted_at IS NOT NULL
             """,
             [e.tenant_id for e in entries],
@@ -102,7 +105,7 @@ class SuppressionRepository:
             [ADDRESS.seal(self._encryptor, a.encode(), e.tenant_id) for e, a in zip(entries, addresses, strict=True)],
             [self._index(e.tenant_id, a) for e, a in zip(entries, addresses, strict=True)],
             [e.reason for e in entries],
-            [e.detail for e in entries],
+            [DETAIL.seal_text(self._encryptor, e.detail, e.tenant_id) for e in entries],
             [e.provider for e in entries],
         )
 
@@ -162,5 +165,5 @@ class SuppressionRepository:
         return {by_index[(row["tenant_id"], row["channel"], row["address_index"])] for row in rows}
 
     async def reseal(self, batch_size: int = 500) -> int:
-        """Re-encrypt every address not yet under the primary key (or still in clear); returns how many."""
-        return await reseal(self._pool, self._encryptor, [ADDRESS], "bigint", batch_size)
+        """Re-encrypt every address and detail not yet under the primary key (or still in clear); returns how many."""
+        return await reseal(self._pool, self._encryptor, [ADDRESS, DETAIL], "bigint", batch_size)

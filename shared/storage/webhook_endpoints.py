@@ -2,7 +2,8 @@
 status service plans each status change's delivery to them, and records what sender-webhook reports.
 
 An endpoint's URL may carry a token, so it is stored sealed (``url_sealed``) and only this module
-opens it. Its signing secret is never stored: see :mod:`shared.webhook_secrets`.
+opens it; so is a delivery's detail (``detail_sealed``: an unreachable endpoint's error names the URL).
+Its signing secret is never stored: see :mod:`shared.webhook_secrets`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from shared.storage.sealed import SealedColumn, reseal
 # A connection of the pool, as ``Pool.acquire`` gives it (a transaction runs on one).
 PooledConnection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 URL = SealedColumn("webhook_endpoints", "url", legacy=False)
+DELIVERY_DETAIL = SealedColumn("webhook_endpoint_deliveries", "detail")
 DELIVERY_NAMESPACE = uuid.UUID("5d0c7a52-9a0e-4d6b-9f3e-2b8f1c4e6a17")
 _ENDPOINT_COLUMNS = (
     f"id::text, tenant_id, {URL.selected()}, description, event_types, secret_version, previous_secret_version, "
@@ -249,13 +251,13 @@ class WebhookEndpointRepository:
         """Up to ``limit`` of an endpoint's deliveries, newest first, starting after ``after``."""
         rows = await newest_first(
             self._pool,
-            columns=f"{_PLANNED_COLUMNS}, attempt, outcome, detail, created_at, updated_at",
+            columns=f"{_PLANNED_COLUMNS}, attempt, outcome, {DELIVERY_DETAIL.selected()}, created_at, updated_at",
             table="webhook_endpoint_deliveries AS d",
             where=where,
             limit=limit,
             after=after,
         )
-        return [EndpointDelivery(**dict(row)) for row in rows]
+        return [EndpointDelivery(**DELIVERY_DETAIL.opened_row(self._encryptor, row, row["tenant_id"])) for row in rows]
 
     async def subscriptions(self, tenants: Collection[str]) -> dict[str, list[Subscription]]:
         """Every given tenant's live endpoints (an empty list for a tenant without any)."""
@@ -333,11 +335,12 @@ class WebhookEndpointRepository:
         await self._pool.execute(
             f"""
             UPDATE webhook_endpoint_deliveries AS d SET
-                outcome = e.outcome, attempt = e.attempt, detail = e.detail, updated_at = greatest(d.updated_at, e.at)
+                outcome = e.outcome, attempt = e.attempt, detail = NULL, detail_sealed = e.detail_sealed,
+                updated_at = greatest(d.updated_at, e.at)
             FROM (
                 SELECT DISTINCT ON (id) *
-                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::timestamptz[])
-                    AS u(id, tenant_id, outcome, attempt, detail, at)
+                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::bytea[], $6::timestamptz[])
+                    AS u(id, tenant_id, outcome, attempt, detail_sealed, at)
                 ORDER BY id, attempt DESC, {_OUTCOME_RANK.format("u.outcome")} DESC
             ) AS e
             WHERE d.id = e.id AND d.tenant_id = e.tenant_id
@@ -347,10 +350,14 @@ class WebhookEndpointRepository:
             [e["tenant_id"] for e in reported],
             [OUTCOMES[e["status"]] for e in reported],
             [e["attempt"] or 1 for e in reported],
-            [e["detail"] for e in reported],
+            [DELIVERY_DETAIL.seal_text(self._encryptor, e["detail"], e["tenant_id"]) for e in reported],
             [e["occurred_at"] for e in reported],
         )
 
     async def reseal(self, batch_size: int = 500) -> int:
         """Re-encrypt every URL not yet under the primary key; returns how many."""
         return await reseal(self._pool, self._encryptor, [URL], "uuid", batch_size)
+
+    async def reseal_deliveries(self, batch_size: int = 500) -> int:
+        """Re-encrypt every delivery's detail not yet under the primary key (or still in clear); returns how many."""
+        return await reseal(self._pool, self._encryptor, [DELIVERY_DETAIL], "uuid", batch_size)

@@ -23,9 +23,15 @@ from infra.standins.aws import MotoServer
 from services.archiver.archive import read_object
 from services.archiver.archiver import Archiver
 from services.archiver.store import ArchiveStore, FolderStore, open_store
+from services.gateway.repository import AcceptedNotification, NotificationRepository
 from services.status.repository import StatusRepository
 from shared.storage.database import Pool
+from shared.storage.dead_letters import DETAIL as DEAD_LETTER_DETAIL
 from shared.storage.dead_letters import ORIGINAL_PAYLOAD, DeadLetterRepository, NewDeadLetter
+from shared.storage.notifications import DELIVERY_DETAIL, EVENT_DETAIL, NOTIFICATION_DETAIL
+from shared.storage.notifications import IDEMPOTENCY_KEY as IDEMPOTENCY
+from shared.storage.sealed import SealedColumn
+from shared.storage.webhook_endpoints import DELIVERY_DETAIL as WEBHOOK_DELIVERY_DETAIL
 from tests.conftest import ENCRYPTOR
 from tests.factories import REGION, status_event
 
@@ -38,6 +44,10 @@ RECENT = NOW - timedelta(days=1)
 # What a dead letter's original message holds: a person's address, never to be seen in an archive.
 PAYLOAD = b'{"to": "ada@example.com", "subject": "Your code"}'
 LEGACY_PAYLOAD = b'{"to": "grace@example.com"}'
+# Free text and a caller's key quoting the person: sealed as stored, or on the way (LEGACY_DETAIL: in clear).
+SENT_DETAIL = "250 2.0.0 queued for ada@example.com"
+LEGACY_DETAIL = "rejected grace@example.com"
+IDEMPOTENCY_KEY = "welcome-ada@example.com"
 TABLES = (
     "notifications",
     "notification_events",
@@ -68,7 +78,7 @@ async def notify(pool: Pool, tenant_id: str, at: datetime) -> str:
     """A notification accepted, routed and sent (one delivery) from ``at`` on."""
     notification_id = str(uuid.uuid4())
     delivery_id = str(uuid.uuid4())
-    await StatusRepository(pool).apply(
+    await StatusRepository(pool, ENCRYPTOR).apply(
         [
             status_event(notification_id, "accepted", at, tenant_id=tenant_id),
             status_event(notification_id, "routed", at + timedelta(seconds=1), tenant_id=tenant_id, channel="email"),
@@ -79,6 +89,7 @@ async def notify(pool: Pool, tenant_id: str, at: datetime) -> str:
                 tenant_id=tenant_id,
                 channel="email",
                 attempt=1,
+                detail=SENT_DETAIL,
                 delivery_id=delivery_id,
                 deliveries=1,
             ),
@@ -88,8 +99,14 @@ async def notify(pool: Pool, tenant_id: str, at: datetime) -> str:
 
 
 async def add_related_rows(pool: Pool, notification_id: str) -> None:
-    """A duplicate, a dead letter (sealed), a dead letter from before encryption (in clear), a webhook delivery."""
-    await StatusRepository(pool).record_duplicates([status_event(notification_id, "duplicate", OLD, tenant_id="acme")])
+    """The gateway's acceptance (with an idempotency key), a duplicate, a dead letter (sealed), a dead letter
+    from before encryption (in clear), a webhook delivery from before its detail was sealed."""
+    await NotificationRepository(pool, ENCRYPTOR).record_accepted(
+        [AcceptedNotification(notification_id, "acme", IDEMPOTENCY_KEY, OLD)]
+    )
+    await StatusRepository(pool, ENCRYPTOR).record_duplicates(
+        [status_event(notification_id, "duplicate", OLD, tenant_id="acme")]
+    )
     await DeadLetterRepository(pool, ENCRYPTOR).store(
         [
             NewDeadLetter(
@@ -117,13 +134,14 @@ async def add_related_rows(pool: Pool, notification_id: str) -> None:
         INSERT INTO dead_letters (tenant_id, notification_id, reason, detail, service, original_topic,
                                   original_partition, original_offset, original_payload, created_at,
                                   dlq_topic, dlq_partition, dlq_offset)
-        VALUES ('acme', $1, 'invalid_payload', 'bad', 'router', 'herald.routable.v1', 0, $2, $3, $4,
+        VALUES ('acme', $1, 'invalid_payload', $5, 'router', 'herald.routable.v1', 0, $2, $3, $4,
                 'herald.dlq.v1', 0, $2)
         """,
         notification_id,
         next(_offsets),
         LEGACY_PAYLOAD,
         OLD,
+        LEGACY_DETAIL,
     )
     endpoint = uuid.uuid4()
     await pool.execute(
@@ -132,14 +150,15 @@ async def add_related_rows(pool: Pool, notification_id: str) -> None:
     await pool.execute(
         """
         INSERT INTO webhook_endpoint_deliveries (id, tenant_id, endpoint_id, event_id, notification_id, status,
-                                                 occurred_at, outcome)
-        VALUES ($1, 'acme', $2, $3, $4, 'sent', $5, 'sent')
+                                                 occurred_at, outcome, detail)
+        VALUES ($1, 'acme', $2, $3, $4, 'sent', $5, 'sent', $6)
         """,
         uuid.uuid4(),
         endpoint,
         uuid.uuid4(),
         uuid.UUID(notification_id),
         OLD,
+        LEGACY_DETAIL,
     )
 
 
@@ -197,6 +216,15 @@ def archive_failures() -> float:
     return REGISTRY.get_sample_value("herald_archive_failures_total") or 0.0
 
 
+def opened(row: dict[str, Any], column: SealedColumn) -> str | None:
+    """An archived row's value of ``column``, opened; the row holds it only sealed."""
+    assert column.name not in row
+    sealed = row[column.sealed]
+    return (
+        None if sealed is None else ENCRYPTOR.open(base64.b64decode(sealed), column.context(row["tenant_id"])).decode()
+    )
+
+
 def assert_archived(seeded: Seeded, objects: dict[str, bytes], at_most: int = 1) -> None:
     """The archive holds each old notification (once, or up to ``at_most`` times), in its tenant's
     folder for its day, with every related row; personal data only sealed."""
@@ -222,7 +250,14 @@ def assert_archived(seeded: Seeded, objects: dict[str, bytes], at_most: int = 1)
         assert "original_payload" not in letter
         sealed = base64.b64decode(letter["original_payload_sealed"])
         assert ENCRYPTOR.open(sealed, ORIGINAL_PAYLOAD.context("acme")) == payload
+    assert opened(letters["invalid_payload"], DEAD_LETTER_DETAIL) == LEGACY_DETAIL
+    assert opened(rich["notification"], IDEMPOTENCY) == IDEMPOTENCY_KEY
+    assert opened(rich["notification"], NOTIFICATION_DETAIL) == SENT_DETAIL
+    assert [opened(event, EVENT_DETAIL) for event in rich["events"]] == [None, None, SENT_DETAIL]
+    assert [opened(delivery, DELIVERY_DETAIL) for delivery in rich["deliveries"]] == [SENT_DETAIL]
+    assert [opened(hook, WEBHOOK_DELIVERY_DETAIL) for hook in rich["webhook_deliveries"]] == [LEGACY_DETAIL]
     text = b"".join(gzip.decompress(data) for data in objects.values())
+    assert b"queued for" not in text
     for clear in (b"ada@example.com", b"grace@example.com"):
         assert clear not in text
     for payload in (PAYLOAD, LEGACY_PAYLOAD):

@@ -12,14 +12,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.gateway.repository import AcceptedNotification, NotificationRepository
+from services.status.repository import StatusRepository
 from shared.storage.database import Pool, create_pool
 from shared.storage.dead_letters import DeadLetterRepository
 from shared.storage.devices import DeviceRepository
 from shared.storage.erasure import RecipientEraser
 from shared.storage.recipient_index import RecipientIndex
-from shared.storage.recipients import Contact, RecipientRepository
+from shared.storage.recipients import Contact, Preference, RecipientRepository
 from shared.storage.suppressions import Suppression, SuppressionRepository
 from tests.conftest import ENCRYPTOR
+from tests.factories import status_event
 from tests.integration.conftest import DEV_TENANT, assert_problem, auth
 from tests.integration.test_auth import create_key
 from tests.integration.test_dead_letters import stored_letter
@@ -32,9 +34,9 @@ PHONE = "+14155550100"
 
 
 async def accepted(pool: Pool, tenant_id: str, person: str) -> str:
-    """A notification as the gateway records it, to ``person``, with a provider answer quoting the address."""
+    """A notification as the gateway records it, to ``person``, failed with a provider answer quoting the address."""
     notification_id = str(uuid.uuid4())
-    await NotificationRepository(pool).record_accepted(
+    await NotificationRepository(pool, ENCRYPTOR).record_accepted(
         [
             AcceptedNotification(
                 notification_id,
@@ -45,18 +47,20 @@ async def accepted(pool: Pool, tenant_id: str, person: str) -> str:
             )
         ]
     )
-    await pool.execute(
-        "UPDATE notifications SET last_detail = $2 WHERE id = $1", uuid.UUID(notification_id), f"550 {person} unknown"
-    )
-    await pool.execute(
-        """
-        INSERT INTO notification_events (event_id, notification_id, tenant_id, status, occurred_at, service, detail)
-        VALUES ($1, $2, $3, 'failed', now(), 'sender-email', $4)
-        """,
-        uuid.uuid4(),
-        uuid.UUID(notification_id),
-        tenant_id,
-        f"550 {person} unknown",
+    await StatusRepository(pool, ENCRYPTOR).apply(
+        [
+            status_event(
+                notification_id,
+                "failed",
+                datetime.now(UTC),
+                tenant_id=tenant_id,
+                channel="email",
+                attempt=1,
+                detail=f"550 {person} unknown",
+                delivery_id=str(uuid.uuid4()),
+                deliveries=1,
+            )
+        ]
     )
     return notification_id
 
@@ -64,7 +68,9 @@ async def accepted(pool: Pool, tenant_id: str, person: str) -> str:
 async def seed_person(pool: Pool, tenant_id: str) -> dict[str, str]:
     """The person's profile, device, suppression and notifications (by user id, by email alone), a dead
     letter and a scheduled send of one of them; returns the notification ids by how they were addressed."""
-    await RecipientRepository(pool, ENCRYPTOR).put(tenant_id, USER, Contact(email=EMAIL, phone=PHONE))
+    recipients = RecipientRepository(pool, ENCRYPTOR)
+    await recipients.put(tenant_id, USER, Contact(email=EMAIL, phone=PHONE))
+    await recipients.set_preference(tenant_id, USER, Preference("marketing", "*", False))
     await DeviceRepository(pool, ENCRYPTOR).register(tenant_id, USER, "android", f"fcm-token-{tenant_id}")
     await SuppressionRepository(pool, ENCRYPTOR).add([Suppression(tenant_id, "email", EMAIL, "bounced", "550 gone")])
     by_user, by_email = await accepted(pool, tenant_id, USER), await accepted(pool, tenant_id, EMAIL)
@@ -84,10 +90,16 @@ async def seed_person(pool: Pool, tenant_id: str) -> dict[str, str]:
 
 
 async def notification_row(pool: Pool, notification_id: str) -> dict[str, Any]:
+    """What Postgres holds of the notification: its recipient hash, every form (sealed, in clear) of its
+    idempotency key and provider details, and how many dead letters and scheduled sends it has."""
     row = await pool.fetchrow(
         """
-        SELECT n.recipient_hash, n.idempotency_key, n.last_detail, n.status,
-               (SELECT array_agg(detail) FROM notification_events e WHERE e.notification_id = n.id) AS details,
+        SELECT n.recipient_hash, n.status,
+               ARRAY[n.idempotency_key_sealed, n.idempotency_key::bytea, n.last_detail_sealed, n.last_detail::bytea]
+               || (SELECT array_agg(e.detail_sealed) || array_agg(e.detail::bytea)
+                   FROM notification_events e WHERE e.notification_id = n.id)
+               || (SELECT array_agg(d.last_detail_sealed) || array_agg(d.last_detail::bytea)
+                   FROM deliveries d WHERE d.notification_id = n.id) AS personal,
                (SELECT count(*) FROM dead_letters d WHERE d.notification_id = n.id::text) AS dead_letters,
                (SELECT count(*) FROM delayed_jobs j WHERE j.notification_id = n.id) AS scheduled
         FROM notifications n WHERE n.id = $1
@@ -117,12 +129,14 @@ async def test_erasure_removes_or_anonymises_the_persons_data_and_keeps_an_audit
     }
     for notification_id in mine.values():
         row = await notification_row(db_pool, notification_id)
-        assert (row["recipient_hash"], row["idempotency_key"], row["last_detail"]) == (None, None, None)
-        assert row["details"] == [None]
+        assert row["recipient_hash"] is None
+        assert set(row["personal"]) == {None}
         assert (row["dead_letters"], row["scheduled"]) == (0, 0)
         # The notification itself stays, for the tenant's figures.
-        assert row["status"] == "accepted"
+        assert row["status"] == "failed"
     assert await RecipientRepository(db_pool, ENCRYPTOR).get(DEV_TENANT, USER) is None
+    # Its preferences went with the profile: only the other tenant's are left.
+    assert await db_pool.fetchval("SELECT array_agg(tenant_id) FROM preferences") == ["globex"]
     assert await DeviceRepository(db_pool, ENCRYPTOR).for_user(DEV_TENANT, USER, active_only=False) == []
     # The address is gone from the suppression, which still applies.
     suppressions = SuppressionRepository(db_pool, ENCRYPTOR)
@@ -130,7 +144,9 @@ async def test_erasure_removes_or_anonymises_the_persons_data_and_keeps_an_audit
     assert await suppressions.suppressed({(DEV_TENANT, "email", EMAIL)}) == {(DEV_TENANT, "email", EMAIL)}
 
     # Nothing of another person or another tenant changed.
-    assert (await notification_row(db_pool, someone_else))["last_detail"] == "550 grace@example.com unknown"
+    view = await NotificationRepository(db_pool, ENCRYPTOR).get(DEV_TENANT, someone_else)
+    assert view is not None
+    assert (view.idempotency_key, view.last_detail) == ("key-grace@example.com", "550 grace@example.com unknown")
     for notification_id in theirs.values():
         assert (await notification_row(db_pool, notification_id))["recipient_hash"] is not None
     assert await RecipientRepository(db_pool, ENCRYPTOR).get("globex", USER) is not None

@@ -18,6 +18,7 @@ from services.status.repository import StatusRepository
 from shared import status
 from shared.messages import StatusEvent
 from shared.storage.database import Pool, create_pool
+from shared.storage.notifications import IDEMPOTENCY_KEY
 from shared.storage.recipient_index import RecipientIndex
 from tests.conftest import ENCRYPTOR
 from tests.factories import status_event
@@ -49,7 +50,7 @@ def apply(database_url: str, events: Sequence[StatusEvent]) -> None:
     async def run() -> None:
         pool = await create_pool(database_url, size=1)
         try:
-            await StatusRepository(pool).apply(events)
+            await StatusRepository(pool, ENCRYPTOR).apply(events)
         finally:
             await pool.close()
 
@@ -202,10 +203,12 @@ def test_listing_needs_an_api_key(client: TestClient) -> None:
 
 async def test_a_late_acceptance_record_fills_the_filter_columns_only(db_pool: Pool) -> None:
     # The status service may create the row first (its events can overtake the gateway's write).
-    notifications = NotificationRepository(db_pool)
+    notifications = NotificationRepository(db_pool, ENCRYPTOR)
     nid = "0b0c9a8e-8d43-4d8f-9a4e-2f3c1a0b7e55"
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    await StatusRepository(db_pool).apply([status_event(nid, status.SENT, at, tenant_id="acme", channel="email")])
+    await StatusRepository(db_pool, ENCRYPTOR).apply(
+        [status_event(nid, status.SENT, at, tenant_id="acme", channel="email")]
+    )
 
     late = AcceptedNotification(
         nid, "acme", "key-1", at, recipient_hash=b"h" * 32, message_type="otp", template_id="welcome"
@@ -213,13 +216,13 @@ async def test_a_late_acceptance_record_fills_the_filter_columns_only(db_pool: P
     assert await notifications.record_accepted([late, late]) == 0
 
     row = await db_pool.fetchrow(
-        "SELECT status, idempotency_key, recipient_hash, message_type, template_id FROM notifications"
+        f"SELECT status, {IDEMPOTENCY_KEY.selected()}, recipient_hash, message_type, template_id FROM notifications"
     )
     assert row is not None
-    assert dict(row) == {
-        "status": "sent",
-        "idempotency_key": "key-1",
-        "recipient_hash": b"h" * 32,
-        "message_type": "otp",
-        "template_id": "welcome",
-    }
+    assert IDEMPOTENCY_KEY.read_text(ENCRYPTOR, row, "acme") == "key-1"
+    assert (row["status"], row["recipient_hash"], row["message_type"], row["template_id"]) == (
+        "sent",
+        b"h" * 32,
+        "otp",
+        "welcome",
+    )

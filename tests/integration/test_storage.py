@@ -80,8 +80,8 @@ async def test_pool_check_and_jsonb_codec(database_url: str) -> None:
 
 
 async def test_late_sent_never_overwrites_delivered(db_pool: Pool) -> None:
-    repository = StatusRepository(db_pool)
-    notifications = NotificationRepository(db_pool)
+    repository = StatusRepository(db_pool, ENCRYPTOR)
+    notifications = NotificationRepository(db_pool, ENCRYPTOR)
     nid = new_id()
 
     await repository.apply([event(nid, status.DELIVERED, T0, channel="email", attempt=1)])
@@ -96,7 +96,7 @@ async def test_late_sent_never_overwrites_delivered(db_pool: Pool) -> None:
 
 
 async def test_a_delivered_mail_is_still_opened_and_clicked(db_pool: Pool) -> None:
-    repository = StatusRepository(db_pool)
+    repository = StatusRepository(db_pool, ENCRYPTOR)
     nid = new_id()
 
     await repository.apply([event(nid, status.DELIVERED, T0, channel="email", attempt=1)])
@@ -104,13 +104,13 @@ async def test_a_delivered_mail_is_still_opened_and_clicked(db_pool: Pool) -> No
     await repository.apply([event(nid, status.FAILED, T0 + timedelta(seconds=2), reason="bounce")])
     await repository.apply([event(nid, status.CLICKED, T0 + timedelta(seconds=3), channel="email")])
 
-    view = await NotificationRepository(db_pool).get("acme", nid)
+    view = await NotificationRepository(db_pool, ENCRYPTOR).get("acme", nid)
     assert view is not None
     assert view.status == status.CLICKED
 
 
 async def test_out_of_order_batch_keeps_highest_rank(db_pool: Pool) -> None:
-    repository = StatusRepository(db_pool)
+    repository = StatusRepository(db_pool, ENCRYPTOR)
     nid = new_id()
     batch = [
         event(nid, status.SENT, T0 + timedelta(seconds=3), channel="email", attempt=2),
@@ -122,7 +122,7 @@ async def test_out_of_order_batch_keeps_highest_rank(db_pool: Pool) -> None:
 
     await repository.apply(batch)
 
-    view = await NotificationRepository(db_pool).get("acme", nid)
+    view = await NotificationRepository(db_pool, ENCRYPTOR).get("acme", nid)
     assert view is not None
     assert view.status == status.FAILED
     assert (view.last_reason, view.last_detail) == ("hard_bounce", "550 no such user")
@@ -140,12 +140,12 @@ async def test_out_of_order_batch_keeps_highest_rank(db_pool: Pool) -> None:
 
 
 async def test_status_advances_across_batches_and_keeps_channel_and_attempts(db_pool: Pool) -> None:
-    repository = StatusRepository(db_pool)
+    repository = StatusRepository(db_pool, ENCRYPTOR)
     nid = new_id()
 
     await repository.apply([event(nid, status.RETRYING, T0, channel="email", attempt=3, reason="timeout")])
     await repository.apply([event(nid, status.ROUTED, T0 - timedelta(seconds=5))])
-    view = await NotificationRepository(db_pool).get("acme", nid)
+    view = await NotificationRepository(db_pool, ENCRYPTOR).get("acme", nid)
     assert view is not None
     assert (view.status, view.last_reason, view.channel, view.attempts) == (
         status.RETRYING,
@@ -157,13 +157,13 @@ async def test_status_advances_across_batches_and_keeps_channel_and_attempts(db_
     assert view.updated_at == T0
 
     await repository.apply([event(nid, status.SENT, T0 + timedelta(seconds=5), attempt=1)])
-    view = await NotificationRepository(db_pool).get("acme", nid)
+    view = await NotificationRepository(db_pool, ENCRYPTOR).get("acme", nid)
     assert view is not None
     assert (view.status, view.last_reason, view.channel, view.attempts) == (status.SENT, None, "email", 3)
 
 
 async def test_redelivered_events_are_stored_once(db_pool: Pool) -> None:
-    repository = StatusRepository(db_pool)
+    repository = StatusRepository(db_pool, ENCRYPTOR)
     nid = new_id()
     accepted = event(nid, status.ACCEPTED, T0)
     sent = event(nid, status.SENT, T0 + timedelta(seconds=1), attempt=1)
@@ -171,15 +171,15 @@ async def test_redelivered_events_are_stored_once(db_pool: Pool) -> None:
     await repository.apply([accepted, sent, sent])
     await repository.apply([accepted, sent])
 
-    view = await NotificationRepository(db_pool).get("acme", nid)
+    view = await NotificationRepository(db_pool, ENCRYPTOR).get("acme", nid)
     assert view is not None
     assert [e.event_id for e in view.events] == [accepted["event_id"], sent["event_id"]]
     assert view.status == status.SENT
 
 
 async def test_event_for_unknown_notification_creates_it(db_pool: Pool) -> None:
-    repository = StatusRepository(db_pool)
-    notifications = NotificationRepository(db_pool)
+    repository = StatusRepository(db_pool, ENCRYPTOR)
+    notifications = NotificationRepository(db_pool, ENCRYPTOR)
     nid = new_id()
 
     await repository.apply([event(nid, status.SENT, T0, channel="push", attempt=1, tenant_id="globex")])
@@ -197,30 +197,30 @@ async def test_event_for_unknown_notification_creates_it(db_pool: Pool) -> None:
 
 
 async def test_event_from_another_tenant_does_not_touch_the_notification(db_pool: Pool) -> None:
-    repository = StatusRepository(db_pool)
+    repository = StatusRepository(db_pool, ENCRYPTOR)
     nid = new_id()
     await repository.apply([event(nid, status.ROUTED, T0, tenant_id="acme")])
 
     await repository.apply([event(nid, status.DELIVERED, T0 + timedelta(seconds=1), tenant_id="evil")])
 
-    view = await NotificationRepository(db_pool).get("acme", nid)
+    view = await NotificationRepository(db_pool, ENCRYPTOR).get("acme", nid)
     assert view is not None
     assert view.status == status.ROUTED
     assert [e.status for e in view.events] == [status.ROUTED]
 
 
 async def test_unknown_status_is_refused_before_writing(db_pool: Pool) -> None:
-    repository = StatusRepository(db_pool)
+    repository = StatusRepository(db_pool, ENCRYPTOR)
     nid = new_id()
 
     with pytest.raises(ValueError, match="bogus"):
         await repository.apply([event(nid, status.ACCEPTED, T0), event(nid, "bogus", T0)])
 
-    assert await NotificationRepository(db_pool).get("acme", nid) is None
+    assert await NotificationRepository(db_pool, ENCRYPTOR).get("acme", nid) is None
 
 
 async def test_large_batch_in_one_call(db_pool: Pool) -> None:
-    repository = StatusRepository(db_pool)
+    repository = StatusRepository(db_pool, ENCRYPTOR)
     ids = [new_id() for _ in range(2_000)]
     batch = [event(nid, status.SENT, T0 + timedelta(seconds=1), attempt=1) for nid in ids]
     batch += [event(nid, status.ACCEPTED, T0) for nid in ids]
@@ -259,12 +259,12 @@ def device_event(
 
 
 async def test_a_dead_token_does_not_fail_a_push_another_device_received(db_pool: Pool) -> None:
-    repository = StatusRepository(db_pool)
+    repository = StatusRepository(db_pool, ENCRYPTOR)
     nid, phone, tablet, laptop = new_id(), new_id(), new_id(), new_id()
     await repository.apply([event(nid, status.ROUTED, T0, channel="push")])
 
     await repository.apply([device_event(nid, phone, status.FAILED, T0 + timedelta(seconds=1), deliveries=3)])
-    view = await NotificationRepository(db_pool).get("acme", nid)
+    view = await NotificationRepository(db_pool, ENCRYPTOR).get("acme", nid)
     assert view is not None
     assert view.status == status.ROUTED
 
@@ -278,7 +278,7 @@ async def test_a_dead_token_does_not_fail_a_push_another_device_received(db_pool
         [device_event(nid, laptop, status.FAILED, T0 + timedelta(seconds=9), deliveries=3, attempt=5)]
     )
 
-    view = await NotificationRepository(db_pool).get("acme", nid)
+    view = await NotificationRepository(db_pool, ENCRYPTOR).get("acme", nid)
     assert view is not None
     assert (view.status, view.attempts) == (status.SENT, 5)
     assert {(d.id, d.status, d.attempts) for d in view.deliveries} == {
@@ -290,7 +290,7 @@ async def test_a_dead_token_does_not_fail_a_push_another_device_received(db_pool
 
 
 async def test_a_push_fails_once_every_device_failed(db_pool: Pool) -> None:
-    repository = StatusRepository(db_pool)
+    repository = StatusRepository(db_pool, ENCRYPTOR)
     nid, phone, tablet = new_id(), new_id(), new_id()
     reason, detail = "unregistered_token", "unregistered token: 410"
 
@@ -299,7 +299,7 @@ async def test_a_push_fails_once_every_device_failed(db_pool: Pool) -> None:
         [device_event(nid, phone, status.FAILED, T0 + timedelta(seconds=1), deliveries=2, reason=reason, detail=detail)]
     )
     await repository.apply([event(nid, status.ROUTED, T0, channel="push")])
-    view = await NotificationRepository(db_pool).get("acme", nid)
+    view = await NotificationRepository(db_pool, ENCRYPTOR).get("acme", nid)
     assert view is not None
     assert view.status == status.ROUTED
 
@@ -311,13 +311,13 @@ async def test_a_push_fails_once_every_device_failed(db_pool: Pool) -> None:
         ]
     )
 
-    view = await NotificationRepository(db_pool).get("acme", nid)
+    view = await NotificationRepository(db_pool, ENCRYPTOR).get("acme", nid)
     assert view is not None
     assert (view.status, view.last_reason, view.last_detail) == (status.FAILED, reason, detail)
 
 
 async def test_a_failed_delivery_requeued_by_hand_can_still_be_sent(db_pool: Pool) -> None:
-    repository = StatusRepository(db_pool)
+    repository = StatusRepository(db_pool, ENCRYPTOR)
     nid, delivery = new_id(), new_id()
     await repository.apply(
         [
@@ -327,20 +327,20 @@ async def test_a_failed_delivery_requeued_by_hand_can_still_be_sent(db_pool: Poo
     )
 
     await repository.apply([device_event(nid, delivery, status.REQUEUED, T0 + timedelta(minutes=5), deliveries=1)])
-    view = await NotificationRepository(db_pool).get("acme", nid)
+    view = await NotificationRepository(db_pool, ENCRYPTOR).get("acme", nid)
     assert view is not None
     assert (view.status, [d.status for d in view.deliveries]) == (status.REQUEUED, [status.REQUEUED])
 
     await repository.apply(
         [device_event(nid, delivery, status.SENT, T0 + timedelta(minutes=6), deliveries=1, attempt=6)]
     )
-    view = await NotificationRepository(db_pool).get("acme", nid)
+    view = await NotificationRepository(db_pool, ENCRYPTOR).get("acme", nid)
     assert view is not None
     assert (view.status, [d.status for d in view.deliveries], view.attempts) == (status.SENT, [status.SENT], 6)
 
 
 async def test_a_requeue_and_its_send_in_one_batch_move_a_failed_notification_to_sent(db_pool: Pool) -> None:
-    repository = StatusRepository(db_pool)
+    repository = StatusRepository(db_pool, ENCRYPTOR)
     nid, delivery = new_id(), new_id()
     await repository.apply([device_event(nid, delivery, status.FAILED, T0, deliveries=1, attempt=3)])
 
@@ -351,13 +351,13 @@ async def test_a_requeue_and_its_send_in_one_batch_move_a_failed_notification_to
         ]
     )
 
-    view = await NotificationRepository(db_pool).get("acme", nid)
+    view = await NotificationRepository(db_pool, ENCRYPTOR).get("acme", nid)
     assert view is not None
     assert (view.status, [d.status for d in view.deliveries]) == (status.SENT, [status.SENT])
 
 
 async def test_a_single_delivery_failure_fails_the_notification(db_pool: Pool) -> None:
-    repository = StatusRepository(db_pool)
+    repository = StatusRepository(db_pool, ENCRYPTOR)
     nid = new_id()
 
     await repository.apply(
@@ -367,13 +367,13 @@ async def test_a_single_delivery_failure_fails_the_notification(db_pool: Pool) -
         ]
     )
 
-    view = await NotificationRepository(db_pool).get("acme", nid)
+    view = await NotificationRepository(db_pool, ENCRYPTOR).get("acme", nid)
     assert view is not None
     assert (view.status, view.last_reason) == (status.FAILED, "bounce")
 
 
 async def test_a_delivery_status_only_moves_forward(db_pool: Pool) -> None:
-    repository = StatusRepository(db_pool)
+    repository = StatusRepository(db_pool, ENCRYPTOR)
     nid, delivery = new_id(), new_id()
 
     await repository.apply([device_event(nid, delivery, status.SENT, T0 + timedelta(seconds=2), deliveries=1)])
@@ -381,7 +381,7 @@ async def test_a_delivery_status_only_moves_forward(db_pool: Pool) -> None:
         [device_event(nid, delivery, status.RETRYING, T0 + timedelta(seconds=1), deliveries=1, reason="timeout")]
     )
 
-    view = await NotificationRepository(db_pool).get("acme", nid)
+    view = await NotificationRepository(db_pool, ENCRYPTOR).get("acme", nid)
     assert view is not None
     assert [(d.status, d.last_reason) for d in view.deliveries] == [(status.SENT, None)]
     assert view.status == status.SENT
@@ -391,7 +391,7 @@ async def test_a_delivery_status_only_moves_forward(db_pool: Pool) -> None:
 
 
 async def test_record_accepted_then_get(db_pool: Pool) -> None:
-    notifications = NotificationRepository(db_pool)
+    notifications = NotificationRepository(db_pool, ENCRYPTOR)
     nid = new_id()
 
     inserted = await notifications.record_accepted([AcceptedNotification(nid, "acme", "order-42", T0)])
@@ -412,10 +412,10 @@ async def test_record_accepted_then_get(db_pool: Pool) -> None:
 
 
 async def test_get_is_scoped_to_the_tenant(db_pool: Pool) -> None:
-    notifications = NotificationRepository(db_pool)
+    notifications = NotificationRepository(db_pool, ENCRYPTOR)
     nid = new_id()
     await notifications.record_accepted([AcceptedNotification(nid, "acme", None, T0)])
-    await StatusRepository(db_pool).apply([event(nid, status.ROUTED, T0, tenant_id="acme")])
+    await StatusRepository(db_pool, ENCRYPTOR).apply([event(nid, status.ROUTED, T0, tenant_id="acme")])
 
     assert await notifications.get("globex", nid) is None
     assert await notifications.get("acme", new_id()) is None
@@ -585,7 +585,7 @@ async def test_a_recurring_job_moves_to_its_next_time_and_a_cancelled_one_is_dro
     cancelled = job(now - timedelta(seconds=2))
     await store.add([series, cancelled])  # type: ignore[list-item]
     assert cancelled["notification_id"] is not None
-    await StatusRepository(db_pool).apply([event(cancelled["notification_id"], status.CANCELLED, now)])
+    await StatusRepository(db_pool, ENCRYPTOR).apply([event(cancelled["notification_id"], status.CANCELLED, now)])
     fired: list[DueJob] = []
     tomorrow = now + timedelta(days=1)
 

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from services.archiver.archive import (
     ArchivedNotification,
-    archived_dead_letter,
+    archived_row,
     build_objects,
     object_name,
     read_object,
@@ -23,7 +23,8 @@ from services.archiver.archive import (
 )
 from services.archiver.settings import ArchiverSettings
 from services.archiver.store import ArchiveLocation, FolderStore, open_store, parse_archive_url
-from shared.storage.dead_letters import ORIGINAL_KEY, ORIGINAL_PAYLOAD
+from shared.storage.dead_letters import ORIGINAL_KEY, ORIGINAL_PAYLOAD, SEALED
+from shared.storage.notifications import IDEMPOTENCY_KEY, NOTIFICATION_COLUMNS, NOTIFICATION_DETAIL
 from tests.conftest import ENCRYPTOR
 
 pytestmark = pytest.mark.unit
@@ -53,6 +54,8 @@ def dead_letter(tenant_id: str = "acme", **columns: Any) -> dict[str, Any]:
         "original_key_sealed": None,
         "original_payload": None,
         "original_payload_sealed": None,
+        "detail": None,
+        "detail_sealed": None,
         **columns,
     }
 
@@ -141,7 +144,7 @@ def test_a_dead_letter_is_archived_sealed_as_stored() -> None:
     payload = b"to: ada@example.com"
     sealed = ORIGINAL_PAYLOAD.seal(ENCRYPTOR, payload, "acme")
     row = dead_letter(original_payload_sealed=sealed)
-    archived = archived_dead_letter(row, ENCRYPTOR)
+    archived = archived_row(row, SEALED, ENCRYPTOR)
     assert archived["original_payload_sealed"] == sealed
     assert archived["original_key_sealed"] is None
     assert "original_payload" not in archived
@@ -151,7 +154,7 @@ def test_a_dead_letter_is_archived_sealed_as_stored() -> None:
 
 def test_a_dead_letter_still_in_clear_is_sealed_before_it_is_archived() -> None:
     row = dead_letter(original_key=b"acme:ada", original_payload=b"to: ada@example.com")
-    archived = archived_dead_letter(row, ENCRYPTOR)
+    archived = archived_row(row, SEALED, ENCRYPTOR)
     assert "original_payload" not in archived
     assert "original_key" not in archived
     assert (
@@ -161,6 +164,23 @@ def test_a_dead_letter_still_in_clear_is_sealed_before_it_is_archived() -> None:
     line = serialise(ArchivedNotification(notification(), dead_letters=[archived]))
     assert b"ada@example.com" not in line
     assert base64.b64encode(row["original_payload"]) not in line
+
+
+def test_a_notifications_text_still_in_clear_is_sealed_before_it_is_archived() -> None:
+    row = notification(
+        idempotency_key="welcome-ada@example.com",
+        idempotency_key_sealed=None,
+        last_detail="550 <ada@example.com> unknown",
+        last_detail_sealed=None,
+    )
+    archived = archived_row(row, NOTIFICATION_COLUMNS, ENCRYPTOR)
+    assert {"idempotency_key", "last_detail"}.isdisjoint(archived)
+    for column, text in (
+        (IDEMPOTENCY_KEY, b"welcome-ada@example.com"),
+        (NOTIFICATION_DETAIL, b"550 <ada@example.com> unknown"),
+    ):
+        assert ENCRYPTOR.open(archived[column.sealed], column.context("acme")) == text
+    assert b"ada@example.com" not in serialise(ArchivedNotification(archived))
 
 
 def test_the_folder_store_writes_whole_files_and_leaves_no_temporary_one(tmp_path: Path) -> None:
