@@ -6,6 +6,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from services.gateway.app import SERVICE, create_app
+from services.gateway.http_limits import RequestLimits, protocol_with
 from services.gateway.settings import GatewaySettings
 from shared import service
 from shared.config import load_settings
@@ -18,7 +19,14 @@ def server_config(settings: GatewaySettings, app: FastAPI) -> uvicorn.Config:
         host=settings.gateway_host,
         port=settings.gateway_port,
         loop="uvloop",
-        http="httptools",
+        http=protocol_with(
+            RequestLimits(
+                max_header_bytes=settings.max_header_bytes,
+                max_headers=settings.max_headers,
+                header_timeout_s=settings.request_header_timeout_s,
+                body_timeout_s=settings.request_body_timeout_s,
+            )
+        ),
         access_log=False,
         log_config=None,
         # Give in-flight requests time to finish producing on SIGTERM.

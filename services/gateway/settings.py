@@ -43,6 +43,12 @@ class GatewaySettings(CallbackSettings, WebhookSettings):
     # Clock skew tolerated on exp/nbf/iat (seconds).
     jwt_leeway_s: float = Field(default=30.0, ge=0, le=300)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # What one request may hold and take before its route runs (services.gateway.http_limits): the
+    # request line and headers (bytes, and how many headers), and the time to send them and the body.
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=1_048_576)
+    max_headers: int = Field(default=100, ge=10, le=1000)
+    request_header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    request_body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     # POST /api/v1/notifications/bulk: notifications per request, and its own (larger, bounded) body limit.
     bulk_max_items: int = Field(default=1000, ge=1, le=10_000)
     bulk_max_body_bytes: int = Field(default=16 * 1_048_576, ge=1024, le=64 * 1_048_576)

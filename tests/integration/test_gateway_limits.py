@@ -8,15 +8,18 @@ a minute allows ``n`` requests at once, and the next one ``60/n`` seconds after 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import ssl
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
@@ -254,6 +257,21 @@ def test_without_origins_configured_there_are_no_cors_headers(client: TestClient
 # --- HTTPS ----------------------------------------------------------------------------------------
 
 
+@asynccontextmanager
+async def served(settings: GatewaySettings) -> AsyncIterator[None]:
+    """The gateway as uvicorn serves it in production, on ``settings.gateway_port``, in this event loop."""
+    server = uvicorn.Server(server_config(settings, create_app(settings)))
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:  # uvicorn's own flag: the socket listens and the lifespan ran
+            assert not serving.done(), "the gateway stopped while starting"
+            await asyncio.sleep(0.02)
+        yield
+    finally:
+        server.should_exit = True
+        await serving
+
+
 async def test_the_gateway_serves_https_with_the_configured_certificate(
     gateway_settings: GatewaySettings, tmp_path: Path
 ) -> None:
@@ -267,13 +285,8 @@ async def test_the_gateway_serves_https_with_the_configured_certificate(
             "gateway_tls_key_file": tmp_path / "server-key.pem",
         }
     )
-    server = uvicorn.Server(server_config(settings, create_app(settings)))
-    serving = asyncio.create_task(server.serve())
     base = f"https://localhost:{settings.gateway_port}"
-    try:
-        while not server.started:  # uvicorn's own flag: the socket listens and the lifespan ran
-            assert not serving.done(), "the gateway stopped while starting"
-            await asyncio.sleep(0.02)
+    async with served(settings):
         trusting = ssl.create_default_context(cafile=tmp_path / "ca.pem")
         async with httpx.AsyncClient(verify=trusting) as https:
             health = await https.get(f"{base}/health")
@@ -281,9 +294,94 @@ async def test_the_gateway_serves_https_with_the_configured_certificate(
         async with httpx.AsyncClient() as untrusting:
             with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
                 await untrusting.get(f"{base}/health")
-    finally:
-        server.should_exit = True
-        await serving
     assert health.status_code == 200
     assert api.status_code == 404
     assert api.headers["ratelimit-limit"]
+
+
+# --- what one request may hold and take -----------------------------------------------------------------
+
+HEADER_TIMEOUT_S = 0.5
+
+
+@pytest.fixture
+async def gateway_port(gateway_settings: GatewaySettings) -> AsyncIterator[int]:
+    """A gateway served by uvicorn with small request limits; its port."""
+    settings = gateway_settings.model_copy(
+        update={
+            "gateway_host": "127.0.0.1",
+            "gateway_port": free_port(),
+            "max_header_bytes": 8192,
+            "max_headers": 50,
+            "request_header_timeout_s": HEADER_TIMEOUT_S,
+            "request_body_timeout_s": HEADER_TIMEOUT_S,
+        }
+    )
+    async with served(settings):
+        yield settings.gateway_port
+
+
+async def exchange(port: int, request: bytes, *, then_wait_s: float = 10.0) -> bytes:
+    """Send ``request`` (as much of it as the server reads) and return all it answers before closing."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        with contextlib.suppress(ConnectionError):  # the server may close before the rest is sent
+            writer.write(request)
+            await writer.drain()
+        async with asyncio.timeout(then_wait_s):
+            return await reader.read(-1)  # until the server closes the connection
+    finally:
+        writer.close()
+
+
+def status_and_problem(answer: bytes) -> tuple[int, dict[str, Any]]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"connection: close" in head.lower()
+    assert b"application/problem+json" in head
+    return int(head.split(b" ", 2)[1]), orjson.loads(body)
+
+
+def get(path: str, headers: bytes = b"") -> bytes:
+    return b"GET " + path.encode() + b" HTTP/1.1\r\nHost: gateway\r\n" + headers + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param(b"".join(b"X-H%d: v\r\n" % n for n in range(20_000)), id="20000-headers"),
+        pytest.param(b"X-Big: " + b"a" * 10 * 1024 * 1024 + b"\r\n", id="10MB-header"),
+        pytest.param(b"Cookie: " + b"c" * 9000 + b"\r\n", id="just-over-the-limit"),
+    ],
+)
+async def test_headers_over_the_limits_are_431_and_the_connection_closes(gateway_port: int, headers: bytes) -> None:
+    status, problem = status_and_problem(await exchange(gateway_port, get("/health", headers)))
+    assert status == 431
+    assert problem["status"] == 431
+
+
+async def test_headers_within_the_limits_are_served(gateway_port: int) -> None:
+    headers = b"".join(b"X-H%d: %s\r\n" % (n, b"v" * 100) for n in range(40)) + b"Connection: close\r\n"
+    answer = await exchange(gateway_port, get("/health", headers))
+    assert answer.startswith(b"HTTP/1.1 200")
+
+
+async def test_headers_sent_too_slowly_are_408_and_the_connection_closes(gateway_port: int) -> None:
+    """Slowloris: half a request, then nothing. The connection is not held for ever."""
+    started = time.monotonic()
+    status, _ = status_and_problem(await exchange(gateway_port, b"GET /health HTTP/1.1\r\nHost: gateway\r\nX-A: 1\r\n"))
+    assert status == 408
+    assert time.monotonic() - started >= HEADER_TIMEOUT_S
+
+
+async def test_a_connection_that_never_sends_is_closed(gateway_port: int) -> None:
+    assert await exchange(gateway_port, b"") == b""
+
+
+async def test_a_body_sent_too_slowly_closes_the_connection(gateway_port: int) -> None:
+    head = (
+        b"POST /api/v1/notifications HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer "
+        + API_KEY.encode()
+        + b"\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    )
+    answer = await exchange(gateway_port, head + b'{"channels": ')
+    assert b" 202 " not in answer
