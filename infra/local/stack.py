@@ -41,7 +41,8 @@ log = structlog.get_logger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Herald on one machine (never in production): well-known signing keys for webhooks and tracked
-# links, and webhook receivers and attachment URLs on this machine allowed.
+# links, and webhook receivers and attachment URLs on this machine allowed. Defaults only: under
+# `make up` a variable set in the environment wins (see LocalStack.service_environment).
 LOCAL_ENVIRONMENT = {
     "HERALD_WEBHOOK_SIGNING_KEY": "local-webhook-signing-key-change-me-0123456789",
     "HERALD_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
@@ -129,6 +130,13 @@ def herald_services(
     return [ServiceSpec("gateway", "services.gateway", gateway_port, uses_ops_port=False), *workers]
 
 
+def service_process(
+    spec: ServiceSpec, environment: Mapping[str, str], *, line_sink: LineSink | None = print_prefixed
+) -> ManagedProcess:
+    """The (not yet started) process of one service: this process's environment, then ``environment``."""
+    return python_module(spec.name, spec.module, env=spec.environment(environment), cwd=REPO_ROOT, line_sink=line_sink)
+
+
 def start_services(
     specs: Sequence[ServiceSpec],
     environment: Mapping[str, str],
@@ -141,10 +149,7 @@ def start_services(
     On failure the started processes are stopped and :class:`ProcessError` names the service, its
     last answer and its last log lines.
     """
-    processes = [
-        python_module(spec.name, spec.module, env=spec.environment(environment), cwd=REPO_ROOT, line_sink=line_sink)
-        for spec in specs
-    ]
+    processes = [service_process(spec, environment, line_sink=line_sink) for spec in specs]
     try:
         for process in processes:
             process.start()
@@ -190,8 +195,10 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 class LocalStack:
     """Everything ``make up`` runs; :meth:`start`, then :meth:`wait`, and :meth:`stop` in any case."""
 
-    def __init__(self, settings: LocalStackSettings) -> None:
+    def __init__(self, settings: LocalStackSettings, environ: Mapping[str, str] = os.environ) -> None:
         self.settings = settings
+        # The environment `make up` was started with: its variables win over the stack's defaults.
+        self.environ = environ
         var_dir = settings.local_var_dir
         self.var_dir = var_dir if var_dir.is_absolute() else REPO_ROOT / var_dir
         first = settings.local_ops_ports_start
@@ -204,6 +211,7 @@ class LocalStack:
             twilio_port=settings.twilio_stand_in_port,
             sns_port=settings.sms_stand_in_port,
             sendgrid_port=settings.sendgrid_stand_in_port,
+            environ=environ,
         )
         # FCM, APNs and Web Push stand-ins unless HERALD_FCM_CREDENTIALS points at a real Firebase project.
         self.push_stand_ins: PushStandIns | None = None
@@ -246,13 +254,19 @@ class LocalStack:
         self.broker.start()
         return self.broker.bootstrap_servers, True
 
-    def _common_environment(self, bootstrap: str, started_broker: bool) -> dict[str, str]:
+    def service_environment(self, bootstrap: str, started_broker: bool) -> dict[str, str]:
+        """What every service gets: where the stack's broker and datastores are, then local defaults.
+
+        The first part is the stack's to say (it found or started them, from the same settings); a
+        default is left out when the environment sets that variable, so the environment's value
+        reaches the services (``HERALD_WEBHOOK_ALLOW_PRIVATE_NETWORKS=false make up``).
+        """
         assert self.datastores is not None
         idempotent = "false"
-        if not started_broker and "HERALD_KAFKA_IDEMPOTENT_PRODUCER" in os.environ:
+        if not started_broker and "HERALD_KAFKA_IDEMPOTENT_PRODUCER" in self.environ:
             # Someone else's broker may be a real Kafka: their explicit choice stands.
-            idempotent = os.environ["HERALD_KAFKA_IDEMPOTENT_PRODUCER"]
-        return {
+            idempotent = self.environ["HERALD_KAFKA_IDEMPOTENT_PRODUCER"]
+        found = {
             "HERALD_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             # Tansu's memory storage refuses InitProducerId, which the idempotent producer needs.
             "HERALD_KAFKA_IDEMPOTENT_PRODUCER": idempotent,
@@ -261,14 +275,21 @@ class LocalStack:
             "HERALD_SMTP_HOST": self.settings.smtp_host,
             "HERALD_SMTP_PORT": str(self.settings.smtp_port),
             "HERALD_DEV_API_KEY": self.settings.dev_api_key,
+        }
+        defaults = {
             **LOCAL_ENVIRONMENT,
             "HERALD_ARCHIVE_URL": (self.var_dir / "archives").as_uri(),
             # Tracked links and the open pixel point at this stack's gateway.
             "HERALD_TRACKING_BASE_URL": self.gateway_url,
             # A laptop's stack, with a well-known dev key, listens on loopback unless told otherwise.
-            "HERALD_GATEWAY_HOST": os.environ.get("HERALD_GATEWAY_HOST", "127.0.0.1"),
-            "HERALD_OPS_HOST": os.environ.get("HERALD_OPS_HOST", "127.0.0.1"),
+            "HERALD_GATEWAY_HOST": "127.0.0.1",
+            "HERALD_OPS_HOST": "127.0.0.1",
         }
+        return found | self.unless_set(defaults)
+
+    def unless_set(self, defaults: Mapping[str, str]) -> dict[str, str]:
+        """``defaults`` less the variables the environment sets (which the services inherit instead)."""
+        return {name: value for name, value in defaults.items() if name not in self.environ}
 
     def start(self) -> None:
         """Bring everything up, in dependency order; raise :class:`StackError`/:class:`ProcessError` if not."""
@@ -280,7 +301,7 @@ class LocalStack:
         except DatastoreUnavailable as error:
             raise StackError(str(error)) from error
         bootstrap, started_broker = self._ensure_broker()
-        self.environment = self._common_environment(bootstrap, started_broker)
+        self.environment = self.service_environment(bootstrap, started_broker)
 
         self.mail_sink = python_module(
             "mail-sink",
@@ -301,10 +322,10 @@ class LocalStack:
         self.messaging.start()
         self.environment |= self.messaging.environment()
 
-        if "HERALD_FCM_CREDENTIALS" not in os.environ:
+        if "HERALD_FCM_CREDENTIALS" not in self.environ:
             self.push_stand_ins = PushStandIns(line_sink=print_prefixed)
             self.push_stand_ins.start()
-            self.environment |= self.push_stand_ins.environment()
+            self.environment |= self.unless_set(self.push_stand_ins.environment())
 
         run_step("migrate", "shared.storage.migrate", self.environment)
         run_step("topics", "shared.kafka.admin", self.environment)
@@ -336,7 +357,7 @@ class LocalStack:
     def _providers(self, channel: str, default: str) -> str:
         """The providers a sender uses: as set by hand, else as the stack set them, else its default."""
         variable = f"HERALD_{channel}_PROVIDERS"
-        return os.environ.get(variable) or self.environment.get(variable) or default
+        return self.environ.get(variable) or self.environment.get(variable) or default
 
     def banner(self) -> str:
         """What a person needs to try the stack."""
