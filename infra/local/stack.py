@@ -2,8 +2,9 @@
 
 Postgres and Redis (the configured ones if they answer, else Herald's own), a Tansu broker unless
 one answers at ``HERALD_KAFKA_BOOTSTRAP_SERVERS``, the mail sink with its web page, migrations,
-topics, then every service as its own process, each output line prefixed with its name. Ctrl-C or
-SIGTERM stops everything it started: services first, then the sink, the broker and the datastores.
+topics, then every service as its own process, each output line prefixed with its name. A process
+that dies is started again (infra.local.supervisor), the broker with the topics job after it. Ctrl-C
+or SIGTERM stops everything it started: services first, then the sink, the broker and the datastores.
 """
 
 from __future__ import annotations
@@ -17,12 +18,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Literal
 
 import structlog
 from pydantic import Field
 
-from infra.local.broker import Broker, kafka_reachable, parse_bootstrap_servers
-from infra.local.datastores import LOOPBACK_HOSTS, Datastores, DatastoreUnavailable, ensure_datastores, redact
+from infra.local.broker import Broker, S3Storage, kafka_reachable, parse_bootstrap_servers
+from infra.local.datastores import (
+    LOOPBACK_HOSTS,
+    Datastores,
+    DatastoreUnavailable,
+    RedisServer,
+    ensure_datastores,
+    redact,
+)
 from infra.local.processes import (
     LineSink,
     ManagedProcess,
@@ -31,8 +40,8 @@ from infra.local.processes import (
     print_prefixed,
     python_module,
     stop_all,
-    wait_any,
 )
+from infra.local.supervisor import Backoff, Supervised, Supervisor
 from infra.standins.messaging import MessagingStandIns
 from infra.standins.push import PushStandIns
 from shared.config import HeraldSettings, load_settings
@@ -79,6 +88,15 @@ class LocalStackSettings(HeraldSettings):
     local_ops_ports_start: int = Field(default=9101, ge=1, le=65526)
     # Above the gateway's own 20 s graceful shutdown, so it is never SIGKILLed mid-drain.
     local_stop_grace_s: float = Field(default=25.0, ge=0)
+    # A process that exits is started again this long after (doubling for each exit in a row, at
+    # most the max, from the start again once it had stayed up the reset time).
+    local_restart_backoff_s: float = Field(default=1.0, gt=0)
+    local_restart_backoff_max_s: float = Field(default=30.0, gt=0)
+    local_restart_reset_after_s: float = Field(default=60.0, gt=0)
+    # Where the broker the stack starts keeps topics: in memory (gone when it restarts), or in a local
+    # S3 (moto, on the port below), which outlives a broker restart.
+    local_broker_storage: Literal["memory", "s3"] = "memory"
+    local_broker_s3_port: int = Field(default=5056, ge=1, le=65535)
 
 
 @dataclass(frozen=True)
@@ -164,6 +182,24 @@ def start_services(
     return processes
 
 
+def broker_supervised(broker: Broker, environment: Mapping[str, str]) -> Supervised:
+    """The broker, started again with the topics job after it: a broker in memory comes back empty,
+    and the services are of no use until their topics exist again (with a durable one, the job finds
+    them and only keeps their configs)."""
+
+    def start() -> None:
+        if not broker.running:
+            broker.start()
+        try:
+            run_step("topics", "shared.kafka.admin", environment)
+        except ProcessError:
+            # Started again later with the job, rather than left up without topics.
+            broker.kill()
+            raise
+
+    return Supervised("broker", lambda: broker.process, start)
+
+
 def run_step(name: str, module: str, environment: Mapping[str, str], timeout: float = 120.0) -> None:
     """Run ``python -m module`` to completion; raise :class:`ProcessError` with its output if it fails."""
     process = python_module(name, module, env=environment, cwd=REPO_ROOT)
@@ -205,6 +241,9 @@ class LocalStack:
         self.services = herald_services(settings.gateway_port, range(first, first + len(WORKERS)))
         self.datastores: Datastores | None = None
         self.broker: Broker | None = None
+        self.broker_storage = (
+            S3Storage(settings.local_broker_s3_port) if settings.local_broker_storage == "s3" else None
+        )
         self.mail_sink: ManagedProcess | None = None
         # Twilio (Prism), SNS (moto) and SendGrid (Prism), for the providers not pointed elsewhere.
         self.messaging = MessagingStandIns(
@@ -232,6 +271,8 @@ class LocalStack:
         wanted = {spec.name: spec.port for spec in self.services}
         wanted |= {"mail sink (SMTP)": self.settings.smtp_port, "mail sink (web)": self.settings.mail_web_port}
         wanted |= self.messaging.ports()
+        if self.broker_storage is not None:
+            wanted["broker storage (S3)"] = self.broker_storage.s3.port
         busy = [f"{name} port {port}" for name, port in wanted.items() if port_accepts("127.0.0.1", port)]
         if busy:
             raise StackError(
@@ -250,7 +291,9 @@ class LocalStack:
                 f"no Kafka broker answers at {bootstrap} and it is not on this machine, so Herald cannot start "
                 "one there: start it, or unset HERALD_KAFKA_BOOTSTRAP_SERVERS to use a local broker"
             )
-        self.broker = Broker(port)
+        if self.broker_storage is not None:
+            self.broker_storage.start()
+        self.broker = Broker(port, storage=self.broker_storage)
         self.broker.start()
         return self.broker.bootstrap_servers, True
 
@@ -333,13 +376,42 @@ class LocalStack:
             self.services, self.environment, ready_timeout=self.settings.local_ready_timeout_s
         )
 
-    def wait(self) -> ManagedProcess | None:
-        """Block until a supervised process exits on its own (returned) or a signal stops us."""
-        watched = [*self.processes, *([self.mail_sink] if self.mail_sink else [])]
-        watched.extend(self.messaging.processes())
-        if self.broker is not None and self.broker.process is not None:
-            watched.append(self.broker.process)
-        return wait_any(watched)
+    def supervised(self) -> list[Supervised]:
+        """Every process the stack started, each with how to start it again.
+
+        Not a private Postgres (``pg_ctl`` runs it detached) nor the push stand-ins (threads of this
+        process).
+        """
+        children = [Supervised.of(process) for process in self.processes]
+        if self.mail_sink is not None:
+            children.append(Supervised.of(self.mail_sink))
+        children.extend(Supervised.of(process) for process in self.messaging.processes())
+        started = self.datastores.started if self.datastores is not None else []
+        private_redis = next((server for server in started if isinstance(server, RedisServer)), None)
+        if private_redis is not None:
+            children.append(Supervised("redis", lambda: private_redis.process, private_redis.start))
+        if self.broker is not None:
+            broker, broker_child = self.broker, broker_supervised(self.broker, self.environment)
+            children.append(broker_child)
+            if self.broker_storage is not None:
+                storage = self.broker_storage
+
+                def start_storage() -> None:
+                    # An empty bucket: what the broker stored is gone, as with a broker in memory.
+                    storage.start()
+                    broker.kill()
+                    broker_child.start()
+
+                children.append(Supervised.of(storage.process, start_storage))
+        return children
+
+    def supervise(self) -> None:
+        """Keep every process running until Ctrl-C or SIGTERM (see :mod:`infra.local.supervisor`)."""
+        settings = self.settings
+        backoff = Backoff(
+            settings.local_restart_backoff_s, settings.local_restart_backoff_max_s, settings.local_restart_reset_after_s
+        )
+        Supervisor(self.supervised(), backoff).run()
 
     def stop(self) -> None:
         """Stop what was started: services (SIGTERM, grace period), then mail sink, broker, datastores."""
@@ -351,6 +423,8 @@ class LocalStack:
             self.push_stand_ins.stop()
         if self.broker is not None:
             self.broker.stop()
+        if self.broker_storage is not None:
+            self.broker_storage.stop()
         if self.datastores is not None:
             self.datastores.stop()
 
@@ -432,7 +506,7 @@ class LocalStack:
 
 
 def main() -> int:
-    """Run the stack until Ctrl-C or SIGTERM; non-zero if it could not start or a process died."""
+    """Run the stack until Ctrl-C or SIGTERM; non-zero if it could not start."""
     settings = load_settings(LocalStackSettings)
     stack = LocalStack(settings)
     # Set explicitly: a shell that starts us in the background leaves SIGINT ignored.
@@ -442,11 +516,7 @@ def main() -> int:
     try:
         stack.start()
         print(stack.banner(), flush=True)
-        died = stack.wait()
-        if died is not None:
-            log.error("a process exited, stopping the stack", process=died.name)
-            print(died.describe_failure(f"{died.name} exited"), file=sys.stderr, flush=True)
-            status = 1
+        stack.supervise()
     except _StopRequested:
         log.info("stopping")
     except (StackError, ProcessError) as error:

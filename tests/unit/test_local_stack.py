@@ -1,4 +1,5 @@
-"""The environment ``make up`` gives its services: its defaults, and the environment winning over them."""
+"""The environment ``make up`` gives its services (its defaults, the environment winning over them), and
+the back-off of its restarts."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from infra.local.datastores import Datastores
 from infra.local.stack import LOCAL_ENVIRONMENT, LocalStack, LocalStackSettings, service_process
+from infra.local.supervisor import Backoff
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("clean_environment")]
 
@@ -74,3 +76,8 @@ def test_what_the_stack_found_or_started_stays_its_own(monkeypatch: pytest.Monke
     assert environment["HERALD_KAFKA_IDEMPOTENT_PRODUCER"] == "false"
     assert environment["HERALD_REDIS_URL"] == REDIS_URL
     assert environment["HERALD_GATEWAY_PORT"] == "8080"
+
+
+def test_the_restart_backoff_doubles_up_to_its_cap() -> None:
+    backoff = Backoff(first_s=1.0, max_s=30.0)
+    assert [backoff.delay(n) for n in range(1, 8)] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
