@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Literal
 
 import structlog
+from dotenv import dotenv_values
 from pydantic import Field
 
 from infra.local.broker import Broker, S3Storage, kafka_reachable, parse_bootstrap_servers
@@ -65,6 +66,15 @@ LOCAL_ENVIRONMENT = {
     "HERALD_ARCHIVE_INTERVAL_S": "3600",
 }
 DEFAULT_DEV_API_KEY = "dev-local-key-change-me"
+
+
+def configured_environment(
+    env_file: Path = REPO_ROOT / ".env", environ: Mapping[str, str] = os.environ
+) -> dict[str, str]:
+    """The variables set for Herald: ``environ``, and ``env_file``'s where ``environ`` has none (as the
+    services, started in the repository, read their ``.env``)."""
+    from_file = {name: value for name, value in dotenv_values(env_file).items() if value is not None}
+    return from_file | dict(environ)
 
 
 class LocalStackSettings(HeraldSettings):
@@ -231,10 +241,10 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 class LocalStack:
     """Everything ``make up`` runs; :meth:`start`, then :meth:`wait`, and :meth:`stop` in any case."""
 
-    def __init__(self, settings: LocalStackSettings, environ: Mapping[str, str] = os.environ) -> None:
+    def __init__(self, settings: LocalStackSettings, environ: Mapping[str, str] | None = None) -> None:
         self.settings = settings
-        # The environment `make up` was started with: its variables win over the stack's defaults.
-        self.environ = environ
+        # What `make up` was started with (.env included): its variables win over the stack's defaults.
+        self.environ = configured_environment() if environ is None else environ
         var_dir = settings.local_var_dir
         self.var_dir = var_dir if var_dir.is_absolute() else REPO_ROOT / var_dir
         first = settings.local_ops_ports_start
@@ -250,7 +260,7 @@ class LocalStack:
             twilio_port=settings.twilio_stand_in_port,
             sns_port=settings.sms_stand_in_port,
             sendgrid_port=settings.sendgrid_stand_in_port,
-            environ=environ,
+            environ=self.environ,
         )
         # FCM, APNs and Web Push stand-ins unless HERALD_FCM_CREDENTIALS points at a real Firebase project.
         self.push_stand_ins: PushStandIns | None = None

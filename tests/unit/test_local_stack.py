@@ -4,11 +4,19 @@ the back-off of its restarts."""
 from __future__ import annotations
 
 import base64
+import os
+from pathlib import Path
 
 import pytest
 
 from infra.local.datastores import Datastores
-from infra.local.stack import LOCAL_ENVIRONMENT, LocalStack, LocalStackSettings, service_process
+from infra.local.stack import (
+    LOCAL_ENVIRONMENT,
+    LocalStack,
+    LocalStackSettings,
+    configured_environment,
+    service_process,
+)
 from infra.local.supervisor import Backoff
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("clean_environment")]
@@ -37,7 +45,8 @@ def gateway_environment(monkeypatch: pytest.MonkeyPatch, environ: dict[str, str]
     """The environment the stack's gateway process would start with, ``environ`` set beforehand."""
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
-    stack = LocalStack(LocalStackSettings())
+    # The environment alone: not the .env of the checkout the tests run in.
+    stack = LocalStack(LocalStackSettings(), dict(os.environ))
     stack.datastores = Datastores(database_url=DATABASE_URL, redis_url=REDIS_URL)
     gateway = next(spec for spec in stack.services if spec.name == "gateway")
     return service_process(gateway, stack.service_environment(BOOTSTRAP, started_broker=True)).env
@@ -62,6 +71,22 @@ def test_the_environment_wins_over_every_local_default(monkeypatch: pytest.Monke
     environment = gateway_environment(monkeypatch, FROM_THE_ENVIRONMENT)
 
     assert {name: environment[name] for name in FROM_THE_ENVIRONMENT} == FROM_THE_ENVIRONMENT
+
+
+def test_a_variable_in_the_env_file_wins_too(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("HERALD_ATTACHMENT_ALLOW_PRIVATE_NETWORKS=false\nHERALD_TRACKING_BASE_URL=https://a.example\n")
+    environ = configured_environment(env_file, {"HERALD_TRACKING_BASE_URL": "https://b.example"})
+    stack = LocalStack(LocalStackSettings(), environ)
+    stack.datastores = Datastores(database_url=DATABASE_URL, redis_url=REDIS_URL)
+
+    environment = stack.service_environment(BOOTSTRAP, started_broker=True)
+
+    # Left to the services, which read the same .env (or inherit the variable).
+    assert "HERALD_ATTACHMENT_ALLOW_PRIVATE_NETWORKS" not in environment
+    assert "HERALD_TRACKING_BASE_URL" not in environment
+    assert environ["HERALD_TRACKING_BASE_URL"] == "https://b.example"
+    assert environment["HERALD_WEBHOOK_ALLOW_PRIVATE_NETWORKS"] == "true"
 
 
 def test_what_the_stack_found_or_started_stays_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
