@@ -239,7 +239,7 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 
 class LocalStack:
-    """Everything ``make up`` runs; :meth:`start`, then :meth:`wait`, and :meth:`stop` in any case."""
+    """Everything ``make up`` runs; :meth:`start`, then :meth:`supervise`, and :meth:`stop` in any case."""
 
     def __init__(self, settings: LocalStackSettings, environ: Mapping[str, str] | None = None) -> None:
         self.settings = settings
@@ -321,7 +321,7 @@ class LocalStack:
             idempotent = self.environ["HERALD_KAFKA_IDEMPOTENT_PRODUCER"]
         found = {
             "HERALD_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            # Tansu's memory storage refuses InitProducerId, which the idempotent producer needs.
+            # Tansu refuses InitProducerId (in memory and on S3 alike), which the idempotent producer needs.
             "HERALD_KAFKA_IDEMPOTENT_PRODUCER": idempotent,
             "HERALD_DATABASE_URL": self.datastores.database_url,
             "HERALD_REDIS_URL": self.datastores.redis_url,
