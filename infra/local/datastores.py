@@ -151,6 +151,11 @@ class RedisServer:
         self._process: ManagedProcess | None = None
 
     @property
+    def process(self) -> ManagedProcess | None:
+        """The ``redis-server`` process once started (for supervision)."""
+        return self._process
+
+    @property
     def url(self) -> str:
         """``redis://[:password@]127.0.0.1:port/database``."""
         auth = f":{self.password}@" if self.password else ""

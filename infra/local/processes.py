@@ -282,16 +282,28 @@ def python_module(
     )
 
 
-def wait_any(processes: Iterable[ManagedProcess], timeout: float | None = None) -> ManagedProcess | None:
-    """Block until one of ``processes`` exits and return it (None on timeout)."""
+def wait_any(
+    processes: Iterable[ManagedProcess], timeout: float | None = None, *, unless: Callable[[], bool] | None = None
+) -> ManagedProcess | None:
+    """Block until one of ``processes`` exits and return it (None on timeout).
+
+    ``unless`` ends the wait early (returning None) once it is true; call :func:`wake_waiters` after
+    making it true, so the wait sees it at once.
+    """
     watched = list(processes)
 
     def exited() -> ManagedProcess | None:
         return next((process for process in watched if process.returncode is not None), None)
 
     with _EXITS:
-        _EXITS.wait_for(lambda: exited() is not None, timeout)
+        _EXITS.wait_for(lambda: exited() is not None or (unless is not None and unless()), timeout)
     return exited()
+
+
+def wake_waiters() -> None:
+    """Make every :func:`wait_any` look at its processes and its ``unless`` again."""
+    with _EXITS:
+        _EXITS.notify_all()
 
 
 def stop_all(processes: Iterable[ManagedProcess], grace: float = 10.0) -> None:

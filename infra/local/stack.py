@@ -2,8 +2,9 @@
 
 Postgres and Redis (the configured ones if they answer, else Herald's own), a Tansu broker unless
 one answers at ``HERALD_KAFKA_BOOTSTRAP_SERVERS``, the mail sink with its web page, migrations,
-topics, then every service as its own process, each output line prefixed with its name. Ctrl-C or
-SIGTERM stops everything it started: services first, then the sink, the broker and the datastores.
+topics, then every service as its own process, each output line prefixed with its name. A process
+that dies is started again (infra.local.supervisor), the broker with the topics job after it. Ctrl-C
+or SIGTERM stops everything it started: services first, then the sink, the broker and the datastores.
 """
 
 from __future__ import annotations
@@ -17,12 +18,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Literal
 
 import structlog
+from dotenv import dotenv_values
 from pydantic import Field
 
-from infra.local.broker import Broker, kafka_reachable, parse_bootstrap_servers
-from infra.local.datastores import LOOPBACK_HOSTS, Datastores, DatastoreUnavailable, ensure_datastores, redact
+from infra.local.broker import Broker, S3Storage, kafka_reachable, parse_bootstrap_servers
+from infra.local.datastores import (
+    LOOPBACK_HOSTS,
+    Datastores,
+    DatastoreUnavailable,
+    RedisServer,
+    ensure_datastores,
+    redact,
+)
 from infra.local.processes import (
     LineSink,
     ManagedProcess,
@@ -31,8 +41,8 @@ from infra.local.processes import (
     print_prefixed,
     python_module,
     stop_all,
-    wait_any,
 )
+from infra.local.supervisor import Backoff, Supervised, Supervisor
 from infra.standins.messaging import MessagingStandIns
 from infra.standins.push import PushStandIns
 from shared.config import HeraldSettings, load_settings
@@ -41,7 +51,8 @@ log = structlog.get_logger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Herald on one machine (never in production): well-known signing keys for webhooks and tracked
-# links, and webhook receivers and attachment URLs on this machine allowed.
+# links, and webhook receivers and attachment URLs on this machine allowed. Defaults only: under
+# `make up` a variable set in the environment wins (see LocalStack.service_environment).
 LOCAL_ENVIRONMENT = {
     "HERALD_WEBHOOK_SIGNING_KEY": "local-webhook-signing-key-change-me-0123456789",
     "HERALD_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
@@ -55,6 +66,15 @@ LOCAL_ENVIRONMENT = {
     "HERALD_ARCHIVE_INTERVAL_S": "3600",
 }
 DEFAULT_DEV_API_KEY = "dev-local-key-change-me"
+
+
+def configured_environment(
+    env_file: Path = REPO_ROOT / ".env", environ: Mapping[str, str] = os.environ
+) -> dict[str, str]:
+    """The variables set for Herald: ``environ``, and ``env_file``'s where ``environ`` has none (as the
+    services, started in the repository, read their ``.env``)."""
+    from_file = {name: value for name, value in dotenv_values(env_file).items() if value is not None}
+    return from_file | dict(environ)
 
 
 class LocalStackSettings(HeraldSettings):
@@ -78,6 +98,15 @@ class LocalStackSettings(HeraldSettings):
     local_ops_ports_start: int = Field(default=9101, ge=1, le=65526)
     # Above the gateway's own 20 s graceful shutdown, so it is never SIGKILLed mid-drain.
     local_stop_grace_s: float = Field(default=25.0, ge=0)
+    # A process that exits is started again this long after (doubling for each exit in a row, at
+    # most the max, from the start again once it had stayed up the reset time).
+    local_restart_backoff_s: float = Field(default=1.0, gt=0)
+    local_restart_backoff_max_s: float = Field(default=30.0, gt=0)
+    local_restart_reset_after_s: float = Field(default=60.0, gt=0)
+    # Where the broker the stack starts keeps topics: in memory (gone when it restarts), or in a local
+    # S3 (moto, on the port below), which outlives a broker restart.
+    local_broker_storage: Literal["memory", "s3"] = "memory"
+    local_broker_s3_port: int = Field(default=5056, ge=1, le=65535)
 
 
 @dataclass(frozen=True)
@@ -129,6 +158,13 @@ def herald_services(
     return [ServiceSpec("gateway", "services.gateway", gateway_port, uses_ops_port=False), *workers]
 
 
+def service_process(
+    spec: ServiceSpec, environment: Mapping[str, str], *, line_sink: LineSink | None = print_prefixed
+) -> ManagedProcess:
+    """The (not yet started) process of one service: this process's environment, then ``environment``."""
+    return python_module(spec.name, spec.module, env=spec.environment(environment), cwd=REPO_ROOT, line_sink=line_sink)
+
+
 def start_services(
     specs: Sequence[ServiceSpec],
     environment: Mapping[str, str],
@@ -141,10 +177,7 @@ def start_services(
     On failure the started processes are stopped and :class:`ProcessError` names the service, its
     last answer and its last log lines.
     """
-    processes = [
-        python_module(spec.name, spec.module, env=spec.environment(environment), cwd=REPO_ROOT, line_sink=line_sink)
-        for spec in specs
-    ]
+    processes = [service_process(spec, environment, line_sink=line_sink) for spec in specs]
     try:
         for process in processes:
             process.start()
@@ -157,6 +190,24 @@ def start_services(
         stop_all(processes, grace=10)
         raise
     return processes
+
+
+def broker_supervised(broker: Broker, environment: Mapping[str, str]) -> Supervised:
+    """The broker, started again with the topics job after it: a broker in memory comes back empty,
+    and the services are of no use until their topics exist again (with a durable one, the job finds
+    them and only keeps their configs)."""
+
+    def start() -> None:
+        if not broker.running:
+            broker.start()
+        try:
+            run_step("topics", "shared.kafka.admin", environment)
+        except ProcessError:
+            # Started again later with the job, rather than left up without topics.
+            broker.kill()
+            raise
+
+    return Supervised("broker", lambda: broker.process, start)
 
 
 def run_step(name: str, module: str, environment: Mapping[str, str], timeout: float = 120.0) -> None:
@@ -188,22 +239,28 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 
 class LocalStack:
-    """Everything ``make up`` runs; :meth:`start`, then :meth:`wait`, and :meth:`stop` in any case."""
+    """Everything ``make up`` runs; :meth:`start`, then :meth:`supervise`, and :meth:`stop` in any case."""
 
-    def __init__(self, settings: LocalStackSettings) -> None:
+    def __init__(self, settings: LocalStackSettings, environ: Mapping[str, str] | None = None) -> None:
         self.settings = settings
+        # What `make up` was started with (.env included): its variables win over the stack's defaults.
+        self.environ = configured_environment() if environ is None else environ
         var_dir = settings.local_var_dir
         self.var_dir = var_dir if var_dir.is_absolute() else REPO_ROOT / var_dir
         first = settings.local_ops_ports_start
         self.services = herald_services(settings.gateway_port, range(first, first + len(WORKERS)))
         self.datastores: Datastores | None = None
         self.broker: Broker | None = None
+        self.broker_storage = (
+            S3Storage(settings.local_broker_s3_port) if settings.local_broker_storage == "s3" else None
+        )
         self.mail_sink: ManagedProcess | None = None
         # Twilio (Prism), SNS (moto) and SendGrid (Prism), for the providers not pointed elsewhere.
         self.messaging = MessagingStandIns(
             twilio_port=settings.twilio_stand_in_port,
             sns_port=settings.sms_stand_in_port,
             sendgrid_port=settings.sendgrid_stand_in_port,
+            environ=self.environ,
         )
         # FCM, APNs and Web Push stand-ins unless HERALD_FCM_CREDENTIALS points at a real Firebase project.
         self.push_stand_ins: PushStandIns | None = None
@@ -224,6 +281,8 @@ class LocalStack:
         wanted = {spec.name: spec.port for spec in self.services}
         wanted |= {"mail sink (SMTP)": self.settings.smtp_port, "mail sink (web)": self.settings.mail_web_port}
         wanted |= self.messaging.ports()
+        if self.broker_storage is not None:
+            wanted["broker storage (S3)"] = self.broker_storage.s3.port
         busy = [f"{name} port {port}" for name, port in wanted.items() if port_accepts("127.0.0.1", port)]
         if busy:
             raise StackError(
@@ -242,33 +301,48 @@ class LocalStack:
                 f"no Kafka broker answers at {bootstrap} and it is not on this machine, so Herald cannot start "
                 "one there: start it, or unset HERALD_KAFKA_BOOTSTRAP_SERVERS to use a local broker"
             )
-        self.broker = Broker(port)
+        if self.broker_storage is not None:
+            self.broker_storage.start()
+        self.broker = Broker(port, storage=self.broker_storage)
         self.broker.start()
         return self.broker.bootstrap_servers, True
 
-    def _common_environment(self, bootstrap: str, started_broker: bool) -> dict[str, str]:
+    def service_environment(self, bootstrap: str, started_broker: bool) -> dict[str, str]:
+        """What every service gets: where the stack's broker and datastores are, then local defaults.
+
+        The first part is the stack's to say (it found or started them, from the same settings); a
+        default is left out when the environment sets that variable, so the environment's value
+        reaches the services (``HERALD_WEBHOOK_ALLOW_PRIVATE_NETWORKS=false make up``).
+        """
         assert self.datastores is not None
         idempotent = "false"
-        if not started_broker and "HERALD_KAFKA_IDEMPOTENT_PRODUCER" in os.environ:
+        if not started_broker and "HERALD_KAFKA_IDEMPOTENT_PRODUCER" in self.environ:
             # Someone else's broker may be a real Kafka: their explicit choice stands.
-            idempotent = os.environ["HERALD_KAFKA_IDEMPOTENT_PRODUCER"]
-        return {
+            idempotent = self.environ["HERALD_KAFKA_IDEMPOTENT_PRODUCER"]
+        found = {
             "HERALD_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            # Tansu's memory storage refuses InitProducerId, which the idempotent producer needs.
+            # Tansu refuses InitProducerId (in memory and on S3 alike), which the idempotent producer needs.
             "HERALD_KAFKA_IDEMPOTENT_PRODUCER": idempotent,
             "HERALD_DATABASE_URL": self.datastores.database_url,
             "HERALD_REDIS_URL": self.datastores.redis_url,
             "HERALD_SMTP_HOST": self.settings.smtp_host,
             "HERALD_SMTP_PORT": str(self.settings.smtp_port),
             "HERALD_DEV_API_KEY": self.settings.dev_api_key,
+        }
+        defaults = {
             **LOCAL_ENVIRONMENT,
             "HERALD_ARCHIVE_URL": (self.var_dir / "archives").as_uri(),
             # Tracked links and the open pixel point at this stack's gateway.
             "HERALD_TRACKING_BASE_URL": self.gateway_url,
             # A laptop's stack, with a well-known dev key, listens on loopback unless told otherwise.
-            "HERALD_GATEWAY_HOST": os.environ.get("HERALD_GATEWAY_HOST", "127.0.0.1"),
-            "HERALD_OPS_HOST": os.environ.get("HERALD_OPS_HOST", "127.0.0.1"),
+            "HERALD_GATEWAY_HOST": "127.0.0.1",
+            "HERALD_OPS_HOST": "127.0.0.1",
         }
+        return found | self.unless_set(defaults)
+
+    def unless_set(self, defaults: Mapping[str, str]) -> dict[str, str]:
+        """``defaults`` less the variables the environment sets (which the services inherit instead)."""
+        return {name: value for name, value in defaults.items() if name not in self.environ}
 
     def start(self) -> None:
         """Bring everything up, in dependency order; raise :class:`StackError`/:class:`ProcessError` if not."""
@@ -280,7 +354,7 @@ class LocalStack:
         except DatastoreUnavailable as error:
             raise StackError(str(error)) from error
         bootstrap, started_broker = self._ensure_broker()
-        self.environment = self._common_environment(bootstrap, started_broker)
+        self.environment = self.service_environment(bootstrap, started_broker)
 
         self.mail_sink = python_module(
             "mail-sink",
@@ -301,10 +375,10 @@ class LocalStack:
         self.messaging.start()
         self.environment |= self.messaging.environment()
 
-        if "HERALD_FCM_CREDENTIALS" not in os.environ:
+        if "HERALD_FCM_CREDENTIALS" not in self.environ:
             self.push_stand_ins = PushStandIns(line_sink=print_prefixed)
             self.push_stand_ins.start()
-            self.environment |= self.push_stand_ins.environment()
+            self.environment |= self.unless_set(self.push_stand_ins.environment())
 
         run_step("migrate", "shared.storage.migrate", self.environment)
         run_step("topics", "shared.kafka.admin", self.environment)
@@ -312,13 +386,42 @@ class LocalStack:
             self.services, self.environment, ready_timeout=self.settings.local_ready_timeout_s
         )
 
-    def wait(self) -> ManagedProcess | None:
-        """Block until a supervised process exits on its own (returned) or a signal stops us."""
-        watched = [*self.processes, *([self.mail_sink] if self.mail_sink else [])]
-        watched.extend(self.messaging.processes())
-        if self.broker is not None and self.broker.process is not None:
-            watched.append(self.broker.process)
-        return wait_any(watched)
+    def supervised(self) -> list[Supervised]:
+        """Every process the stack started, each with how to start it again.
+
+        Not a private Postgres (``pg_ctl`` runs it detached) nor the push stand-ins (threads of this
+        process).
+        """
+        children = [Supervised.of(process) for process in self.processes]
+        if self.mail_sink is not None:
+            children.append(Supervised.of(self.mail_sink))
+        children.extend(Supervised.of(process) for process in self.messaging.processes())
+        started = self.datastores.started if self.datastores is not None else []
+        private_redis = next((server for server in started if isinstance(server, RedisServer)), None)
+        if private_redis is not None:
+            children.append(Supervised("redis", lambda: private_redis.process, private_redis.start))
+        if self.broker is not None:
+            broker, broker_child = self.broker, broker_supervised(self.broker, self.environment)
+            children.append(broker_child)
+            if self.broker_storage is not None:
+                storage = self.broker_storage
+
+                def start_storage() -> None:
+                    # An empty bucket: what the broker stored is gone, as with a broker in memory.
+                    storage.start()
+                    broker.kill()
+                    broker_child.start()
+
+                children.append(Supervised.of(storage.process, start_storage))
+        return children
+
+    def supervise(self) -> None:
+        """Keep every process running until Ctrl-C or SIGTERM (see :mod:`infra.local.supervisor`)."""
+        settings = self.settings
+        backoff = Backoff(
+            settings.local_restart_backoff_s, settings.local_restart_backoff_max_s, settings.local_restart_reset_after_s
+        )
+        Supervisor(self.supervised(), backoff).run()
 
     def stop(self) -> None:
         """Stop what was started: services (SIGTERM, grace period), then mail sink, broker, datastores."""
@@ -330,13 +433,15 @@ class LocalStack:
             self.push_stand_ins.stop()
         if self.broker is not None:
             self.broker.stop()
+        if self.broker_storage is not None:
+            self.broker_storage.stop()
         if self.datastores is not None:
             self.datastores.stop()
 
     def _providers(self, channel: str, default: str) -> str:
         """The providers a sender uses: as set by hand, else as the stack set them, else its default."""
         variable = f"HERALD_{channel}_PROVIDERS"
-        return os.environ.get(variable) or self.environment.get(variable) or default
+        return self.environ.get(variable) or self.environment.get(variable) or default
 
     def banner(self) -> str:
         """What a person needs to try the stack."""
@@ -411,7 +516,7 @@ class LocalStack:
 
 
 def main() -> int:
-    """Run the stack until Ctrl-C or SIGTERM; non-zero if it could not start or a process died."""
+    """Run the stack until Ctrl-C or SIGTERM; non-zero if it could not start."""
     settings = load_settings(LocalStackSettings)
     stack = LocalStack(settings)
     # Set explicitly: a shell that starts us in the background leaves SIGINT ignored.
@@ -421,11 +526,7 @@ def main() -> int:
     try:
         stack.start()
         print(stack.banner(), flush=True)
-        died = stack.wait()
-        if died is not None:
-            log.error("a process exited, stopping the stack", process=died.name)
-            print(died.describe_failure(f"{died.name} exited"), file=sys.stderr, flush=True)
-            status = 1
+        stack.supervise()
     except _StopRequested:
         log.info("stopping")
     except (StackError, ProcessError) as error:

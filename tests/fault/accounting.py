@@ -1,49 +1,86 @@
-"""Counting, per notification, what reached the provider's stand-in and what went to the DLQ, and waiting
-until nothing is left in flight, so the counts are final.
+"""Counting, per notification, what reached the provider's stand-in (or the dead-letter store) and what
+went to the DLQ, and waiting until nothing is left in flight, so the counts are final.
 
 A fault test is a :class:`Trial`: a steady load starts, the test injects its fault once a quarter of
-the load was delivered, and :meth:`Trial.settle` waits for the outcome and returns the :class:`Tally`::
+the load arrived, and :meth:`Trial.settle` waits for the outcome and returns the :class:`Tally`::
 
     async with Trial(pipeline) as trial:
         pipeline.processes["router"].kill()
         await start_again(pipeline, "router")
         tally = await trial.settle("kill -9 router")
+
+By default the load is email straight to Kafka, counted at the SMTP sink (:class:`Mailbox`); a trial
+of another channel names its load, where it arrives (:class:`Arrivals`) and its :class:`Route`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Self
+from typing import Any, Protocol, Self
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from infra.local.mail_sink import DEFAULT_MAX_MESSAGES, MailSink, ReceivedMessage
+from infra.standins.aws import MotoServer
+from infra.standins.fcm import AcceptedMessage, FcmStandIn
+from shared.errors import DeadLetterReason
 from shared.messages import DEAD_LETTER, DeadLetter
-from shared.topics import Topics
+from shared.topics import CHANNELS, Topics
 from tests.e2e.conftest import Pipeline, eventually
 from tests.fault.conftest import LOAD_S, RATE_PER_S
-from tests.fault.load import Load
+from tests.fault.load import Load, Sending, key_in
 from tests.kafka_helpers import high_watermarks, wait_until_drained
+from tests.scripted_http import Recorded, ScriptedServer
 
 NOTIFICATION_HEADER = "X-Herald-Notification-Id"
 
 
-def stages(topics: Topics) -> list[tuple[str, str]]:
-    """Each consumer group on an email's way and the topic it consumes, in pipeline order: drained in
-    this order, no stage can be fed again by one upstream of it."""
-    return [
-        ("ingest", topics.requests),
-        ("router", topics.routable),
-        ("retry", topics.delay),
-        ("sender-email", topics.send("email")),
-        ("status", topics.status),
-    ]
+@dataclass(frozen=True)
+class Route:
+    """The consumer groups a load's notifications pass, in pipeline order, and the status they end in.
+
+    Drained in this order, no stage can be fed again by one upstream of it.
+    """
+
+    services: tuple[str, ...]
+    status: str = "sent"
+
+    def stages(self, topics: Topics) -> list[tuple[str, str]]:
+        """Each consumer group and the topic it consumes."""
+        consumed = {
+            "ingest": topics.requests,
+            "router": topics.routable,
+            "retry": topics.delay,
+            "status": topics.status,
+            "dead-letters": topics.dlq,
+        } | {f"sender-{channel}": topics.send(channel) for channel in CHANNELS}
+        return [(service, consumed[service]) for service in self.services]
+
+
+def delivery(channel: str) -> Route:
+    """A notification's way to the provider of ``channel``."""
+    return Route(("ingest", "router", "retry", f"sender-{channel}", "status"))
+
+
+EMAIL = delivery("email")
+# An invalid request's way: refused by ingest, stored by dead-letters, marked rejected.
+DEAD_LETTERS = Route(("ingest", "dead-letters", "status"), status="rejected")
+
+
+class Arrivals(Protocol):
+    """Where a load's notifications arrive, read as ``{notification id: [each arrival]}``."""
+
+    async def read(self) -> Mapping[str, Sequence[object]]:
+        """Everything that arrived so far (at least since the test began), per notification id."""
+        ...
 
 
 class Mailbox:
@@ -69,14 +106,72 @@ class Mailbox:
         self._read = len(messages)
         return self.mails
 
-    def delivered(self, ids: Iterable[str]) -> int:
-        """How many of ``ids`` have at least one mail."""
-        mails = self.refresh()
-        return sum(1 for i in ids if i in mails)
+    async def read(self) -> Mapping[str, Sequence[ReceivedMessage]]:
+        return self.refresh()
 
     def last_arrival(self) -> datetime:
         """When the latest mail arrived."""
         return max(mail.received_at for mails in self.refresh().values() for mail in mails)
+
+
+class Collected:
+    """Arrivals as ``fetch`` reads them (everything so far), grouped by the notification id ``id_of``
+    finds in each (None: not one of a load's)."""
+
+    def __init__(self, fetch: Callable[[], Awaitable[Iterable[Any]]], id_of: Callable[[Any], str | None]) -> None:
+        self._fetch = fetch
+        self._id_of = id_of
+
+    async def read(self) -> Mapping[str, Sequence[object]]:
+        grouped: defaultdict[str, list[object]] = defaultdict(list)
+        for item in await self._fetch():
+            if (notification_id := self._id_of(item)) is not None:
+                grouped[notification_id].append(item)
+        return grouped
+
+
+def texts_at_sns(sns: MotoServer) -> Collected:
+    """The text messages SNS (moto) sent, by the request their body names (:func:`tests.fault.load.sms_request`)."""
+    return Collected(lambda: asyncio.to_thread(sns.sent_sms), lambda sms: key_in(sms["message"]))
+
+
+def pushes_at_fcm(fcm: FcmStandIn) -> Collected:
+    """The pushes the FCM stand-in accepted, by the request their body names (:func:`tests.fault.load.push_request`)."""
+
+    async def accepted() -> list[AcceptedMessage]:
+        return fcm.messages
+
+    return Collected(accepted, lambda push: key_in(push.message.get("notification", {}).get("body", "")))
+
+
+def webhooks_received(receiver: ScriptedServer) -> Collected:
+    """The webhooks a local receiver got, by the notification id of their payload."""
+
+    async def received() -> list[Recorded]:
+        return list(receiver.requests)
+
+    return Collected(received, lambda post: json.loads(post.body)["notification_id"])
+
+
+def stored_dead_letters(database_url: str) -> Collected:
+    """The dead letters of invalid requests the dead-letters service stored in Postgres, by notification id."""
+
+    async def stored() -> list[asyncpg.Record]:
+        connection = await asyncpg.connect(database_url)
+        try:
+            return await connection.fetch(
+                "SELECT id, notification_id FROM dead_letters WHERE reason = $1", DeadLetterReason.INVALID_PAYLOAD.value
+            )
+        finally:
+            await connection.close()
+
+    return Collected(stored, lambda row: row["notification_id"])
+
+
+async def arrived_count(arrivals: Arrivals, ids: Iterable[str]) -> int:
+    """How many of ``ids`` arrived at least once."""
+    arrived = await arrivals.read()
+    return sum(1 for i in ids if i in arrived)
 
 
 class DeadLetters:
@@ -137,17 +232,20 @@ class Tally:
 
     @classmethod
     def count(
-        cls, what: str, ids: Collection[str], mailbox: Mailbox, dead_lettered: Collection[str] = frozenset()
+        cls,
+        what: str,
+        ids: Collection[str],
+        arrived: Mapping[str, Sequence[object]],
+        dead_lettered: Collection[str] = frozenset(),
     ) -> Tally:
-        """Delivered: at least one mail; duplicated: more than one; lost: neither a mail nor a dead letter."""
-        mails = mailbox.refresh()
-        delivered = {i for i in ids if i in mails}
+        """Delivered: arrived at least once; duplicated: more than once; lost: neither arrived nor dead-lettered."""
+        delivered = {i for i in ids if i in arrived}
         dead = {i for i in ids if i in dead_lettered}
         return cls(
             what,
             sent=len(ids),
             delivered=len(delivered),
-            duplicated=sum(1 for i in delivered if len(mails[i]) > 1),
+            duplicated=sum(1 for i in delivered if len(arrived[i]) > 1),
             lost=len(ids) - len(delivered | dead),
             dead_lettered=len(dead),
         )
@@ -164,26 +262,43 @@ class Tally:
 
 
 class Trial:
-    """One fault test: a steady load, the mails and dead letters it causes, and waiting for the outcome.
+    """One fault test: a steady load, what arrives of it and the dead letters it causes, and waiting for
+    the outcome.
 
-    Entering starts the load and returns once a quarter of it reached the SMTP sink: every stage has
-    work in hand then, the moment to inject the fault.
+    Entering starts the load and returns once a quarter of it arrived: every stage has work in hand
+    then, the moment to inject the fault. By default the load is email to Kafka, arriving at the SMTP
+    sink; ``sending``, ``arrivals`` and ``route`` choose another.
     """
 
-    def __init__(self, pipeline: Pipeline, *, duration_s: float = LOAD_S, deferred_per_s: int = 0) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        duration_s: float = LOAD_S,
+        rate_per_s: int = RATE_PER_S,
+        deferred_per_s: int = 0,
+        sending: Sending | None = None,
+        arrivals: Arrivals | None = None,
+        route: Route = EMAIL,
+    ) -> None:
         self.pipeline = pipeline
         self.mailbox = Mailbox(pipeline.sink)
+        self.arrivals: Arrivals = arrivals or self.mailbox
+        self.route = route
         self.dead_letters = DeadLetters(pipeline)
-        self.load = Load(pipeline, rate_per_s=RATE_PER_S, duration_s=duration_s, deferred_per_s=deferred_per_s)
+        self.load = Load(
+            pipeline, rate_per_s=rate_per_s, duration_s=duration_s, deferred_per_s=deferred_per_s, sending=sending
+        )
 
     async def __aenter__(self) -> Self:
         await self.dead_letters.start()
         self.load.start()
-        await eventually(
-            lambda: True if self.mailbox.delivered(self.load.accepted) >= self.load.total // 4 else None,
-            60,
-            "a quarter of the mails",
-        )
+
+        async def a_quarter_arrived() -> bool | None:
+            self.load.raise_if_failed()
+            return True if await arrived_count(self.arrivals, self.load.accepted) >= self.load.total // 4 else None
+
+        await eventually(a_quarter_arrived, 60, "a quarter of the load to arrive")
         return self
 
     async def __aexit__(
@@ -193,35 +308,37 @@ class Trial:
         await self.dead_letters.stop()
 
     async def settle(self, what: str, *, dead_reason: str | None = None) -> Tally:
-        """Wait until every accepted notification was mailed (or dead-lettered for ``dead_reason``), the
-        status store agrees (``sent``, or ``failed`` for the dead-lettered) and nothing is left in flight;
-        then count."""
+        """Wait until every accepted notification arrived (or was dead-lettered for ``dead_reason``), the
+        status store agrees (the route's status, or ``failed`` for the dead-lettered) and nothing is left
+        in flight; then count."""
         ids = await self.load.finished()
-        assert len(ids) == self.load.total, f"Kafka acknowledged {len(ids)} of {self.load.total} requests"
+        assert len(ids) == self.load.total, f"{len(ids)} of {self.load.total} requests were acknowledged"
         await self._wait_for_outcomes(ids, dead_reason)
         dead = self.dead_letters.notification_ids(dead_reason) & set(ids) if dead_reason else set()
-        both = dead & set(self.mailbox.refresh())
-        assert not both, f"{len(both)} notifications were both mailed and dead-lettered"
-        await self._wait_for_statuses(ids, +Counter({"sent": len(ids) - len(dead), "failed": len(dead)}))
+        both = dead & set(await self.arrivals.read())
+        assert not both, f"{len(both)} notifications both arrived and were dead-lettered"
+        await self._wait_for_statuses(ids, +Counter({self.route.status: len(ids) - len(dead), "failed": len(dead)}))
         await self._wait_until_quiet()
         await self.dead_letters.read_all()
-        return Tally.count(what, ids, self.mailbox, dead)
+        return Tally.count(what, ids, await self.arrivals.read(), dead)
 
     async def _wait_for_outcomes(self, ids: Collection[str], dead_reason: str | None, timeout: float = 90.0) -> None:
-        async def settled() -> bool | None:
+        async def missing() -> list[str]:
             if dead_reason:
                 await self.dead_letters.read()
             dead = self.dead_letters.notification_ids(dead_reason) if dead_reason else set()
-            mails = self.mailbox.refresh()
-            return True if all(i in mails or i in dead for i in ids) else None
+            arrived = await self.arrivals.read()
+            return [i for i in ids if i not in arrived and i not in dead]
+
+        async def settled() -> bool | None:
+            return True if not await missing() else None
 
         try:
-            await eventually(settled, timeout, "every mail")
+            await eventually(settled, timeout, "every notification to arrive")
         except AssertionError:
-            dead = self.dead_letters.notification_ids(dead_reason) if dead_reason else set()
-            missing = [i for i in ids if i not in self.mailbox.refresh() and i not in dead]
-            statuses = await status_counts(self.pipeline.database_url, missing)
-            detail = f"{len(missing)} of {len(ids)} neither mailed nor dead-lettered; their statuses: {dict(statuses)}"
+            lost = await missing()
+            statuses = await status_counts(self.pipeline.database_url, lost)
+            detail = f"{len(lost)} of {len(ids)} neither arrived nor dead-lettered; their statuses: {dict(statuses)}"
             raise AssertionError(detail) from None
 
     async def _wait_for_statuses(self, ids: Collection[str], expected: Counter[str], timeout: float = 60.0) -> None:
@@ -250,7 +367,7 @@ class Trial:
             await eventually(no_jobs, timeout, "the retry service's delayed jobs to run out")
         finally:
             await connection.close()
-        for service, topic in stages(pipeline.topics):
+        for service, topic in self.route.stages(pipeline.topics):
             group = pipeline.topics.group(service)
             await wait_until_drained(pipeline.broker.bootstrap_servers, group, topic, timeout)
 

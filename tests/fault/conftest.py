@@ -4,7 +4,9 @@ that size the load and the outages.
 
 Knobs (environment variables; the defaults keep the suite near three minutes on two cores):
 
-* ``HERALD_FAULT_RATE`` (300) notifications a second and ``HERALD_FAULT_LOAD_S`` (10) seconds of load;
+* ``HERALD_FAULT_RATE`` (300) notifications a second and ``HERALD_FAULT_LOAD_S`` (10) seconds of load
+  (the kill tests of the gateway, sender-sms, -webhook, -push and dead-letters: a third of the rate,
+  for half as long, so the five add little to the suite's time);
 * ``HERALD_FAULT_PROVIDER_DOWN_S`` (10) how long the SMTP server is down: the issue's 30 s is
   ``HERALD_FAULT_PROVIDER_DOWN_S=30``;
 * ``HERALD_FAULT_DATASTORE_DOWN_S`` (3) how long Postgres or Redis stays down before it starts again.
@@ -31,6 +33,8 @@ RATE_PER_S = int(os.environ.get("HERALD_FAULT_RATE", "300"))
 LOAD_S = float(os.environ.get("HERALD_FAULT_LOAD_S", "10"))
 PROVIDER_DOWN_S = float(os.environ.get("HERALD_FAULT_PROVIDER_DOWN_S", "10"))
 DATASTORE_DOWN_S = float(os.environ.get("HERALD_FAULT_DATASTORE_DOWN_S", "3"))
+LIGHT_RATE_PER_S = max(1, RATE_PER_S // 3)
+LIGHT_LOAD_S = LOAD_S / 2
 # Mails a second the SMTP sink answers with 451 during a load that says so: some deliveries are then
 # always waiting in the retry service (and its Postgres) when the fault lands.
 DEFERRED_PER_S = 15
@@ -44,6 +48,9 @@ FAULT_SETTINGS = {
     "HERALD_MAX_ATTEMPTS": str(int(PROVIDER_DOWN_S) + 10),
     # An open circuit holds deliveries back this long: short, so they flow soon after the provider is back.
     "HERALD_BREAKER_OPEN_S": "2",
+    # A killed gateway leaves the Idempotency-Keys it was answering claimed: its clients' retries get
+    # 409 until the claim expires (60 s by default), and the test would wait that long.
+    "HERALD_IDEMPOTENCY_LOCK_TTL_S": "3",
 }
 
 
