@@ -82,6 +82,8 @@ def push_settings(fcm: FcmStandIn, apns: ApnsStandIn, push_service: PushService,
         apns_ca_file=apns.ca_path,
         webpush_vapid_private_key=SecretStr(VAPID_KEY),
         webpush_subject="mailto:push@herald.test",
+        # The Web Push stand-in is on this machine.
+        webpush_allow_private_networks=True,
         provider_timeout_s=5.0,
         breaker_minimum_calls=2,
         breaker_failure_rate=0.5,

@@ -1,4 +1,5 @@
-"""The webhook provider against a real local HTTP endpoint: signed POSTs and outcomes by status."""
+"""The webhook provider against real local HTTP endpoints: signed POSTs, outcomes by status, the SSRF
+guard (loopback, cloud metadata, a name rebinding to loopback)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from shared.delivery import Delivered, Failed, Retry
 from shared.errors import DeadLetterReason
 from shared.messages import WebhookDelivery
 from shared.providers.base import ProviderConfigError
+from shared.ssrf import OutboundGuard
 from shared.webhook_secrets import tenant_secret
 from tests.factories import delivery_fields
+from tests.outbound import METADATA_ADDRESS, PUBLIC_ADDRESS, LocalInternet, ScriptedResolver, guard
 from tests.scripted_http import Reply, ScriptedServer
 
 pytestmark = pytest.mark.integration
@@ -40,7 +43,7 @@ def endpoint() -> Iterator[ScriptedServer]:
 
 @pytest.fixture
 async def provider() -> AsyncIterator[WebhookProvider]:
-    webhook = WebhookProvider(KEY, timeout_s=0.5, concurrency=4, allow_private_networks=True)
+    webhook = WebhookProvider(KEY, timeout_s=0.5, concurrency=4, guard=OutboundGuard(allow_private_networks=True))
     try:
         yield webhook
     finally:
@@ -99,17 +102,66 @@ async def test_a_slow_endpoint_times_out_and_is_retried(provider: WebhookProvide
     assert outcome.reason == "provider_timeout"
 
 
-async def test_private_addresses_are_refused_unless_allowed(endpoint: ScriptedServer) -> None:
-    guarded = WebhookProvider(KEY, timeout_s=1, concurrency=1, allow_private_networks=False)
+async def refused_or_sent(url: str, internet: LocalInternet, resolver: ScriptedResolver | None = None) -> object:
+    """What the provider, guarded as in production, makes of a delivery to ``url``."""
+    guarded = WebhookProvider(KEY, timeout_s=2, concurrency=1, guard=guard(resolver, internet))
     try:
-        outcome = await guarded.send(delivery(endpoint.url))
+        return await guarded.send(delivery(url))
     finally:
         await guarded.close()
+
+
+async def test_a_loopback_endpoint_is_refused_for_good(endpoint: ScriptedServer) -> None:
+    internet = LocalInternet()
+    outcome = await refused_or_sent(f"{endpoint.url}/admin/delete-everything", internet)
+    assert isinstance(outcome, Failed)
+    assert outcome.reason is DeadLetterReason.INVALID_PAYLOAD
+    assert "non-public address 127.0.0.1 (loopback)" in outcome.detail
+    assert (internet.attempts, endpoint.requests) == ([], [])
+
+
+async def test_the_cloud_metadata_address_is_refused_before_any_connection() -> None:
+    internet = LocalInternet()
+    resolver = ScriptedResolver({"metadata.attacker.test": [[METADATA_ADDRESS]]})
+    for url in (f"http://{METADATA_ADDRESS}/latest/meta-data/", "http://metadata.attacker.test/latest/meta-data/"):
+        outcome = await refused_or_sent(url, internet, resolver)
+        assert isinstance(outcome, Failed)
+        assert f"non-public address {METADATA_ADDRESS} (link-local)" in outcome.detail
+    assert internet.attempts == []
+
+
+async def test_a_rebinding_name_is_posted_to_the_address_it_was_checked_at(endpoint: ScriptedServer) -> None:
+    """The name resolves to a public address, then to 127.0.0.1: the POST goes to the public one, and the
+    local listener on the URL's port never hears of it."""
+    with ScriptedServer().serving() as public:
+        public.reply = Reply(204)
+        internet = LocalInternet({PUBLIC_ADDRESS: public.server_address[1]})
+        resolver = ScriptedResolver({"hooks.rebind.test": [[PUBLIC_ADDRESS], ["127.0.0.1"]]})
+        port = endpoint.server_address[1]
+        outcome = await refused_or_sent(f"http://hooks.rebind.test:{port}/in", internet, resolver)
+        [request] = public.requests
+    assert outcome == Delivered("http", "204 No Content")
+    assert endpoint.requests == []
+    assert internet.attempts == [(PUBLIC_ADDRESS, port)]
+    assert resolver.lookups == ["hooks.rebind.test"]
+    assert request.headers["Host"] == f"hooks.rebind.test:{port}"
+
+
+async def test_a_name_resolving_to_a_public_and_a_loopback_address_is_refused(endpoint: ScriptedServer) -> None:
+    internet = LocalInternet()
+    resolver = ScriptedResolver({"hooks.both.test": [[PUBLIC_ADDRESS, "127.0.0.1"]]})
+    outcome = await refused_or_sent(f"http://hooks.both.test:{endpoint.server_address[1]}/", internet, resolver)
     assert isinstance(outcome, Failed)
     assert "non-public address 127.0.0.1" in outcome.detail
-    assert endpoint.requests == []
+    assert (internet.attempts, endpoint.requests) == ([], [])
+
+
+async def test_a_name_that_does_not_resolve_is_retried() -> None:
+    outcome = await refused_or_sent("http://hooks.nowhere.test/in", LocalInternet())
+    assert isinstance(outcome, Retry)
+    assert "cannot resolve hooks.nowhere.test" in outcome.detail
 
 
 def test_a_signing_key_is_required() -> None:
     with pytest.raises(ProviderConfigError, match="HERALD_WEBHOOK_SIGNING_KEY"):
-        WebhookProvider(None, timeout_s=1, concurrency=1, allow_private_networks=False).validate_config()
+        WebhookProvider(None, timeout_s=1, concurrency=1, guard=OutboundGuard()).validate_config()
