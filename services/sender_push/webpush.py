@@ -163,6 +163,17 @@ class WebPushProvider:
             self._vapid_headers.pop(subscription.origin, None)
         return _classify(response)
 
+    def destination(self, delivery: PushDelivery) -> str:
+        """The subscription's push service (its origin): each has its own circuit breaker, so one failing
+        push service (or one a subscription made up) stops only the pushes to it."""
+        # No usable subscription: "", since it fails for good at once, whatever the breaker says.
+        try:
+            value = json.loads(delivery["token"])
+            endpoint = value.get("endpoint") if isinstance(value, dict) else None
+            return _origin(endpoint) if isinstance(endpoint, str) else ""
+        except ValueError:
+            return ""
+
     def validate_config(self) -> None:
         """Refuse settings that cannot work, naming the variable."""
         config = self._config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -53,6 +54,15 @@ class WebhookProvider:
         except httpx.HTTPError as error:
             return Retry(NAME, f"cannot reach {url}: {error!r}")
         return _by_status(response)
+
+    def destination(self, delivery: WebhookDelivery) -> str:
+        """The URL's ``host:port``: each has its own circuit breaker, so one dead endpoint stops only its deliveries."""
+        url = urlsplit(delivery["url"])
+        try:
+            port = url.port
+        except ValueError:  # not a port: the POST fails on its own; the host still keeps it apart
+            port = None
+        return f"{url.hostname or ''}:{port or (443 if url.scheme == 'https' else 80)}"
 
     def _secrets(self, delivery: WebhookDelivery) -> list[str]:
         endpoint_id = delivery.get("endpoint_id")

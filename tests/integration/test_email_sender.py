@@ -26,7 +26,7 @@ from shared import status
 from shared.config import HeraldSettings
 from shared.delivery import Delivered, Failed, Outcome, Retry, RetryPolicies, RetryPolicy
 from shared.errors import DeadLetterReason
-from shared.kafka.records import KIND, TENANT, TRACEPARENT, Consumed, Output, Produce, Reject
+from shared.kafka.records import KIND, TRACEPARENT, Consumed, Output, Produce, Reject
 from shared.messages import DELAYED_MESSAGE, EMAIL_DELIVERY, STATUS_EVENT, Attachment, EmailDelivery, StatusEvent
 from shared.providers.base import Provider
 from shared.providers.breaker import BreakerPolicy
@@ -36,7 +36,7 @@ from shared.sender import DeliveryHandler, DeliveryLedger
 from shared.ssrf import OutboundGuard
 from shared.status_events import StatusReporter
 from shared.topics import Topics
-from tests.factories import ScriptedProvider, inline_attachment, smtp_settings
+from tests.factories import ScriptedProvider, inline_attachment, send_message, smtp_settings
 from tests.factories import email_delivery as delivery
 from tests.outbound import METADATA_ADDRESS, PUBLIC_ADDRESS, LocalInternet, ScriptedResolver, guard
 from tests.scripted_http import Reply, ScriptedServer
@@ -101,16 +101,7 @@ def delivery_handler(
 
 
 def consumed(value: EmailDelivery, topics: Topics, offset: int = 0) -> Consumed[EmailDelivery]:
-    headers = ((TENANT, value["tenant_id"].encode()), (KIND, b"delivery.email"), (TRACEPARENT, TRACE))
-    return Consumed(
-        topic=topics.send("email"),
-        partition=0,
-        offset=offset,
-        key=f"{value['tenant_id']}:{value['to']}".encode(),
-        value=value,
-        raw=EMAIL_DELIVERY.encode(value),
-        headers=headers,
-    )
+    return send_message(value, EMAIL_DELIVERY, topics, "email", value["to"], offset, TRACE)
 
 
 def status_events(outputs: list[Output], topics: Topics) -> list[StatusEvent]:

@@ -1,5 +1,6 @@
 """The webhook provider against real local HTTP endpoints: signed POSTs, outcomes by status, the SSRF
-guard (loopback, cloud metadata, a name rebinding to loopback)."""
+guard (loopback, cloud metadata, a name rebinding to loopback), and a circuit breaker per destination
+in the sender as main.py wires it."""
 
 from __future__ import annotations
 
@@ -7,16 +8,30 @@ from collections.abc import AsyncIterator, Iterator
 
 import orjson
 import pytest
+from pydantic import SecretStr
+from redis.asyncio import Redis
 from standardwebhooks.webhooks import Webhook
 
+from services.sender_webhook.main import available_providers
 from services.sender_webhook.poster import WebhookProvider
+from services.sender_webhook.settings import WebhookSenderSettings
+from shared import status
+from shared.config import HeraldSettings
 from shared.delivery import Delivered, Failed, Retry
 from shared.errors import DeadLetterReason
-from shared.messages import WebhookDelivery
+from shared.kafka.records import Consumed, Output, Produce
+from shared.messages import STATUS_EVENT, WEBHOOK_DELIVERY, StatusEvent, WebhookDelivery
 from shared.providers.base import ProviderConfigError
+from shared.providers.breaker import BreakerState
+from shared.providers.factory import build_chain
+from shared.redis import key
+from shared.sender import DeliveryHandler, DeliveryLedger
 from shared.ssrf import OutboundGuard
+from shared.status_events import StatusReporter
+from shared.topics import Topics
 from shared.webhook_secrets import tenant_secret
-from tests.factories import delivery_fields
+from tests.breakers import transitions
+from tests.factories import delivery_fields, send_message
 from tests.outbound import METADATA_ADDRESS, PUBLIC_ADDRESS, LocalInternet, ScriptedResolver, guard
 from tests.scripted_http import Reply, ScriptedServer
 
@@ -165,3 +180,63 @@ async def test_a_name_that_does_not_resolve_is_retried() -> None:
 def test_a_signing_key_is_required() -> None:
     with pytest.raises(ProviderConfigError, match="HERALD_WEBHOOK_SIGNING_KEY"):
         WebhookProvider(None, timeout_s=1, concurrency=1, guard=OutboundGuard()).validate_config()
+
+
+# --- a circuit breaker per destination --------------------------------------------------------------
+
+
+def consumed(value: WebhookDelivery, topics: Topics, offset: int) -> Consumed[WebhookDelivery]:
+    return send_message(value, WEBHOOK_DELIVERY, topics, "webhook", value["url"], offset)
+
+
+async def test_one_tenants_dead_endpoint_opens_only_its_own_circuit(settings: HeraldSettings, redis: Redis) -> None:
+    """Tenant B's receiver answers 503 until its circuit opens; tenant A's webhook to another receiver is
+    delivered at once, through the sender as main.py wires it (one chain, the http provider)."""
+    sender_settings = WebhookSenderSettings(
+        **settings.model_dump(),
+        webhook_signing_key=SecretStr(KEY.decode()),
+        webhook_allow_private_networks=True,
+        breaker_minimum_calls=3,
+        breaker_open_s=600,
+    )
+    topics = Topics(settings.topic_prefix)
+    chain = build_chain("webhook", ["http"], available_providers(sender_settings), sender_settings, None)
+    handler = DeliveryHandler(
+        channel="webhook",
+        provider=chain,
+        contract=WEBHOOK_DELIVERY,
+        ledger=DeliveryLedger(redis, key(settings, "delivered", "webhook")),
+        reporter=StatusReporter(topics.status, "sender-webhook"),
+        policies=sender_settings.policies(),
+        send_topic=topics.send("webhook"),
+        delay_topic=topics.delay,
+        concurrency=4,
+    )
+
+    def events(outputs: list[Output]) -> list[StatusEvent]:
+        return [STATUS_EVENT.decode(o.value) for o in outputs if isinstance(o, Produce) and o.topic == topics.status]
+
+    opened_before = transitions("http", BreakerState.OPEN)
+    try:
+        with ScriptedServer().serving() as tenant_a, ScriptedServer().serving() as tenant_b:
+            tenant_a.reply, tenant_b.reply = Reply(204), Reply(503)
+            # Two receivers on this machine: another port is another destination.
+            url_a, url_b = f"http://localhost:{tenant_a.server_address[1]}/in", f"{tenant_b.url}/in"
+            failing = [delivery(url_b, tenant_id="tenant-b") for _ in range(3)]
+            for offset, item in enumerate(failing):
+                [event] = events(await handler([consumed(item, topics, offset)]))
+                assert (event["status"], event["reason"]) == (status.RETRYING, "endpoint_unavailable")
+            assert chain.breaker("http", f"127.0.0.1:{tenant_b.server_address[1]}").state is BreakerState.OPEN
+
+            later_b, first_a = delivery(url_b, tenant_id="tenant-b"), delivery(url_a, tenant_id="tenant-a")
+            outputs = await handler([consumed(later_b, topics, 3), consumed(first_a, topics, 4)])
+            by_tenant = {event["tenant_id"]: event for event in events(outputs)}
+            b_requests, a_requests = len(tenant_b.requests), len(tenant_a.requests)
+    finally:
+        await chain.close()
+    assert (by_tenant["tenant-a"]["status"], by_tenant["tenant-a"]["detail"]) == (status.SENT, "204 No Content")
+    assert (by_tenant["tenant-b"]["status"], by_tenant["tenant-b"]["reason"]) == (status.RETRYING, "circuit_open")
+    assert (a_requests, b_requests) == (1, 3)
+    assert chain.breaker("http", f"localhost:{tenant_a.server_address[1]}").state is BreakerState.CLOSED
+    # One transition counted under the provider's name: hosts never become metric labels.
+    assert transitions("http", BreakerState.OPEN) == opened_before + 1
