@@ -83,8 +83,16 @@ class WebhookSettings(HeraldSettings):
 
     # Every tenant's and endpoint's signing secret is derived from this key (keep it secret; rotate by re-keying).
     webhook_signing_key: SecretStr | None = Field(default=None, min_length=32)
-    # Refuse URLs that resolve to loopback or private addresses (SSRF); only tests and local stacks allow them.
+    # Allow webhook URLs that resolve to loopback or private addresses (shared.ssrf); only tests and local stacks.
     webhook_allow_private_networks: bool = False
+
+
+class WebPushSettings(HeraldSettings):
+    """What the services that register (gateway) or push to (sender-push) Web Push subscriptions share."""
+
+    # Allow subscriptions whose endpoint resolves to loopback or private addresses (shared.ssrf): the
+    # push service stand-in of tests and local stacks only.
+    webpush_allow_private_networks: bool = False
 
 
 SettingsT = TypeVar("SettingsT", bound=HeraldSettings)

@@ -8,16 +8,21 @@ import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import SecretStr
 
 from services.sender_email.ses import SesConfig
 from services.sender_email.settings import EmailSenderSettings
 from services.sender_sms.sns import SnsConfig
+from shared.codec import Contract
 from shared.config import HeraldSettings
 from shared.delivery import Delivered, Outcome
+from shared.kafka.records import KIND, TENANT, TRACEPARENT, Consumed
 from shared.messages import Attachment, EmailDelivery, PushDelivery, SmsDelivery, StatusEvent
+from shared.topics import Topics
+
+DeliveryT = TypeVar("DeliveryT", bound=Mapping[str, Any])
 
 
 def delivery_fields() -> dict[str, Any]:
@@ -30,6 +35,28 @@ def delivery_fields() -> dict[str, Any]:
         "priority": "normal",
         "metadata": {},
     }
+
+
+def send_message(
+    value: DeliveryT,
+    contract: Contract[DeliveryT],
+    topics: Topics,
+    channel: str,
+    recipient: str,
+    offset: int = 0,
+    traceparent: bytes | None = None,
+) -> Consumed[DeliveryT]:
+    """``value`` as the consumer loop hands it to ``channel``'s sender, keyed ``tenant:recipient``."""
+    headers = ((TENANT, value["tenant_id"].encode()), (KIND, f"delivery.{channel}".encode()))
+    return Consumed(
+        topic=topics.send(channel),
+        partition=0,
+        offset=offset,
+        key=f"{value['tenant_id']}:{recipient}".encode(),
+        value=value,
+        raw=contract.encode(value),
+        headers=headers + (((TRACEPARENT, traceparent),) if traceparent else ()),
+    )
 
 
 def push_delivery(**overrides: Any) -> PushDelivery:
@@ -105,6 +132,13 @@ class ScriptedProvider:
             await asyncio.sleep(step)  # a provider that hangs this long
             return Delivered(self.name)
         return step
+
+
+class DestinationScriptedProvider(ScriptedProvider):
+    """A :class:`ScriptedProvider` that calls wherever a delivery's ``url`` says: breakers per destination."""
+
+    def destination(self, delivery: Mapping[str, Any]) -> str:
+        return str(delivery["url"])
 
 
 def smtp_settings(settings: HeraldSettings, port: int) -> EmailSenderSettings:

@@ -18,6 +18,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     delay_s: float = 0.0
+    # The reason phrase; None: the standard one for the status.
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
         queue = self.server.scripted.get(self.path)
         reply = queue.popleft() if queue else self.server.reply
         time.sleep(reply.delay_s)
-        self.send_response(reply.status)
+        self.send_response(reply.status, reply.reason)
         for name, value in reply.headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(reply.body)))

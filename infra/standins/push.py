@@ -74,6 +74,8 @@ class PushStandIns(StartsAndStops):
             "HERALD_APNS_CA_FILE": self.apns.ca_path,
             "HERALD_WEBPUSH_VAPID_PRIVATE_KEY": self.vapid_key,
             "HERALD_WEBPUSH_SUBJECT": VAPID_SUBJECT,
+            # The Web Push stand-in's subscriptions point at this machine, which the SSRF guard refuses otherwise.
+            "HERALD_WEBPUSH_ALLOW_PRIVATE_NETWORKS": "true",
         }
 
     def web_subscription(self) -> str:

@@ -1,10 +1,11 @@
-"""TLS for local stand-ins: a throwaway CA and a server certificate for 127.0.0.1."""
+"""TLS for local stand-ins: a throwaway CA and a server certificate for 127.0.0.1 (or the names a test gives)."""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
 import ssl
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -13,8 +14,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-def local_server_context(directory: Path, issuer: str) -> ssl.SSLContext:
-    """A TLS server context for 127.0.0.1 and localhost, signed by a fresh CA written to ``directory/ca.pem``.
+def local_server_context(
+    directory: Path, issuer: str, hosts: Sequence[str] = ("localhost", "127.0.0.1")
+) -> ssl.SSLContext:
+    """A TLS server context for ``hosts`` (names or IP addresses), signed by a fresh CA written to
+    ``directory/ca.pem``.
 
     Clients under test trust that CA file, so they verify certificates exactly as in production.
     """
@@ -51,14 +55,14 @@ def local_server_context(directory: Path, issuer: str) -> ssl.SSLContext:
     server_key = ec.generate_private_key(ec.SECP256R1())
     server_cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
         .issuer_name(ca_name)
         .public_key(server_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(validity[0])
         .not_valid_after(validity[1])
         .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName([_subject_name(host) for host in hosts]),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -78,3 +82,10 @@ def local_server_context(directory: Path, issuer: str) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(directory / "server.pem", key_path)
     return context
+
+
+def _subject_name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)

@@ -129,7 +129,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(notifications.router)
     app.include_router(listing.router)
     app.include_router(bulk.routes(settings.bulk_max_items))
-    app.include_router(devices.router)
+    app.include_router(devices.routes(settings))
     app.include_router(erasures.router)
     app.include_router(recipients.router)
     app.include_router(dead_letters.router)

@@ -24,6 +24,7 @@ from services.gateway.feedback import sendgrid, ses, sns, twilio
 from services.gateway.feedback.events import ProviderEvent
 from services.gateway.problems import Problem
 from services.gateway.settings import GatewaySettings
+from shared.ssrf import OutboundGuard
 from shared.status_events import StatusReporter
 
 log = structlog.get_logger(__name__)
@@ -68,7 +69,10 @@ def routes(settings: GatewaySettings) -> APIRouter:
     )
     sns_verifier = (
         sns.SnsVerifier(
-            topic_arns=settings.ses_sns_topic_arns, hosts=settings.sns_cert_host_pattern, ca_file=settings.sns_ca_file
+            topic_arns=settings.ses_sns_topic_arns,
+            hosts=settings.sns_cert_host_pattern,
+            guard=OutboundGuard(allow_private_networks=settings.sns_allow_private_networks),
+            ca_file=settings.sns_ca_file,
         )
         if settings.ses_sns_topic_arns
         else None
@@ -109,12 +113,12 @@ def routes(settings: GatewaySettings) -> APIRouter:
             raise _forbidden("ses", "not an SNS message")
         try:
             await sns_verifier.verify(message)
+            if message["Type"] == sns.SUBSCRIPTION_CONFIRMATION:
+                await sns_verifier.confirm(message)
+                log.info("sns_subscription_confirmed", topic=message["TopicArn"])
         except sns.NotFromSns as error:
             raise _forbidden("ses", str(error)) from None
-        if message["Type"] == sns.SUBSCRIPTION_CONFIRMATION:
-            await sns_verifier.confirm(message)
-            log.info("sns_subscription_confirmed", topic=message["TopicArn"])
-        elif message["Type"] == sns.NOTIFICATION:
+        if message["Type"] == sns.NOTIFICATION:
             await _record(request, ses.interpret(_json(str(message.get("Message", "")).encode())))
         return Response(status_code=204)
 

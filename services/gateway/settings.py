@@ -7,7 +7,7 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from services.gateway.feedback.settings import CallbackSettings
-from shared.config import CommaSeparated, WebhookSettings
+from shared.config import CommaSeparated, WebhookSettings, WebPushSettings
 
 # A per-minute limit's refill interval is 60 s / limit, in whole microseconds: at least 1.
 MAX_PER_MINUTE = 60_000_000
@@ -22,7 +22,7 @@ class TenantRateLimits(BaseModel):
     per_tenant: int | None = Field(default=None, ge=0, le=MAX_PER_MINUTE)
 
 
-class GatewaySettings(CallbackSettings, WebhookSettings):
+class GatewaySettings(CallbackSettings, WebhookSettings, WebPushSettings):
     gateway_host: str = "0.0.0.0"
     gateway_port: int = Field(default=8080, ge=1, le=65535)
     # The local stack's key: created at start-up for the tenant below. Leave unset in production.

@@ -23,9 +23,10 @@ from services.gateway.auth import Admin, Tenant
 from services.gateway.idempotency import IDEMPOTENT
 from services.gateway.pages import Cursor, Limit, PageLinks
 from services.gateway.problems import PROBLEM_RESPONSES, Problem
+from services.gateway.public_urls import refuse_non_public
 from services.gateway.settings import GatewaySettings
 from shared import status
-from shared.ssrf import NonPublicAddress, ensure_public
+from shared.ssrf import OutboundGuard
 from shared.storage.webhook_endpoints import (
     OUTCOMES,
     DeliveryFilter,
@@ -164,18 +165,8 @@ def routes(settings: GatewaySettings) -> APIRouter:
     signing_key = settings.webhook_signing_key.get_secret_value().encode() if settings.webhook_signing_key else None
     grace = timedelta(seconds=settings.webhook_secret_grace_s)
 
-    async def refuse_private(url: str) -> None:
-        # Refused now rather than at every delivery; sender-webhook checks again before each POST.
-        if settings.webhook_allow_private_networks:
-            return
-        try:
-            await ensure_public(url)
-        except NonPublicAddress as error:
-            raise Problem(
-                422, "Invalid request", str(error), errors=[{"pointer": "#/url", "detail": str(error)}]
-            ) from None
-        except OSError:
-            return  # does not resolve now: may later; the sender decides then
+    # Refused now rather than at every delivery; sender-webhook checks again before each POST.
+    guard = OutboundGuard(allow_private_networks=settings.webhook_allow_private_networks)
 
     def with_secret(endpoint: Endpoint) -> WebhookEndpointWithSecret:
         assert signing_key is not None
@@ -202,7 +193,7 @@ def routes(settings: GatewaySettings) -> APIRouter:
         """Register an endpoint. Its secret is in this answer only (and a replay of the same
         ``Idempotency-Key``, within the idempotency window)."""
         require_signing_key()
-        await refuse_private(body.url)
+        await refuse_non_public(guard, body.url, "#/url")
         endpoint = await _repository(request).create(admin.tenant, body.url, body.description, body.events)
         response.headers["Location"] = f"{PATH}/{endpoint.id}"
         return with_secret(endpoint)
@@ -226,7 +217,7 @@ def routes(settings: GatewaySettings) -> APIRouter:
     ) -> WebhookEndpointOut:
         """Change the URL, description or subscribed events; the secret stays."""
         if body.url is not None:
-            await refuse_private(body.url)
+            await refuse_non_public(guard, body.url, "#/url")
         endpoint = await _repository(request).update(
             admin.tenant,
             endpoint_id,

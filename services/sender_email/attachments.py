@@ -20,7 +20,7 @@ from shared.delivery import Failed, Outcome, Retry
 from shared.errors import DeadLetterReason
 from shared.messages import Attachment, EmailDelivery
 from shared.providers.base import Provider, ProviderSet
-from shared.ssrf import NonPublicAddress, ensure_public
+from shared.ssrf import NonPublicAddress, OutboundGuard, status_line
 from shared.tracking import is_web_url
 
 NAME = "attachments"
@@ -41,12 +41,11 @@ class _Unavailable(Exception):
 class AttachmentFetcher:
     """Fetches URL attachments over one pooled HTTP client, within a size and a time budget per mail."""
 
-    def __init__(self, *, max_bytes: int, timeout_s: float, allow_private_networks: bool) -> None:
+    def __init__(self, *, max_bytes: int, timeout_s: float, guard: OutboundGuard) -> None:
         self._max_bytes = max_bytes
         self._timeout_s = timeout_s
-        self._allow_private = allow_private_networks
-        # Redirects are followed by hand, so that each hop goes through the SSRF check.
-        self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, headers={"user-agent": USER_AGENT})
+        # Every connection, each redirect hop's included, goes only to an address the guard checked.
+        self._client = guard.client(timeout=timeout_s, headers={"user-agent": USER_AGENT})
 
     async def inline(self, delivery: EmailDelivery) -> EmailDelivery | Retry | Failed:
         """``delivery`` with every URL attachment fetched and made inline, or why that failed."""
@@ -76,14 +75,6 @@ class AttachmentFetcher:
         url = attachment["url"] or ""
         for _ in range(MAX_REDIRECTS + 1):
             host = urlsplit(url).hostname
-            if not self._allow_private:
-                try:
-                    await ensure_public(url)
-                except NonPublicAddress as error:
-                    detail = f"attachment {name!r} refused: {error}"
-                    raise _Unavailable(Failed(NAME, detail, DeadLetterReason.INVALID_PAYLOAD)) from None
-                except OSError as error:
-                    raise _Unavailable(_retry(f"attachment {name!r}: cannot resolve {host}: {error}")) from None
             try:
                 async with self._client.stream("GET", url) as response:
                     if response.is_redirect:
@@ -93,6 +84,9 @@ class AttachmentFetcher:
                         continue
                     _check_status(name, response)
                     return await _read(name, response, budget)
+            except NonPublicAddress as error:
+                detail = f"attachment {name!r} refused: {error}"
+                raise _Unavailable(Failed(NAME, detail, DeadLetterReason.INVALID_PAYLOAD)) from None
             except httpx.TimeoutException:
                 raise _Unavailable(_retry(f"attachment {name!r}: no answer from {host}")) from None
             except httpx.HTTPError as error:
@@ -105,7 +99,7 @@ def _check_status(name: str, response: httpx.Response) -> None:
     if 200 <= status < 300:
         return
     # The URL itself stays out of the detail: it may be signed (a pre-signed storage URL is a credential).
-    detail = f"attachment {name!r} unavailable: {status} {response.reason_phrase}".rstrip()
+    detail = f"attachment {name!r} unavailable: {status_line(response)}"
     if status in RETRYABLE_STATUS or status >= 500:
         raise _Unavailable(_retry(detail))
     # 404 and 410 (gone), 401 and 403 (not ours to take), other 4xx and 3xx without a Location.

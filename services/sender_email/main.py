@@ -15,6 +15,7 @@ from shared.messages import EMAIL_DELIVERY, EmailDelivery
 from shared.providers.base import Provider
 from shared.providers.factory import build_chain
 from shared.sender_service import serve_sender
+from shared.ssrf import OutboundGuard
 
 
 def available_providers(settings: EmailSenderSettings) -> dict[str, Callable[[], Provider[EmailDelivery]]]:
@@ -60,7 +61,7 @@ async def serve() -> None:
             AttachmentFetcher(
                 max_bytes=settings.attachment_max_bytes,
                 timeout_s=settings.attachment_fetch_timeout_s,
-                allow_private_networks=settings.attachment_allow_private_networks,
+                guard=OutboundGuard(allow_private_networks=settings.attachment_allow_private_networks),
             ),
         ),
         concurrency=settings.smtp_pool_size,

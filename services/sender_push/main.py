@@ -17,6 +17,7 @@ from shared.providers.base import Provider
 from shared.providers.factory import build_chains
 from shared.providers.ratelimit import SendRateLimiter
 from shared.sender_service import serve_sender
+from shared.ssrf import OutboundGuard
 from shared.storage.database import check, create_pool
 from shared.storage.devices import DeviceRepository
 
@@ -56,6 +57,7 @@ def available_providers(settings: PushSenderSettings) -> dict[str, Callable[[], 
                 vapid_subject=settings.webpush_subject,
                 timeout_s=settings.provider_timeout_s,
                 max_connections=settings.webpush_max_connections,
+                guard=OutboundGuard(allow_private_networks=settings.webpush_allow_private_networks),
             )
         ),
     }

@@ -2,10 +2,11 @@
 
 from pydantic import Field, SecretStr
 
+from shared.config import WebPushSettings
 from shared.sender_settings import ProviderNames, SenderSettings
 
 
-class PushSenderSettings(SenderSettings):
+class PushSenderSettings(SenderSettings, WebPushSettings):
     # Each platform's providers in order of preference. FCM reaches every platform (iOS through the
     # APNs key uploaded to Firebase, browsers through its Web Push), so it is the usual fallback.
     push_android_providers: ProviderNames = Field(default_factory=lambda: ["fcm"])

@@ -4,7 +4,10 @@ A web delivery's token is the browser's ``PushSubscription`` as JSON: the push s
 and the browser's keys. The payload is encrypted for those keys with pywebpush (aes128gcm through
 http_ece); the request carries a VAPID token py_vapid signs with Herald's key, whose public half
 the browser was given when it subscribed. There is no central service: each subscription names its
-own (FCM's for Chrome, Mozilla's for Firefox, Apple's for Safari, ...).
+own (FCM's for Chrome, Mozilla's for Firefox, Apple's for Safari, ...), so each push goes through the
+SSRF guard (:mod:`shared.ssrf`): an endpoint on a loopback, private or link-local address is never
+called, and the subscription fails as invalid (the sender then disables the device). Of an answer,
+only the status and reason phrase are kept in the delivery's detail, never the body.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from shared.delivery import Delivered, Failed, Outcome, Retry
 from shared.errors import DeadLetterReason
 from shared.messages import Priority, PushDelivery
 from shared.providers.base import ProviderConfigError
+from shared.ssrf import NonPublicAddress, OutboundGuard, status_line
 
 NAME = "webpush"
 # Kept this long when the delivery gives no TTL: four weeks, what push services keep at most.
@@ -68,6 +72,8 @@ class WebPushConfig:
     timeout_s: float = 10.0
     # HTTP connections open at once, across every push service.
     max_connections: int = 16
+    # Which addresses push services may be at (subscriptions come from browsers: public ones only).
+    guard: OutboundGuard = field(default_factory=OutboundGuard)
 
 
 class WebPushProvider:
@@ -85,10 +91,9 @@ class WebPushProvider:
         self._public_key = _b64url(public)
         # origin -> (Authorization header, when to sign a new one (epoch seconds)).
         self._vapid_headers: dict[str, tuple[str, float]] = {}
-        self._client = httpx.AsyncClient(
+        # A push service answers 201 or an error; the guard's client follows no redirect.
+        self._client = config.guard.client(
             timeout=config.timeout_s,
-            # A push service answers 201 or an error; a redirect is nothing to follow.
-            follow_redirects=False,
             limits=httpx.Limits(
                 max_connections=max(config.max_connections, 1),
                 max_keepalive_connections=max(config.max_connections, 1),
@@ -146,6 +151,9 @@ class WebPushProvider:
             # One bound on the whole request: httpx's timeout applies to each phase (connect, write, read).
             async with asyncio.timeout(self._config.timeout_s):
                 response = await self._client.post(subscription.endpoint, content=body, headers=headers)
+        except NonPublicAddress as error:
+            # Not a push service anyone may be sent to: the sender disables the subscription for good.
+            return Failed(self.name, f"invalid token: endpoint refused: {error}", DeadLetterReason.INVALID_TOKEN)
         except (TimeoutError, httpx.TimeoutException):
             return Retry(self.name, f"no answer from {subscription.origin} within {self._config.timeout_s}s")
         except httpx.HTTPError as error:
@@ -154,6 +162,17 @@ class WebPushProvider:
             # Signed again next time, should the push service have refused this token rather than the key.
             self._vapid_headers.pop(subscription.origin, None)
         return _classify(response)
+
+    def destination(self, delivery: PushDelivery) -> str:
+        """The subscription's push service (its origin): each has its own circuit breaker, so one failing
+        push service (or one a subscription made up) stops only the pushes to it."""
+        # No usable subscription: "", since it fails for good at once, whatever the breaker says.
+        try:
+            value = json.loads(delivery["token"])
+            endpoint = value.get("endpoint") if isinstance(value, dict) else None
+            return _origin(endpoint) if isinstance(endpoint, str) else ""
+        except ValueError:
+            return ""
 
     def validate_config(self) -> None:
         """Refuse settings that cannot work, naming the variable."""
@@ -254,18 +273,7 @@ def _subscription(token: str) -> _Subscription:
     endpoint, keys = value.get("endpoint"), value.get("keys")
     if not isinstance(endpoint, str):
         raise ValueError("no endpoint")
-    url = urlsplit(endpoint)
-    if url.scheme not in ("http", "https") or not url.hostname:
-        raise ValueError(f"endpoint is not an http(s) URL: {endpoint[:200]!r}")
-    try:
-        httpx.URL(endpoint)
-        port = url.port
-    except (httpx.InvalidURL, ValueError) as error:
-        raise ValueError(f"endpoint is not a valid URL: {error}") from None
-    host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname  # an IPv6 literal keeps its brackets
-    origin = f"{url.scheme}://{host}"
-    if port is not None and port != (443 if url.scheme == "https" else 80):
-        origin += f":{port}"
+    origin = _origin(endpoint)
     if not isinstance(keys, dict) or not isinstance(keys.get("p256dh"), str) or not isinstance(keys.get("auth"), str):
         raise ValueError("keys.p256dh and keys.auth are required")
     p256dh = _b64url_decode(keys["p256dh"], "keys.p256dh")
@@ -280,6 +288,23 @@ def _subscription(token: str) -> _Subscription:
     return _Subscription(
         endpoint, origin, {"endpoint": endpoint, "keys": {"p256dh": keys["p256dh"], "auth": keys["auth"]}}
     )
+
+
+def _origin(endpoint: str) -> str:
+    """``scheme://host[:port]`` of a subscription's endpoint; ValueError says why it is not a usable URL."""
+    url = urlsplit(endpoint)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ValueError(f"endpoint is not an http(s) URL: {endpoint[:200]!r}")
+    try:
+        httpx.URL(endpoint)
+        port = url.port
+    except (httpx.InvalidURL, ValueError) as error:
+        raise ValueError(f"endpoint is not a valid URL: {error}") from None
+    host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname  # an IPv6 literal keeps its brackets
+    origin = f"{url.scheme}://{host}"
+    if port is not None and port != (443 if url.scheme == "https" else 80):
+        origin += f":{port}"
+    return origin
 
 
 def _b64url_decode(value: str, what: str) -> bytes:
@@ -298,11 +323,9 @@ def _b64url(data: bytes) -> str:
 
 def _classify(response: httpx.Response) -> Outcome:
     status = response.status_code
-    detail = f"{status} {response.reason_phrase}"
-    text = response.text.strip()
-    explained = f"{detail}: {text[:300]}" if text else detail
+    explained = status_line(response)
     if status in (200, 201, 202):
-        return Delivered(NAME, response.headers.get("location") or detail)
+        return Delivered(NAME, response.headers.get("location") or explained)
     if status in (404, 410):
         # The browser unsubscribed (or the subscription expired): the sender disables it for good.
         return Failed(NAME, f"unregistered token: {explained}", DeadLetterReason.UNREGISTERED_TOKEN)

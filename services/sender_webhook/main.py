@@ -12,6 +12,7 @@ from shared.messages import WEBHOOK_DELIVERY, WebhookDelivery
 from shared.providers.base import Provider
 from shared.providers.factory import build_chain
 from shared.sender_service import serve_sender
+from shared.ssrf import OutboundGuard
 
 
 def available_providers(settings: WebhookSenderSettings) -> dict[str, Callable[[], Provider[WebhookDelivery]]]:
@@ -22,7 +23,7 @@ def available_providers(settings: WebhookSenderSettings) -> dict[str, Callable[[
             key,
             timeout_s=settings.webhook_timeout_s,
             concurrency=settings.webhook_concurrency,
-            allow_private_networks=settings.webhook_allow_private_networks,
+            guard=OutboundGuard(allow_private_networks=settings.webhook_allow_private_networks),
         )
     }
 

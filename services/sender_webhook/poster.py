@@ -12,7 +12,7 @@ from shared.delivery import Delivered, Failed, Outcome, Retry
 from shared.errors import DeadLetterReason
 from shared.messages import WebhookDelivery
 from shared.providers.base import ProviderConfigError
-from shared.ssrf import NonPublicAddress, ensure_public
+from shared.ssrf import NonPublicAddress, OutboundGuard, status_line
 from shared.webhook_secrets import endpoint_secret, tenant_secret
 
 NAME = "http"
@@ -27,14 +27,11 @@ class WebhookProvider:
 
     name = NAME
 
-    def __init__(
-        self, signing_key: bytes | None, *, timeout_s: float, concurrency: int, allow_private_networks: bool
-    ) -> None:
+    def __init__(self, signing_key: bytes | None, *, timeout_s: float, concurrency: int, guard: OutboundGuard) -> None:
         self._signing_key = signing_key or b""
-        self._allow_private = allow_private_networks
-        self._client = httpx.AsyncClient(
+        # Customer URLs: only public addresses (unless the guard allows private ones), no redirects.
+        self._client = guard.client(
             timeout=timeout_s,
-            follow_redirects=False,
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         )
 
@@ -45,19 +42,27 @@ class WebhookProvider:
     async def send(self, delivery: WebhookDelivery) -> Outcome:
         """POST once; 2xx delivered, 408/425/429/5xx and network failures retried, other 4xx refused."""
         url = delivery["url"]
-        refusal = await self._refuse_private(url)
-        if refusal is not None:
-            return refusal
         body = delivery["payload_json"]
         headers = signed_headers(self._secrets(delivery), delivery["delivery_id"], datetime.now(UTC), body)
         headers |= {"content-type": "application/json", "user-agent": USER_AGENT}
         try:
             response = await self._client.post(url, content=body.encode(), headers=headers)
+        except NonPublicAddress as error:
+            return Failed(NAME, f"refused: {error}", DeadLetterReason.INVALID_PAYLOAD)
         except httpx.TimeoutException as error:
             return Retry(NAME, f"no answer from {url}: {error!r}", "provider_timeout")
         except httpx.HTTPError as error:
             return Retry(NAME, f"cannot reach {url}: {error!r}")
         return _by_status(response)
+
+    def destination(self, delivery: WebhookDelivery) -> str:
+        """The URL's ``host:port``: each has its own circuit breaker, so one dead endpoint stops only its deliveries."""
+        url = urlsplit(delivery["url"])
+        try:
+            port = url.port
+        except ValueError:  # not a port: the POST fails on its own; the host still keeps it apart
+            port = None
+        return f"{url.hostname or ''}:{port or (443 if url.scheme == 'https' else 80)}"
 
     def _secrets(self, delivery: WebhookDelivery) -> list[str]:
         endpoint_id = delivery.get("endpoint_id")
@@ -75,22 +80,10 @@ class WebhookProvider:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def _refuse_private(self, url: str) -> Outcome | None:
-        # SSRF: a customer URL must not reach Herald's own network, unless explicitly allowed.
-        if self._allow_private:
-            return None
-        try:
-            await ensure_public(url)
-        except NonPublicAddress as error:
-            return Failed(NAME, f"refused: {error}", DeadLetterReason.INVALID_PAYLOAD)
-        except OSError as error:
-            return Retry(NAME, f"cannot resolve {urlsplit(url).hostname}: {error}")
-        return None
-
 
 def _by_status(response: httpx.Response) -> Outcome:
     status = response.status_code
-    detail = f"{status} {response.reason_phrase}"
+    detail = status_line(response)
     if 200 <= status < 300:
         return Delivered(NAME, detail)
     if status in RETRYABLE_STATUS or status >= 500:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from shared.delivery import Outcome
 
@@ -36,6 +36,18 @@ class Provider(Protocol[DeliveryT]):
 
     async def health(self) -> None:
         """Raise if the provider cannot be reached now (a cheap call: a connection, a NOOP)."""
+        ...
+
+
+@runtime_checkable
+class DestinationProvider(Provider[DeliveryT], Protocol[DeliveryT]):
+    """A provider that calls wherever each delivery says (a customer's webhook URL), not one service of its own.
+
+    Its circuit breakers are per destination: one customer's dead endpoint must not stop the others'.
+    """
+
+    def destination(self, delivery: DeliveryT) -> str:
+        """Where ``delivery`` goes, as one breaker covers it: ``host:port``."""
         ...
 
 

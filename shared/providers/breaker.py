@@ -1,4 +1,4 @@
-"""A circuit breaker per provider: stop calling a provider whose recent calls mostly fail.
+"""Circuit breakers: stop calling a provider (or a customer's endpoint) whose recent calls mostly fail.
 
 Like sony/gobreaker, but it opens on the failure *rate* over a sliding time window, so one bad
 minute opens it whatever the traffic, and a few failures at low traffic do not.
@@ -10,25 +10,33 @@ minute opens it whatever the traffic, and a few failures at low traffic do not.
 
 Callers ask :meth:`CircuitBreaker.allow` before each call and record exactly one outcome for each
 call it allowed. Not thread-safe: one breaker lives in one event loop.
+
+A provider that calls endpoints its deliveries name (webhooks) has a breaker per destination
+(:class:`DestinationBreakers`), so one customer's dead endpoint does not stop everyone's deliveries.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, Generic, TypeVar
 
 import structlog
 
 from shared.observability.metrics import CIRCUIT_STATE, CIRCUIT_TRANSITIONS
+from shared.providers.base import DestinationProvider
 
 log = structlog.get_logger(__name__)
 
+DeliveryT = TypeVar("DeliveryT", bound=Mapping[str, Any])
 # Outcomes are counted per second rather than kept one by one, so memory stays bounded at any call rate.
 BUCKET_WIDTH_S = 1.0
+# Destinations whose breakers are kept per provider; past this, the least recently used one's is dropped.
+MAX_DESTINATION_BREAKERS = 1024
 
 
 class BreakerState(StrEnum):
@@ -76,12 +84,21 @@ class _Bucket:
 
 
 class CircuitBreaker:
-    """The breaker of one provider; ``clock`` returns seconds and is injectable for tests."""
+    """The breaker of one provider, or of one ``destination`` of it; ``clock`` returns seconds and is injectable.
+
+    A destination's breaker counts its transitions under the provider's name and has no state gauge:
+    destinations are customers' hosts, too many to be metric labels.
+    """
 
     def __init__(
-        self, name: str, policy: BreakerPolicy = BreakerPolicy(), clock: Callable[[], float] = time.monotonic
+        self,
+        name: str,
+        policy: BreakerPolicy = BreakerPolicy(),
+        clock: Callable[[], float] = time.monotonic,
+        destination: str | None = None,
     ) -> None:
         self.name = name
+        self.destination = destination
         self.policy = policy
         self._clock = clock
         self._state = BreakerState.CLOSED
@@ -89,7 +106,7 @@ class CircuitBreaker:
         self._opened_at_s = 0.0
         self._probes_taken = 0
         self._probe_successes = 0
-        CIRCUIT_STATE.labels(provider=name).set(STATE_GAUGE_VALUES[BreakerState.CLOSED])
+        self._set_gauge(BreakerState.CLOSED)
 
     @property
     def state(self) -> BreakerState:
@@ -155,9 +172,14 @@ class CircuitBreaker:
         failures = sum(bucket.failures for bucket in self._buckets)
         return calls >= self.policy.minimum_calls and failures / calls >= self.policy.failure_rate_threshold
 
+    def _set_gauge(self, state: BreakerState) -> None:
+        if self.destination is None:
+            CIRCUIT_STATE.labels(provider=self.name).set(STATE_GAUGE_VALUES[state])
+
     def _move_to(self, to: BreakerState) -> None:
-        log.info("circuit_state_changed", provider=self.name, **{"from": self._state.value, "to": to.value})
-        CIRCUIT_STATE.labels(provider=self.name).set(STATE_GAUGE_VALUES[to])
+        where = {"provider": self.name} | ({} if self.destination is None else {"destination": self.destination})
+        log.info("circuit_state_changed", **where, **{"from": self._state.value, "to": to.value})
+        self._set_gauge(to)
         CIRCUIT_TRANSITIONS.labels(provider=self.name, to=to.value).inc()
         self._state = to
         self._probes_taken = 0
@@ -167,3 +189,40 @@ class CircuitBreaker:
         if to is BreakerState.CLOSED:
             # The failures that opened the breaker are history once the provider has recovered.
             self._buckets.clear()
+
+
+class DestinationBreakers(Generic[DeliveryT]):
+    """A breaker per destination of ``provider`` (a customer's ``host:port``), for the ``capacity`` most
+    recently used destinations: a forgotten destination starts again closed."""
+
+    def __init__(
+        self,
+        provider: DestinationProvider[DeliveryT],
+        policy: BreakerPolicy,
+        capacity: int = MAX_DESTINATION_BREAKERS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._provider = provider
+        self._policy = policy
+        self._capacity = capacity
+        self._clock = clock
+        self._breakers: OrderedDict[str, CircuitBreaker] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._breakers)
+
+    def get(self, destination: str) -> CircuitBreaker:
+        """``destination``'s breaker, made closed if it has none (or had one that was dropped)."""
+        breaker = self._breakers.get(destination)
+        if breaker is None:
+            breaker = CircuitBreaker(self._provider.name, self._policy, self._clock, destination=destination)
+            self._breakers[destination] = breaker
+            if len(self._breakers) > self._capacity:
+                self._breakers.popitem(last=False)
+        else:
+            self._breakers.move_to_end(destination)
+        return breaker
+
+    def for_delivery(self, delivery: DeliveryT) -> CircuitBreaker:
+        """The breaker of where ``delivery`` goes."""
+        return self.get(self._provider.destination(delivery))

@@ -1,10 +1,11 @@
 """A channel's providers in order of preference, with failover, circuit breakers, rate limits and timeouts.
 
 For each delivery the chain tries its providers in order. A provider is skipped while its circuit is
-open or its shared rate limit would make the delivery wait too long; a retryable failure (timeout,
-4xx SMTP, 5xx HTTP, 429) counts against its breaker and the next provider is tried; a permanent
-failure (a bad address) ends the attempt, since another provider would refuse it too. When no
-provider could take it, the result is a :class:`Retry` with the earliest time worth trying again.
+open (for a provider that calls customers' endpoints, the circuit of the delivery's destination) or
+its shared rate limit would make the delivery wait too long; a retryable failure (timeout, 4xx
+SMTP, 5xx HTTP, 429) counts against its breaker and the next provider is tried; a permanent failure
+(a bad address) ends the attempt, since another provider would refuse it too. When no provider
+could take it, the result is a :class:`Retry` with the earliest time worth trying again.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any, Generic, TypeVar
 import structlog
 
 from shared.delivery import Outcome, Retry
-from shared.providers.base import Provider
-from shared.providers.breaker import BreakerPolicy, BreakerState, CircuitBreaker
+from shared.providers.base import DestinationProvider, Provider
+from shared.providers.breaker import BreakerPolicy, BreakerState, CircuitBreaker, DestinationBreakers
 from shared.providers.ratelimit import SendRateLimiter
 
 log = structlog.get_logger(__name__)
@@ -37,6 +38,17 @@ class ProviderLimits:
     # Sends per second across every replica; None means unlimited.
     rate_per_s: float | None = None
     burst: int = 1
+
+
+# What guards one provider: one breaker, or one per destination of a provider that calls customers' endpoints.
+Breakers = CircuitBreaker | DestinationBreakers[DeliveryT]
+
+
+def breakers_for(provider: Provider[DeliveryT], policy: BreakerPolicy) -> Breakers[DeliveryT]:
+    """A new breaker for ``provider``, or breakers per destination for a :class:`DestinationProvider`."""
+    if isinstance(provider, DestinationProvider):
+        return DestinationBreakers(provider, policy)
+    return CircuitBreaker(provider.name, policy)
 
 
 async def close_providers(providers: Sequence[Provider[Any]]) -> None:
@@ -59,14 +71,16 @@ class ProviderChain(Generic[DeliveryT]):
         breaker_policy: BreakerPolicy,
         limits: Mapping[str, ProviderLimits],
         limiter: SendRateLimiter | None,
-        breakers: Mapping[str, CircuitBreaker] | None = None,
+        breakers: Mapping[str, Breakers[DeliveryT]] | None = None,
     ) -> None:
         """``breakers`` lets chains that share a provider share its breaker (push: FCM serves every platform)."""
         if not providers:
             raise ValueError("a provider chain needs at least one provider")
         self._providers = list(providers)
         shared = breakers or {}
-        self._breakers = {p.name: shared.get(p.name) or CircuitBreaker(p.name, breaker_policy) for p in providers}
+        self._breakers = {
+            p.name: shared[p.name] if p.name in shared else breakers_for(p, breaker_policy) for p in providers
+        }
         self._limits = {p.name: limits.get(p.name, ProviderLimits()) for p in providers}
         self._limiter = limiter
 
@@ -78,8 +92,14 @@ class ProviderChain(Generic[DeliveryT]):
     def providers(self) -> list[Provider[DeliveryT]]:
         return list(self._providers)
 
-    def breaker(self, provider: str) -> CircuitBreaker:
-        return self._breakers[provider]
+    def breaker(self, provider: str, destination: str | None = None) -> CircuitBreaker:
+        """``provider``'s breaker; for one with breakers per destination, ``destination``'s."""
+        breakers = self._breakers[provider]
+        if isinstance(breakers, CircuitBreaker):
+            return breakers
+        if destination is None:
+            raise ValueError(f"{provider} has a circuit breaker per destination: name one")
+        return breakers.get(destination)
 
     def validate_config(self) -> None:
         for provider in self._providers:
@@ -118,10 +138,12 @@ class ProviderChain(Generic[DeliveryT]):
         return Retry(last.provider, detail, last.reason, after_s=min(waits) if len(waits) == len(skipped) else None)
 
     async def _try(self, provider: Provider[DeliveryT], delivery: DeliveryT) -> Outcome:
-        breaker = self._breakers[provider.name]
+        breakers = self._breakers[provider.name]
+        breaker = breakers if isinstance(breakers, CircuitBreaker) else breakers.for_delivery(delivery)
         limits = self._limits[provider.name]
         if breaker.state is BreakerState.OPEN:
-            return Retry(provider.name, "circuit open", "circuit_open", after_s=breaker.retry_after_s())
+            circuit = "circuit open" if breaker.destination is None else f"circuit open for {breaker.destination}"
+            return Retry(provider.name, circuit, "circuit_open", after_s=breaker.retry_after_s())
         if self._limiter is not None and limits.rate_per_s is not None:
             wait = await self._limiter.acquire(provider.name, limits.rate_per_s, limits.burst)
             while 0 < wait <= MAX_THROTTLE_WAIT_S:

@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from shared.providers.base import Provider, ProviderConfigError
-from shared.providers.breaker import BreakerPolicy, CircuitBreaker
-from shared.providers.chain import ProviderChain, ProviderLimits
+from shared.providers.breaker import BreakerPolicy
+from shared.providers.chain import ProviderChain, ProviderLimits, breakers_for
 from shared.providers.ratelimit import SendRateLimiter
 from shared.sender_settings import SenderSettings
 
@@ -38,8 +38,8 @@ def build_chains(
 ) -> dict[str, ProviderChain[DeliveryT]]:
     """One chain per entry of ``chains`` (the setting that lists its providers -> their names).
 
-    A provider listed in several chains is built once and keeps one breaker, so its failures on one
-    chain open its circuit on all of them.
+    A provider listed in several chains is built once and keeps one breaker (or one per destination),
+    so its failures on one chain open its circuit on all of them.
 
     Raises:
         ProviderConfigError: naming the setting, for an empty list or an unknown provider; or a
@@ -68,7 +68,7 @@ def build_chains(
         open_for_s=settings.breaker_open_s,
         half_open_probes=settings.breaker_half_open_probes,
     )
-    breakers = {name: CircuitBreaker(name, policy) for name in used}
+    breakers = {name: breakers_for(providers[name], policy) for name in used}
     built = {
         variable: ProviderChain(
             [providers[name] for name in names],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
@@ -13,12 +14,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from infra.standins.tls import local_server_context
 from services.gateway.app import create_app
+from services.gateway.feedback.settings import SNS_HOSTS
+from services.gateway.feedback.sns import NotFromSns, SnsVerifier
 from services.gateway.settings import GatewaySettings
 from services.router.handlers import RouterHandler, with_batch_lookups
 from shared import status
@@ -48,6 +52,7 @@ from tests.callback_signing import (
 from tests.conftest import ENCRYPTOR
 from tests.integration.conftest import DEV_TENANT, assert_problem, auth
 from tests.kafka_helpers import read_topic
+from tests.outbound import METADATA_ADDRESS, PUBLIC_ADDRESS, LocalInternet, ScriptedResolver, guard
 from tests.scripted_http import Reply, ScriptedServer
 
 pytestmark = pytest.mark.integration
@@ -85,11 +90,11 @@ def https_url(server: ScriptedServer, path: str) -> str:
     return f"https://127.0.0.1:{server.server_address[1]}{path}"
 
 
-@pytest.fixture
-def callbacks_client(
-    gateway_settings: GatewaySettings, sendgrid_signer: SendGridSigner, aws_host: ScriptedServer, tmp_path: Path
-) -> Iterator[TestClient]:
-    settings = gateway_settings.model_copy(
+def callbacks_settings(
+    gateway_settings: GatewaySettings, sendgrid_signer: SendGridSigner, tmp_path: Path, *, allow_private: bool
+) -> GatewaySettings:
+    """Every provider's callback configured; SNS's host is ``aws_host``, on this machine."""
+    return gateway_settings.model_copy(
         update={
             "public_base_url": PUBLIC_BASE,
             "twilio_auth_token": SecretStr(TWILIO_TOKEN),
@@ -97,9 +102,18 @@ def callbacks_client(
             "ses_sns_topic_arns": [TOPIC_ARN],
             "sns_cert_host_pattern": r"127\.0\.0\.1",
             "sns_ca_file": str(tmp_path / "ca.pem"),
+            "sns_allow_private_networks": allow_private,
         }
     )
-    with TestClient(create_app(settings)) as running:
+
+
+@pytest.fixture
+def callbacks_client(
+    gateway_settings: GatewaySettings, sendgrid_signer: SendGridSigner, aws_host: ScriptedServer, tmp_path: Path
+) -> Iterator[TestClient]:
+    with TestClient(
+        create_app(callbacks_settings(gateway_settings, sendgrid_signer, tmp_path, allow_private=True))
+    ) as running:
         yield running
 
 
@@ -436,3 +450,108 @@ async def test_the_router_fails_a_notification_to_a_suppressed_address(db_pool: 
     ]
     sent = [o for o in outputs if isinstance(o, Produce) and o.topic == topics.send("email")]
     assert len(sent) == 2  # ada, and globex's own (not suppressed there) gone@example.com
+
+
+# --- SNS's URLs through the SSRF guard ---------------------------------------------------------------
+
+SNS_HOST = "sns.us-east-1.amazonaws.com"
+CERT_URL = f"https://{SNS_HOST}/SimpleNotificationService-abc.pem"
+
+
+def test_an_sns_certificate_on_a_private_address_is_403_and_never_fetched(
+    gateway_settings: GatewaySettings,
+    sendgrid_signer: SendGridSigner,
+    aws_host: ScriptedServer,
+    sns_signer: SnsSigner,
+    tmp_path: Path,
+) -> None:
+    """As in production (private networks not allowed), a certificate URL on this machine is refused."""
+    settings = callbacks_settings(gateway_settings, sendgrid_signer, tmp_path, allow_private=False)
+    cert = https_url(aws_host, "/cert.pem")
+    envelope = sns_signer.sign(sns_notification(ses_bounce(herald_ids(DEV_TENANT), "gone@example.com"), cert))
+    with TestClient(create_app(settings)) as production:
+        problem = assert_problem(production.post(SES, content=json.dumps(envelope)), 403)
+    assert "non-public address 127.0.0.1 (loopback)" in problem["detail"]
+    assert aws_host.requests == []
+
+
+def sns_host(directory: Path, sni: list[str], signer: SnsSigner) -> ScriptedServer:
+    """An HTTPS server with a certificate for SNS's host name only (no IP address), recording the SNI it gets."""
+    directory.mkdir()
+    context = local_server_context(directory, "SNS test CA", hosts=(SNS_HOST,))
+    context.sni_callback = lambda connection, name, _: sni.append(name)
+    server = ScriptedServer()
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.reply = Reply(200, {"Content-Type": "application/x-pem-file"}, signer.certificate_pem)
+    return server
+
+
+def verifier(directory: Path, resolver: ScriptedResolver, internet: LocalInternet, **rule: bool) -> SnsVerifier:
+    return SnsVerifier(
+        topic_arns=[TOPIC_ARN],
+        hosts=SNS_HOSTS,
+        guard=guard(resolver, internet, allow_private=rule.get("allow_private", False)),
+        ca_file=str(directory / "ca.pem"),
+    )
+
+
+async def test_an_sns_host_name_at_the_metadata_address_is_refused_before_connecting(
+    tmp_path: Path, sns_signer: SnsSigner
+) -> None:
+    internet = LocalInternet()
+    resolver = ScriptedResolver({SNS_HOST: [[METADATA_ADDRESS]]})
+    local_server_context(tmp_path, "SNS test CA")
+    message = sns_signer.sign(sns_notification(ses_bounce(herald_ids(DEV_TENANT), "a@example.com"), CERT_URL))
+    with pytest.raises(NotFromSns, match=r"non-public address 169\.254\.169\.254 \(link-local\)"):
+        await verifier(tmp_path, resolver, internet).verify(message)
+    assert internet.attempts == []
+
+
+async def test_a_rebinding_sns_host_is_fetched_from_the_address_it_was_checked_at(
+    tmp_path: Path, sns_signer: SnsSigner
+) -> None:
+    """SNS's name resolves to a public address, then to 127.0.0.1 where something listens on the URL's
+    port: the certificate comes from the public address, over TLS for the name, and nothing local is
+    connected to."""
+    sni: list[str] = []
+    with (
+        socket.create_server(("127.0.0.1", 0)) as internal,
+        sns_host(tmp_path / "tls", sni, sns_signer).serving() as public,
+    ):
+        port = internal.getsockname()[1]
+        internet = LocalInternet({PUBLIC_ADDRESS: public.server_address[1]})
+        resolver = ScriptedResolver({SNS_HOST: [[PUBLIC_ADDRESS], ["127.0.0.1"]]})
+        cert_url = f"https://{SNS_HOST}:{port}/cert.pem"
+        message = sns_signer.sign(sns_notification(ses_bounce(herald_ids(DEV_TENANT), "a@example.com"), cert_url))
+        await verifier(tmp_path / "tls", resolver, internet).verify(message)
+        internal.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            internal.accept()  # no connection ever came
+        [request] = public.requests
+    assert internet.attempts == [(PUBLIC_ADDRESS, port)]
+    assert (sni, request.headers["Host"]) == ([SNS_HOST], f"{SNS_HOST}:{port}")
+
+
+async def test_a_pinned_connection_keeps_the_host_name_for_sni_and_certificate_checks(
+    tmp_path: Path, sns_signer: SnsSigner
+) -> None:
+    """Private networks allowed (as in the local stack): the name is pinned to 127.0.0.1, and TLS still
+    speaks and verifies the name; a name the certificate does not cover fails, at the same address."""
+    sni: list[str] = []
+    with sns_host(tmp_path / "tls", sni, sns_signer).serving() as local:
+        port = local.server_address[1]
+        internet = LocalInternet()
+        other = "sns.eu-west-1.amazonaws.com"
+        resolver = ScriptedResolver({SNS_HOST: [["127.0.0.1"]], other: [["127.0.0.1"]]})
+        pinned = verifier(tmp_path / "tls", resolver, internet, allow_private=True)
+        for host in (SNS_HOST, other):
+            cert_url = f"https://{host}:{port}/cert.pem"
+            message = sns_signer.sign(sns_notification(ses_bounce(herald_ids(DEV_TENANT), "a@example.com"), cert_url))
+            if host == SNS_HOST:
+                await pinned.verify(message)
+            else:
+                with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                    await pinned.verify(message)
+        [request] = local.requests
+    assert internet.attempts == [("127.0.0.1", port), ("127.0.0.1", port)]
+    assert (sni, request.headers["Host"]) == ([SNS_HOST, other], f"{SNS_HOST}:{port}")

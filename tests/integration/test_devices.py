@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from fastapi.testclient import TestClient
 
+from services.gateway.app import create_app
 from services.gateway.repository import ApiKeyRepository
+from services.gateway.settings import GatewaySettings
 from shared.storage.database import Pool, create_pool
 from shared.storage.devices import DeviceRepository
 from tests.conftest import ENCRYPTOR
@@ -63,6 +66,41 @@ def test_invalid_devices_are_refused_naming_the_field(
 ) -> None:
     problem = assert_problem(client.post(DEVICES, json=payload, headers=auth()), 422)
     assert problem["errors"][0]["pointer"] == pointer
+
+
+def subscription(endpoint: str) -> str:
+    return json.dumps({"endpoint": endpoint, "keys": {"p256dh": "BNc", "auth": "tBH"}})
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "kind"),
+    [
+        ("http://127.0.0.1:8080/push/1", "loopback"),
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://[::ffff:10.0.0.1]/push/1", "IPv4-mapped IPv6"),
+        ("http://0.0.0.0:9000/push/1", "unspecified"),
+    ],
+)
+def test_a_web_subscription_whose_push_service_is_not_public_is_refused(
+    client: TestClient, endpoint: str, kind: str
+) -> None:
+    response = client.post(DEVICES, json={"platform": "web", "token": subscription(endpoint)}, headers=auth())
+    problem = assert_problem(response, 422)
+    assert problem["errors"][0]["pointer"] == "#/token"
+    assert f"({kind})" in problem["errors"][0]["detail"]
+    assert client.get(DEVICES, headers=auth()).json() == []
+
+
+def test_a_local_push_service_is_registered_where_private_networks_are_allowed(
+    gateway_settings: GatewaySettings,
+) -> None:
+    settings = gateway_settings.model_copy(update={"webpush_allow_private_networks": True})
+    with TestClient(create_app(settings)) as local:
+        token = subscription("http://127.0.0.1:8080/push/1")
+        assert local.post(DEVICES, json={"platform": "web", "token": token}, headers=auth()).status_code == 201
+        # Link-local (cloud metadata) stays refused even then.
+        metadata = subscription("http://169.254.169.254/push/1")
+        assert_problem(local.post(DEVICES, json={"platform": "web", "token": metadata}, headers=auth()), 422)
 
 
 def test_devices_need_a_key_and_stay_within_their_tenant(client: TestClient, database_url: str) -> None:

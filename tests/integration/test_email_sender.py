@@ -26,17 +26,19 @@ from shared import status
 from shared.config import HeraldSettings
 from shared.delivery import Delivered, Failed, Outcome, Retry, RetryPolicies, RetryPolicy
 from shared.errors import DeadLetterReason
-from shared.kafka.records import KIND, TENANT, TRACEPARENT, Consumed, Output, Produce, Reject
+from shared.kafka.records import KIND, TRACEPARENT, Consumed, Output, Produce, Reject
 from shared.messages import DELAYED_MESSAGE, EMAIL_DELIVERY, STATUS_EVENT, Attachment, EmailDelivery, StatusEvent
 from shared.providers.base import Provider
 from shared.providers.breaker import BreakerPolicy
 from shared.providers.chain import ProviderChain
 from shared.redis import key
 from shared.sender import DeliveryHandler, DeliveryLedger
+from shared.ssrf import OutboundGuard
 from shared.status_events import StatusReporter
 from shared.topics import Topics
-from tests.factories import ScriptedProvider, inline_attachment, smtp_settings
+from tests.factories import ScriptedProvider, inline_attachment, send_message, smtp_settings
 from tests.factories import email_delivery as delivery
+from tests.outbound import METADATA_ADDRESS, PUBLIC_ADDRESS, LocalInternet, ScriptedResolver, guard
 from tests.scripted_http import Reply, ScriptedServer
 
 pytestmark = pytest.mark.integration
@@ -99,16 +101,7 @@ def delivery_handler(
 
 
 def consumed(value: EmailDelivery, topics: Topics, offset: int = 0) -> Consumed[EmailDelivery]:
-    headers = ((TENANT, value["tenant_id"].encode()), (KIND, b"delivery.email"), (TRACEPARENT, TRACE))
-    return Consumed(
-        topic=topics.send("email"),
-        partition=0,
-        offset=offset,
-        key=f"{value['tenant_id']}:{value['to']}".encode(),
-        value=value,
-        raw=EMAIL_DELIVERY.encode(value),
-        headers=headers,
-    )
+    return send_message(value, EMAIL_DELIVERY, topics, "email", value["to"], offset, TRACE)
 
 
 def status_events(outputs: list[Output], topics: Topics) -> list[StatusEvent]:
@@ -489,7 +482,11 @@ def files(file_server: ScriptedServer) -> ScriptedServer:
 
 def fetcher(**overrides: Any) -> AttachmentFetcher:
     # The file server is on loopback: the SSRF guard has to let it through, except where a test checks it.
-    options: dict[str, Any] = {"max_bytes": 1024 * 1024, "timeout_s": 5.0, "allow_private_networks": True}
+    options: dict[str, Any] = {
+        "max_bytes": 1024 * 1024,
+        "timeout_s": 5.0,
+        "guard": OutboundGuard(allow_private_networks=True),
+    }
     return AttachmentFetcher(**(options | overrides))
 
 
@@ -639,16 +636,74 @@ async def test_url_attachments_past_the_size_limit_fail(files: ScriptedServer) -
     assert "HERALD_ATTACHMENT_MAX_BYTES" in outcome.detail
 
 
-async def test_an_attachment_on_a_private_address_is_refused_unfetched(files: ScriptedServer) -> None:
-    guarded = fetcher(allow_private_networks=False)
+async def inline_guarded(guard: OutboundGuard, url: str) -> EmailDelivery | Retry | Failed:
+    """A mail with one attachment at ``url``, made inline by a fetcher behind ``guard``."""
+    attachment: Attachment = {"filename": "report.csv", "content_type": "text/csv", "url": url, "content_base64": None}
+    guarded = fetcher(guard=guard)
     try:
-        outcome = await guarded.inline(delivery(attachments=[url_file(files, "/files/report.csv")]))
+        return await guarded.inline(delivery(attachments=[attachment]))
     finally:
         await guarded.aclose()
+
+
+async def test_an_attachment_on_a_private_address_is_refused_unfetched(files: ScriptedServer) -> None:
+    internet = LocalInternet()
+    outcome = await inline_guarded(guard(internet=internet), f"{files.url}/files/report.csv")
     assert isinstance(outcome, Failed)
     assert outcome.reason is DeadLetterReason.INVALID_PAYLOAD
-    assert "non-public address 127.0.0.1" in outcome.detail
-    assert files.requests == []
+    assert "non-public address 127.0.0.1 (loopback)" in outcome.detail
+    assert (internet.attempts, files.requests) == ([], [])
+
+
+async def test_an_attachment_at_the_cloud_metadata_address_is_refused_before_connecting() -> None:
+    internet = LocalInternet()
+    url = f"http://{METADATA_ADDRESS}/latest/meta-data/iam/security-credentials/"
+    outcome = await inline_guarded(guard(internet=internet), url)
+    assert isinstance(outcome, Failed)
+    assert outcome.reason is DeadLetterReason.INVALID_PAYLOAD
+    assert "(link-local)" in outcome.detail
+    assert internet.attempts == []
+
+
+@pytest.mark.parametrize("target", ["loopback", "metadata"])
+async def test_a_redirect_to_a_private_address_is_refused_and_that_address_never_reached(
+    files: ScriptedServer, target: str
+) -> None:
+    """The file server is on the internet (a public address routed to it); it redirects into Herald's network."""
+    with ScriptedServer().serving() as internal:
+        internal.reply = Reply(200, body=b"internal secret")
+        location = {
+            "loopback": f"http://127.0.0.1:{internal.server_address[1]}/secret",
+            "metadata": f"http://{METADATA_ADDRESS}/latest/meta-data/",
+        }[target]
+        files.script("/files/report.csv", Reply(302, {"Location": location}))
+        internet = LocalInternet({PUBLIC_ADDRESS: files.server_address[1]})
+        resolver = ScriptedResolver({"files.example.test": [[PUBLIC_ADDRESS]]})
+        outcome = await inline_guarded(guard(resolver, internet), "http://files.example.test/files/report.csv")
+        assert internal.requests == []
+    assert isinstance(outcome, Failed)
+    assert outcome.reason is DeadLetterReason.INVALID_PAYLOAD
+    assert "attachment 'report.csv' refused" in outcome.detail
+    assert internet.attempts == [(PUBLIC_ADDRESS, 80)]
+    assert [request.path for request in files.requests] == ["/files/report.csv"]
+
+
+async def test_a_rebinding_name_is_fetched_from_the_address_it_was_checked_at(files: ScriptedServer) -> None:
+    """The name resolves to a public address, then to 127.0.0.1: the file comes from the public one, and
+    the local listener on the URL's port is never asked (so its answer is never mailed)."""
+    files.script("/files/report.csv", Reply(200, body=CSV))
+    with ScriptedServer().serving() as internal:
+        internal.reply = Reply(200, body=b"internal secret")
+        port = internal.server_address[1]
+        internet = LocalInternet({PUBLIC_ADDRESS: files.server_address[1]})
+        resolver = ScriptedResolver({"files.rebind.test": [[PUBLIC_ADDRESS], ["127.0.0.1"]]})
+        fetched = await inline_guarded(guard(resolver, internet), f"http://files.rebind.test:{port}/files/report.csv")
+        assert internal.requests == []
+    assert not isinstance(fetched, Retry | Failed)
+    [inlined] = fetched["attachments"]
+    assert base64.b64decode(inlined["content_base64"] or "") == CSV
+    assert internet.attempts == [(PUBLIC_ADDRESS, port)]
+    assert resolver.lookups == ["files.rebind.test"]
 
 
 async def test_redirects_are_followed_within_reason(files: ScriptedServer) -> None:

@@ -2,7 +2,7 @@
 
 FCM, APNs (HTTP/2, JWT) and a Web Push service that decrypts, with the device registry in Postgres:
 each platform reaches its provider, iOS fails over from APNs to FCM, FCM's breaker is one across
-platforms, and a token a provider calls dead is disabled for good.
+platforms while Web Push has one per push service, and a token a provider calls dead is disabled for good.
 """
 
 from __future__ import annotations
@@ -82,6 +82,8 @@ def push_settings(fcm: FcmStandIn, apns: ApnsStandIn, push_service: PushService,
         apns_ca_file=apns.ca_path,
         webpush_vapid_private_key=SecretStr(VAPID_KEY),
         webpush_subject="mailto:push@herald.test",
+        # The Web Push stand-in is on this machine.
+        webpush_allow_private_networks=True,
         provider_timeout_s=5.0,
         breaker_minimum_calls=2,
         breaker_failure_rate=0.5,
@@ -152,6 +154,28 @@ async def test_fcm_has_one_breaker_for_every_platform(
 
     assert providers.chain("android").breaker("fcm").state is BreakerState.OPEN
     assert providers.chain("ios").breaker("fcm") is providers.chain("android").breaker("fcm")
+
+
+async def test_a_failing_push_service_opens_only_its_own_circuit(
+    providers: PlatformChains, db_pool: Pool, push_service: PushService
+) -> None:
+    """Web Push has a breaker per push service: one that keeps failing (or a made-up one a subscription
+    names) sends its subscriptions to FCM, while another push service's subscriptions still get Web Push."""
+    web = providers.chain("web").providers[0]
+    assert isinstance(web, WebPushProvider)
+    with PushService() as healthy:
+        failing = push_service.subscribe(application_server_key=web.public_key)
+        working = healthy.subscribe(application_server_key=web.public_key)
+        push_service.fail_next(503, count=2)
+        for _ in range(2):
+            outcome = await providers.send(await registered(db_pool, "web", _json(failing)))
+            assert outcome.provider == "fcm"
+        assert providers.chain("web").breaker("webpush", push_service.origin).state is BreakerState.OPEN
+
+        outcome = await providers.send(await registered(db_pool, "web", _json(working)))
+        assert (type(outcome), outcome.provider) == (Delivered, "webpush")
+        assert len(healthy.received(working)) == 1
+    assert providers.chain("web").breaker("webpush", healthy.origin).state is BreakerState.CLOSED
 
 
 async def test_apns_breaker_opens_while_ios_goes_through_fcm_and_closes_after_recovery(

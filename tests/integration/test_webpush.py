@@ -32,7 +32,10 @@ from shared.delivery import Delivered, Failed, Retry, token_is_dead
 from shared.errors import DeadLetterReason
 from shared.messages import PushDelivery
 from shared.providers.base import ProviderConfigError
+from shared.ssrf import MAX_REASON_CHARS, OutboundGuard
 from tests.factories import push_delivery
+from tests.outbound import METADATA_ADDRESS, PUBLIC_ADDRESS, LocalInternet, ScriptedResolver, guard
+from tests.scripted_http import Reply, ScriptedServer
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +66,13 @@ def public_key_of(key: ec.EllipticCurvePrivateKey) -> str:
 
 
 def config(**overrides: Any) -> WebPushConfig:
-    values: dict[str, Any] = {"vapid_private_key": private_pem(VAPID_KEY), "vapid_subject": SUBJECT, "timeout_s": 5.0}
+    """The provider's configuration; its guard lets it reach the push service stand-in on this machine."""
+    values: dict[str, Any] = {
+        "vapid_private_key": private_pem(VAPID_KEY),
+        "vapid_subject": SUBJECT,
+        "timeout_s": 5.0,
+        "guard": OutboundGuard(allow_private_networks=True),
+    }
     return WebPushConfig(**{**values, **overrides})
 
 
@@ -392,6 +401,83 @@ async def test_a_push_service_that_never_answers_is_retry_within_the_timeout(sub
     assert outcome.reason == "provider_unavailable"
     assert "no answer" in outcome.detail
     assert 0.5 <= elapsed < 2.0
+
+
+# --- the SSRF guard: only public push services, and nothing of their answers but the status ----------------
+
+
+async def guarded_send(
+    token: dict[str, Any] | str, internet: LocalInternet, resolver: ScriptedResolver | None = None
+) -> object:
+    """What a provider guarded as in production (public push services only) makes of a push to ``token``."""
+    webpush = WebPushProvider(config(guard=guard(resolver, internet)))
+    try:
+        return await webpush.send(push(token))
+    finally:
+        await webpush.close()
+
+
+async def test_a_subscription_on_a_loopback_address_is_refused_and_disabled(
+    service: PushService, subscription: dict[str, Any]
+) -> None:
+    internet = LocalInternet()
+    outcome = await guarded_send(subscription, internet)
+    assert isinstance(outcome, Failed)
+    assert outcome.reason == DeadLetterReason.INVALID_TOKEN
+    assert "non-public address 127.0.0.1 (loopback)" in outcome.detail
+    assert token_is_dead(outcome)
+    assert (internet.attempts, service.attempts) == ([], 0)
+
+
+async def test_a_subscription_at_the_cloud_metadata_address_is_refused_before_connecting(
+    subscription: dict[str, Any],
+) -> None:
+    internet = LocalInternet()
+    outcome = await guarded_send(_with(subscription, endpoint=f"http://{METADATA_ADDRESS}/push/x"), internet)
+    assert isinstance(outcome, Failed)
+    assert outcome.reason == DeadLetterReason.INVALID_TOKEN
+    assert "(link-local)" in outcome.detail
+    assert internet.attempts == []
+
+
+async def test_a_rebinding_push_service_is_posted_to_the_address_it_was_checked_at(
+    service: PushService, subscription: dict[str, Any]
+) -> None:
+    """The endpoint's name resolves to a public address, then to 127.0.0.1, where the stand-in listens on
+    the endpoint's port: the push goes to the public address, and the stand-in never sees it."""
+    port = service.port
+    endpoint = subscription["endpoint"].replace(service.origin, f"http://push.rebind.test:{port}")
+    with ScriptedServer().serving() as public:
+        public.reply = Reply(201, {"Location": "https://push.rebind.test/m/1"})
+        internet = LocalInternet({PUBLIC_ADDRESS: public.server_address[1]})
+        resolver = ScriptedResolver({"push.rebind.test": [[PUBLIC_ADDRESS], ["127.0.0.1"]]})
+        outcome = await guarded_send(_with(subscription, endpoint=endpoint), internet, resolver)
+        [request] = public.requests
+    assert outcome == Delivered("webpush", "https://push.rebind.test/m/1")
+    assert service.attempts == 0
+    assert internet.attempts == [(PUBLIC_ADDRESS, port)]
+    assert request.headers["Host"] == f"push.rebind.test:{port}"
+
+
+@pytest.mark.parametrize(("status", "outcome_type"), [(400, Failed), (404, Failed), (500, Retry), (418, Failed)])
+async def test_an_answer_keeps_only_its_status_never_its_body(
+    subscription: dict[str, Any], status: int, outcome_type: type
+) -> None:
+    """Whatever answers at the endpoint (here an internal admin page's error), the detail stored with the
+    delivery holds its status and a bounded reason phrase, not a byte of its body."""
+    long_reason = "Internal " + "x" * 300
+    with ScriptedServer().serving() as public:
+        public.reply = Reply(status, body=b"db password: hunter2", reason=long_reason)
+        internet = LocalInternet({PUBLIC_ADDRESS: public.server_address[1]})
+        resolver = ScriptedResolver({"push.example.test": [[PUBLIC_ADDRESS]]})
+        outcome = await guarded_send(
+            _with(subscription, endpoint="http://push.example.test/push/x"), internet, resolver
+        )
+    assert isinstance(outcome, outcome_type)
+    assert isinstance(outcome, Failed | Retry)
+    assert "hunter2" not in outcome.detail
+    assert f"{status} {long_reason[:MAX_REASON_CHARS]}" in outcome.detail
+    assert long_reason[: MAX_REASON_CHARS + 1] not in outcome.detail
 
 
 # --- the stand-in checks what push services check --------------------------------------------------------

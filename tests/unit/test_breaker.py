@@ -6,10 +6,12 @@ import uuid
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from shared.observability.metrics import CIRCUIT_STATE, CIRCUIT_TRANSITIONS
-from shared.providers.breaker import BUCKET_WIDTH_S, BreakerPolicy, BreakerState, CircuitBreaker
+from shared.providers.breaker import BUCKET_WIDTH_S, BreakerPolicy, BreakerState, CircuitBreaker, DestinationBreakers
+from tests.factories import DestinationScriptedProvider
 
 pytestmark = pytest.mark.unit
 
@@ -215,3 +217,32 @@ def test_every_state_change_is_logged(breaker: CircuitBreaker, clock: Clock) -> 
 def test_policy_refuses_values_that_make_no_sense(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=next(iter(bad))):
         BreakerPolicy(**bad)
+
+
+# --- breakers per destination -------------------------------------------------------------------------
+
+
+def test_each_destination_has_its_own_breaker_and_only_the_most_recent_are_kept(clock: Clock) -> None:
+    provider = DestinationScriptedProvider(f"hooks-{uuid.uuid4().hex[:8]}", [])
+    breakers = DestinationBreakers(provider, POLICY, capacity=2, clock=clock)
+    dead, healthy = breakers.get("dead.example:443"), breakers.get("healthy.example:443")
+    open_breaker(dead)
+    assert healthy.state is BreakerState.CLOSED
+    assert breakers.get("dead.example:443") is dead  # now the most recently used
+    breakers.get("third.example:443")  # over capacity: healthy.example, the least recently used, is dropped
+    assert len(breakers) == 2
+    assert breakers.get("dead.example:443") is dead
+    assert breakers.get("healthy.example:443") is not healthy
+
+
+def test_a_destinations_breaker_is_counted_under_its_provider_and_never_labels_a_metric(clock: Clock) -> None:
+    provider = DestinationScriptedProvider(f"hooks-{uuid.uuid4().hex[:8]}", [])
+    breaker = DestinationBreakers(provider, POLICY, clock=clock).get("dead.example:443")
+    with capture_logs() as logs:
+        open_breaker(breaker)
+    assert transitions(breaker, BreakerState.OPEN) == 1
+    # No state gauge: one per destination would be unbounded, and one for them all meaningless.
+    assert REGISTRY.get_sample_value("herald_circuit_state", {"provider": provider.name}) is None
+    assert [(entry["provider"], entry["destination"], entry["to"]) for entry in logs] == [
+        (provider.name, "dead.example:443", "open")
+    ]

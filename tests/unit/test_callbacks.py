@@ -15,6 +15,7 @@ from services.sender_sms.twilio_sms import _status_callback
 from shared import status
 from shared.errors import DeadLetterReason
 from shared.messages import STATUS_EVENT
+from shared.ssrf import OutboundGuard
 from shared.status_events import StatusReporter
 from tests.callback_signing import (
     TOPIC_ARN,
@@ -187,7 +188,9 @@ class KnownCertificate(sns.SnsVerifier):
     """The verifier with the certificate already fetched (the fetch itself is an integration test)."""
 
     def __init__(self, signer: SnsSigner, **options: Any) -> None:
-        super().__init__(topic_arns=[TOPIC_ARN], hosts=r"sns\.[a-z0-9-]+\.amazonaws\.com", **options)
+        super().__init__(
+            topic_arns=[TOPIC_ARN], hosts=r"sns\.[a-z0-9-]+\.amazonaws\.com", guard=OutboundGuard(), **options
+        )
         self.key = signer.key.public_key()
 
     async def _certificate(self, url: str) -> rsa.RSAPublicKey:

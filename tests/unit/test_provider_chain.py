@@ -11,7 +11,7 @@ from shared.delivery import Delivered, Failed, Retry
 from shared.errors import DeadLetterReason
 from shared.providers.breaker import BreakerPolicy, BreakerState
 from shared.providers.chain import ProviderChain, ProviderLimits
-from tests.factories import DELIVERY, ScriptedProvider
+from tests.factories import DELIVERY, DestinationScriptedProvider, ScriptedProvider
 
 pytestmark = pytest.mark.unit
 
@@ -97,6 +97,22 @@ async def test_a_permanent_failure_does_not_count_against_the_provider() -> None
     for _ in range(5):
         await providers.send(DELIVERY)
     assert providers.breaker("a").state is BreakerState.CLOSED
+
+
+async def test_a_dead_destination_opens_its_own_circuit_and_no_other() -> None:
+    policy = BreakerPolicy(failure_rate_threshold=0.5, minimum_calls=2, open_for_s=60)
+    hooks = DestinationScriptedProvider("hooks", [Retry("hooks", "503"), Retry("hooks", "503"), Delivered("hooks")])
+    providers = chain(hooks, policy=policy)
+    for _ in range(2):
+        await providers.send({**DELIVERY, "url": "dead.example:443"})
+    assert providers.breaker("hooks", "dead.example:443").state is BreakerState.OPEN
+    assert await providers.send({**DELIVERY, "url": "healthy.example:443"}) == Delivered("hooks")
+    skipped = await providers.send({**DELIVERY, "url": "dead.example:443"})
+    assert isinstance(skipped, Retry)
+    assert (skipped.reason, skipped.detail) == ("circuit_open", "circuit open for dead.example:443")
+    assert hooks.calls == 3
+    with pytest.raises(ValueError, match="per destination"):
+        providers.breaker("hooks")
 
 
 def test_a_chain_needs_a_provider() -> None:

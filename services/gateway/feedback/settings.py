@@ -24,9 +24,11 @@ class CallbackSettings(HeraldSettings):
     # refused: anyone can have SNS sign a message of their own topic. Empty: the SES callback answers 404.
     ses_sns_topic_arns: CommaSeparated = Field(default_factory=list)
     # Tests only: the hosts (a regex matching the whole host name) SNS certificates and confirmation URLs
-    # may be fetched from, and a CA bundle to trust when fetching them (a local HTTPS server).
+    # may be fetched from, a CA bundle to trust when fetching them, and whether those hosts may resolve
+    # to loopback or private addresses (a local HTTPS server; shared.ssrf).
     sns_cert_host_pattern: str = SNS_HOSTS
     sns_ca_file: str | None = None
+    sns_allow_private_networks: bool = False
 
     @field_validator("sendgrid_webhook_public_key")
     @classmethod

@@ -2,8 +2,9 @@
 
 SNS signs each message with its RSA key (SHA1 for SignatureVersion 1, SHA256 for 2) over the message's
 fields in a fixed order; the certificate is at ``SigningCertURL``. Only certificates (and subscription
-URLs) on SNS's own hosts, over HTTPS, are trusted; and since anyone can have SNS sign messages of a
-topic of their own, only messages of the configured topics are accepted.
+URLs) on SNS's own hosts, over HTTPS, are trusted, fetched through the SSRF guard (a name that resolves
+to a private address is refused); and since anyone can have SNS sign messages of a topic of their own,
+only messages of the configured topics are accepted.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from shared.ssrf import NonPublicAddress, OutboundGuard
 
 NOTIFICATION = "Notification"
 SUBSCRIPTION_CONFIRMATION = "SubscriptionConfirmation"
@@ -50,16 +53,24 @@ def string_to_sign(message: Mapping[str, Any]) -> bytes:
 
 
 class SnsVerifier:
-    """Checks SNS messages for the ``topic_arns`` and fetches certificates and confirmations from ``hosts``.
+    """Checks SNS messages for the ``topic_arns`` and fetches certificates and confirmations from ``hosts``,
+    at addresses ``guard`` allows.
 
     ``ca_file`` (tests only) is trusted for those HTTPS requests instead of the system's CAs.
     """
 
     def __init__(
-        self, *, topic_arns: Collection[str], hosts: str, ca_file: str | None = None, timeout_s: float = 5.0
+        self,
+        *,
+        topic_arns: Collection[str],
+        hosts: str,
+        guard: OutboundGuard,
+        ca_file: str | None = None,
+        timeout_s: float = 5.0,
     ) -> None:
         self._topic_arns = frozenset(topic_arns)
         self._hosts = re.compile(hosts)
+        self._guard = guard
         self._verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else True
         self._timeout_s = timeout_s
         self._certificates: dict[str, rsa.RSAPublicKey] = {}
@@ -91,15 +102,12 @@ class SnsVerifier:
 
     async def confirm(self, message: Mapping[str, Any]) -> None:
         """Confirm a (verified) subscription by fetching its ``SubscribeURL``, which must be SNS's."""
-        url = self.trusted_url(message.get("SubscribeURL"))
-        async with self._client() as client:
-            (await client.get(url)).raise_for_status()
+        (await self._get(self.trusted_url(message.get("SubscribeURL")))).raise_for_status()
 
     async def _certificate(self, url: str) -> rsa.RSAPublicKey:
         key = self._certificates.get(url)
         if key is None:
-            async with self._client() as client:
-                response = await client.get(url)
+            response = await self._get(url)
             response.raise_for_status()
             try:
                 public_key = x509.load_pem_x509_certificate(response.content).public_key()
@@ -112,6 +120,10 @@ class SnsVerifier:
             self._certificates[url] = key = public_key
         return key
 
-    def _client(self) -> httpx.AsyncClient:
-        # No redirects: a redirect could leave SNS's hosts.
-        return httpx.AsyncClient(verify=self._verify, timeout=self._timeout_s, follow_redirects=False)
+    async def _get(self, url: str) -> httpx.Response:
+        # The guard's client follows no redirects: a redirect could leave SNS's hosts.
+        try:
+            async with self._guard.client(verify=self._verify, timeout=self._timeout_s) as client:
+                return await client.get(url)
+        except NonPublicAddress as error:
+            raise NotFromSns(f"refused: {error}") from None
