@@ -448,9 +448,11 @@ async def test_api_keys(db_pool: Pool) -> None:
     assert await keys.find_tenant(secret) is None
 
 
-async def test_api_key_needs_an_existing_tenant(db_pool: Pool) -> None:
-    with pytest.raises(asyncpg.ForeignKeyViolationError):
-        await ApiKeyRepository(db_pool).create_key("nobody", "ci", "hk_live_x")
+async def test_a_key_for_a_tenant_known_only_from_its_tokens_creates_the_tenant(db_pool: Pool) -> None:
+    """A JWT names a tenant Herald may not have a row for yet; its first key creates the row, named by its id."""
+    created = await ApiKeyRepository(db_pool).create_key("newcomer", "ci", "hk_live_x")
+    assert created is not None
+    assert await db_pool.fetchval("SELECT name FROM tenants WHERE id = 'newcomer'") == "newcomer"
 
 
 # Delayed jobs
