@@ -18,9 +18,16 @@ from shared.kafka.records import Consumed, Handler, Output, Produce, Reject
 from shared.messages import DEAD_LETTER, STATUS_EVENT, StatusEvent
 from shared.observability import metrics
 from tests.e2e.conftest import eventually
-from tests.kafka_helpers import committed, high_watermarks, produce_raw, read_topic
+from tests.kafka_helpers import committed, create_topics, high_watermarks, produce_raw, read_topic
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+async def loop_topics(settings: HeraldSettings) -> None:
+    """The topics of :class:`LoopUnderTest`: consumed ``<ns>.in``, dead letters ``<ns>.dlq``, outputs ``<ns>.out``."""
+    names = [f"{settings.topic_prefix}.{name}" for name in ("in", "dlq", "out")]
+    await create_topics(settings.kafka_bootstrap_servers, names)
 
 
 def event(n: int, status: str = "sent") -> bytes:
