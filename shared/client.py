@@ -25,6 +25,7 @@ from typing import Any, Self
 
 from aiokafka import AIOKafkaProducer
 
+from shared.kafka.metadata import METADATA_MAX_AGE_MS
 from shared.kafka.records import headers_for
 from shared.messages import NOTIFICATION_REQUEST, Priority
 from shared.observability.tracing import current_traceparent
@@ -50,6 +51,8 @@ class NotificationClient:
             acks="all",
             enable_idempotence=idempotent_producer,
             linger_ms=5,
+            # Stops writing to a requests topic the broker lost within this (see shared.kafka.metadata).
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
         )
 
     async def __aenter__(self) -> Self:

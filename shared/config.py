@@ -38,6 +38,9 @@ class HeraldSettings(BaseSettings):
     # Apache Kafka: on. Tansu's memory storage refuses InitProducerId, so the local stack turns it off.
     kafka_idempotent_producer: bool = True
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    # /health answers 503 once a consumer loop has neither committed nor been caught up for this long
+    # (its topics are gone, or it cannot get a batch through): Kubernetes then restarts the service.
+    kafka_consumer_stall_s: float = Field(default=120.0, gt=0)
     database_url: str = "postgresql://postgres@127.0.0.1:5432/herald"
     database_pool_size: int = Field(default=10, ge=1)
     redis_url: str = "redis://127.0.0.1:6379/0"

@@ -44,10 +44,16 @@ class _OpsServer(uvicorn.Server):
         yield
 
 
-def ops_server(settings: HeraldSettings, checks: Mapping[str, Check]) -> uvicorn.Server:
-    """An ops endpoint server on ``HERALD_OPS_PORT``."""
+def ops_server(
+    settings: HeraldSettings, checks: Mapping[str, Check], liveness: Mapping[str, Check] | None = None
+) -> uvicorn.Server:
+    """An ops endpoint server on ``HERALD_OPS_PORT``: ``checks`` decide ``/ready``, ``liveness`` ``/health``."""
     config = uvicorn.Config(
-        ops_app(checks), host=settings.ops_host, port=settings.ops_port, log_level="warning", access_log=False
+        ops_app(checks, liveness),
+        host=settings.ops_host,
+        port=settings.ops_port,
+        log_level="warning",
+        access_log=False,
     )
     return _OpsServer(config)
 
@@ -58,7 +64,10 @@ async def serve_consumers(
     checks: Mapping[str, Check],
     background: Sequence[Callable[[asyncio.Event], Awaitable[None]]] = (),
 ) -> None:
-    """Run consumer loops (and background tasks that watch a stop event) until SIGTERM or SIGINT."""
+    """Run consumer loops (and background tasks that watch a stop event) until SIGTERM or SIGINT.
+
+    Each loop adds a readiness check (not waiting for lost topics) and a liveness check (making progress).
+    """
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -70,7 +79,8 @@ async def serve_consumers(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, request_stop)
-    server = ops_server(settings, checks)
+    readiness = {**checks, **{f"consumer {c.group_id}": c.check for c in consumers}}
+    server = ops_server(settings, readiness, {f"consumer {c.group_id}": c.alive for c in consumers})
     server_task = asyncio.create_task(server.serve())
     for consumer in consumers:
         await consumer.start()

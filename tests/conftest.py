@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from infra.local.broker import Broker
 from infra.local.stack import LOCAL_ENVIRONMENT
 from shared.config import HeraldSettings
 from shared.crypto import Encryptor
+from shared.kafka.admin import AdminSettings, create_topics
 
 REDIS_URL = os.environ.get("HERALD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # Every settings object a test builds, the gateway's included, gets the local stack's keys.
@@ -40,6 +42,14 @@ def broker() -> Iterator[Broker]:
 
 
 @pytest.fixture
+def restartable_broker() -> Iterator[Broker]:
+    """A broker of the test's own, which it may kill and start again (empty: memory storage); the session's
+    broker must not be, as every other test has its topics there."""
+    with Broker(name="restartable-broker", line_sink=None) as running:
+        yield running
+
+
+@pytest.fixture
 def namespace() -> str:
     """A unique name for this test's topics, consumer groups and Redis keys."""
     return f"test-{uuid.uuid4().hex[:12]}"
@@ -47,7 +57,15 @@ def namespace() -> str:
 
 @pytest.fixture
 def settings(broker: Broker, namespace: str) -> HeraldSettings:
-    """Settings pointing at the test broker and Redis, isolated by ``namespace``."""
+    """Settings pointing at the test broker and Redis, isolated by ``namespace``, whose topics exist: the
+    topics job creates them (no Herald client does), so the fixture does as the job would."""
+    asyncio.run(
+        create_topics(
+            AdminSettings(
+                kafka_bootstrap_servers=broker.bootstrap_servers, topic_prefix=namespace, kafka_topic_partitions=4
+            )
+        )
+    )
     return HeraldSettings(
         kafka_bootstrap_servers=broker.bootstrap_servers,
         topic_prefix=namespace,

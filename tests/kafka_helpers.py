@@ -7,7 +7,18 @@ import time
 from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord
+
+
+async def create_topics(bootstrap: str, names: Sequence[str], partitions: int = 4) -> None:
+    """Create topics of a test's own (Herald's clients never make the broker create one)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names])
+    finally:
+        await admin.close()
 
 
 async def produce_raw(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.client import AIOKafkaClient
+from aiokafka.protocol.fetch import FetchRequest
 from pydantic import Field
 
 from shared.config import HeraldSettings, load_settings
@@ -13,6 +16,11 @@ from shared.observability.logging import configure_logging
 from shared.topics import Topics
 
 log = structlog.get_logger(__name__)
+
+# A short fetch that only asks for high watermarks (Tansu leaves every topic out of the answer to a
+# fetch that may not wait at all).
+FETCH_MAX_WAIT_MS = 10
+FETCH_MAX_BYTES = 64 * 1024
 
 
 class AdminSettings(HeraldSettings):
@@ -22,8 +30,42 @@ class AdminSettings(HeraldSettings):
     kafka_replication_factor: int = Field(default=1, ge=1)
 
 
+class StrayRecordsError(Exception):
+    """The broker holds records for topics it does not have: creating those topics now would lose records."""
+
+
+async def records_without_topic(settings: AdminSettings, names: Sequence[str]) -> dict[str, int]:
+    """How many records the broker holds for each of ``names``, topics it does not have.
+
+    Apache Kafka holds none: it refuses records for a missing topic. Tansu 0.6 acknowledges and keeps
+    them (a producer still writing to a topic the broker lost when it restarted empty), and a topic
+    created later starts at offset 0 on top of them: its first produces are refused
+    (``ObjectStore(AlreadyExists)``) and a record acknowledged at an offset inside one of their batches
+    is never read. A fetch from offset 0 asks, for each partition, how far the broker's log goes.
+    """
+    client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await client.bootstrap()
+    try:
+        partitions = range(settings.kafka_topic_partitions)
+        wanted = [(name, [(partition, 0, 1) for partition in partitions]) for name in names]
+        request = FetchRequest(FETCH_MAX_WAIT_MS, 0, FETCH_MAX_BYTES, 0, wanted)
+        response = await client.send(client.get_random_node(), request)
+    finally:
+        await client.close()
+    held = {
+        # (partition, error code, high watermark, ...): Kafka answers a missing topic with an error.
+        topic: sum(answer[2] for answer in answers if answer[1] == 0 and answer[2] > 0)
+        for topic, answers in response.topics
+    }
+    return {topic: count for topic, count in held.items() if count}
+
+
 async def create_topics(settings: AdminSettings) -> list[str]:
-    """Create every missing topic; return the names created."""
+    """Create every missing topic; return the names created.
+
+    Raises:
+        StrayRecordsError: the broker holds records for a missing topic (see :func:`records_without_topic`).
+    """
     topics = Topics(settings.topic_prefix)
     config = {"min.insync.replicas": "2"} if settings.kafka_replication_factor >= 3 else {}
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
@@ -32,6 +74,13 @@ async def create_topics(settings: AdminSettings) -> list[str]:
         existing = set(await admin.list_topics())
         missing = [name for name in topics.all() if name not in existing]
         if missing:
+            held = await records_without_topic(settings, missing)
+            if held:
+                raise StrayRecordsError(
+                    f"the broker holds records for topics it does not have ({held}): it accepted them after "
+                    "losing its topics (Tansu 0.6 with memory storage does); restart the broker, then run "
+                    "the topics job again"
+                )
             await admin.create_topics(
                 [
                     NewTopic(
@@ -51,7 +100,11 @@ async def create_topics(settings: AdminSettings) -> list[str]:
 def main() -> None:
     settings = load_settings(AdminSettings)
     configure_logging("admin", settings.log_level)
-    created = asyncio.run(create_topics(settings))
+    try:
+        created = asyncio.run(create_topics(settings))
+    except StrayRecordsError as error:
+        log.error("topics_refused", reason=str(error))
+        raise SystemExit(1) from None
     log.info("topics_ready", created=created)
 
 

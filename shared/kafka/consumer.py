@@ -19,6 +19,12 @@ A batch goes through four steps, in the spirit of Sentry's arroyo::
 * **guard**: when most recent messages went to the DLQ for a reason that points at the environment
   rather than the message (``shared/kafka/guard.py``), the loop pauses for ``HERALD_DLQ_GUARD_PAUSE_S``
   after the batch in hand instead of dead-lettering the rest of the stream.
+* **topics lost**: when the broker does not have a topic of the loop, or a partition's log got shorter
+  (a broker that restarted empty), the loop drops the batches in flight (their messages went with the
+  broker), commits nothing more, waits until the topics exist again (the topics job creates them; no
+  client does) and joins its group anew. :meth:`ConsumerLoop.check` fails meanwhile (readiness), and
+  :meth:`ConsumerLoop.alive` (liveness) once the loop has neither committed nor been caught up for
+  ``HERALD_KAFKA_CONSUMER_STALL_S``.
 
 On :meth:`ConsumerLoop.stop` (SIGTERM) the loop finishes the batch in hand, waits for its
 acknowledgements, commits and leaves the group; a batch still waiting out a dependency failure is
@@ -28,6 +34,7 @@ handed back uncommitted, so another member (or the restarted service) processes 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -43,6 +50,7 @@ from shared.codec import Contract, UndecodableMessage
 from shared.config import HeraldSettings
 from shared.errors import DeadLetterReason, is_transient
 from shared.kafka.guard import ENVIRONMENTAL_REASONS, DeadLetterGuard
+from shared.kafka.metadata import METADATA_MAX_AGE_MS
 from shared.kafka.producer import MessageProducer, RecordTooLarge
 from shared.kafka.records import (
     KIND,
@@ -65,6 +73,13 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
+# aiokafka retries a commit the broker refuses with a retriable error (a topic it no longer has) for
+# ever, ten times a second; the loop gives up on such a commit after this long.
+COMMIT_TIMEOUT_S = 10.0
+# While its topics are missing, the loop asks the broker for them this often, and says so in its log this often.
+TOPICS_POLL_S = 1.0
+TOPICS_REMINDER_S = 30.0
+
 
 @dataclass(frozen=True)
 class ConsumerConfig:
@@ -81,6 +96,14 @@ class ConsumerConfig:
 
 class _Stopped(Exception):
     """The loop was asked to stop while a batch was waiting out a dependency failure."""
+
+
+class ConsumerNotReady(Exception):
+    """The loop is waiting for the broker to have its topics again."""
+
+
+class ConsumerStalled(Exception):
+    """The loop has made no progress for longer than ``HERALD_KAFKA_CONSUMER_STALL_S``."""
 
 
 @dataclass
@@ -120,6 +143,7 @@ class ConsumerLoop(Generic[T]):
         dlq_topic: str,
         on_reject: RejectHook = dead_letter_only,
     ) -> None:
+        self._settings = settings
         self._service = service
         self._on_reject = on_reject
         self._config = config
@@ -129,15 +153,26 @@ class ConsumerLoop(Generic[T]):
         self._dlq_topic = dlq_topic
         self._pending: deque[_PendingBatch] = deque()
         self._stopping = asyncio.Event()
+        # Why the loop waits for its topics (None: it does not): the broker lacks them, or lost their records.
+        self._lost: str | None = None
+        # The highest high watermark seen per partition: a log that ends before it was lost by the broker.
+        self._highwater_seen: dict[TopicPartition, int] = {}
+        # When the loop last committed or found nothing left to read: /health's measure of progress.
+        self._progress_at = time.monotonic()
         self._guard = DeadLetterGuard(
             ratio=settings.dlq_guard_ratio,
             min_messages=settings.dlq_guard_min_messages,
             pause_s=settings.dlq_guard_pause_s,
         )
-        self._consumer = AIOKafkaConsumer(
+        self._consumer = self._new_consumer()
+        self._joined = False
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        settings = self._settings
+        return AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
-            group_id=config.group_id,
-            client_id=f"{service}",
+            group_id=self._config.group_id,
+            client_id=f"{self._service}",
             enable_auto_commit=False,
             # Tansu answers ListOffsets "latest" wrongly after batched produce; new groups start at the beginning.
             auto_offset_reset="earliest",
@@ -146,25 +181,60 @@ class ConsumerLoop(Generic[T]):
             max_poll_interval_ms=300_000,
             # The broker answers a fetch as soon as there is data or after this wait: bounds idle latency per hop.
             fetch_max_wait_ms=50,
+            # How soon the loop learns that its topics are gone (see shared.kafka.metadata).
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
         )
 
+    @property
+    def group_id(self) -> str:
+        return self._config.group_id
+
     async def start(self) -> None:
-        """Join the consumer group (partitions are assigned on the first fetch)."""
+        """Join the consumer group (partitions are assigned on the first fetch); if the broker does not have
+        the loop's topics (yet), :meth:`run` waits for them first."""
+        missing = await self._producer.missing_topics(self._config.topics)
+        if missing:
+            self._lost = _no_topics(missing)
+            return
+        await self._join()
+
+    async def _join(self) -> None:
         self._consumer.subscribe(list(self._config.topics), listener=_FlushOnRevoke(self))
-        await self._consumer.start()
+        try:
+            await self._consumer.start()
+        except KafkaError:
+            await self._consumer.stop()
+            raise
+        self._joined = True
+
+    async def _leave(self) -> None:
+        if self._joined:
+            self._joined = False
+            await self._consumer.stop()
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in hand, commit and leave the group."""
         self._stopping.set()
 
     async def check(self) -> None:
-        """Readiness: the group coordinator is known and the broker answers."""
-        await self._consumer.topics()
+        """Readiness: the loop is not waiting for the broker to have its topics again."""
+        if self._lost is not None:
+            raise ConsumerNotReady(f"{self.group_id}: {self._lost}")
+
+    async def alive(self) -> None:
+        """Liveness: the loop committed, or had nothing left to read, within ``HERALD_KAFKA_CONSUMER_STALL_S``."""
+        stalled_s = time.monotonic() - self._progress_at
+        if stalled_s > self._settings.kafka_consumer_stall_s:
+            cause = f": {self._lost}" if self._lost is not None else ""
+            raise ConsumerStalled(f"{self.group_id}: no progress for {stalled_s:.0f} s{cause}")
 
     async def run(self) -> None:
         """Consume until :meth:`stop`; then drain, commit and leave the group."""
         try:
             while not self._stopping.is_set():
+                if self._lost is not None:
+                    await self._start_afresh()
+                    continue
                 await self._commit_finished()
                 if len(self._pending) >= self._config.max_pending_batches:
                     await self._await_batch(self._pending[0])
@@ -173,7 +243,12 @@ class ConsumerLoop(Generic[T]):
                     timeout_ms=self._config.fetch_timeout_ms, max_records=self._config.max_batch
                 )
                 records = [record for batch in fetched.values() for record in batch]
+                await self._notice_lost_state()
+                if self._lost is not None:
+                    continue
                 if not records:
+                    if not self._pending:
+                        self._progress_at = time.monotonic()
                     continue
                 try:
                     result = await self._process(records)
@@ -195,13 +270,96 @@ class ConsumerLoop(Generic[T]):
                         break
             await self.drain()
         finally:
-            await self._consumer.stop()
+            await self._leave()
 
     async def drain(self) -> None:
         """Wait for every pending batch's acknowledgements and commit them, in order."""
-        while self._pending:
+        while self._pending and self._lost is None:
             await self._await_batch(self._pending[0])
             await self._commit_finished()
+
+    async def _notice_lost_state(self) -> None:
+        """Set ``_lost`` if the broker no longer has a topic of the loop, or a partition's log got shorter (it
+        restarted empty: Tansu then answers fetches past the new end with no records and no error, where
+        Kafka says OFFSET_OUT_OF_RANGE, so the loop would wait there for ever)."""
+        if await self._topics_missing():
+            return
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue
+            seen = self._highwater_seen.get(tp, highwater)
+            if highwater < seen:
+                self._lost = f"{tp.topic}[{tp.partition}] now ends at offset {highwater}, it ended at {seen}"
+                return
+            self._highwater_seen[tp] = highwater
+
+    async def _topics_missing(self) -> bool:
+        """Whether the broker lacks a topic of the loop (sets ``_lost``); asks it only when the metadata
+        the consumer holds lacks one, which is also the case until that metadata first arrives."""
+        if all(self._consumer.partitions_for_topic(topic) is not None for topic in self._config.topics):
+            return False
+        try:
+            missing = await self._producer.missing_topics(self._config.topics)
+        except KafkaError:
+            # The broker does not answer: an outage, which the loop waits out with its batches.
+            return False
+        if missing:
+            self._lost = _no_topics(missing)
+        return bool(missing)
+
+    async def _start_afresh(self) -> None:
+        """The broker lost this loop's topics or records: drop the batches in flight, wait until the topics
+        exist again and join the group anew, from the offsets the broker has (none: the beginning)."""
+        abandoned = list(self._pending)
+        self._pending.clear()
+        self._highwater_seen.clear()
+        for batch in abandoned:
+            for future in batch.futures:
+                # Nobody waits for these any more; reading their outcome keeps asyncio from logging each failure.
+                future.add_done_callback(_outcome_ignored)
+        log.error(
+            "consumer_topics_unavailable",
+            group=self.group_id,
+            reason=self._lost,
+            abandoned_batches=len(abandoned),
+            action="waiting for the topics (the topics job creates them), then joining the group anew",
+        )
+        metrics.CONSUMER_TOPICS_LOST.inc()
+        await self._leave()
+        if not await self._wait_for_topics():
+            return
+        self._consumer = self._new_consumer()
+        try:
+            await self._join()
+        except KafkaError as error:
+            self._lost = f"could not join the group: {error!r}"
+            await self._rest(self._config.backoff_max)
+            return
+        self._lost = None
+        log.info("consumer_joined_anew", group=self.group_id)
+
+    async def _wait_for_topics(self) -> bool:
+        """Wait until the broker has every topic of the loop; False if the loop is stopped first."""
+        reminded = time.monotonic()
+        while not self._stopping.is_set():
+            try:
+                missing = await self._producer.missing_topics(self._config.topics)
+            except KafkaError as error:
+                missing = {f"(the broker does not answer: {error!r})"}
+            if not missing:
+                return True
+            if time.monotonic() - reminded >= TOPICS_REMINDER_S:
+                reminded = time.monotonic()
+                log.error("topics_still_missing", group=self.group_id, missing=sorted(missing))
+            # Polling the broker for the topics, which nothing announces.
+            await self._rest(TOPICS_POLL_S)
+        return False
+
+    async def _rest(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if the loop is stopped meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _process(self, records: Sequence[Any]) -> BatchResult:
         started = time.perf_counter()
@@ -300,7 +458,7 @@ class ConsumerLoop(Generic[T]):
         while True:
             results = await asyncio.gather(*batch.futures, return_exceptions=True)
             failed = [r for r in results if isinstance(r, BaseException)]
-            if not failed:
+            if not failed or await self._topics_missing():
                 return
             await self._wait_out(failed[0], attempt)
             attempt += 1
@@ -308,6 +466,9 @@ class ConsumerLoop(Generic[T]):
             batch.futures = await self._producer.send_all(batch.outputs)
 
     async def _commit_finished(self) -> None:
+        if self._lost is not None:
+            # Offsets of records the broker no longer has would skip that many of the topic's new ones.
+            return
         offsets: dict[tuple[str, int], int] = {}
         while self._pending and self._pending[0].done():
             batch = self._pending.popleft()
@@ -324,12 +485,14 @@ class ConsumerLoop(Generic[T]):
             if TopicPartition(topic, partition) in assigned
         }
         try:
-            await self._consumer.commit(commit)
-        except (CommitFailedError, IllegalStateError, KafkaError) as error:
-            # The partitions moved to another member; it will process these messages again.
+            await asyncio.wait_for(self._consumer.commit(commit), COMMIT_TIMEOUT_S)
+        except (CommitFailedError, IllegalStateError, KafkaError, TimeoutError) as error:
+            # The partitions moved to another member, which will process these messages again; or the broker
+            # lost the topic (the next fetch notices).
             metrics.COMMIT_FAILURES.inc()
             log.warning("commit_failed", error=repr(error))
             return
+        self._progress_at = time.monotonic()
         for tp, offset in commit.items():
             highwater = self._consumer.highwater(tp)
             if highwater is not None:
@@ -386,6 +549,15 @@ def _tenants_by_fate(records: Sequence[Any], outputs: Sequence[Output]) -> tuple
             if tenant is not None:
                 succeeded.add(tenant.decode(errors="replace"))
     return succeeded, {tenant for tenant in failed_at.values() if tenant is not None}
+
+
+def _no_topics(missing: set[str]) -> str:
+    return f"the broker has no topic {', '.join(sorted(missing))}"
+
+
+def _outcome_ignored(future: asyncio.Future[object]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _header_text(message: Consumed[Any], name: str) -> str | None:

@@ -6,15 +6,26 @@ import asyncio
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from shared.config import HeraldSettings
+from shared.kafka.metadata import METADATA_MAX_AGE_MS
 from shared.kafka.records import Produce
 from shared.observability import metrics
+from shared.topics import Topics
 
 # Wait up to this long for more messages to fill a batch: a few ms of latency buys large batches.
 LINGER_MS = 5
 MAX_BATCH_BYTES = 512 * 1024
+# How long a record may wait for its topic to be known, and then for its acknowledgement.
+REQUEST_TIMEOUT_MS = 30_000
+
+
+class MissingTopicsError(KafkaError):  # type: ignore[misc]
+    """The broker does not have topics Herald declares (it lost them, or the topics job has not run)."""
+
+
 # The largest record produced: Kafka's default for brokers (message.max.bytes) and producers alike.
 MAX_RECORD_BYTES = 1_048_576
 
@@ -27,6 +38,7 @@ class MessageProducer:
     """Produces :class:`Produce` records; every future resolves once the broker acknowledged it."""
 
     def __init__(self, settings: HeraldSettings, *, client_id: str) -> None:
+        self._topics = Topics(settings.topic_prefix).all()
         self._producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             client_id=client_id,
@@ -35,7 +47,9 @@ class MessageProducer:
             linger_ms=LINGER_MS,
             max_batch_size=MAX_BATCH_BYTES,
             max_request_size=MAX_RECORD_BYTES,
-            request_timeout_ms=30_000,
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
+            # Stops writing to topics the broker lost within this (see shared.kafka.metadata).
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
         )
 
     async def start(self) -> None:
@@ -68,8 +82,25 @@ class MessageProducer:
         return future
 
     async def send_all(self, records: Iterable[Produce]) -> list[asyncio.Future[object]]:
-        """Queue many records at once, so they share broker requests."""
-        return [await self.send(record) for record in records]
+        """Queue many records at once, so they share broker requests.
+
+        A record whose topic the broker does not have (aiokafka gives up on it after
+        :data:`REQUEST_TIMEOUT_MS`) gets a failed future, and so does every record after it, without
+        another wait: the caller retries or reports them like any record the broker refused.
+        """
+        futures: list[asyncio.Future[object]] = []
+        failure: UnknownTopicOrPartitionError | None = None
+        for record in records:
+            if failure is None:
+                try:
+                    futures.append(await self.send(record))
+                    continue
+                except UnknownTopicOrPartitionError as error:
+                    failure = error
+            failed: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+            failed.set_exception(failure)
+            futures.append(failed)
+        return futures
 
     async def produce(self, records: Iterable[Produce]) -> None:
         """Produce records and wait until every one is acknowledged (raises if any failed)."""
@@ -77,6 +108,15 @@ class MessageProducer:
         if futures:
             await asyncio.gather(*futures)
 
+    async def missing_topics(self, names: Iterable[str]) -> set[str]:
+        """Which of ``names`` the broker does not have (it is asked; raises KafkaError if it does not answer)."""
+        cluster = await self._producer.client.fetch_all_metadata()
+        present: set[str] = cluster.topics()
+        return set(names) - present
+
     async def check(self) -> None:
-        """Readiness: the broker answers a metadata request."""
-        await self._producer.client.fetch_all_metadata()
+        """Readiness: the broker answers and has every Herald topic (one that restarted empty has none)."""
+        missing = await self.missing_topics(self._topics)
+        if missing:
+            names = ", ".join(sorted(missing))
+            raise MissingTopicsError(f"the broker has no topic {names} (the topics job creates them)")

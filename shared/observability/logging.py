@@ -7,11 +7,18 @@ variables, so concurrent tasks keep their own) and every log line in that task c
 from __future__ import annotations
 
 import logging
+import math
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import structlog
+
+# A library repeating one warning (aiokafka logs each retry of a refused offset commit, ten a second) is
+# shown once per this many seconds.
+REPEAT_WINDOW_S = 10.0
 
 
 def _dumps(obj: Any, default: Any = None) -> str:
@@ -23,6 +30,33 @@ def _dumps(obj: Any, default: Any = None) -> str:
 _TRACEBACKS = structlog.processors.ExceptionRenderer(
     structlog.tracebacks.ExceptionDictTransformer(show_locals=False, max_frames=20, use_rich=False)
 )
+
+
+class RepeatedWarnings(logging.Filter):
+    """Lets a standard-library warning or error through once per ``window_s`` for each logger and message
+    template; the next one shown says how many were held back meanwhile."""
+
+    def __init__(self, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._window_s = window_s
+        self._clock = clock
+        # (logger, template) -> (when one was last shown, how many were held back since)
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, str(record.msg))
+        now = self._clock()
+        shown_at, held_back = self._seen.get(key, (-math.inf, 0))
+        if now - shown_at < self._window_s:
+            self._seen[key] = (shown_at, held_back + 1)
+            return False
+        self._seen[key] = (now, 0)
+        if held_back:
+            record.msg = f"{record.getMessage()} ({held_back} more like it in the last {self._window_s:g} s not shown)"
+            record.args = None
+        return True
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
@@ -52,6 +86,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
             foreign_pre_chain=[*shared_processors, structlog.stdlib.add_logger_name],
         )
     )
+    handler.addFilter(RepeatedWarnings(REPEAT_WINDOW_S))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

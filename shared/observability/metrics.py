@@ -24,6 +24,11 @@ TRANSIENT_FAILURES = Counter(
 )
 CONSUMER_LAG = Gauge("herald_consumer_lag_messages", "High watermark minus committed offset", ["topic", "partition"])
 COMMIT_FAILURES = Counter("herald_commit_failures_total", "Offset commits refused (e.g. after a rebalance)")
+CONSUMER_TOPICS_LOST = Counter(
+    "herald_consumer_topics_lost_total",
+    "Times a consumer found the broker without its topics, or with shorter logs than it had read (restarted "
+    "empty), dropped its batches in flight and waited for the topics to join its group anew",
+)
 CONSUMER_PAUSED = Gauge(
     "herald_consumer_paused",
     "1 while the dead-letter guard pauses consumption, by the environmental reason most messages failed with",

@@ -2,6 +2,8 @@
 
 Readiness runs every registered check (broker, Postgres, Redis, ...) with a timeout and answers 503
 naming the ones that failed, so Kubernetes stops routing to, and operators can see, what is broken.
+Liveness does the same with its own checks ("this process is making progress", e.g. each consumer
+loop's): a 503 there makes Kubernetes restart the process.
 """
 
 from __future__ import annotations
@@ -33,17 +35,23 @@ async def run_checks(checks: Mapping[str, Check]) -> dict[str, str]:
     return dict(zip(checks, results, strict=True))
 
 
-def health_routes(checks: Mapping[str, Check]) -> list[Route]:
-    """The three routes, for the ops server and for the gateway's own app."""
+async def _answer(checks: Mapping[str, Check]) -> Response:
+    """200 if every check passes, else 503; the body names each check's result."""
+    results = await run_checks(checks)
+    ok = all(result == "ok" for result in results.values())
+    body = {"status": "ok" if ok else "unavailable", "checks": results}
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+def health_routes(checks: Mapping[str, Check], liveness: Mapping[str, Check] | None = None) -> list[Route]:
+    """The three routes, for the ops server and for the gateway's own app: ``checks`` decide ``/ready``,
+    ``liveness`` decide ``/health``."""
 
     async def health(_: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return await _answer(liveness or {})
 
     async def ready(_: Request) -> Response:
-        results = await run_checks(checks)
-        ok = all(result == "ok" for result in results.values())
-        body = {"status": "ok" if ok else "unavailable", "checks": results}
-        return JSONResponse(body, status_code=200 if ok else 503)
+        return await _answer(checks)
 
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
@@ -51,6 +59,6 @@ def health_routes(checks: Mapping[str, Check]) -> list[Route]:
     return [Route("/health", health), Route("/ready", ready), Route("/metrics", metrics)]
 
 
-def ops_app(checks: Mapping[str, Check]) -> Starlette:
+def ops_app(checks: Mapping[str, Check], liveness: Mapping[str, Check] | None = None) -> Starlette:
     """A tiny app serving only the operations routes (for services without an HTTP API)."""
-    return Starlette(routes=health_routes(checks))
+    return Starlette(routes=health_routes(checks, liveness))

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from infra.local.broker import Broker
 from infra.local.mail_sink import MailSink, ReceivedMessage
-from infra.local.processes import ManagedProcess, free_port, stop_all
+from infra.local.processes import LineSink, ManagedProcess, free_port, stop_all
 from infra.local.stack import LOCAL_ENVIRONMENT, WORKERS, ServiceSpec, herald_services, start_services
 from infra.standins.aws import MotoServer
 from infra.standins.push import PushStandIns
@@ -183,11 +183,13 @@ def running_pipeline(
     base_database_url: str = BASE_DATABASE_URL,
     redis_url: str = REDIS_URL,
     overrides: Mapping[str, str] | None = None,
+    line_sink: LineSink | None = None,
 ) -> Iterator[Pipeline]:
     """Start a fresh database, topics, SMTP server and every service; stop and drop them after.
 
     ``base_database_url`` and ``redis_url`` choose the servers (fault tests restart private ones);
-    ``overrides`` are ``HERALD_*`` settings that win over the e2e defaults."""
+    ``overrides`` are ``HERALD_*`` settings that win over the e2e defaults; ``line_sink`` receives
+    every line the services print (by default only their last lines are kept, for failures)."""
     namespace = f"e2e-{uuid.uuid4().hex[:10]}"
     database_url = _with_database(base_database_url, f"herald_test_{uuid.uuid4().hex}")
     asyncio.run(_prepare_storage_and_topics(broker, namespace, database_url))
@@ -207,7 +209,7 @@ def running_pipeline(
     environment.update(overrides or {})
     pipeline = Pipeline(namespace, broker, database_url, sink, sms, push, specs, environment)
     try:
-        processes = start_services(specs, environment, ready_timeout=90, line_sink=None)
+        processes = start_services(specs, environment, ready_timeout=90, line_sink=line_sink)
         pipeline.processes = {spec.name: process for spec, process in zip(specs, processes, strict=True)}
         yield pipeline
     finally:

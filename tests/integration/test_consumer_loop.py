@@ -19,9 +19,17 @@ from shared.messages import DEAD_LETTER, STATUS_EVENT, StatusEvent
 from shared.observability import metrics
 from shared.status_events import StatusReporter
 from tests.e2e.conftest import eventually
-from tests.kafka_helpers import committed, high_watermarks, produce_raw, read_topic, wait_until_drained
+from tests.kafka_helpers import committed, create_topics, high_watermarks, produce_raw, read_topic, wait_until_drained
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+async def loop_topics(settings: HeraldSettings) -> None:
+    """The topics of :class:`LoopUnderTest`: consumed ``<ns>.in``, dead letters ``<ns>.dlq``, outputs ``<ns>.out``
+    and ``<ns>.status``."""
+    names = [f"{settings.topic_prefix}.{name}" for name in ("in", "dlq", "out", "status")]
+    await create_topics(settings.kafka_bootstrap_servers, names)
 
 
 def event(n: int, status: str = "sent") -> bytes:

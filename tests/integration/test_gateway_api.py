@@ -297,7 +297,7 @@ def test_oversized_body_is_413_problem(client: TestClient) -> None:
 def test_health(client: TestClient) -> None:
     response = client.get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    assert response.json() == {"status": "ok", "checks": {}}
 
 
 def test_ready_runs_every_check(client: TestClient) -> None:

@@ -44,6 +44,7 @@ from services.sender_sms.settings import SmsSenderSettings
 from shared.delivery import Delivered, Outcome
 from shared.providers.factory import build_chain
 from tests.factories import email_delivery, sms_delivery
+from tests.kafka_helpers import create_topics
 
 pytestmark = pytest.mark.integration
 
@@ -87,6 +88,8 @@ def a_message(to: str = "ada@example.com", subject: str = "Hello Ada") -> EmailM
 
 async def test_broker_produce_consume_round_trip(broker: Broker) -> None:
     topic = f"test-local-stack-{uuid.uuid4().hex[:8]}"
+    # No client creates a topic (shared.kafka.metadata): the broker would, with its own partition count.
+    await create_topics(broker.bootstrap_servers, [topic], partitions=1)
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
     await producer.start()
     try:
