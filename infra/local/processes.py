@@ -47,12 +47,21 @@ def print_prefixed(name: str, line: str) -> None:
         sys.stdout.flush()
 
 
+# Ports free_port has handed out in this process: the OS may offer a port again right after it was
+# released, and two services given one port make the second fail to start (seen in CI).
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now (the OS may hand it out again: use it promptly)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port nothing listens on right now, never one this process was given before (the OS may
+    still hand it to someone else: use it promptly)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port: int = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def port_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
