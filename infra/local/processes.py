@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -47,21 +48,50 @@ def print_prefixed(name: str, line: str) -> None:
         sys.stdout.flush()
 
 
-# Ports free_port has handed out in this process: the OS may offer a port again right after it was
-# released, and two services given one port make the second fail to start (seen in CI).
+# Ports free_port has handed out in this process: two services given one port make the second fail.
 _HANDED_OUT: set[int] = set()
+# Where listening ports are picked when the OS does not say its ephemeral range: below Linux's default.
+_LISTENING_PORTS = (10_000, 32_767)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now, never one this process was given before (the OS may
-    still hand it to someone else: use it promptly)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((host, 0))
-            port: int = sock.getsockname()[1]
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
+    """A TCP port free now, below the OS's ephemeral range and never handed out by this process before.
+
+    Not a port the OS picks (bind to port 0): those come from the ephemeral range, where every outgoing
+    connection (to Kafka, Postgres, ...) also takes its local port, and a service about to listen on
+    one then finds it taken (seen in CI). The OS may still hand it to someone else: use it promptly.
+    """
+    return free_ports_in_a_row(1, host)
+
+
+def free_ports_in_a_row(count: int, host: str = "127.0.0.1") -> int:
+    """The first of ``count`` consecutive ports that :func:`free_port` would give, handed out together."""
+    low, high = _listening_ports()
+    for _ in range(1000):
+        first = random.randint(low, high - count + 1)
+        ports = range(first, first + count)
+        if not _HANDED_OUT.intersection(ports) and all(_bindable(host, port) for port in ports):
+            _HANDED_OUT.update(ports)
+            return first
+    raise ProcessError(f"no {count} free ports in a row between {low} and {high}")
+
+
+def _listening_ports() -> tuple[int, int]:
+    """Ports below the OS's ephemeral range (Linux's /proc setting), from 10,000 on."""
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return _LISTENING_PORTS
+    return (_LISTENING_PORTS[0], ephemeral_low - 1) if ephemeral_low > _LISTENING_PORTS[0] + 1000 else _LISTENING_PORTS
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def port_accepts(host: str, port: int, timeout: float = 0.5) -> bool:

