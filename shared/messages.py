@@ -1,7 +1,7 @@
 """The typed shape of each Kafka contract in ``schemas/`` and the contract objects that encode them.
 
 The TypedDicts mirror the ``.avsc`` files field by field so handlers are type-checked; fastavro
-reads and writes plain dicts, so they cost nothing at run time. ``tests/unit/test_schemas.py``
+reads and writes plain dicts, so they cost nothing at run time. ``tests/unit/test_contracts.py``
 checks that each TypedDict names exactly its schema's fields.
 """
 

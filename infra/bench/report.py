@@ -1,10 +1,10 @@
-"""The printed table: each figure of one run beside its target (DESIGN.md) and its ceiling from the same run."""
+"""The printed table: each figure of one run beside its target and its ceiling from the same run."""
 
 from __future__ import annotations
 
 from typing import Any
 
-# "Figures we hold ourselves to" in DESIGN.md.
+# The figures the project holds itself to (docs/development/benchmarks.md).
 TARGETS: dict[str, float] = {
     "broker_combined_per_s_about": 40_000,
     "gateway_requests_per_s": 2_000,
@@ -63,7 +63,7 @@ def render(results: dict[str, Any]) -> str:
         f"Herald benchmark: one run on {results['machine']['cores']} cores, {results['started_at']} "
         f"(JSON: {results['output']})",
         "",
-        _row("", "measured", "target (DESIGN.md)", "ceiling (same run)"),
+        _row("", "measured", "target", "ceiling (same run)"),
     ]
     broker = results.get("broker_ceiling")
     combined = None

@@ -80,33 +80,71 @@ def configured_environment(
 class LocalStackSettings(HeraldSettings):
     """What the local stack needs beyond the shared settings (all ``HERALD_*``)."""
 
-    gateway_port: int = Field(default=8080, ge=1, le=65535)
-    dev_api_key: str = Field(default=DEFAULT_DEV_API_KEY, min_length=16)
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = Field(default=1025, ge=1, le=65535)
-    # The mail sink's web page and JSON API.
-    mail_web_port: int = Field(default=8025, ge=1, le=65535)
-    # The SMS and email providers' stand-ins (see infra.standins.messaging): moto for SNS, Prism with
-    # Twilio's and SendGrid's API descriptions; each unless its provider's URL variable is set.
-    sms_stand_in_port: int = Field(default=5055, ge=1, le=65535)
-    twilio_stand_in_port: int = Field(default=4010, ge=1, le=65535)
-    sendgrid_stand_in_port: int = Field(default=4011, ge=1, le=65535)
-    # Private Postgres data and received mail (.eml) go here; relative to the repository.
-    local_var_dir: Path = Path("var")
-    local_ready_timeout_s: float = Field(default=90.0, gt=0)
-    # The non-gateway services' operations ports (/ready, /metrics): this and the next nine.
-    local_ops_ports_start: int = Field(default=9101, ge=1, le=65526)
-    # Above the gateway's own 20 s graceful shutdown, so it is never SIGKILLed mid-drain.
-    local_stop_grace_s: float = Field(default=25.0, ge=0)
-    # A process that exits is started again this long after (doubling for each exit in a row, at
-    # most the max, from the start again once it had stayed up the reset time).
-    local_restart_backoff_s: float = Field(default=1.0, gt=0)
-    local_restart_backoff_max_s: float = Field(default=30.0, gt=0)
-    local_restart_reset_after_s: float = Field(default=60.0, gt=0)
-    # Where the broker the stack starts keeps topics: in memory (gone when it restarts), or in a local
-    # S3 (moto, on the port below), which outlives a broker restart.
-    local_broker_storage: Literal["memory", "s3"] = "memory"
-    local_broker_s3_port: int = Field(default=5056, ge=1, le=65535)
+    gateway_port: int = Field(default=8080, ge=1, le=65535, description="The gateway's port.")
+    dev_api_key: str = Field(
+        default=DEFAULT_DEV_API_KEY, min_length=16, description="The admin API key the gateway creates for tenant dev."
+    )
+    smtp_host: str = Field(default="127.0.0.1", description="Where the mail sink listens, and sender-email sends.")
+    smtp_port: int = Field(default=1025, ge=1, le=65535, description="The mail sink's SMTP port.")
+    mail_web_port: int = Field(default=8025, ge=1, le=65535, description="The mail sink's web page and JSON API.")
+    sms_stand_in_port: int = Field(
+        default=5055,
+        ge=1,
+        le=65535,
+        description="The SNS stand-in (moto), unless HERALD_SNS_ENDPOINT_URL is set (infra.standins.messaging).",
+    )
+    twilio_stand_in_port: int = Field(
+        default=4010,
+        ge=1,
+        le=65535,
+        description="Prism serving Twilio's API description, unless HERALD_TWILIO_BASE_URL is set.",
+    )
+    sendgrid_stand_in_port: int = Field(
+        default=4011,
+        ge=1,
+        le=65535,
+        description="Prism serving SendGrid's API description, unless HERALD_SENDGRID_BASE_URL is set.",
+    )
+    local_var_dir: Path = Field(
+        default=Path("var"),
+        description="Private Postgres data and received mail (.eml) go here; relative to the repository.",
+    )
+    local_ready_timeout_s: float = Field(
+        default=90.0, gt=0, description="How long the stack waits for every service to answer /ready."
+    )
+    local_ops_ports_start: int = Field(
+        default=9101,
+        ge=1,
+        le=65526,
+        description="The non-gateway services' operations ports (/ready, /metrics): this and the next nine.",
+    )
+    local_stop_grace_s: float = Field(
+        default=25.0,
+        ge=0,
+        description=(
+            "How long a stopping service may take: above the gateway's own 20 s graceful shutdown, so it is never "
+            "SIGKILLed mid-drain."
+        ),
+    )
+    local_restart_backoff_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="A process that exits is started again this long after, doubling for each exit in a row.",
+    )
+    local_restart_backoff_max_s: float = Field(default=30.0, gt=0, description="The longest wait before a restart.")
+    local_restart_reset_after_s: float = Field(
+        default=60.0, gt=0, description="A process that stayed up this long is restarted after the first wait again."
+    )
+    local_broker_storage: Literal["memory", "s3"] = Field(
+        default="memory",
+        description=(
+            "Where the broker the stack starts keeps topics: in memory (gone when it restarts), or in a local S3 "
+            "(moto, on HERALD_LOCAL_BROKER_S3_PORT), which outlives a broker restart."
+        ),
+    )
+    local_broker_s3_port: int = Field(
+        default=5056, ge=1, le=65535, description="The local S3 (moto) of HERALD_LOCAL_BROKER_STORAGE=s3."
+    )
 
 
 @dataclass(frozen=True)

@@ -18,62 +18,165 @@ class TenantRateLimits(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    per_key: int | None = Field(default=None, ge=0, le=MAX_PER_MINUTE)
-    per_tenant: int | None = Field(default=None, ge=0, le=MAX_PER_MINUTE)
+    per_key: int | None = Field(default=None, ge=0, le=MAX_PER_MINUTE, description="Requests a minute per API key.")
+    per_tenant: int | None = Field(
+        default=None, ge=0, le=MAX_PER_MINUTE, description="Requests a minute for the tenant, all its keys together."
+    )
 
 
 class GatewaySettings(CallbackSettings, WebhookSettings, WebPushSettings):
-    gateway_host: str = "0.0.0.0"
-    gateway_port: int = Field(default=8080, ge=1, le=65535)
-    # The local stack's key: created at start-up for the tenant below. Leave unset in production.
-    dev_api_key: SecretStr | None = Field(default=None, min_length=16)
-    dev_tenant: str = "dev"
-    # How long a verified API key is trusted without asking Postgres again (seconds).
-    auth_cache_ttl_s: float = Field(default=30.0, ge=0)
-    # New API keys look like hk_<env>_<random> (hk_live_…): tells a test key from a production one at a glance.
-    api_key_env: str = Field(default="live", pattern=r"^[a-z0-9]{1,8}$")
-    # JWTs (services.gateway.auth): off unless a secret (HS256) or a JWKS URL (RS256) is set, and then the
-    # issuer and audience are required. The tenant comes from the claim named here, the role from
-    # "role" or "roles".
-    jwt_issuer: str | None = None
-    jwt_audience: str | None = None
-    jwt_hs256_secret: SecretStr | None = Field(default=None, min_length=32)
-    jwt_jwks_url: str | None = None
-    jwt_tenant_claim: str = "tenant"
-    # Clock skew tolerated on exp/nbf/iat (seconds).
-    jwt_leeway_s: float = Field(default=30.0, ge=0, le=300)
-    max_body_bytes: int = Field(default=1_048_576, ge=1024)
-    # What one request may hold and take before its route runs (services.gateway.http_limits): the
-    # request line and headers (bytes, and how many headers), and the time to send them and the body.
-    max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=1_048_576)
-    max_headers: int = Field(default=100, ge=10, le=1000)
-    request_header_timeout_s: float = Field(default=10.0, gt=0, le=300)
-    request_body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
-    # POST /api/v1/notifications/bulk: notifications per request, and its own (larger, bounded) body limit.
-    bulk_max_items: int = Field(default=1000, ge=1, le=10_000)
-    bulk_max_body_bytes: int = Field(default=16 * 1_048_576, ge=1024, le=64 * 1_048_576)
-    # Verifies the router's open/click tracking tokens (the router's HERALD_TRACKING_SIGNING_KEY);
-    # unset: the tracking routes answer 404.
-    tracking_signing_key: SecretStr | None = Field(default=None, min_length=32)
-    # After a webhook endpoint's secret is rotated, its deliveries are signed with the previous secret
-    # too for this long (seconds), so its receiver can switch without missing a message.
-    webhook_secret_grace_s: int = Field(default=86_400, ge=0, le=30 * 86_400)
-    # How long an Idempotency-Key and the first response to it are kept (seconds; the draft's 24 h).
-    idempotency_ttl_s: int = Field(default=86_400, ge=1)
-    # How long a key stays claimed by a request still being answered; bounds the 409s after a crash.
-    idempotency_lock_ttl_s: int = Field(default=60, ge=1)
-    # Requests a minute on the authenticated API (0: no limit), per API key, per tenant (all its keys
-    # together) and for the whole gateway (every replica); services.gateway.ratelimit.
-    rate_limit_per_key: int = Field(default=100, ge=0, le=MAX_PER_MINUTE)
-    rate_limit_per_tenant: int = Field(default=100, ge=0, le=MAX_PER_MINUTE)
-    rate_limit_global: int = Field(default=0, ge=0, le=MAX_PER_MINUTE)
-    # Per tenant, JSON: {"acme": {"per_key": 600, "per_tenant": 1200}}.
-    rate_limit_tenants: dict[str, TenantRateLimits] = Field(default_factory=dict)
-    # Browser origins allowed to call the API (https://app.example.com,...); empty: no CORS headers.
-    cors_origins: CommaSeparated = Field(default_factory=list)
-    # Serve HTTPS with this certificate (chain) and private key, both PEM; neither: plain HTTP.
-    gateway_tls_cert_file: Path | None = None
-    gateway_tls_key_file: Path | None = Field(default=None, validate_default=True)
+    gateway_host: str = Field(default="0.0.0.0", description="Address the HTTP API listens on.")
+    gateway_port: int = Field(default=8080, ge=1, le=65535, description="Port of the HTTP API.")
+    dev_api_key: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description=(
+            "The local stack's key: created at start-up as an admin key of HERALD_DEV_TENANT. Leave unset in "
+            "production."
+        ),
+    )
+    dev_tenant: str = Field(default="dev", description="The tenant of HERALD_DEV_API_KEY.")
+    auth_cache_ttl_s: float = Field(
+        default=30.0,
+        ge=0,
+        description=(
+            "How long a verified API key is trusted without asking Postgres again (seconds; 0: no cache): also "
+            "how long another replica may accept a revoked key."
+        ),
+    )
+    api_key_env: str = Field(
+        default="live",
+        pattern=r"^[a-z0-9]{1,8}$",
+        description=(
+            "New API keys look like hk_<env>_<random> (hk_live_…; 1 to 8 lower-case letters or digits): tells a "
+            "test key from a production one at a glance."
+        ),
+    )
+    jwt_issuer: str | None = Field(
+        default=None,
+        description=(
+            "The iss every JWT must carry. JWTs are off unless HERALD_JWT_HS256_SECRET or HERALD_JWT_JWKS_URL is "
+            "set, and then the issuer and audience are required."
+        ),
+    )
+    jwt_audience: str | None = Field(default=None, description="The aud every JWT must carry.")
+    jwt_hs256_secret: SecretStr | None = Field(
+        default=None, min_length=32, description="Accept HS256 JWTs signed with this secret (at least 32 characters)."
+    )
+    jwt_jwks_url: str | None = Field(
+        default=None, description="Accept RS256 JWTs signed by a key of this JWKS (the identity provider's keys)."
+    )
+    jwt_tenant_claim: str = Field(
+        default="tenant", description='The claim naming a JWT\'s tenant; its roles come from "role" or "roles".'
+    )
+    jwt_leeway_s: float = Field(
+        default=30.0, ge=0, le=300, description="Clock skew tolerated on exp, nbf and iat (seconds)."
+    )
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger request bodies get 413.")
+    max_header_bytes: int = Field(
+        default=32 * 1024,
+        ge=1024,
+        le=1_048_576,
+        description="The request line and headers, in bytes, before any route runs; more is a 431 problem.",
+    )
+    max_headers: int = Field(
+        default=100, ge=10, le=1000, description="Headers a request may have; more is a 431 problem."
+    )
+    request_header_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="A request's headers must arrive within this (seconds), else 408."
+    )
+    request_body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="A request's body must arrive within this of its headers (seconds), else the connection closes.",
+    )
+    bulk_max_items: int = Field(
+        default=1000, ge=1, le=10_000, description="POST /api/v1/notifications/bulk: notifications per request."
+    )
+    bulk_max_body_bytes: int = Field(
+        default=16 * 1_048_576,
+        ge=1024,
+        le=64 * 1_048_576,
+        description=(
+            "POST /api/v1/notifications/bulk's own, larger body limit; every other route keeps HERALD_MAX_BODY_BYTES."
+        ),
+    )
+    tracking_signing_key: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description=(
+            "Verifies the router's open and click tracking tokens (the router's HERALD_TRACKING_SIGNING_KEY); "
+            "unset: the tracking routes answer 404."
+        ),
+    )
+    webhook_secret_grace_s: int = Field(
+        default=86_400,
+        ge=0,
+        le=30 * 86_400,
+        description=(
+            "After a webhook endpoint's secret is rotated, its deliveries are signed with the previous secret too "
+            "for this long (seconds), so its receiver can switch without missing a message."
+        ),
+    )
+    idempotency_ttl_s: int = Field(
+        default=86_400,
+        ge=1,
+        description="How long an Idempotency-Key and the first answer to it are kept (seconds; the draft's 24 h).",
+    )
+    idempotency_lock_ttl_s: int = Field(
+        default=60,
+        ge=1,
+        description=(
+            "How long a key stays claimed by a request still being answered (409 meanwhile); bounds the 409s "
+            "after a crash."
+        ),
+    )
+    rate_limit_per_key: int = Field(
+        default=100,
+        ge=0,
+        le=MAX_PER_MINUTE,
+        description="Requests a minute on the authenticated API per API key (0: no limit); services.gateway.ratelimit.",
+    )
+    rate_limit_per_tenant: int = Field(
+        default=100,
+        ge=0,
+        le=MAX_PER_MINUTE,
+        description="Requests a minute per tenant, all its keys together (0: no limit).",
+    )
+    rate_limit_global: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_PER_MINUTE,
+        description=(
+            "Requests a minute for the whole gateway, every replica (0: no limit; set it to what the deployment can "
+            "take)."
+        ),
+    )
+    rate_limit_tenants: dict[str, TenantRateLimits] = Field(
+        default_factory=dict,
+        description=(
+            'A tenant\'s own limits, JSON: {"acme": {"per_key": 600, "per_tenant": 1200}}; unset fields keep the '
+            "defaults."
+        ),
+    )
+    cors_origins: CommaSeparated = Field(
+        default_factory=list,
+        description=(
+            "Browser origins allowed to call the API, comma-separated (https://app.example.com,...); empty: no CORS "
+            "headers."
+        ),
+    )
+    gateway_tls_cert_file: Path | None = Field(
+        default=None,
+        description=(
+            "Serve HTTPS only, with this PEM certificate (chain included) and HERALD_GATEWAY_TLS_KEY_FILE; both or "
+            "neither (plain HTTP). Loaded at start-up; a new certificate needs a restart."
+        ),
+    )
+    gateway_tls_key_file: Path | None = Field(
+        default=None, validate_default=True, description="The PEM private key of HERALD_GATEWAY_TLS_CERT_FILE."
+    )
 
     @model_validator(mode="after")
     def _jwt_is_complete(self) -> Self:

@@ -4,16 +4,25 @@ from typing import Annotated
 
 from pydantic import Field
 
-from shared.config import HeraldSettings
+from shared.config import HeraldSettings, ops_port_field
 from shared.requests import MAX_DEDUP_WINDOW_S, MIN_DEDUP_WINDOW_S
 
 
 class IngestSettings(HeraldSettings):
-    # How long an idempotency key (or notification id) is remembered; requests repeated within it are dropped.
-    dedup_ttl_seconds: int = Field(default=86_400, ge=1)
-    # The dedup window per message type (a request's metadata "type"), JSON: {"otp": 300, "marketing": 86400};
-    # other types get dedup_ttl_seconds, and a request's own dedup.window_s wins over both.
-    dedup_windows: dict[str, Annotated[int, Field(ge=MIN_DEDUP_WINDOW_S, le=MAX_DEDUP_WINDOW_S)]] = Field(
-        default_factory=dict
+    dedup_ttl_seconds: int = Field(
+        default=86_400,
+        ge=1,
+        description=(
+            "The default dedup window: how long an idempotency key (or notification id) is remembered; requests "
+            "repeated within it are dropped."
+        ),
     )
-    ops_port: int = 9101
+    dedup_windows: dict[str, Annotated[int, Field(ge=MIN_DEDUP_WINDOW_S, le=MAX_DEDUP_WINDOW_S)]] = Field(
+        default_factory=dict,
+        description=(
+            'The dedup window per message type (a request\'s metadata "type"), JSON: {"otp": 300, "marketing": '
+            "86400}, 1 to 604800 s each; other types get HERALD_DEDUP_TTL_SECONDS, and a request's own "
+            "dedup.window_s wins over both."
+        ),
+    )
+    ops_port: int = ops_port_field(9101)

@@ -2,12 +2,17 @@
 
 from pydantic import Field
 
-from shared.config import HeraldSettings
+from shared.config import HeraldSettings, ops_port_field
 
 
 class RetrySettings(HeraldSettings):
-    # Jobs fired per database transaction.
-    fire_batch_size: int = Field(default=500, ge=1)
-    # Longest sleep between looks at the store: bounds how late a job scheduled by another replica fires.
-    max_idle_s: float = Field(default=0.5, gt=0)
-    ops_port: int = 9104
+    fire_batch_size: int = Field(default=500, ge=1, description="Delayed jobs fired per database transaction.")
+    max_idle_s: float = Field(
+        default=0.5,
+        gt=0,
+        description=(
+            "Longest sleep between looks at the store: bounds how late a job scheduled by another replica fires "
+            "(a scheduled notification goes out within about this of its time)."
+        ),
+    )
+    ops_port: int = ops_port_field(9104)

@@ -24,10 +24,19 @@ FETCH_MAX_BYTES = 64 * 1024
 
 
 class AdminSettings(HeraldSettings):
-    # Partitions bound how many members of one consumer group can share the work.
-    kafka_topic_partitions: int = Field(default=8, ge=1)
-    # Production: 3, with min.insync.replicas=2 so acks=all survives one broker down.
-    kafka_replication_factor: int = Field(default=1, ge=1)
+    kafka_topic_partitions: int = Field(
+        default=8,
+        ge=1,
+        description="Partitions per topic: they bound how many members of one consumer group can share the work.",
+    )
+    kafka_replication_factor: int = Field(
+        default=1,
+        ge=1,
+        description=(
+            "Replicas per topic. Production: 3, and min.insync.replicas=2 is then set, so acks=all survives one broker"
+            " down."
+        ),
+    )
 
 
 class StrayRecordsError(Exception):

@@ -11,7 +11,7 @@ from shared.errors import DeadLetterReason
 T = TypeVar("T")
 Headers = tuple[tuple[str, bytes], ...]
 
-# Header names carried on every Herald message (see DESIGN.md, Contracts).
+# Header names carried on every Herald message (docs/reference/kafka.md lists them with each topic).
 TRACEPARENT = "traceparent"
 TENANT = "herald-tenant"
 KIND = "herald-kind"

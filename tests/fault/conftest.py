@@ -7,8 +7,8 @@ Knobs (environment variables; the defaults keep the suite near three minutes on 
 * ``HERALD_FAULT_RATE`` (300) notifications a second and ``HERALD_FAULT_LOAD_S`` (10) seconds of load
   (the kill tests of the gateway, sender-sms, -webhook, -push and dead-letters: a third of the rate,
   for half as long, so the five add little to the suite's time);
-* ``HERALD_FAULT_PROVIDER_DOWN_S`` (10) how long the SMTP server is down: the issue's 30 s is
-  ``HERALD_FAULT_PROVIDER_DOWN_S=30``;
+* ``HERALD_FAULT_PROVIDER_DOWN_S`` (10) how long the SMTP server is down (a 30 s outage:
+  ``HERALD_FAULT_PROVIDER_DOWN_S=30``);
 * ``HERALD_FAULT_DATASTORE_DOWN_S`` (3) how long Postgres or Redis stays down before it starts again.
 """
 

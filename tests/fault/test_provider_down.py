@@ -2,7 +2,7 @@
 back: deliveries wait in the retry service and are each mailed once; and, with fewer attempts than the
 outage needs, what could not be delivered is dead-lettered as ``max_attempts_exceeded`` and counted.
 
-The outage lasts ``HERALD_FAULT_PROVIDER_DOWN_S`` (10 s by default; the issue's 30 s with
+The outage lasts ``HERALD_FAULT_PROVIDER_DOWN_S`` (10 s by default; a 30 s outage with
 ``HERALD_FAULT_PROVIDER_DOWN_S=30``). The fault pipeline's retry settings (tests/fault/conftest.py)
 give every delivery enough attempts to outlast it; SMTP is the only email provider, so there is no
 failover to take over meanwhile.

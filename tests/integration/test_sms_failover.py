@@ -334,7 +334,7 @@ async def test_a_message_no_provider_can_take_now_is_retried_later(
     assert job["target_topic"] == sms_sender.topics.send("sms")
     assert SMS_DELIVERY.decode(job["payload"]) == {**text, "attempt": 2}
     assert job["reason"] == "provider_unavailable"
-    # The second attempt waits between half the base delay and the base delay (full jitter).
+    # The second attempt waits between half the base delay and the base delay (equal jitter).
     assert job["due_at"] >= before + timedelta(seconds=RETRY_BASE_DELAY_S / 2)
     assert (event["status"], event["channel"], event["attempt"]) == ("retrying", "sms", 1)
     assert event["reason"] == "provider_unavailable"

@@ -13,22 +13,51 @@ SNS_HOSTS = r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?"
 
 
 class CallbackSettings(HeraldSettings):
-    # The gateway's public URL as providers call it (behind a proxy, not the address it listens on):
-    # Twilio signs the URL it called. Unset: the URL the request arrived at.
-    public_base_url: str | None = None
-    # Signs Twilio's status callbacks (sender-sms's account token); unset: the Twilio callback answers 404.
-    twilio_auth_token: SecretStr | None = None
-    # SendGrid's Event Webhook verification key (base64, as SendGrid shows it); unset: that callback answers 404.
-    sendgrid_webhook_public_key: str | None = None
-    # The SNS topics SES publishes bounces, complaints and deliveries to. A message from any other topic is
-    # refused: anyone can have SNS sign a message of their own topic. Empty: the SES callback answers 404.
-    ses_sns_topic_arns: CommaSeparated = Field(default_factory=list)
-    # Tests only: the hosts (a regex matching the whole host name) SNS certificates and confirmation URLs
-    # may be fetched from, a CA bundle to trust when fetching them, and whether those hosts may resolve
-    # to loopback or private addresses (a local HTTPS server; shared.ssrf).
-    sns_cert_host_pattern: str = SNS_HOSTS
-    sns_ca_file: str | None = None
-    sns_allow_private_networks: bool = False
+    public_base_url: str | None = Field(
+        default=None,
+        description=(
+            "The gateway's public URL as providers call it (behind a proxy, not the address it listens on): Twilio "
+            "signs the URL it called. Unset: the URL the request arrived at."
+        ),
+    )
+    twilio_auth_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Verifies Twilio's status callbacks (sender-sms's account token); unset: the Twilio callback answers 404."
+        ),
+    )
+    sendgrid_webhook_public_key: str | None = Field(
+        default=None,
+        description=(
+            "SendGrid's Event Webhook verification key (base64, as SendGrid shows it); unset: that callback answers "
+            "404."
+        ),
+    )
+    ses_sns_topic_arns: CommaSeparated = Field(
+        default_factory=list,
+        description=(
+            "The SNS topics SES publishes bounces, complaints and deliveries to, comma-separated. A message from any "
+            "other topic is refused: anyone can have SNS sign a message of their own topic. Empty: the SES callback "
+            "answers 404."
+        ),
+    )
+    sns_cert_host_pattern: str = Field(
+        default=SNS_HOSTS,
+        description=(
+            "Tests only: the hosts (a regex matching the whole host name) SNS certificates and subscription "
+            "confirmation URLs may be fetched from."
+        ),
+    )
+    sns_ca_file: str | None = Field(
+        default=None, description="Tests only: a CA bundle to trust when fetching SNS certificates and confirmations."
+    )
+    sns_allow_private_networks: bool = Field(
+        default=False,
+        description=(
+            "Tests only: whether the SNS certificate and confirmation hosts may resolve to loopback or private "
+            "addresses (a local HTTPS server; shared.ssrf)."
+        ),
+    )
 
     @field_validator("sendgrid_webhook_public_key")
     @classmethod
