@@ -69,9 +69,15 @@ class HeraldSettings(BaseSettings):
             "(its topics are gone, or it cannot get a batch through): Kubernetes then restarts the service."
         ),
     )
-    database_url: str = Field(default="postgresql://postgres@127.0.0.1:5432/herald", description="Postgres.")
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/herald",
+        description="Postgres: used by the gateway, router, status, retry, sender-push, dead-letters and the archiver.",
+    )
     database_pool_size: int = Field(default=10, ge=1, description="Postgres connections per process.")
-    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis.")
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="Redis: used by the gateway, ingest and the senders (dedup, rate limits, delivered ids).",
+    )
     redis_max_connections: int = Field(
         default=100,
         ge=1,
@@ -133,8 +139,8 @@ class HeraldSettings(BaseSettings):
         default=None,
         description=(
             'Personal data at rest (shared.crypto): "<key id>:<base64 of 32 bytes>", comma-separated; the first '
-            "encrypts, every listed key decrypts. The services that store or read personal data refuse to start "
-            "without it."
+            "encrypts, every listed key decrypts. The services that store or read personal data (gateway, router, "
+            "sender-push, dead-letters, retry, status, the archiver and the migrate job) refuse to start without it."
         ),
     )
     blind_index_key: SecretStr | None = Field(

@@ -179,7 +179,8 @@ def _section(item: SettingsClass) -> str:
         [code(ENV_PREFIX + name.upper()), _type_name(info.annotation, info), _default(info), _description(info)]
         for name, info in item.own_fields.items()
     ]
-    title = f"`{item.cls.__name__}`"
+    # A program's own class is titled by the program, a shared one by the class.
+    title = f"{item.readers[0]}: `{item.cls.__name__}`" if len(item.readers) == 1 else f"`{item.cls.__name__}`"
     readers = ", ".join(item.readers)
     source = f"{item.cls.__module__}.{item.cls.__name__}"
     return "\n\n".join(
