@@ -136,7 +136,9 @@ class GatewaySettings(CallbackSettings, WebhookSettings, WebPushSettings):
         default=100,
         ge=0,
         le=MAX_PER_MINUTE,
-        description="Requests a minute on the authenticated API per API key (0: no limit); services.gateway.ratelimit.",
+        description=(
+            "Requests a minute on the authenticated API per API key (0: no limit); services.gateway.http.ratelimit."
+        ),
     )
     rate_limit_per_tenant: int = Field(
         default=100,

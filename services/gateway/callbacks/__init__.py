@@ -1,0 +1,1 @@
+"""Provider callbacks: the providers' delivery reports (Twilio, SendGrid, SES through SNS), verified and recorded."""
