@@ -11,16 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 
 from services.gateway.api_keys.repository import ApiKeyRepository
 from services.gateway.callbacks.service import CallbackVerifiers
+from services.gateway.dead_letters.service import Requeuer
 from services.gateway.http.credentials import ApiKeyAuthenticator, JwtVerifier
 from services.gateway.http.idempotency_store import IdempotencyStore
 from services.gateway.http.ratelimit import RequestLimiter
 from services.gateway.notifications.repository import AcceptedNotification, NotificationRepository
+from services.gateway.notifications.service import Intake
 from services.gateway.settings import GatewaySettings
 from services.gateway.templates.service import KnownTemplates
 from shared.batching import GroupWriter
@@ -158,3 +161,37 @@ WebhookGuardDep = Annotated[OutboundGuard, Depends(get_webhook_guard)]
 WebPushGuardDep = Annotated[OutboundGuard, Depends(get_webpush_guard)]
 TrackingTokensDep = Annotated[TrackingTokens | None, Depends(get_tracking_tokens)]
 CallbacksDep = Annotated[CallbackVerifiers, Depends(get_callbacks)]
+
+
+def get_intake(
+    settings: SettingsDep,
+    producer: ProducerDep,
+    topics: TopicsDep,
+    index: RecipientIndexDep,
+    templates: KnownTemplatesDep,
+    recorder: AcceptedDep,
+    notifications: NotificationsDep,
+) -> Intake:
+    """FastAPI dependency: what accepts notifications, from the collaborators above (so an override of one of
+    them applies)."""
+    return Intake(
+        producer,
+        topics,
+        index,
+        templates,
+        recorder,
+        notifications,
+        timedelta(seconds=settings.recurrence_min_interval_s),
+    )
+
+
+def get_requeuer(
+    dead_letters: DeadLettersDep, producer: ProducerDep, topics: TopicsDep, reporter: StatusDep
+) -> Requeuer:
+    """FastAPI dependency: what sends a dead letter again, from the collaborators above (so an override of
+    one of them applies)."""
+    return Requeuer(dead_letters, producer, topics, reporter)
+
+
+IntakeDep = Annotated[Intake, Depends(get_intake)]
+RequeuerDep = Annotated[Requeuer, Depends(get_requeuer)]

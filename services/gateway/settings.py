@@ -6,7 +6,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from services.gateway.feedback.settings import CallbackSettings
+from services.gateway.callbacks.settings import CallbackSettings
 from shared.config import CommaSeparated, WebhookSettings, WebPushSettings
 
 # A per-minute limit's refill interval is 60 s / limit, in whole microseconds: at least 1.

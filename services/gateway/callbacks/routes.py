@@ -2,7 +2,7 @@
 
 Providers cannot send an API key: each request's signature authenticates it instead, and one that does
 not verify is a 403 with nothing recorded. What a verified event means (a status, addresses to suppress)
-is decided by :mod:`services.gateway.feedback`; :mod:`.service` stores the suppressions and produces the
+is decided by the provider modules beside this one; :mod:`.service` stores the suppressions and produces the
 status events to the status topic, before answering 2xx (a failure answers 5xx, and the provider retries).
 A callback whose provider is not configured answers 404.
 
@@ -11,17 +11,17 @@ FCM and APNs have no delivery callbacks: dead tokens come back in the send's ans
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import orjson
 import structlog
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from starlette.datastructures import ImmutableMultiDict
 
-from services.gateway.callbacks.service import forbidden, not_configured, record
+from services.gateway.callbacks import sendgrid, ses, sns, twilio
+from services.gateway.callbacks.service import EventRecorder, forbidden, not_configured
 from services.gateway.deps import CallbacksDep, ProducerDep, SettingsDep, StatusDep, SuppressionsDep
-from services.gateway.feedback import sendgrid, ses, sns, twilio
 from services.gateway.http.problems import Problem
 
 log = structlog.get_logger(__name__)
@@ -59,14 +59,16 @@ def _body(media_type: str, schema: dict[str, Any]) -> dict[str, Any]:
 router = APIRouter(prefix=PREFIX, tags=["callbacks"], responses=RESPONSES)
 
 
+def _recorder(suppressions: SuppressionsDep, producer: ProducerDep, reporter: StatusDep) -> EventRecorder:
+    return EventRecorder(suppressions, producer, reporter)
+
+
+Recorder = Annotated[EventRecorder, Depends(_recorder)]
+
+
 @router.post("/twilio", status_code=204, openapi_extra=_body("application/x-www-form-urlencoded", TWILIO_BODY))
 async def twilio_status(
-    request: Request,
-    verifiers: CallbacksDep,
-    settings: SettingsDep,
-    suppressions: SuppressionsDep,
-    producer: ProducerDep,
-    reporter: StatusDep,
+    request: Request, verifiers: CallbacksDep, settings: SettingsDep, recorder: Recorder
 ) -> Response:
     """Twilio's message status callback (form fields; Herald's ids in the URL's query)."""
     if verifiers.twilio_token is None:
@@ -76,14 +78,12 @@ async def twilio_status(
     if not twilio.verify(verifiers.twilio_token, url, form, request.headers.get(twilio.SIGNATURE_HEADER, "")):
         raise forbidden("twilio", f"X-Twilio-Signature does not sign {url} and its form")
     event = twilio.interpret(form, request.query_params)
-    await record([event] if event else [], suppressions=suppressions, producer=producer, reporter=reporter)
+    await recorder.record([event] if event else [])
     return Response(status_code=204)
 
 
 @router.post("/sendgrid", status_code=204, openapi_extra=_body("application/json", SENDGRID_BODY))
-async def sendgrid_events_webhook(
-    request: Request, verifiers: CallbacksDep, suppressions: SuppressionsDep, producer: ProducerDep, reporter: StatusDep
-) -> Response:
+async def sendgrid_events_webhook(request: Request, verifiers: CallbacksDep, recorder: Recorder) -> Response:
     """SendGrid's signed Event Webhook (a JSON array of events)."""
     if verifiers.sendgrid is None:
         raise not_configured("sendgrid")
@@ -91,14 +91,12 @@ async def sendgrid_events_webhook(
     signature = request.headers.get(sendgrid.SIGNATURE_HEADER, "")
     if not verifiers.sendgrid.verify(body, signature, request.headers.get(sendgrid.TIMESTAMP_HEADER, "")):
         raise forbidden("sendgrid", f"{sendgrid.SIGNATURE_HEADER} does not sign the timestamp and body")
-    await record(sendgrid.interpret(_json(body)), suppressions=suppressions, producer=producer, reporter=reporter)
+    await recorder.record(sendgrid.interpret(_json(body)))
     return Response(status_code=204)
 
 
 @router.post("/ses", status_code=204, openapi_extra=_body("application/json", SNS_BODY))
-async def ses_notifications(
-    request: Request, verifiers: CallbacksDep, suppressions: SuppressionsDep, producer: ProducerDep, reporter: StatusDep
-) -> Response:
+async def ses_notifications(request: Request, verifiers: CallbacksDep, recorder: Recorder) -> Response:
     """SES's notifications through an SNS HTTP(S) subscription; also confirms the subscription."""
     if verifiers.sns is None:
         raise not_configured("ses")
@@ -113,8 +111,7 @@ async def ses_notifications(
     except sns.NotFromSns as error:
         raise forbidden("ses", str(error)) from None
     if message["Type"] == sns.NOTIFICATION:
-        events = ses.interpret(_json(str(message.get("Message", "")).encode()))
-        await record(events, suppressions=suppressions, producer=producer, reporter=reporter)
+        await recorder.record(ses.interpret(_json(str(message.get("Message", "")).encode())))
     return Response(status_code=204)
 
 

@@ -1,5 +1,5 @@
-"""Provider callbacks: recording what verified events mean (what they mean is decided by
-:mod:`services.gateway.feedback`), and the verifiers each configured provider gets."""
+"""Provider callbacks: recording what verified events mean (what they mean is decided by the
+provider modules beside this one), and the verifiers each configured provider gets."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from services.gateway.feedback import sendgrid, sns
-from services.gateway.feedback.events import ProviderEvent
+from services.gateway.callbacks import sendgrid, sns
+from services.gateway.callbacks.events import ProviderEvent
 from services.gateway.http.problems import Problem
 from services.gateway.settings import GatewaySettings
 from shared.kafka.producer import MessageProducer
@@ -47,18 +47,20 @@ class CallbackVerifiers:
         )
 
 
-async def record(
-    events: Sequence[ProviderEvent],
-    *,
-    suppressions: SuppressionRepository,
-    producer: MessageProducer,
-    reporter: StatusReporter,
-) -> None:
-    """Store the suppressions, then produce the status events (a retried callback repeats neither)."""
-    await suppressions.add([suppression for event in events for suppression in event.suppressions()])
-    records = [record for event in events if (record := event.status_event(reporter)) is not None]
-    if records:
-        await producer.produce(records)
+@dataclass(frozen=True)
+class EventRecorder:
+    """Records what verified events mean: the suppressions stored, then the status events produced
+    (a retried callback repeats neither)."""
+
+    suppressions: SuppressionRepository
+    producer: MessageProducer
+    reporter: StatusReporter
+
+    async def record(self, events: Sequence[ProviderEvent]) -> None:
+        await self.suppressions.add([suppression for event in events for suppression in event.suppressions()])
+        records = [record for event in events if (record := event.status_event(self.reporter)) is not None]
+        if records:
+            await self.producer.produce(records)
 
 
 def forbidden(provider: str, detail: str) -> Problem:

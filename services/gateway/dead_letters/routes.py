@@ -22,7 +22,7 @@ from services.gateway.dead_letters.schemas import (
     Requeued,
     entry_fields,
 )
-from services.gateway.deps import DeadLettersDep, ProducerDep, ReplaysDep, StatusDep, TopicsDep
+from services.gateway.deps import DeadLettersDep, ReplaysDep, RequeuerDep
 from services.gateway.http import pagination
 from services.gateway.http.auth import Tenant
 from services.gateway.http.idempotency import IDEMPOTENT
@@ -91,18 +91,9 @@ async def get_replay(replay_id: str, tenant: Tenant, replays: ReplaysDep) -> Rep
     responses={**NOT_FOUND, 409: {"description": "Sent again already, or not a delivery (problem+json)"}},
     dependencies=[IDEMPOTENT],
 )
-async def retry_dead_letter(
-    dead_letter_id: str,
-    tenant: Tenant,
-    dead_letters: DeadLettersDep,
-    producer: ProducerDep,
-    topics: TopicsDep,
-    reporter: StatusDep,
-) -> Requeued:
+async def retry_dead_letter(dead_letter_id: str, tenant: Tenant, requeuer: RequeuerDep) -> Requeued:
     """Send this failed delivery again (one attempt further on); its status becomes `requeued`."""
-    return await service.send_again(
-        tenant, dead_letter_id, dead_letters=dead_letters, producer=producer, topics=topics, reporter=reporter
-    )
+    return await requeuer.send_again(tenant, dead_letter_id)
 
 
 @router.get("/{dead_letter_id}", response_model=DeadLetterDetailOut, responses=NOT_FOUND)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 
 import orjson
 
@@ -52,28 +53,30 @@ def not_found(dead_letter_id: str) -> Problem:
     return Problem(404, "Not found", f"no dead letter {dead_letter_id}")
 
 
-async def send_again(
-    tenant: str,
-    dead_letter_id: str,
-    *,
-    dead_letters: DeadLetterRepository,
-    producer: MessageProducer,
-    topics: Topics,
-    reporter: StatusReporter,
-) -> Requeued:
-    """Send one dead-lettered delivery again, once (404: no such entry; 409: sent again already, or not a delivery)."""
+@dataclass(frozen=True)
+class Requeuer:
+    """Sends a dead-lettered delivery again, by hand: the dead-letters route, and a notification's retry."""
 
-    async def send(original: OriginalMessage) -> None:
-        try:
-            again = requeue(original, topics, reporter)
-        except NotRequeueable as error:
-            raise Problem(409, "Conflict", str(error)) from error
-        await producer.produce([again.status])
-        await producer.produce([again.delivery])
+    dead_letters: DeadLetterRepository
+    producer: MessageProducer
+    topics: Topics
+    reporter: StatusReporter
 
-    sent = await dead_letters.requeue_one(tenant, dead_letter_id, send)
-    if sent is None:
-        raise not_found(dead_letter_id)
-    if not sent:
-        raise Problem(409, "Conflict", f"dead letter {dead_letter_id} was already sent again")
-    return Requeued(dead_letter_id=dead_letter_id)
+    async def send_again(self, tenant: str, dead_letter_id: str) -> Requeued:
+        """Send one dead-lettered delivery again, once (404: no such entry; 409: sent again already, or not a
+        delivery)."""
+
+        async def send(original: OriginalMessage) -> None:
+            try:
+                again = requeue(original, self.topics, self.reporter)
+            except NotRequeueable as error:
+                raise Problem(409, "Conflict", str(error)) from error
+            await self.producer.produce([again.status])
+            await self.producer.produce([again.delivery])
+
+        sent = await self.dead_letters.requeue_one(tenant, dead_letter_id, send)
+        if sent is None:
+            raise not_found(dead_letter_id)
+        if not sent:
+            raise Problem(409, "Conflict", f"dead letter {dead_letter_id} was already sent again")
+        return Requeued(dead_letter_id=dead_letter_id)

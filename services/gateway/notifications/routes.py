@@ -5,23 +5,19 @@ The route functions only translate HTTP; the domain logic is in :mod:`.service`.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from services.gateway.dead_letters import service as dead_letters
 from services.gateway.dead_letters.schemas import Requeued
 from services.gateway.deps import (
-    AcceptedDep,
-    DeadLettersDep,
-    KnownTemplatesDep,
+    IntakeDep,
     NotificationsDep,
     ProducerDep,
     RecipientIndexDep,
+    RequeuerDep,
     SettingsDep,
     StatusDep,
-    TopicsDep,
 )
 from services.gateway.http import pagination
 from services.gateway.http.auth import Tenant
@@ -49,32 +45,13 @@ router = APIRouter(prefix=PATH, tags=["notifications"])
 
 @router.post("", status_code=202, response_model=NotificationAccepted, responses=PROBLEM_RESPONSES)
 async def create_notification(
-    body: NotificationCreate,
-    tenant: Tenant,
-    response: Response,
-    idempotency_key: IdempotencyKey,
-    settings: SettingsDep,
-    producer: ProducerDep,
-    recorder: AcceptedDep,
-    topics: TopicsDep,
-    templates: KnownTemplatesDep,
-    index: RecipientIndexDep,
+    body: NotificationCreate, tenant: Tenant, response: Response, idempotency_key: IdempotencyKey, intake: IntakeDep
 ) -> NotificationAccepted:
     """Accept a notification for delivery. A 202 means it is durable; a GET right after finds it.
 
     The same ``Idempotency-Key`` and body again get the first answer (the same id) and deliver once.
     """
-    notification_id = await service.accept_notification(
-        body,
-        tenant_id=tenant,
-        idempotency_key=idempotency_key,
-        producer=producer,
-        recorder=recorder,
-        topics=topics,
-        templates=templates,
-        index=index,
-        min_recurrence_interval=timedelta(seconds=settings.recurrence_min_interval_s),
-    )
+    notification_id = await intake.one(body, tenant_id=tenant, idempotency_key=idempotency_key)
     location = f"{PATH}/{notification_id}"
     response.headers["Location"] = location
     return NotificationAccepted(id=notification_id, links=Links(self=location))
@@ -117,24 +94,10 @@ async def cancel_notification(
     dependencies=[IDEMPOTENT],
 )
 async def retry_notification(
-    notification_id: str,
-    tenant: Tenant,
-    notifications: NotificationsDep,
-    dead_letter_store: DeadLettersDep,
-    producer: ProducerDep,
-    topics: TopicsDep,
-    reporter: StatusDep,
+    notification_id: str, tenant: Tenant, notifications: NotificationsDep, requeuer: RequeuerDep
 ) -> Requeued:
     """Send the notification's failed delivery again by hand (its newest dead letter not sent again yet)."""
-    dead_letter_id = await dead_letter_store.latest_unsent(tenant, notification_id)
-    if dead_letter_id is None:
-        view = await notifications.get(tenant, notification_id)
-        if view is None:
-            raise service.not_found(notification_id)
-        raise Problem(409, "Conflict", f"notification {notification_id} is {view.status}: nothing failed to send again")
-    return await dead_letters.send_again(
-        tenant, dead_letter_id, dead_letters=dead_letter_store, producer=producer, topics=topics, reporter=reporter
-    )
+    return await service.retry(notification_id, tenant_id=tenant, notifications=notifications, requeuer=requeuer)
 
 
 def _filter(
@@ -206,15 +169,7 @@ async def list_notifications(
     dependencies=[IDEMPOTENT],
 )
 async def create_notifications(
-    body: BulkCreate,
-    tenant: Tenant,
-    request: Request,
-    settings: SettingsDep,
-    producer: ProducerDep,
-    notifications: NotificationsDep,
-    topics: TopicsDep,
-    templates: KnownTemplatesDep,
-    index: RecipientIndexDep,
+    body: BulkCreate, tenant: Tenant, request: Request, settings: SettingsDep, intake: IntakeDep
 ) -> BulkOutcome:
     """Accept up to HERALD_BULK_MAX_ITEMS notifications, each checked on its own.
 
@@ -225,15 +180,4 @@ async def create_notifications(
     if len(body.notifications) > settings.bulk_max_items:
         detail = f"at most {settings.bulk_max_items} notifications per request, got {len(body.notifications)}"
         raise Problem(422, "Invalid request", detail, errors=[{"pointer": "#/notifications", "detail": detail}])
-    return await service.accept_bulk(
-        body.notifications,
-        tenant_id=tenant,
-        path=request.url.path,
-        producer=producer,
-        # Straight to the repository, not the group writer: the whole bulk is one INSERT.
-        record=notifications.record_accepted,
-        topics=topics,
-        templates=templates,
-        index=index,
-        min_recurrence_interval=timedelta(seconds=settings.recurrence_min_interval_s),
-    )
+    return await intake.bulk(body.notifications, tenant_id=tenant, path=request.url.path)

@@ -8,12 +8,15 @@ them as accepted.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from pydantic import ValidationError
 
+from services.gateway.dead_letters.schemas import Requeued
+from services.gateway.dead_letters.service import Requeuer
 from services.gateway.http.problems import Problem, invalid_fields, invalid_request, problem_document
 from services.gateway.http.schemas import Links
 from services.gateway.notifications.repository import AcceptedNotification, NotificationRepository
@@ -116,33 +119,7 @@ async def accept(
         log.warning("record_accepted_failed", notification_id=ids[0], notifications=len(ids), error=repr(error))
 
 
-async def accept_notification(
-    body: NotificationCreate,
-    *,
-    tenant_id: str,
-    idempotency_key: str | None,
-    producer: MessageProducer,
-    recorder: GroupWriter[AcceptedNotification],
-    topics: Topics,
-    templates: KnownTemplates,
-    index: RecipientIndex,
-    min_recurrence_interval: timedelta,
-) -> str:
-    """Make the request durable in Kafka, record it as accepted, and return its id."""
-    request = prepare(
-        body, tenant_id=tenant_id, idempotency_key=idempotency_key, min_recurrence_interval=min_recurrence_interval
-    )
-    await templates.check(request)
-
-    async def record(accepted: Sequence[AcceptedNotification]) -> None:
-        # Concurrent POSTs share one INSERT through the group writer.
-        await recorder.submit(accepted[0])
-
-    await accept([request], producer=producer, record=record, topics=topics, index=index)
-    return request["notification_id"]
-
-
-def check_bulk(
+def _check_bulk(
     items: Sequence[Any], *, tenant_id: str, path: str, min_recurrence_interval: timedelta
 ) -> tuple[list[BulkResult], list[NotificationRequest]]:
     """Each item checked on its own: a result per item (its id, or its problem with pointers into the
@@ -164,31 +141,53 @@ def check_bulk(
     return results, valid
 
 
-async def accept_bulk(
-    items: Sequence[Any],
-    *,
-    tenant_id: str,
-    path: str,
-    producer: MessageProducer,
-    record: Callable[[Sequence[AcceptedNotification]], Awaitable[object]],
-    topics: Topics,
-    templates: KnownTemplates,
-    index: RecipientIndex,
-    min_recurrence_interval: timedelta,
-) -> BulkOutcome:
-    """Accept the valid items of a bulk in one produce and one INSERT; refuse each other one on its own."""
-    results, valid = check_bulk(items, tenant_id=tenant_id, path=path, min_recurrence_interval=min_recurrence_interval)
-    # One lookup for the stored templates the valid items name; an item naming none that exists is refused.
-    refused = await templates.refusals(valid)
-    accepted = [result.index for result in results if result.id is not None]
-    for position, refusal in refused.items():
-        item = accepted[position]
-        problem = invalid_request(refusal, ("notifications", item))
-        results[item] = BulkResult(index=item, error=problem_document(problem, path))
-    valid = [request for position, request in enumerate(valid) if position not in refused]
-    if valid:
-        await accept(valid, producer=producer, record=record, topics=topics, index=index)
-    return BulkOutcome(accepted=len(valid), rejected=len(results) - len(valid), results=results)
+@dataclass(frozen=True)
+class Intake:
+    """What accepting notifications takes: a single POST through the group writer (concurrent POSTs share
+    one INSERT), a bulk straight to the repository (the whole bulk is one INSERT)."""
+
+    producer: MessageProducer
+    topics: Topics
+    index: RecipientIndex
+    templates: KnownTemplates
+    recorder: GroupWriter[AcceptedNotification]
+    notifications: NotificationRepository
+    min_recurrence_interval: timedelta
+
+    async def one(self, body: NotificationCreate, *, tenant_id: str, idempotency_key: str | None) -> str:
+        """Make the request durable in Kafka, record it as accepted, and return its id."""
+        request = prepare(
+            body,
+            tenant_id=tenant_id,
+            idempotency_key=idempotency_key,
+            min_recurrence_interval=self.min_recurrence_interval,
+        )
+        await self.templates.check(request)
+
+        async def record(accepted: Sequence[AcceptedNotification]) -> None:
+            await self.recorder.submit(accepted[0])
+
+        await accept([request], producer=self.producer, record=record, topics=self.topics, index=self.index)
+        return request["notification_id"]
+
+    async def bulk(self, items: Sequence[Any], *, tenant_id: str, path: str) -> BulkOutcome:
+        """Accept the valid items of a bulk in one produce and one INSERT; refuse each other one on its own
+        (its problem's pointers into the bulk's body at ``path``)."""
+        results, valid = _check_bulk(
+            items, tenant_id=tenant_id, path=path, min_recurrence_interval=self.min_recurrence_interval
+        )
+        # One lookup for the stored templates the valid items name; an item naming none that exists is refused.
+        refused = await self.templates.refusals(valid)
+        accepted = [result.index for result in results if result.id is not None]
+        for position, refusal in refused.items():
+            item = accepted[position]
+            problem = invalid_request(refusal, ("notifications", item))
+            results[item] = BulkResult(index=item, error=problem_document(problem, path))
+        valid = [request for position, request in enumerate(valid) if position not in refused]
+        if valid:
+            record = self.notifications.record_accepted
+            await accept(valid, producer=self.producer, record=record, topics=self.topics, index=self.index)
+        return BulkOutcome(accepted=len(valid), rejected=len(results) - len(valid), results=results)
 
 
 def _prepare_item(
@@ -231,6 +230,20 @@ async def cancel(
     )
     await producer.produce([event])
     return view.id
+
+
+async def retry(
+    notification_id: str, *, tenant_id: str, notifications: NotificationRepository, requeuer: Requeuer
+) -> Requeued:
+    """Send the notification's newest dead letter not sent again yet; a 404 problem when there is no such
+    notification, a 409 one when nothing of it failed."""
+    dead_letter_id = await requeuer.dead_letters.latest_unsent(tenant_id, notification_id)
+    if dead_letter_id is None:
+        view = await notifications.get(tenant_id, notification_id)
+        if view is None:
+            raise not_found(notification_id)
+        raise Problem(409, "Conflict", f"notification {notification_id} is {view.status}: nothing failed to send again")
+    return await requeuer.send_again(tenant_id, dead_letter_id)
 
 
 def not_found(notification_id: str) -> Problem:

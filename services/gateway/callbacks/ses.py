@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from services.gateway.feedback.events import BOUNCED, COMPLAINED, RECIPIENT_COMPLAINED, Herald, ProviderEvent
+from services.gateway.callbacks.events import BOUNCED, COMPLAINED, RECIPIENT_COMPLAINED, Herald, ProviderEvent
 from shared import status
 from shared.errors import DeadLetterReason
 

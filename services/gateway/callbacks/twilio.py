@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from twilio.request_validator import SIGNATURE_HEADER, RequestValidator
 
-from services.gateway.feedback.events import NOT_MOBILE, OPTED_OUT, Herald, ProviderEvent
+from services.gateway.callbacks.events import NOT_MOBILE, OPTED_OUT, Herald, ProviderEvent
 from shared import status
 from shared.errors import DeadLetterReason
 

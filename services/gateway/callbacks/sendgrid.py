@@ -12,7 +12,7 @@ from typing import Any
 
 from sendgrid.helpers.eventwebhook import EventWebhook
 
-from services.gateway.feedback.events import COMPLAINED, RECIPIENT_COMPLAINED, Herald, ProviderEvent
+from services.gateway.callbacks.events import COMPLAINED, RECIPIENT_COMPLAINED, Herald, ProviderEvent
 from shared import status
 from shared.errors import DeadLetterReason
 
