@@ -80,17 +80,14 @@ class Gateway:
     callbacks: CallbackVerifiers
 
 
-_ATTRIBUTE = "gateway"
-
-
 def attach(app: FastAPI, gateway: Gateway) -> None:
     """Make ``gateway`` what the routes of ``app`` get (the lifespan calls it once everything is open)."""
-    setattr(app.state, _ATTRIBUTE, gateway)
+    app.state.gateway = gateway
 
 
 def attached(app: FastAPI) -> Gateway:
     """The collaborators of a running ``app``."""
-    gateway = getattr(app.state, _ATTRIBUTE, None)
+    gateway = getattr(app.state, "gateway", None)
     if not isinstance(gateway, Gateway):
         raise RuntimeError("the gateway is not started: its lifespan builds the collaborators")
     return gateway
