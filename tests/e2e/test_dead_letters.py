@@ -93,7 +93,11 @@ async def test_a_request_ingest_fails_on_is_failed_with_its_reason_and_dead_lett
     redis = Redis.from_url(pipeline.environment["HERALD_REDIS_URL"])
     try:
         await redis.rpush(f"{namespace}:idempotency:{TENANT}:{idempotency_key}", "not a claim")
-        body = {"channels": ["email"], "recipient": {"email": "ada@example.com"}, "content": {"subject": "Hi", "text": "Hi"}}
+        body = {
+            "channels": ["email"],
+            "recipient": {"email": "ada@example.com"},
+            "content": {"subject": "Hi", "text": "Hi"},
+        }
         async with pipeline.client() as client:
             accepted = await client.post(
                 "/api/v1/notifications", json=body, headers={"Idempotency-Key": idempotency_key}
