@@ -10,6 +10,7 @@ themselves are created by ``python -m shared.storage.migrate``, not here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import pwd
@@ -346,13 +347,24 @@ class PostgresServer:
         options = f"-h 127.0.0.1 -p {self.port} -k ''"
         log_file = str(self.data_dir / "server.log")
         wait = ["-w", "-t", str(int(timeout))]
-        self._command("pg_ctl", ["-D", str(self.data_dir), "-l", log_file, "-o", options, *wait, "start"], timeout + 5)
-        self._started = True
-        wait_until(
-            lambda: postgres_reachable(self.url, timeout=1.0),
-            timeout=timeout,
-            what=f"the private Postgres accepted connections on {self.port}",
-        )
+        try:
+            self._command(
+                "pg_ctl", ["-D", str(self.data_dir), "-l", log_file, "-o", options, *wait, "start"], timeout + 5
+            )
+            self._started = True
+            wait_until(
+                lambda: postgres_reachable(self.url, timeout=1.0),
+                timeout=timeout,
+                what=f"the private Postgres accepted connections on {self.port}",
+            )
+        except BaseException:
+            # Failed or interrupted (Ctrl-C) once pg_ctl may have started it: the server runs detached,
+            # so nothing else would ever stop it.
+            if (self.data_dir / "postmaster.pid").exists():
+                self._started = True
+                with contextlib.suppress(DatastoreUnavailable):
+                    self.stop()
+            raise
         log.info("private postgres ready", url=self.url, bin_dir=str(self.bin_dir), data_dir=str(self.data_dir))
 
     def stop(self) -> None:
