@@ -127,7 +127,7 @@ def test_sigint_stops_a_session_in_a_fault_test_within_a_minute_leaving_nothing(
 ) -> None:
     (tmp_path / "conftest.py").write_text(INNER_CONFTEST)
     (tmp_path / "pytest.ini").write_text(INNER_INI)
-    (tmp_path / "test_inner.py").write_text(INNER_TEST)
+    (tmp_path / "interrupted_test.py").write_text(INNER_TEST)
     ready = tmp_path / "ready"
     environment = {
         **os.environ,
