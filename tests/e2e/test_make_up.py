@@ -122,7 +122,7 @@ def make_up(environment: Mapping[str, str], argv: list[str]) -> Iterator[MakeUp]
         yield running
     finally:
         status = process.stop(grace=90)
-        assert status == 0, "\n".join(lines[-40:])
+    assert status == 0, "\n".join(lines[-40:])
 
 
 def unshare_permitted() -> bool:
