@@ -16,7 +16,7 @@ produced it, so a lower role replaying an admin's key gets a 403 (or its own ans
 admin's. Stored responses are sealed (AES-GCM, like personal data in Postgres): they may quote
 addresses, phone numbers or a new key's secret; Redis keys and body fingerprints are keyed hashes.
 
-Redis holds the keys, not Postgres: ``SET NX`` claims a key atomically in one round trip, expiry is
+Redis holds the keys, not Postgres: one script call claims a key atomically in one round trip, expiry is
 Redis's own (no sweeper job), and the status store's Postgres stays off the hot path of every POST.
 The dependency claims the key before the route runs; :class:`IdempotencyMiddleware` keeps the
 response before the client sees it, so a retry arriving right after the answer is a replay, never a 409.
@@ -29,7 +29,7 @@ import hashlib
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import orjson
 import structlog
@@ -44,6 +44,7 @@ from services.gateway.middleware import HttpMiddleware
 from services.gateway.problems import Problem
 from shared.crypto import Context, DecryptionError, Encryptor
 from shared.observability import metrics
+from shared.redis import KeyClaim, KeyClaimer
 
 log = structlog.get_logger(__name__)
 
@@ -148,19 +149,19 @@ class Previous:
 
 
 class IdempotencyStore:
-    """Keys and first responses in Redis; a claim is one ``SET NX``, settling it one script call.
+    """Keys and first responses in Redis; a claim is one script call (SET NX GET), settling it another.
 
     A record is JSON: ``{"fingerprint", "owner"}`` while its request runs, ``{"fingerprint", "tenant",
     "sealed"}`` once answered, the response sealed for its tenant.
     """
 
     def __init__(self, redis: Redis, encryptor: Encryptor, *, prefix: str, ttl_s: int, lock_ttl_s: int) -> None:
-        self._redis = redis
         self._encryptor = encryptor
         self._prefix = prefix
         self._ttl_s = ttl_s
         self._lock_ttl_s = lock_ttl_s
         self._settle = redis.register_script(_SETTLE)
+        self._claimer = KeyClaimer(redis)
 
     def key_for(self, principal: Principal, method: str, path: str, key: str) -> str:
         """The Redis key of ``key`` sent by ``principal`` to ``method path``: a keyed hash, as a caller's
@@ -177,10 +178,10 @@ class IdempotencyStore:
         """Claim ``key`` for a request with this body, or say who holds it. The claim expires after the
         lock TTL, so a gateway that died mid-request does not block the key for a day."""
         pending = orjson.dumps({"fingerprint": body_fingerprint, "owner": uuid.uuid4().hex})
-        before = await self._redis.set(key, pending, nx=True, ex=self._lock_ttl_s, get=True)
+        (before,) = await self._claimer.claim([KeyClaim(key, pending, self._lock_ttl_s)])
         if before is None:
             return Claim(key, body_fingerprint, pending, self)
-        record = orjson.loads(cast(bytes, before))
+        record = orjson.loads(before)
         response = None if "owner" in record else self._open(key, record)
         return Previous(record["fingerprint"], response)
 
