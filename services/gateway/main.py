@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import uvicorn
 from fastapi import FastAPI
 
@@ -10,6 +12,7 @@ from services.gateway.http.limits import RequestLimits, protocol_with
 from services.gateway.settings import GatewaySettings
 from shared import service
 from shared.config import load_settings
+from shared.redis import require_supported_version
 
 
 def server_config(settings: GatewaySettings, app: FastAPI) -> uvicorn.Config:
@@ -39,4 +42,6 @@ def server_config(settings: GatewaySettings, app: FastAPI) -> uvicorn.Config:
 def main() -> None:
     settings = load_settings(GatewaySettings)
     service.setup(SERVICE, settings)
+    # Before uvicorn: a refusal in the app's lifespan would come with uvicorn's traceback.
+    service.run(partial(require_supported_version, settings))
     uvicorn.Server(server_config(settings, create_app(settings))).run()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from shared.messages import NotificationRequest
+from shared.redis import KeyClaim, KeyClaimer
 
 # The metadata label naming a request's message type ("otp", "marketing"), which picks its window.
 TYPE_LABEL = "type"
@@ -47,23 +48,15 @@ class Claim:
 
 
 class IdempotencyGuard:
-    """Claims idempotency keys in Redis, a whole batch in one round trip."""
+    """Claims idempotency keys in Redis, a whole batch in one round trip (one script call)."""
 
     def __init__(self, redis: Redis) -> None:
-        self._redis = redis
+        self._claimer = KeyClaimer(redis)
 
     async def claim(self, claims: Sequence[Claim]) -> list[bool]:
         """For each claim: True if this message owns its key (first seen, or seen again at its own position)."""
-        if not claims:
-            return []
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for claim in claims:
-                pipe.set(claim.key, claim.owner, nx=True, ex=claim.ttl_s, get=True)
-            previous = await pipe.execute()
-        owned: dict[str, str] = {}
-        results = []
-        for claim, before in zip(claims, previous, strict=True):
-            holder = before.decode() if before is not None else owned.setdefault(claim.key, claim.owner)
-            # Two messages with one key in the same batch: the first one in the batch wins.
-            results.append(holder == claim.owner)
-        return results
+        previous = await self._claimer.claim([KeyClaim(claim.key, claim.owner, claim.ttl_s) for claim in claims])
+        # Claims are made in batch order, so of two messages with one key in a batch the first wins.
+        return [
+            before is None or before.decode() == claim.owner for claim, before in zip(claims, previous, strict=True)
+        ]

@@ -13,7 +13,7 @@ from shared.config import load_settings
 from shared.kafka.consumer import service_consumer
 from shared.kafka.producer import MessageProducer
 from shared.messages import NOTIFICATION_REQUEST
-from shared.redis import create_redis, key
+from shared.redis import create_redis, key, require_supported_version
 from shared.status_events import StatusReporter
 from shared.topics import Topics
 
@@ -23,6 +23,7 @@ SERVICE = "ingest"
 async def serve() -> None:
     settings = load_settings(IngestSettings)
     service.setup(SERVICE, settings)
+    await require_supported_version(settings)
     topics = Topics(settings.topic_prefix)
     redis = create_redis(settings)
     producer = MessageProducer(settings, client_id=SERVICE)

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from shared.messages import NOTIFICATION_REQUEST
 from shared.requests import build_request
@@ -82,3 +83,38 @@ async def _accepted(sending: Any) -> dict[str, Any] | None:
     response: httpx.Response = await sending
     answer: dict[str, Any] | None = response.json() if response.status_code == 202 else None
     return answer
+
+
+async def test_a_request_ingest_fails_on_is_failed_with_its_reason_and_dead_lettered(pipeline: Pipeline) -> None:
+    """A processing error in ingest (here Redis refusing the dedup claim: its key holds a list) marks the
+    notification ``failed`` saying why, instead of leaving it ``accepted`` for ever."""
+    idempotency_key = f"poisoned-{uuid.uuid4().hex[:8]}"
+    namespace = pipeline.environment["HERALD_REDIS_NAMESPACE"]
+    redis = Redis.from_url(pipeline.environment["HERALD_REDIS_URL"])
+    try:
+        await redis.rpush(f"{namespace}:idempotency:{TENANT}:{idempotency_key}", "not a claim")
+        body = {
+            "channels": ["email"],
+            "recipient": {"email": "ada@example.com"},
+            "content": {"subject": "Hi", "text": "Hi"},
+        }
+        async with pipeline.client() as client:
+            accepted = await client.post(
+                "/api/v1/notifications", json=body, headers={"Idempotency-Key": idempotency_key}
+            )
+            assert accepted.status_code == 202, accepted.text
+            notification_id = accepted.json()["id"]
+            failed = await pipeline.wait_for_status(notification_id, "failed", timeout=60)
+            assert failed["last_reason"] == "processing_error"
+
+            async def listed() -> list[dict[str, Any]] | None:
+                response = await client.get("/api/v1/dead-letters", params={"notification_id": notification_id})
+                items: list[dict[str, Any]] = response.json()["items"]
+                return items or None
+
+            (item,) = await eventually(listed, 60, f"a dead letter for {notification_id}")
+    finally:
+        await redis.aclose()
+    assert (item["reason"], item["service"]) == ("processing_error", "ingest")
+    assert "ResponseError" in item["detail"]
+    assert pipeline.mails_for(notification_id) == []

@@ -437,3 +437,14 @@ def test_a_busy_stand_in_port_stops_the_stack_before_it_starts_anything(monkeypa
         )
         with pytest.raises(StackError, match=f"Twilio stand-in \\(Prism\\) port {busy.getsockname()[1]}"):
             LocalStack(settings).start()
+
+
+def test_an_smtp_server_elsewhere_that_does_not_answer_stops_the_stack_before_it_starts_anything() -> None:
+    # 192.0.2.1 (TEST-NET-1) answers nobody, and a sink cannot be started on another machine.
+    settings = LocalStackSettings(
+        gateway_port=free_port(), smtp_host="192.0.2.1", local_ops_ports_start=free_ports_in_a_row(len(WORKERS))
+    )
+    stack = LocalStack(settings)
+    with pytest.raises(StackError, match=r"no SMTP server answers at 192\.0\.2\.1:1025 and it is not on this machine"):
+        stack.start()
+    assert (stack.datastores, stack.mail_sink) == (None, None)

@@ -16,7 +16,7 @@ produced it, so a lower role replaying an admin's key gets a 403 (or its own ans
 admin's. Stored responses are sealed (AES-GCM, like personal data in Postgres): they may quote
 addresses, phone numbers or a new key's secret; Redis keys and body fingerprints are keyed hashes.
 
-Redis holds the keys, not Postgres: ``SET NX`` claims a key atomically in one round trip, expiry is
+Redis holds the keys, not Postgres: one script call claims a key atomically in one round trip, expiry is
 Redis's own (no sweeper job), and the status store's Postgres stays off the hot path of every POST.
 The dependency claims the key before the route runs; :class:`IdempotencyMiddleware` keeps the
 response before the client sees it, so a retry arriving right after the answer is a replay, never a 409.

