@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 from twilio.request_validator import RequestValidator
 
-from services.gateway.feedback.sns import string_to_sign
+from services.gateway.callbacks.sns import string_to_sign
 
 TWILIO_TOKEN = "0123456789abcdef0123456789abcdef"
 TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:herald-ses-feedback"

@@ -1,42 +1,45 @@
-"""Builds the gateway's FastAPI app: its dependencies, routes, error handling and middleware."""
+"""Builds the gateway's FastAPI app: its collaborators (:class:`~services.gateway.deps.Gateway`, built in the
+lifespan), routes, error handling and middleware."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from services.gateway import (
-    api_keys,
-    bulk,
-    callbacks,
-    dead_letters,
-    devices,
-    erasures,
-    idempotency,
-    listing,
-    notifications,
-    openapi,
-    problems,
-    recipients,
-    suppressions,
-    templates,
-    tracking,
-    webhook_endpoints,
-)
-from services.gateway.auth import ApiKeyAuthenticator, JwtVerifier
-from services.gateway.middleware import BodySizeLimit, NulCharacters, RequestMetrics
-from services.gateway.ratelimit import RateLimitHeaders, RequestLimiter
-from services.gateway.repository import ApiKeyRepository, NotificationRepository
+from services.gateway import deps
+from services.gateway.api_keys import routes as api_keys
+from services.gateway.api_keys.repository import ApiKeyRepository
+from services.gateway.callbacks import routes as callbacks
+from services.gateway.callbacks.service import CallbackVerifiers
+from services.gateway.dead_letters import routes as dead_letters
+from services.gateway.devices import routes as devices
+from services.gateway.erasures import routes as erasures
+from services.gateway.http import idempotency, openapi, problems
+from services.gateway.http.credentials import ApiKeyAuthenticator, JwtVerifier
+from services.gateway.http.idempotency_store import IdempotencyStore
+from services.gateway.http.middleware import BodySizeLimit, NulCharacters, RequestMetrics
+from services.gateway.http.ratelimit import RateLimitHeaders, RequestLimiter
+from services.gateway.notifications import routes as notifications
+from services.gateway.notifications.repository import NotificationRepository
+from services.gateway.notifications.schemas import BULK_PATH
+from services.gateway.preferences import routes as preferences
+from services.gateway.recipients import routes as recipients
 from services.gateway.settings import GatewaySettings
+from services.gateway.suppressions import routes as suppressions
+from services.gateway.templates import routes as templates
+from services.gateway.templates.service import KnownTemplates
+from services.gateway.tracking import routes as tracking
+from services.gateway.webhook_endpoints import routes as webhook_endpoints
 from shared.batching import GroupWriter
 from shared.crypto import Encryptor
 from shared.kafka.producer import MessageProducer
 from shared.observability.ops import Check, health_routes
 from shared.redis import create_redis, key
+from shared.ssrf import OutboundGuard
+from shared.status_events import StatusReporter
 from shared.storage.database import check, create_pool
 from shared.storage.dead_letters import DeadLetterRepository
 from shared.storage.devices import DeviceRepository
@@ -48,6 +51,7 @@ from shared.storage.suppressions import SuppressionRepository
 from shared.storage.templates import TemplateRepository
 from shared.storage.webhook_endpoints import WebhookEndpointRepository
 from shared.topics import Topics
+from shared.tracking import TrackingTokens
 
 SERVICE = "gateway"
 # The response headers a browser's script may read.
@@ -78,34 +82,46 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         if settings.dev_api_key is not None:
             await keys.ensure_tenant(settings.dev_tenant, "Local development")
             await keys.create_key(settings.dev_tenant, "dev key", settings.dev_api_key.get_secret_value())
-        app.state.producer = producer
-        app.state.topics = Topics(settings.topic_prefix)
-        app.state.min_recurrence_interval = timedelta(seconds=settings.recurrence_min_interval_s)
-        app.state.notifications = NotificationRepository(pool, encryptor)
-        app.state.devices = DeviceRepository(pool, encryptor)
-        app.state.recipients = RecipientRepository(pool, encryptor)
-        app.state.dead_letters = DeadLetterRepository(pool, encryptor)
-        app.state.replays = ReplayStore(pool)
-        app.state.suppressions = SuppressionRepository(pool, encryptor)
-        app.state.webhook_endpoints = WebhookEndpointRepository(pool, encryptor)
-        app.state.eraser = RecipientEraser(pool, encryptor)
-        app.state.recipient_index = RecipientIndex(encryptor)
-        app.state.templates = TemplateRepository(pool)
-        app.state.known_templates = templates.KnownTemplates(app.state.templates)
-        # Concurrent POSTs share one INSERT: a round trip per batch, not per request.
-        app.state.accepted = GroupWriter(app.state.notifications.record_accepted)
-        app.state.authenticator = ApiKeyAuthenticator(keys, settings.auth_cache_ttl_s)
-        app.state.api_keys = keys
-        app.state.api_key_env = settings.api_key_env
-        app.state.jwt = JwtVerifier(settings)
-        app.state.idempotency = idempotency.IdempotencyStore(
-            redis,
-            encryptor,
-            prefix=key(settings, "http-idempotency"),
-            ttl_s=settings.idempotency_ttl_s,
-            lock_ttl_s=settings.idempotency_lock_ttl_s,
+        topics = Topics(settings.topic_prefix)
+        notification_store = NotificationRepository(pool, encryptor)
+        template_store = TemplateRepository(pool)
+        signing_key = settings.tracking_signing_key
+        deps.attach(
+            app,
+            deps.Gateway(
+                settings=settings,
+                producer=producer,
+                topics=topics,
+                status=StatusReporter(topics.status, SERVICE),
+                notifications=notification_store,
+                accepted=GroupWriter(notification_store.record_accepted),
+                recipient_index=RecipientIndex(encryptor),
+                templates=template_store,
+                known_templates=KnownTemplates(template_store),
+                recipients=RecipientRepository(pool, encryptor),
+                devices=DeviceRepository(pool, encryptor),
+                dead_letters=DeadLetterRepository(pool, encryptor),
+                replays=ReplayStore(pool),
+                suppressions=SuppressionRepository(pool, encryptor),
+                webhook_endpoints=WebhookEndpointRepository(pool, encryptor),
+                eraser=RecipientEraser(pool, encryptor),
+                api_keys=keys,
+                authenticator=ApiKeyAuthenticator(keys, settings.auth_cache_ttl_s),
+                jwt=JwtVerifier(settings),
+                idempotency=IdempotencyStore(
+                    redis,
+                    encryptor,
+                    prefix=key(settings, "http-idempotency"),
+                    ttl_s=settings.idempotency_ttl_s,
+                    lock_ttl_s=settings.idempotency_lock_ttl_s,
+                ),
+                rate_limiter=RequestLimiter(redis, prefix=key(settings, "http-ratelimit"), settings=settings),
+                webhook_guard=OutboundGuard(allow_private_networks=settings.webhook_allow_private_networks),
+                webpush_guard=OutboundGuard(allow_private_networks=settings.webpush_allow_private_networks),
+                tracking_tokens=TrackingTokens(signing_key.get_secret_value().encode()) if signing_key else None,
+                callbacks=CallbackVerifiers.from_settings(settings),
+            ),
         )
-        app.state.rate_limiter = RequestLimiter(redis, prefix=key(settings, "http-ratelimit"), settings=settings)
         checks.update({"kafka": producer.check, "postgres": lambda: check(pool), "redis": redis.ping})
         try:
             yield
@@ -127,24 +143,23 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # Outside it: a replayed answer gets this request's rate-limit headers, not the stored ones.
     app.add_middleware(RateLimitHeaders)
     app.include_router(notifications.router)
-    app.include_router(listing.router)
-    app.include_router(bulk.routes(settings.bulk_max_items))
-    app.include_router(devices.routes(settings))
+    app.include_router(devices.router)
     app.include_router(erasures.router)
     app.include_router(recipients.router)
+    app.include_router(preferences.router)
     app.include_router(dead_letters.router)
     app.include_router(suppressions.router)
     app.include_router(templates.router)
     app.include_router(api_keys.router)
-    app.include_router(webhook_endpoints.routes(settings))
+    app.include_router(webhook_endpoints.router)
     # Without an API key: mail clients call these, and the token's signature authenticates them.
-    app.include_router(tracking.routes(settings.tracking_signing_key))
+    app.include_router(tracking.router)
     # Without an API key too: providers sign their callbacks.
-    app.include_router(callbacks.routes(settings))
+    app.include_router(callbacks.router)
     app.router.routes.extend(health_routes(checks))
     app.add_middleware(NulCharacters)
     app.add_middleware(
-        BodySizeLimit, max_bytes=settings.max_body_bytes, per_path={bulk.PATH: settings.bulk_max_body_bytes}
+        BodySizeLimit, max_bytes=settings.max_body_bytes, per_path={BULK_PATH: settings.bulk_max_body_bytes}
     )
     if settings.cors_origins:
         # Outside the others: preflights are answered here, and every answer (413, 429) gets CORS headers.

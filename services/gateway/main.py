@@ -8,7 +8,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from services.gateway.app import SERVICE, create_app
-from services.gateway.http_limits import RequestLimits, protocol_with
+from services.gateway.http.limits import RequestLimits, protocol_with
 from services.gateway.settings import GatewaySettings
 from shared import service
 from shared.config import load_settings

@@ -6,7 +6,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from services.gateway.feedback.settings import CallbackSettings
+from services.gateway.callbacks.settings import CallbackSettings
 from shared.config import CommaSeparated, WebhookSettings, WebPushSettings
 
 # A per-minute limit's refill interval is 60 s / limit, in whole microseconds: at least 1.
@@ -136,7 +136,9 @@ class GatewaySettings(CallbackSettings, WebhookSettings, WebPushSettings):
         default=100,
         ge=0,
         le=MAX_PER_MINUTE,
-        description="Requests a minute on the authenticated API per API key (0: no limit); services.gateway.ratelimit.",
+        description=(
+            "Requests a minute on the authenticated API per API key (0: no limit); services.gateway.http.ratelimit."
+        ),
     )
     rate_limit_per_tenant: int = Field(
         default=100,

@@ -149,7 +149,7 @@ class TwilioSmsProvider:
 
 
 def _status_callback(url: str | None, delivery: SmsDelivery) -> str | None:
-    """The callback URL with Herald's ids in its query (read by services/gateway/feedback/twilio.py):
+    """The callback URL with Herald's ids in its query (read by services/gateway/callbacks/twilio.py):
     Twilio's callback names only its own MessageSid, and it signs the URL with the query."""
     if url is None:
         return None

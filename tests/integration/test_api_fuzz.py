@@ -22,7 +22,7 @@ from schemathesis.python.asgi import shutdown_lifespans
 from schemathesis.schemas import BaseSchema
 
 from services.gateway.app import create_app
-from services.gateway.idempotency import HEADER, InvalidKey, parse_key
+from services.gateway.http.idempotency_store import HEADER, InvalidKey, parse_key
 from services.gateway.settings import GatewaySettings
 from tests.callback_signing import TOPIC_ARN, TWILIO_TOKEN, SendGridSigner
 from tests.integration.conftest import auth

@@ -23,7 +23,7 @@ from infra.standins.aws import MotoServer
 from services.archiver.archive import read_object
 from services.archiver.archiver import Archiver
 from services.archiver.store import ArchiveStore, FolderStore, open_store
-from services.gateway.repository import AcceptedNotification, NotificationRepository
+from services.gateway.notifications.repository import AcceptedNotification, NotificationRepository
 from services.status.repository import StatusRepository
 from shared.storage.database import Pool
 from shared.storage.dead_letters import DETAIL as DEAD_LETTER_DETAIL

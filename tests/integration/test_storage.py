@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from services.gateway.repository import AcceptedNotification, ApiKeyRepository, NotificationRepository, hash_secret
+from services.gateway.api_keys.repository import ApiKeyRepository, hash_secret
+from services.gateway.notifications.repository import AcceptedNotification, NotificationRepository
 from services.status.repository import StatusRepository
 from shared import status
 from shared.messages import DelayedMessage, StatusEvent

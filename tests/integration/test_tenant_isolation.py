@@ -20,8 +20,8 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from services.gateway import callbacks
 from services.gateway.app import create_app
+from services.gateway.callbacks import routes as callbacks
 from services.gateway.settings import GatewaySettings
 from shared.storage.database import create_pool
 from shared.storage.dead_letters import DeadLetterRepository

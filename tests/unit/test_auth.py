@@ -5,21 +5,24 @@ from __future__ import annotations
 import pytest
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
-from services.gateway import api_keys, callbacks, erasures, webhook_endpoints
+from services.gateway.api_keys import schemas as api_keys
+from services.gateway.api_keys.service import SECRET_LENGTH, new_secret
 from services.gateway.app import create_app
-from services.gateway.auth import (
-    ADMIN,
+from services.gateway.callbacks import routes as callbacks
+from services.gateway.erasures import routes as erasures
+from services.gateway.http.auth import (
     API_PREFIX,
     READERS,
     RESOURCES,
     WRITERS,
     grants,
-    looks_like_jwt,
     roles_for,
     route_roles,
     scope_for,
 )
+from services.gateway.http.credentials import ADMIN, looks_like_jwt
 from services.gateway.settings import GatewaySettings
+from services.gateway.webhook_endpoints import schemas as webhook_endpoints
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("clean_environment")]
 
@@ -114,12 +117,12 @@ def test_roles_by_method() -> None:
 def test_a_jwt_is_told_from_an_api_key_by_its_shape() -> None:
     assert looks_like_jwt("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln")
     assert not looks_like_jwt("hk_live_0123456789abcdefABCDEF")
-    assert not looks_like_jwt(api_keys.new_secret("test"))
+    assert not looks_like_jwt(new_secret("test"))
 
 
 def test_new_secrets_are_prefixed_and_random() -> None:
-    first, second = api_keys.new_secret("live"), api_keys.new_secret("live")
+    first, second = new_secret("live"), new_secret("live")
     assert first.startswith("hk_live_")
-    assert len(first) == len("hk_live_") + api_keys.SECRET_LENGTH
+    assert len(first) == len("hk_live_") + SECRET_LENGTH
     assert first != second
     assert first[len("hk_live_") :].isalnum()

@@ -9,8 +9,8 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from services.gateway.feedback import sendgrid, ses, sns, twilio
-from services.gateway.feedback.events import BOUNCED, COMPLAINED, RECIPIENT_COMPLAINED, ProviderEvent
+from services.gateway.callbacks import sendgrid, ses, sns, twilio
+from services.gateway.callbacks.events import BOUNCED, COMPLAINED, RECIPIENT_COMPLAINED, ProviderEvent
 from services.sender_sms.twilio_sms import _status_callback
 from shared import status
 from shared.errors import DeadLetterReason

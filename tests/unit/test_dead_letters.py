@@ -9,7 +9,7 @@ from typing import cast
 import pytest
 
 from services.dead_letters.writer import channel_of
-from services.gateway.dead_letters import describe_payload
+from services.gateway.dead_letters.service import describe_payload
 from shared.codec import decode_known
 from shared.errors import DeadLetterReason
 from shared.kafka.guard import ENVIRONMENTAL_REASONS, DeadLetterGuard

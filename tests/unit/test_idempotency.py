@@ -8,10 +8,10 @@ from typing import Any, Literal
 import pytest
 from redis.asyncio import Redis
 
-from services.gateway import callbacks
 from services.gateway.app import create_app
-from services.gateway.auth import Principal
-from services.gateway.idempotency import (
+from services.gateway.callbacks import routes as callbacks
+from services.gateway.http.credentials import Principal
+from services.gateway.http.idempotency_store import (
     HEADER,
     MAX_KEY_LENGTH,
     MUTATING_METHODS,

@@ -1,0 +1,2 @@
+"""Preferences: which categories of notifications a recipient wants on which channel; the router applies them
+(see services/router/preferences.py)."""
