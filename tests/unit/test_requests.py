@@ -528,20 +528,20 @@ TEMPLATE_ID_RULE = "a template id is 1 to 64 letters, digits, '-' or '_'"
 
 
 def templated(
-    template: dict[str, Any], channels: tuple[str, ...] = ("email",), **content: str | None
+    template: dict[str, Any], content: dict[str, str] | None = None, channels: tuple[str, ...] = ("email",)
 ) -> NotificationRequest:
     return build_request(
         tenant_id="acme",
         channels=list(channels),
         recipient={"user_id": "u-1", "email": "ada@example.com", "phone": "+442079460958"},
-        content={"template": template, **content},
+        content={"template": template, **(content or {})},
     )
 
 
 @pytest.mark.parametrize("version", [None, 1, 7, MAX_TEMPLATE_VERSION])
 def test_a_stored_template_replaces_the_inline_content_on_every_channel(version: int | None) -> None:
     """No subject, text or html needed: the template has them (whether it does is looked up later)."""
-    validate_request(templated({"id": "welcome", "version": version}, ("email", "sms", "push")))
+    validate_request(templated({"id": "welcome", "version": version}, channels=("email", "sms", "push")))
 
 
 @pytest.mark.parametrize(
@@ -572,7 +572,7 @@ def test_a_stored_template_is_refused(
     template: dict[str, Any], content: dict[str, str], field: str, detail: str
 ) -> None:
     with pytest.raises(InvalidRequest) as caught:
-        validate_request(templated(template, **content))
+        validate_request(templated(template, content))
     assert (caught.value.field, caught.value.detail) == (field, detail)
 
 
