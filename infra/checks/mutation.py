@@ -46,7 +46,7 @@ def changed_lines(mutant: str, path: str) -> list[str]:
 
 
 def _row(module: Module) -> str:
-    return f"{module.path:<22} {module.killed:>7} {len(module.missed):>7} {module.excluded:>11} {module.rate:>7.1%}"
+    return f"{module.path:<26} {module.killed:>7} {len(module.missed):>7} {module.excluded:>11} {module.rate:>7.1%}"
 
 
 def main() -> int:
@@ -81,7 +81,7 @@ def main() -> int:
         results.append(module)
     problems += [f"{EQUIVALENTS}: {mutant} is not a mutant of these modules" for mutant in equivalents.keys() - seen]
 
-    print(f"{'module':<22} {'killed':>7} {'missed':>7} {'equivalent':>11} {'rate':>7}")
+    print(f"{'module':<26} {'killed':>7} {'missed':>7} {'equivalent':>11} {'rate':>7}")
     total = Module("all")
     for module in results:
         print(_row(module))
