@@ -52,7 +52,9 @@ bench: $(STAMP) ## Measure gateway, pipeline and broker throughput on this machi
 mutation: $(STAMP) ## Mutation testing (mutmut) of shared/'s pure modules by their unit tests; fails below 90 % killed.
 	$(BIN)/pip install --quiet -e '.[mutation]'
 	rm -rf mutants
-	$(BIN)/mutmut run
+	mkdir -p var
+	@# mutmut redraws a progress line per mutant: kept in var/mutation.log, shown only when it fails.
+	$(BIN)/mutmut run > var/mutation.log 2>&1 || { tr '\r' '\n' < var/mutation.log | tail -n 40; exit 1; }
 	$(BIN)/python -m infra.checks.mutation
 
 clean:
