@@ -61,7 +61,9 @@ def validate_schedule(
 def _shortest_interval(cron: str, local: ZoneInfo, first: datetime) -> timedelta | None:
     """The shortest gap between the first :data:`INTERVAL_SAMPLE` occurrences from ``first``."""
     occurrences = croniter(cron, first.astimezone(local) - timedelta(seconds=1))
-    times = [occurrences.get_next(datetime) for _ in range(INTERVAL_SAMPLE)]
+    # In UTC: two datetimes of one zone subtract as wall-clock times, which makes a clock change's hour
+    # vanish (a 23-hour day counted as 24) or run backwards (a quarter-hour counted as -45 minutes).
+    times = [occurrences.get_next(datetime).astimezone(UTC) for _ in range(INTERVAL_SAMPLE)]
     return min((later - earlier for earlier, later in itertools.pairwise(times)), default=None)
 
 

@@ -12,7 +12,7 @@ from services.dead_letters.writer import channel_of
 from services.gateway.dead_letters.service import describe_payload
 from shared.codec import decode_known
 from shared.errors import DeadLetterReason
-from shared.kafka.guard import ENVIRONMENTAL_REASONS, DeadLetterGuard
+from shared.kafka.guard import ENVIRONMENTAL_REASONS, MAX_REMEMBERED_TENANTS, DeadLetterGuard
 from shared.messages import DELAYED_MESSAGE, EMAIL_DELIVERY, STATUS_EVENT, DeadLetter, DelayedMessage
 from shared.storage.pagination import PageCursor
 from shared.topics import Topics
@@ -103,6 +103,60 @@ def test_failures_of_every_tenant_pause() -> None:
 def test_a_tenant_that_both_failed_and_went_through_does_not_vouch_for_the_environment() -> None:
     watching = guard()
     assert watching.observe(10, [ERROR] * 9, succeeded={"acme"}, failing={"acme"}) == ERROR
+
+
+def test_the_window_is_judged_from_exactly_min_messages_and_at_exactly_the_ratio() -> None:
+    watching = guard(ratio=0.5, min_messages=10)
+    assert watching.observe(9, [ERROR] * 9) is None, "9 messages: too few to judge"
+    assert watching.observe(1, []) == ERROR, "9 of 10 failed"
+    assert watching.observe(9, [ERROR] * 9) is None, "a fresh window after a pause starts from nothing"
+    assert guard(ratio=0.5).observe(10, [ERROR] * 5) == ERROR, "exactly half at a ratio of one half"
+
+
+def test_the_window_slides_by_whole_batches() -> None:
+    """Three batches of 5: the first drops out once the other two make the 10 messages to judge."""
+    watching = guard(ratio=0.5, min_messages=10)
+    assert watching.observe(5, []) is None
+    assert watching.observe(5, []) is None
+    assert watching.observe(5, [ERROR] * 5) == ERROR
+
+
+def test_a_pause_of_a_second_still_guards() -> None:
+    assert guard(pause_s=1).observe(10, [ERROR] * 10) == ERROR
+    assert guard(pause_s=0.5).observe(10, [ERROR] * 10) == ERROR
+
+
+def test_a_success_vouches_for_exactly_the_clean_window() -> None:
+    clock = Clock()
+    watching = DeadLetterGuard(ratio=0.5, min_messages=10, pause_s=30, clean_window_s=10, clock=clock)
+    watching.observe(10, [], succeeded={"globex"})
+    clock.now += 10
+    assert watching.observe(10, [ERROR] * 10, failing={"acme"}) is None
+
+
+def test_the_clean_window_is_ten_seconds_unless_set() -> None:
+    clock = Clock()
+    watching = DeadLetterGuard(ratio=0.5, min_messages=10, pause_s=30, clock=clock)
+    watching.observe(10, [], succeeded={"globex"})
+    clock.now += 10.5
+    assert watching.observe(10, [ERROR] * 10, failing={"acme"}) == ERROR
+
+
+def test_the_guard_remembers_the_most_recently_successful_tenants() -> None:
+    """Up to MAX_REMEMBERED_TENANTS; beyond that the one that went through longest ago is forgotten."""
+    clock = Clock()
+    watching = DeadLetterGuard(ratio=0.5, min_messages=10, pause_s=30, clean_window_s=10, clock=clock)
+    tenants = [f"t{i}" for i in range(MAX_REMEMBERED_TENANTS)]
+    watching.observe(MAX_REMEMBERED_TENANTS, [], succeeded=tenants)
+
+    def everyone_but(tenant: str) -> set[str]:
+        return {*tenants, "new"} - {tenant}
+
+    assert watching.observe(10, [ERROR] * 10, failing=everyone_but("t0")) is None, "t0 is still remembered"
+    watching.observe(1, [], succeeded={"t0"})  # t0 goes through again: now the most recent
+    watching.observe(1, [], succeeded={"new"})  # one tenant too many: t1 is forgotten, not t0
+    assert watching.observe(10, [ERROR] * 10, failing=everyone_but("t0")) is None
+    assert watching.observe(10, [ERROR] * 10, failing=everyone_but("t1")) == ERROR
 
 
 def test_a_cursor_round_trips_and_a_forged_one_is_refused() -> None:

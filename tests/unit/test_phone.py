@@ -74,3 +74,58 @@ def test_rejects_what_cannot_be_texted(raw: str, region: str | None) -> None:
 )
 def test_segments(body: str, segments: int) -> None:
     assert sms_segments(body) == segments
+
+
+@pytest.mark.parametrize(
+    ("raw", "detail"),
+    [
+        ("+1415555267", "not a valid number for its country"),
+        ("+1 415 555 2671 ext. 12", "an extension cannot receive SMS"),
+    ],
+)
+def test_rejection_says_why(raw: str, detail: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        normalize_e164(raw)
+    assert caught.value.detail == detail
+
+
+# GSM 03.38 (3GPP TS 23.038) default alphabet in code order, 0x00 to 0x7F; 0x1B is the escape to the
+# extension table, not a character. Written out here independently of shared.phone's set.
+GSM7_BY_CODE = (
+    "@£$¥èéùìòÇ\nØø\rÅå"
+    "Δ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ"
+    " !\"#¤%&'()*+,-./"
+    "0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNO"
+    "PQRSTUVWXYZÄÖÑÜ§"
+    "¿abcdefghijklmno"
+    "pqrstuvwxyzäöñüà"
+)
+GSM7_EXTENSION = "\f^{}\\[~]|€"
+
+
+def test_the_whole_gsm7_default_alphabet_is_one_septet_a_character() -> None:
+    assert len(GSM7_BY_CODE) == 128
+    alphabet = GSM7_BY_CODE.replace("\x1b", "")
+    body = alphabet + "a" * (160 - len(alphabet))
+    assert sms_segments(body) == 1
+    assert sms_segments(body + "a") == 2
+
+
+@pytest.mark.parametrize("character", list(GSM7_EXTENSION))
+def test_each_extension_character_is_two_septets(character: str) -> None:
+    assert sms_segments(character * 80) == 1
+    assert sms_segments(character * 81) == 2
+
+
+@pytest.mark.parametrize("character", ["\x1b", "í", "ú", "ç", "Ì", "`", "ÿ", "\t", "\u00a0", "ё"])
+def test_a_character_outside_gsm7_makes_the_message_ucs2(character: str) -> None:
+    """70 characters fit one UCS-2 SMS, 71 do not: the GSM-7 limit of 160 no longer applies."""
+    assert sms_segments(character + "a" * 69) == 1
+    assert sms_segments(character + "a" * 70) == 2
+
+
+def test_the_last_bmp_character_is_one_ucs2_unit_and_the_first_beyond_it_two() -> None:
+    assert sms_segments("\uffff" * 70) == 1
+    assert sms_segments("\U00010000" * 35) == 1
+    assert sms_segments("\U00010000" * 36) == 2

@@ -14,7 +14,7 @@ from shared.errors import InvalidRequest
 from shared.kafka.records import Produce
 from shared.messages import DELAYED_MESSAGE, NOTIFICATION_REQUEST, NotificationRequest
 from shared.requests import build_request, validate_request
-from shared.schedule import first_time, is_scheduled, next_time
+from shared.schedule import IMMEDIATE_WITHIN, MAX_AHEAD, first_time, is_scheduled, next_time, validate_schedule
 
 pytestmark = pytest.mark.unit
 
@@ -70,18 +70,84 @@ def test_a_recurrence_ends_at_until() -> None:
 
 
 @pytest.mark.parametrize(
-    ("schedule", "field"),
+    ("schedule", "field", "detail"),
     [
-        ({"timezone": "Mars/Olympus"}, "timezone"),
-        ({"send_at": datetime.now(UTC) + timedelta(days=400)}, "send_at"),
-        ({"recurrence": {"cron": "61 * * * *"}}, "recurrence/cron"),
-        ({"recurrence": {"cron": "@daily", "until": datetime.now(UTC) - timedelta(days=1)}}, "recurrence/until"),
+        ({"timezone": "Mars/Olympus"}, "timezone", "not an IANA time zone: 'Mars/Olympus'"),
+        ({"send_at": datetime.now(UTC) + timedelta(days=400)}, "send_at", "at most 366 days ahead"),
+        ({"recurrence": {"cron": "61 * * * *"}}, "recurrence/cron", "not a cron expression: '61 * * * *'"),
+        (
+            {"recurrence": {"cron": "@daily", "until": datetime.now(UTC) - timedelta(days=1)}},
+            "recurrence/until",
+            "no occurrence falls before it",
+        ),
     ],
 )
-def test_an_impossible_schedule_names_its_field(schedule: dict[str, Any], field: str) -> None:
+def test_an_impossible_schedule_names_its_field(schedule: dict[str, Any], field: str, detail: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
         validate_request(request(**schedule))
-    assert caught.value.field == field
+    assert (caught.value.field, caught.value.detail) == (field, detail)
+
+
+def test_send_at_may_be_exactly_the_longest_wait_ahead() -> None:
+    validate_schedule(request(send_at=NOW + MAX_AHEAD), NOW)
+    with pytest.raises(InvalidRequest) as caught:
+        validate_schedule(request(send_at=NOW + MAX_AHEAD + timedelta(seconds=1)), NOW)
+    assert caught.value.field == "send_at"
+
+
+def test_send_at_exactly_a_second_ahead_still_goes_now() -> None:
+    on_the_edge = request(send_at=NOW + IMMEDIATE_WITHIN)
+    assert not is_scheduled(on_the_edge, NOW)
+    assert first_time(on_the_edge, NOW) == NOW
+    just_after = request(send_at=NOW + IMMEDIATE_WITHIN + timedelta(microseconds=1))
+    assert is_scheduled(just_after, NOW)
+    assert first_time(just_after, NOW) == NOW + IMMEDIATE_WITHIN + timedelta(microseconds=1)
+
+
+def test_an_occurrence_before_the_start_does_not_count() -> None:
+    """Started a second after 9:00, a daily 9:00 recurrence first fires tomorrow, not in the past."""
+    start = datetime(2026, 3, 30, 9, 0, 1, tzinfo=UTC)
+    assert first_time(request(recurrence={"cron": "0 9 * * *"}), start) == datetime(2026, 3, 31, 9, 0, tzinfo=UTC)
+
+
+def test_occurrences_are_given_in_utc() -> None:
+    recurrence = request(timezone="Europe/Paris", recurrence={"cron": "0 9 * * *"})["recurrence"]
+    assert recurrence is not None
+    upcoming = next_time(recurrence, "Europe/Paris", NOW)
+    assert upcoming is not None
+    assert upcoming.tzinfo is UTC
+
+
+def test_an_occurrence_exactly_at_until_is_sent() -> None:
+    last = datetime(2026, 3, 29, tzinfo=UTC)
+    recurrence = request(recurrence={"cron": "@daily", "until": last})["recurrence"]
+    assert recurrence is not None
+    assert next_time(recurrence, None, last - timedelta(days=1)) == last
+    assert next_time(recurrence, None, last) is None
+
+
+# Moscow moved its clocks forward on 27 March 2011 for the last time (no clock change since): there a
+# daily 9:00 was 23 hours after the day before's, once. The interval is measured in the request's zone,
+# from its first occurrence.
+MOSCOW_SPRING_2011 = datetime(2011, 3, 26, tzinfo=UTC)
+
+
+def test_the_shortest_interval_is_measured_in_the_zone_from_the_first_occurrence() -> None:
+    daily = request(timezone="Europe/Moscow", recurrence={"cron": "0 9 * * *"})
+    with pytest.raises(InvalidRequest) as caught:
+        validate_schedule(daily, MOSCOW_SPRING_2011, min_interval=timedelta(hours=24))
+    assert caught.value.field == "recurrence/cron"
+    assert caught.value.detail == "occurrences 82800 s apart; at least 86400 s"
+    # The same cron in UTC, or in Moscow after that spring, is a day apart every time.
+    validate_schedule(request(recurrence={"cron": "0 9 * * *"}), MOSCOW_SPRING_2011, min_interval=timedelta(hours=24))
+    validate_schedule(daily, MOSCOW_SPRING_2011 + timedelta(days=2), min_interval=timedelta(hours=24))
+
+
+def test_a_quarter_hourly_recurrence_across_the_autumn_clock_change_is_accepted() -> None:
+    """Paris goes from 3:00 back to 2:00 on 25 October 2026: 2:45 summer time to 2:00 winter time is a
+    quarter of an hour, not minus three quarters (it was once refused as "-2700 s apart")."""
+    quarterly = request(timezone="Europe/Paris", recurrence={"cron": "*/15 * * * *"})
+    validate_schedule(quarterly, datetime(2026, 10, 25, 0, 30, tzinfo=UTC))
 
 
 @pytest.mark.parametrize(

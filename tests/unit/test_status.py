@@ -13,8 +13,11 @@ pytestmark = pytest.mark.unit
     ("name", "expected"),
     [
         (status.ACCEPTED, 10),
+        (status.SCHEDULED, 15),
         (status.ROUTED, 20),
+        (status.REQUEUED, 25),
         (status.RETRYING, 30),
+        (status.CANCELLED, 35),
         (status.SENT, 40),
         (status.DELIVERED, 50),
         (status.OPENED, 52),
@@ -27,6 +30,25 @@ def test_rank(name: str, expected: int) -> None:
     assert status.rank(name) == expected
 
 
+def test_every_status_has_its_rank_tested() -> None:
+    """A status added to the vocabulary without a rank here fails, rather than going unchecked."""
+    tested = {
+        status.ACCEPTED,
+        status.SCHEDULED,
+        status.ROUTED,
+        status.REQUEUED,
+        status.RETRYING,
+        status.CANCELLED,
+        status.SENT,
+        status.DELIVERED,
+        status.OPENED,
+        status.CLICKED,
+        status.REJECTED,
+        status.FAILED,
+    }
+    assert set(status.RANKS) == tested
+
+
 def test_rank_of_unknown_status_raises() -> None:
     with pytest.raises(ValueError, match="bogus"):
         status.rank("bogus")
@@ -34,6 +56,12 @@ def test_rank_of_unknown_status_raises() -> None:
 
 def test_terminal_statuses() -> None:
     assert {status.DELIVERED, status.REJECTED, status.FAILED} == status.TERMINAL
+
+
+def test_final_reached_and_engagement_statuses() -> None:
+    assert {status.REJECTED, status.FAILED} == status.FINAL
+    assert {status.DELIVERED, status.OPENED, status.CLICKED} == status.REACHED
+    assert {status.OPENED, status.CLICKED} == status.ENGAGEMENT
 
 
 def test_failures_rank_above_everything_else() -> None:
@@ -73,6 +101,16 @@ def test_any_status_advances_from_none(new: str) -> None:
         (status.SENT, status.RETRYING, False),
         (status.SENT, status.SENT, False),
         (status.ROUTED, status.ACCEPTED, False),
+        # Held until send_at, then routed, or cancelled while it waits; a send under way beats a cancel.
+        (status.ACCEPTED, status.SCHEDULED, True),
+        (status.SCHEDULED, status.ROUTED, True),
+        (status.SCHEDULED, status.CANCELLED, True),
+        (status.RETRYING, status.CANCELLED, True),
+        (status.CANCELLED, status.SENT, True),
+        (status.CANCELLED, status.SCHEDULED, False),
+        (status.CANCELLED, status.RETRYING, False),
+        (status.SENT, status.CANCELLED, False),
+        (status.ROUTED, status.SCHEDULED, False),
         # Terminal statuses never change, even to a higher rank...
         (status.DELIVERED, status.SENT, False),
         (status.DELIVERED, status.FAILED, False),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from html.parser import HTMLParser
 
 import pytest
@@ -82,15 +84,72 @@ def test_a_token_signed_with_another_key_is_rejected(tokens: TrackingTokens) -> 
         tokens.verify(other.open_token(TENANT, NOTIFICATION))
 
 
-@pytest.mark.parametrize("token", ["", "abc", "not a token", "a.b", "=" * 8, "A" * (MAX_TOKEN_CHARACTERS + 1)])
-def test_malformed_tokens_are_rejected(tokens: TrackingTokens, token: str) -> None:
-    with pytest.raises(InvalidToken):
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("", "not a tracking token"),
+        ("not a token", "not a tracking token"),
+        ("a.b", "not a tracking token"),
+        ("=" * 8, "not a tracking token"),
+        ("A" * (MAX_TOKEN_CHARACTERS + 1), "not a tracking token"),
+        ("abcde", "not a tracking token"),  # no base64 length
+        ("abc", "bad signature"),
+    ],
+)
+def test_malformed_tokens_are_rejected(tokens: TrackingTokens, token: str, reason: str) -> None:
+    with pytest.raises(InvalidToken) as caught:
         tokens.verify(token)
+    assert str(caught.value) == reason
+
+
+def _signed(tokens: TrackingTokens, payload: bytes) -> str:
+    """A token for ``payload`` with a valid signature: what only a holder of the key can make."""
+    mac = hmac.new(KEY, payload, hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(mac + payload).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"not json", "not a tracking token"),
+        (b'[2, "o", "acme", "n-1"]', "unknown token version or kind"),
+        (b'[1, "x", "acme", "n-1"]', "unknown token version or kind"),
+        (b'[1, "o", "acme", 7]', "unknown token version or kind"),
+        (b'[1, "c", "acme", "n-1"]', "unknown token version or kind"),
+    ],
+)
+def test_a_signed_token_of_the_wrong_shape_is_rejected(tokens: TrackingTokens, payload: bytes, reason: str) -> None:
+    """Herald signed it, so the shape is checked rather than trusted all the same."""
+    with pytest.raises(InvalidToken) as caught:
+        tokens.verify(_signed(tokens, payload))
+    assert str(caught.value) == reason
+
+
+def test_a_token_of_exactly_the_longest_length_verifies_and_a_longer_one_does_not(tokens: TrackingTokens) -> None:
+    def click(path_length: int) -> str:
+        return tokens.click_token(TENANT, NOTIFICATION, "https://example.com/" + "a" * path_length)
+
+    longest = next(click(n) for n in range(2900, 3100) if len(click(n)) == MAX_TOKEN_CHARACTERS)
+    assert tokens.verify(longest).kind == CLICK
+    longer = click(3100)
+    assert len(longer) > MAX_TOKEN_CHARACTERS
+    with pytest.raises(InvalidToken, match=r"^not a tracking token$"):
+        tokens.verify(longer)
+
+
+def test_tokens_of_every_length_round_trip_unpadded(tokens: TrackingTokens) -> None:
+    """Whatever their length and last character: the padding is dropped, and only the padding."""
+    urls = [f"https://example.com/{'x' * n}?{n}" for n in range(200)]
+    minted = [tokens.click_token(TENANT, NOTIFICATION, url) for url in urls]
+    assert {len(token) % 4 for token in minted} == {0, 2, 3}
+    assert not any(token.endswith("=") for token in minted)
+    assert [tokens.verify(token).url for token in minted] == urls
 
 
 def test_a_short_key_is_refused() -> None:
-    with pytest.raises(ValueError, match="32"):
-        TrackingTokens(b"short")
+    with pytest.raises(ValueError, match=r"^a tracking signing key needs at least 32 bytes$"):
+        TrackingTokens(b"k" * 31)
+    TrackingTokens(b"k" * 32)
 
 
 @pytest.mark.parametrize(

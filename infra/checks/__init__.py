@@ -1,0 +1,1 @@
+"""Checks run by make targets: deployment files, the mutation score."""
