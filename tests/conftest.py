@@ -6,6 +6,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import structlog
@@ -32,6 +33,30 @@ structlog.configure(
         structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback),
     ]
 )
+
+
+# Each test folder and the marker every test file in it carries: `make test-unit` and friends select by
+# marker, so a file without its layer's marker would silently never run there.
+LAYERS = frozenset({"unit", "integration", "e2e", "fault"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Fail the run when a test file lacks its folder's layer marker (before ``-m`` deselects its tests)."""
+    unmarked: dict[Path, str] = {}
+    for item in items:
+        module = item.getparent(pytest.Module)
+        if module is None or module.path in unmarked:
+            continue
+        if not module.path.is_relative_to(config.rootpath):
+            continue
+        folders = module.path.relative_to(config.rootpath).parts[:-1]
+        layer = folders[1] if len(folders) > 1 and folders[0] == "tests" else None
+        if layer in LAYERS and not any(mark.name == layer for mark in module.own_markers):
+            unmarked[module.path] = layer
+    if unmarked:
+        wanted = (f"  {path.relative_to(config.rootpath)}: pytest.mark.{layer}" for path, layer in unmarked.items())
+        raise pytest.UsageError("test files without their layer's marker:\n" + "\n".join(wanted))
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,8 @@ import pytest
 from shared.config import ConfigurationError, HeraldSettings, load_settings
 from shared.crypto import Context, DecryptionError, Encryptor, generate_key, parse_keys
 
+pytestmark = pytest.mark.unit
+
 OLD, NEW, INDEX = generate_key(), generate_key(), base64.b64decode(generate_key())
 TOKEN = Context("devices.token", "acme")
 
