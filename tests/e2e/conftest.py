@@ -25,8 +25,8 @@ from shared.kafka.admin import AdminSettings, create_topics
 from shared.storage.migrate import ensure_database, migrate
 from shared.topics import Topics
 from tests.conftest import REDIS_URL
-from tests.databases import drop_database, with_database
-from tests.integration.conftest import BASE_DATABASE_URL
+from tests.databases import drop_database
+from tests.integration.conftest import BASE_DATABASE_URL, _with_database
 
 API_KEY = "e2e-test-key-0123456789"
 TRACKING_KEY = LOCAL_ENVIRONMENT["HERALD_TRACKING_SIGNING_KEY"]
@@ -182,7 +182,7 @@ def running_pipeline(
     ``overrides`` are ``HERALD_*`` settings that win over the e2e defaults; ``line_sink`` receives
     every line the services print (by default only their last lines are kept, for failures)."""
     namespace = f"e2e-{uuid.uuid4().hex[:10]}"
-    database_url = with_database(base_database_url, f"herald_test_{uuid.uuid4().hex}")
+    database_url = _with_database(base_database_url, f"herald_test_{uuid.uuid4().hex}")
     asyncio.run(_prepare_storage_and_topics(broker, namespace, database_url))
     sink = MailSink()
     sink.start()

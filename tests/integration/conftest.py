@@ -18,13 +18,18 @@ from services.gateway.settings import MAX_PER_MINUTE, GatewaySettings
 from shared.config import HeraldSettings
 from shared.redis import create_redis
 from shared.storage.database import Pool, create_pool
-from tests.databases import MigratedDatabases, throwaway_database
+from tests.databases import MigratedDatabases, throwaway_database, with_database
+from tests.session_datastores import DATABASE_VARIABLE, DEFAULT_DATABASE_URL
 
 API_KEY = "test-key-0123456789abcdef"
 DEV_TENANT = "dev"
 MAX_BODY_BYTES = 4096
 PROBLEM_JSON = "application/problem+json"
-BASE_DATABASE_URL = os.environ.get("HERALD_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# Read once tests/conftest.py's pytest_configure has named a private server if the configured one did not answer.
+BASE_DATABASE_URL = os.environ.get(DATABASE_VARIABLE, DEFAULT_DATABASE_URL)
+
+# The name other test modules import it by.
+_with_database = with_database
 
 
 @pytest.fixture(scope="session")

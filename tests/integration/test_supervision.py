@@ -49,9 +49,8 @@ from infra.local.supervisor import Backoff, Supervised, Supervisor
 from shared.storage.migrate import ensure_database, migrate
 from shared.topics import Topics
 from tests.conftest import REDIS_URL
-from tests.databases import with_database
 from tests.e2e.conftest import API_KEY, service_environment
-from tests.integration.conftest import BASE_DATABASE_URL
+from tests.integration.conftest import BASE_DATABASE_URL, _with_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -199,7 +198,7 @@ def supervised_herald(
     """The broker (on ``storage``), topics, a database and :data:`SERVICES` but ``unsupervised``
     (neither started nor supervised), all supervised with :data:`QUICK` back-off."""
     namespace = f"supervision-{uuid.uuid4().hex[:10]}"
-    database_url = with_database(BASE_DATABASE_URL, f"herald_test_{uuid.uuid4().hex}")
+    database_url = _with_database(BASE_DATABASE_URL, f"herald_test_{uuid.uuid4().hex}")
     asyncio.run(ensure_database(database_url))
     asyncio.run(migrate(database_url))
     if storage is not None:
@@ -302,7 +301,7 @@ def test_make_up_restarts_what_dies_and_stops_only_on_sigterm(tmp_path: Path) ->
         "HERALD_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
         "HERALD_LOCAL_BROKER_STORAGE": "s3",
         "HERALD_LOCAL_BROKER_S3_PORT": str(free_port()),
-        "HERALD_DATABASE_URL": with_database(BASE_DATABASE_URL, f"herald_test_{uuid.uuid4().hex}"),
+        "HERALD_DATABASE_URL": _with_database(BASE_DATABASE_URL, f"herald_test_{uuid.uuid4().hex}"),
         "HERALD_REDIS_URL": REDIS_URL,
         "HERALD_REDIS_NAMESPACE": f"make-up-{uuid.uuid4().hex[:8]}",
         "HERALD_LOCAL_VAR_DIR": str(tmp_path),

@@ -9,18 +9,19 @@ pytestmark = pytest.mark.unit
 
 LAYERS = ("unit", "integration", "e2e", "fault")
 MARKERS = "".join(f"    {layer}: the {layer} layer\n" for layer in LAYERS)
-INI = f"[pytest]\nasyncio_default_fixture_loop_scope = function\nmarkers =\n{MARKERS}"
+# Its test files are named check_*.py: the docs test takes every test_*.py a file names for a module here.
+INI = f"[pytest]\nasyncio_default_fixture_loop_scope = function\npython_files = check_*.py\nmarkers =\n{MARKERS}"
 PASSING_TEST = "def test_passes() -> None:\n    assert True\n"
 
 
 def write_test(pytester: pytest.Pytester, layer: str, marker: str | None) -> None:
-    """tests/<layer>/test_it.py with one passing test, marked ``marker`` (None: unmarked)."""
+    """tests/<layer>/check_it.py with one passing test, marked ``marker`` (None: unmarked)."""
     pytester.makeini(INI)
     pytester.makeconftest("from tests.conftest import pytest_collection_modifyitems  # noqa: F401\n")
     folder = pytester.path / "tests" / layer
     folder.mkdir(parents=True)
     mark = f"import pytest\npytestmark = pytest.mark.{marker}\n" if marker else ""
-    (folder / "test_it.py").write_text(mark + PASSING_TEST)
+    (folder / "check_it.py").write_text(mark + PASSING_TEST)
 
 
 @pytest.mark.parametrize("layer", LAYERS)
@@ -28,7 +29,7 @@ def test_a_file_without_its_layers_marker_fails_the_run(pytester: pytest.Pyteste
     write_test(pytester, layer, None)
     result = pytester.runpytest_inprocess()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"*tests/{layer}/test_it.py: pytest.mark.{layer}"])
+    result.stderr.fnmatch_lines([f"*/{layer}/check_it.py: pytest.mark.{layer}"])
 
 
 def test_selecting_a_layer_does_not_hide_an_unmarked_file(pytester: pytest.Pytester) -> None:
@@ -41,7 +42,7 @@ def test_another_layers_marker_does_not_count(pytester: pytest.Pytester) -> None
     write_test(pytester, "integration", "unit")
     result = pytester.runpytest_inprocess()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*tests/integration/test_it.py: pytest.mark.integration"])
+    result.stderr.fnmatch_lines(["*/integration/check_it.py: pytest.mark.integration"])
 
 
 @pytest.mark.parametrize("layer", LAYERS)
