@@ -17,8 +17,9 @@ install: $(STAMP) ## Create .venv with Herald and its development tools.
 up: $(STAMP) ## Run broker, datastores, SMTP sink and every service locally; Ctrl-C stops it all.
 	$(BIN)/python -m infra.local.stack
 
-# Tests mostly wait (on the broker, Postgres, services): more workers than cores pay. Each e2e and fault
-# layer stays on one worker with its pipeline (tests/conftest.py), the rest is shared out test by test.
+# Tests mostly wait (on the broker, Postgres, services): more workers than cores pay. The e2e layer stays
+# on one worker with its pipeline (tests/conftest.py), the rest is shared out test by test. Fault tests
+# then run alone: they load the pipeline at a set rate and time out when the cores are shared.
 PYTEST_WORKERS ?= 4
 PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup
 # Line coverage of shared/ and services/ (code run in the test processes) below which `make test` fails:
@@ -26,7 +27,8 @@ PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup
 COVERAGE_FLOOR := 0
 
 test: $(STAMP) ## Every test: unit, integration, end-to-end and fault tests, with line coverage.
-	$(BIN)/pytest $(PARALLEL) --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
+	$(BIN)/pytest $(PARALLEL) -m "not fault" --cov --cov-report=
+	$(BIN)/pytest -m fault --cov --cov-append --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -m unit
@@ -35,7 +37,7 @@ test-integration: $(STAMP)
 	$(BIN)/pytest $(PARALLEL) -m integration
 
 test-e2e: $(STAMP)
-	$(BIN)/pytest $(PARALLEL) -m "e2e or fault"
+	$(BIN)/pytest -m "e2e or fault"
 
 lint: $(STAMP) ## ruff (lint and format) and mypy --strict.
 	$(BIN)/ruff check .

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import structlog
+from _pytest.nodeid import NodeId
 
 from infra.local.broker import Broker
 from infra.local.processes import PORT_RANGE_VARIABLE, listening_ports
@@ -74,23 +75,37 @@ LAYERS = frozenset({"unit", "integration", "e2e", "fault"})
 PIPELINE_LAYERS = frozenset({"e2e", "fault"})
 
 
+def _layer(config: pytest.Config, path: Path) -> str | None:
+    """The layer a test file's folder stands for (``tests/<layer>/...``), if any."""
+    if not path.is_relative_to(config.rootpath):
+        return None
+    folders = path.relative_to(config.rootpath).parts[:-1]
+    layer = folders[1] if len(folders) > 1 and folders[0] == "tests" else None
+    return layer if layer in LAYERS else None
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Keep each pipeline layer on one xdist worker with ``--dist loadgroup``."""
+    layer = _layer(item.config, item.path)
+    if layer in PIPELINE_LAYERS:
+        item.add_marker(pytest.mark.xdist_group(layer))
+        if getattr(item.config.option, "loadgroup", False):
+            # pytest-xdist 3.8 groups by a "@group" suffix it writes to item._nodeid, which pytest 9 no
+            # longer reads (the id lives in item._id): without this, --dist loadgroup groups nothing.
+            item._id = NodeId.parse(f"{item.nodeid}@{layer}")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Fail the run when a test file lacks its folder's layer marker (before ``-m`` deselects its tests);
-    keep each pipeline layer on one xdist worker."""
+    """Fail the run when a test file lacks its folder's layer marker (before ``-m`` deselects its tests)."""
     unmarked: dict[Path, str] = {}
     for item in items:
         module = item.getparent(pytest.Module)
         if module is None or module.path in unmarked:
             continue
-        if not module.path.is_relative_to(config.rootpath):
-            continue
-        folders = module.path.relative_to(config.rootpath).parts[:-1]
-        layer = folders[1] if len(folders) > 1 and folders[0] == "tests" else None
-        if layer in LAYERS and not any(mark.name == layer for mark in module.own_markers):
+        layer = _layer(config, module.path)
+        if layer is not None and not any(mark.name == layer for mark in module.own_markers):
             unmarked[module.path] = layer
-        if layer in PIPELINE_LAYERS:
-            item.add_marker(pytest.mark.xdist_group(layer))
     if unmarked:
         wanted = (f"  {path.relative_to(config.rootpath)}: pytest.mark.{layer}" for path, layer in unmarked.items())
         raise pytest.UsageError("test files without their layer's marker:\n" + "\n".join(wanted))

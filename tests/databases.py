@@ -55,23 +55,23 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path="/" + name))
 
 
-async def create_database(server_url: str, name: str) -> str:
-    """Create an empty database ``name`` on the server of ``server_url``; its URL."""
+async def _on_server(server_url: str, statement: str) -> None:
     admin = await asyncpg.connect(server_url)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.execute(statement)
     finally:
         await admin.close()
+
+
+async def create_database(server_url: str, name: str) -> str:
+    """Create an empty database ``name`` on the server of ``server_url``; its URL."""
+    await _on_server(server_url, f'CREATE DATABASE "{name}"')
     return with_database(server_url, name)
 
 
 async def drop_database(server_url: str, name: str) -> None:
     """Drop database ``name``, cutting the connections still open on it (a leaked pool cannot keep it)."""
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await _on_server(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @asynccontextmanager
