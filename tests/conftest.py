@@ -7,17 +7,22 @@ import os
 import signal
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import structlog
+from _pytest.nodeid import NodeId
 
 from infra.local.broker import Broker
+from infra.local.processes import PORT_RANGE_VARIABLE, listening_ports
 from infra.local.stack import LOCAL_ENVIRONMENT
 from shared.config import HeraldSettings
 from shared.crypto import Encryptor
 from shared.kafka.admin import AdminSettings, create_topics
+from tests.session_datastores import DEFAULT_REDIS_URL, REDIS_VARIABLE, SessionDatastores, provide_datastores
 
-REDIS_URL = os.environ.get("HERALD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# The session's Redis: pytest_configure points it at a private one if this one does not answer.
+REDIS_URL = os.environ.get(REDIS_VARIABLE, DEFAULT_REDIS_URL)
 # Every settings object a test builds, the gateway's included, gets the local stack's keys.
 for _name in ("HERALD_ENCRYPTION_KEYS", "HERALD_BLIND_INDEX_KEY"):
     os.environ.setdefault(_name, LOCAL_ENVIRONMENT[_name])
@@ -46,6 +51,78 @@ def pytest_keyboard_interrupt() -> None:
     """Let the teardown that follows an interrupt finish: a second Ctrl-C would cut it short and leave
     processes behind (a private Postgres runs detached). It is bounded by the fixtures' grace periods."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+DATASTORES = pytest.StashKey[SessionDatastores]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Datastores for the session, once (not in each xdist worker); a worker gets ports of its own."""
+    global REDIS_URL
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is not None:
+        # Each worker picks ports from its own slice of the range, so two workers (and the programs their
+        # tests start, which inherit the variable) can never pick the same one.
+        low, high = listening_ports()
+        size = (high - low + 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+        first = low + int(worker.removeprefix("gw")) * size
+        os.environ[PORT_RANGE_VARIABLE] = f"{first}-{first + size - 1}"
+        return
+    config.stash[DATASTORES] = provide_datastores()
+    REDIS_URL = config.stash[DATASTORES].stores.redis_url
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if DATASTORES in config.stash:
+        config.stash[DATASTORES].stop()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return config.stash[DATASTORES].describe() if DATASTORES in config.stash else []
+
+
+# Each test folder and the marker every test file in it carries: `make test-unit` and friends select by
+# marker, so a file without its layer's marker would silently never run there.
+LAYERS = frozenset({"unit", "integration", "e2e", "fault"})
+# The layers whose tests share one running pipeline (a package fixture, about ten processes): with
+# pytest-xdist (--dist loadgroup) each runs on one worker, so one pipeline serves all its tests.
+PIPELINE_LAYERS = frozenset({"e2e", "fault"})
+
+
+def _layer(config: pytest.Config, path: Path) -> str | None:
+    """The layer a test file's folder stands for (``tests/<layer>/...``), if any."""
+    if not path.is_relative_to(config.rootpath):
+        return None
+    folders = path.relative_to(config.rootpath).parts[:-1]
+    layer = folders[1] if len(folders) > 1 and folders[0] == "tests" else None
+    return layer if layer in LAYERS else None
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Keep each pipeline layer on one xdist worker with ``--dist loadgroup``."""
+    layer = _layer(item.config, item.path)
+    if layer in PIPELINE_LAYERS:
+        item.add_marker(pytest.mark.xdist_group(layer))
+        if getattr(item.config.option, "loadgroup", False):
+            # pytest-xdist 3.8 groups by a "@group" suffix it writes to item._nodeid, which pytest 9 no
+            # longer reads (the id lives in item._id): without this, --dist loadgroup groups nothing.
+            item._id = NodeId.parse(f"{item.nodeid}@{layer}")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Fail the run when a test file lacks its folder's layer marker (before ``-m`` deselects its tests)."""
+    unmarked: dict[Path, str] = {}
+    for item in items:
+        module = item.getparent(pytest.Module)
+        if module is None or module.path in unmarked:
+            continue
+        layer = _layer(config, module.path)
+        if layer is not None and not any(mark.name == layer for mark in module.own_markers):
+            unmarked[module.path] = layer
+    if unmarked:
+        wanted = (f"  {path.relative_to(config.rootpath)}: pytest.mark.{layer}" for path, layer in unmarked.items())
+        raise pytest.UsageError("test files without their layer's marker:\n" + "\n".join(wanted))
 
 
 @pytest.fixture(scope="session")

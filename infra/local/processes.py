@@ -66,7 +66,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def free_ports_in_a_row(count: int, host: str = "127.0.0.1") -> int:
     """The first of ``count`` consecutive ports that :func:`free_port` would give, handed out together."""
-    low, high = _listening_ports()
+    low, high = listening_ports()
     for _ in range(1000):
         first = random.randint(low, high - count + 1)
         ports = range(first, first + count)
@@ -76,8 +76,18 @@ def free_ports_in_a_row(count: int, host: str = "127.0.0.1") -> int:
     raise ProcessError(f"no {count} free ports in a row between {low} and {high}")
 
 
-def _listening_ports() -> tuple[int, int]:
-    """Ports below the OS's ephemeral range (Linux's /proc setting), from 10,000 on."""
+# "LOW-HIGH": where free_port picks instead, so concurrent test processes (pytest-xdist workers, and
+# the programs they start, which inherit it) never pick each other's ports.
+PORT_RANGE_VARIABLE = "HERALD_LOCAL_PORT_RANGE"
+
+
+def listening_ports() -> tuple[int, int]:
+    """Where :func:`free_port` picks: ``HERALD_LOCAL_PORT_RANGE`` if set, else below the OS's ephemeral
+    range (Linux's /proc setting), from 10,000 on."""
+    configured = os.environ.get(PORT_RANGE_VARIABLE)
+    if configured:
+        low, _, high = configured.partition("-")
+        return int(low), int(high)
     try:
         ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):

@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import asyncpg
 import httpx
 import pytest
 from redis.asyncio import Redis
@@ -26,6 +25,7 @@ from shared.kafka.admin import AdminSettings, create_topics
 from shared.storage.migrate import ensure_database, migrate
 from shared.topics import Topics
 from tests.conftest import REDIS_URL
+from tests.databases import drop_database
 from tests.integration.conftest import BASE_DATABASE_URL, _with_database
 
 API_KEY = "e2e-test-key-0123456789"
@@ -167,15 +167,6 @@ async def _forget_redis_keys(namespace: str, redis_url: str) -> None:
         await client.aclose()
 
 
-async def _drop_database(database_url: str, base_database_url: str) -> None:
-    admin = await asyncpg.connect(base_database_url)
-    try:
-        name = database_url.rsplit("/", 1)[1]
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 @contextmanager
 def running_pipeline(
     broker: Broker,
@@ -217,7 +208,7 @@ def running_pipeline(
         sink.stop()
         sms.stop()
         push.stop()
-        asyncio.run(_drop_database(database_url, base_database_url))
+        asyncio.run(drop_database(base_database_url, database_url.rsplit("/", 1)[1]))
         asyncio.run(_forget_redis_keys(namespace, redis_url))
 
 

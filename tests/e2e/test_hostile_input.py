@@ -8,9 +8,12 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import pytest
 
 from shared.client import NotificationClient
 from tests.e2e.conftest import Pipeline, eventually
+
+pytestmark = pytest.mark.e2e
 
 ATTACKER = "mallory"
 # Each fails when rendered, or costs more than the render limits allow: none may pause the router.

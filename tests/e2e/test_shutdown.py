@@ -16,7 +16,7 @@ from shared.requests import build_request, recipient_key
 from tests.e2e.conftest import Pipeline, eventually
 from tests.kafka_helpers import wait_until_drained
 
-pytestmark = [pytest.mark.fault, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.e2e, pytest.mark.fault, pytest.mark.timeout(240)]
 
 COUNT = 400
 RATE_PER_S = 200

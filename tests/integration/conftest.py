@@ -1,14 +1,12 @@
-"""Fixtures for integration tests: a throwaway, migrated Postgres database per test."""
+"""Fixtures for integration tests: a migrated Postgres database of its own per test."""
 
 from __future__ import annotations
 
+import asyncio
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
@@ -20,41 +18,42 @@ from services.gateway.settings import MAX_PER_MINUTE, GatewaySettings
 from shared.config import HeraldSettings
 from shared.redis import create_redis
 from shared.storage.database import Pool, create_pool
-from shared.storage.migrate import ensure_database, migrate
+from tests.databases import MigratedDatabases, throwaway_database, with_database
+from tests.session_datastores import DATABASE_VARIABLE, DEFAULT_DATABASE_URL
 
 API_KEY = "test-key-0123456789abcdef"
 DEV_TENANT = "dev"
 MAX_BODY_BYTES = 4096
 PROBLEM_JSON = "application/problem+json"
-BASE_DATABASE_URL = os.environ.get("HERALD_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# Read once tests/conftest.py's pytest_configure has named a private server if the configured one did not answer.
+BASE_DATABASE_URL = os.environ.get(DATABASE_VARIABLE, DEFAULT_DATABASE_URL)
+
+# The name other test modules import it by.
+_with_database = with_database
 
 
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
+@pytest.fixture(scope="session")
+def migrated_databases() -> Iterator[MigratedDatabases]:
+    """This session's (this xdist worker's) migrated test databases, dropped at its end."""
+    databases = MigratedDatabases(BASE_DATABASE_URL)
+    try:
+        yield databases
+    finally:
+        asyncio.run(databases.drop_all())
 
 
 @pytest.fixture
 async def empty_database_url() -> AsyncIterator[str]:
     """The DSN of a fresh, empty ``herald_test_<hex>`` database, dropped afterwards."""
-    name = f"herald_test_{uuid.uuid4().hex}"
-    url = _with_database(BASE_DATABASE_URL, name)
-    await ensure_database(url)
-    try:
+    async with throwaway_database(BASE_DATABASE_URL) as url:
         yield url
-    finally:
-        admin = await asyncpg.connect(BASE_DATABASE_URL)
-        try:
-            # FORCE terminates the connections still open on it, so a leaked pool cannot keep it alive.
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @pytest.fixture
-async def database_url(empty_database_url: str) -> str:
-    """The DSN of a fresh test database with every migration applied."""
-    await migrate(empty_database_url)
-    return empty_database_url
+async def database_url(migrated_databases: MigratedDatabases) -> AsyncIterator[str]:
+    """The DSN of a test database with every migration applied and nothing in it (see tests/databases.py)."""
+    async with migrated_databases.database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ import pytest
 from shared.config import ConfigurationError, HeraldSettings, load_settings
 from shared.crypto import Context, DecryptionError, Encryptor, generate_key, parse_keys
 
+pytestmark = pytest.mark.unit
+
 OLD, NEW, INDEX = generate_key(), generate_key(), base64.b64decode(generate_key())
 TOKEN = Context("devices.token", "acme")
 
@@ -75,7 +77,8 @@ def test_blind_indexes_are_deterministic_keyed_and_per_context() -> None:
         ("HERALD_ENCRYPTION_KEYS", "no-colon", "is not '<key id>:<base64 key>'"),
         ("HERALD_ENCRYPTION_KEYS", "k1:" + base64.b64encode(b"short").decode(), "must be 32 bytes"),
         ("HERALD_ENCRYPTION_KEYS", "k1:not base64!", "not valid base64"),
-        ("HERALD_ENCRYPTION_KEYS", f"k1:{OLD},k1:{NEW}", "listed twice"),
+        # Named: the keys are random, and pytest-xdist workers must all see the same test ids.
+        pytest.param("HERALD_ENCRYPTION_KEYS", f"k1:{OLD},k1:{NEW}", "listed twice", id="k1-twice"),
         ("HERALD_BLIND_INDEX_KEY", "c2hvcnQ=", "must be 32 bytes"),
     ],
 )
