@@ -104,6 +104,9 @@ def stack_environment(var_dir: Path, **overrides: str) -> dict[str, str]:
         "HERALD_TWILIO_BASE_URL": "http://127.0.0.1:9",
         "HERALD_SENDGRID_BASE_URL": "http://127.0.0.1:9",
         "HERALD_SMS_PROVIDERS": "sns",
+        # Ten services at the default ten connections each would take the machine's Postgres (100 by
+        # default) from the tests running beside this one on other workers.
+        "HERALD_DATABASE_POOL_SIZE": "2",
     }
     return environment | overrides
 

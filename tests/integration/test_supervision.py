@@ -302,6 +302,8 @@ def test_make_up_restarts_what_dies_and_stops_only_on_sigterm(tmp_path: Path) ->
         "HERALD_LOCAL_BROKER_STORAGE": "s3",
         "HERALD_LOCAL_BROKER_S3_PORT": str(free_port()),
         "HERALD_DATABASE_URL": _with_database(BASE_DATABASE_URL, f"herald_test_{uuid.uuid4().hex}"),
+        # Not the default ten connections a service: the machine's Postgres is shared with other workers.
+        "HERALD_DATABASE_POOL_SIZE": "2",
         "HERALD_REDIS_URL": REDIS_URL,
         "HERALD_REDIS_NAMESPACE": f"make-up-{uuid.uuid4().hex[:8]}",
         "HERALD_LOCAL_VAR_DIR": str(tmp_path),
