@@ -17,18 +17,17 @@ install: $(STAMP) ## Create .venv with Herald and its development tools.
 up: $(STAMP) ## Run broker, datastores, SMTP sink and every service locally; Ctrl-C stops it all.
 	$(BIN)/python -m infra.local.stack
 
-# Tests mostly wait (on the broker, Postgres, services): more workers than cores pay. The e2e layer stays
-# on one worker with its pipeline (tests/conftest.py), the rest is shared out test by test. Fault tests
-# then run alone: they load the pipeline at a set rate and time out when the cores are shared.
+# Tests mostly wait (on the broker, Postgres, services): more workers than cores pay. The tests sharing the
+# e2e pipeline and those sharing the fault pipeline each run on one worker (tests/conftest.py), beside the
+# rest, which is shared out module by module.
 PYTEST_WORKERS ?= 4
 PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup
-# Line coverage of shared/ and services/ (code run in the parallel run's processes; the fault tests, timed
-# under load, run untraced) below which `make test` fails: the level reached when it was set, so it only rises.
+# Line coverage of shared/ and services/ (code run in the test processes; the fault tests, timed under
+# load, run untraced) below which `make test` fails: the level reached when it was set, so it only rises.
 COVERAGE_FLOOR := 93
 
 test: $(STAMP) ## Every test: unit, integration, end-to-end and fault tests, with line coverage.
-	$(BIN)/pytest $(PARALLEL) -m "not fault" --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
-	$(BIN)/pytest -m fault
+	$(BIN)/pytest $(PARALLEL) --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -m unit

@@ -84,9 +84,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 # Each test folder and the marker every test file in it carries: `make test-unit` and friends select by
 # marker, so a file without its layer's marker would silently never run there.
 LAYERS = frozenset({"unit", "integration", "e2e", "fault"})
-# The layers whose tests share one running pipeline (a package fixture, about ten processes): with
-# pytest-xdist (--dist loadgroup) each runs on one worker, so one pipeline serves all its tests.
+# The fixture of a running pipeline (about ten processes) that each of these layers' tests share: with
+# pytest-xdist (--dist loadgroup) the tests that use it run on one worker, so one pipeline serves them all.
+# Tests of these layers that start what they need themselves are spread over the workers like any other.
 PIPELINE_LAYERS = frozenset({"e2e", "fault"})
+SHARED_PIPELINE = "pipeline"
 
 
 def _layer(config: pytest.Config, path: Path) -> str | None:
@@ -99,9 +101,9 @@ def _layer(config: pytest.Config, path: Path) -> str | None:
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
-    """Keep each pipeline layer on one xdist worker with ``--dist loadgroup``."""
+    """Keep the tests sharing a layer's pipeline on one xdist worker with ``--dist loadgroup``."""
     layer = _layer(item.config, item.path)
-    if layer in PIPELINE_LAYERS:
+    if layer in PIPELINE_LAYERS and SHARED_PIPELINE in getattr(item, "fixturenames", ()):
         item.add_marker(pytest.mark.xdist_group(layer))
         if getattr(item.config.option, "loadgroup", False):
             # pytest-xdist 3.8 groups by a "@group" suffix it writes to item._nodeid, which pytest 9 no

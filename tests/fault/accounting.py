@@ -6,7 +6,7 @@ the load arrived, and :meth:`Trial.settle` waits for the outcome and returns the
 
     async with Trial(pipeline) as trial:
         pipeline.processes["router"].kill()
-        await start_again(pipeline, "router")
+        await trial.start_again("router")
         tally = await trial.settle("kill -9 router")
 
 By default the load is email straight to Kafka, counted at the SMTP sink (:class:`Mailbox`); a trial
@@ -35,12 +35,14 @@ from shared.errors import DeadLetterReason
 from shared.messages import DEAD_LETTER, DeadLetter
 from shared.topics import CHANNELS, Topics
 from tests.e2e.conftest import Pipeline, eventually
-from tests.fault.conftest import LOAD_S, RATE_PER_S
+from tests.fault.conftest import LOAD_S, RATE_PER_S, start_again
 from tests.fault.load import Load, Sending, key_in
 from tests.kafka_helpers import high_watermarks, wait_until_drained
 from tests.scripted_http import Recorded, ScriptedServer
 
 NOTIFICATION_HEADER = "X-Herald-Notification-Id"
+# How long a load goes on once a killed service is ready again.
+LOAD_AFTER_RESTART_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -296,7 +298,7 @@ class Trial:
 
         async def a_quarter_arrived() -> bool | None:
             self.load.raise_if_failed()
-            return True if await arrived_count(self.arrivals, self.load.accepted) >= self.load.total // 4 else None
+            return True if await arrived_count(self.arrivals, self.load.accepted) >= self.load.planned // 4 else None
 
         await eventually(a_quarter_arrived, 60, "a quarter of the load to arrive")
         return self
@@ -307,12 +309,18 @@ class Trial:
         await self.load.stop()
         await self.dead_letters.stop()
 
+    async def start_again(self, service: str) -> None:
+        """Start a killed ``service`` again; the load goes on for :data:`LOAD_AFTER_RESTART_S` after it is
+        ready (however long the restart took), so the test sees it take over a flowing stream."""
+        await start_again(self.pipeline, service)
+        self.load.keep_going(LOAD_AFTER_RESTART_S)
+
     async def settle(self, what: str, *, dead_reason: str | None = None) -> Tally:
         """Wait until every accepted notification arrived (or was dead-lettered for ``dead_reason``), the
         status store agrees (the route's status, or ``failed`` for the dead-lettered) and nothing is left
         in flight; then count."""
         ids = await self.load.finished()
-        assert len(ids) == self.load.total, f"{len(ids)} of {self.load.total} requests were acknowledged"
+        assert len(ids) == self.load.issued, f"{len(ids)} of {self.load.issued} requests were acknowledged"
         await self._wait_for_outcomes(ids, dead_reason)
         dead = self.dead_letters.notification_ids(dead_reason) & set(ids) if dead_reason else set()
         both = dead & set(await self.arrivals.read())

@@ -180,7 +180,8 @@ class OverHttp:
 
 
 class Load:
-    """``rate_per_s`` unique requests a second for ``duration_s``, sent by ``sending`` (email to Kafka by default).
+    """``rate_per_s`` unique requests a second for ``duration_s`` (or longer, see :meth:`keep_going`), sent
+    by ``sending`` (email to Kafka by default).
 
     ``accepted`` holds the id of each request that was acknowledged (by Kafka, or a 202): what Herald
     promised to deliver. With ``deferred_per_s``, the SMTP sink answers that many mails a second with
@@ -197,13 +198,20 @@ class Load:
         sending: Sending | None = None,
     ) -> None:
         self.pipeline = pipeline
-        self.total = int(rate_per_s * duration_s)
+        # What the load sends if nothing asks it to keep going.
+        self.planned = int(rate_per_s * duration_s)
         self.rate_per_s = rate_per_s
+        self.duration_s = duration_s
         self.deferred_per_s = deferred_per_s
         self.sending = sending or to_kafka()
         self.accepted: list[str] = []
         self.issued = 0
+        self._ends_at = 0.0
         self._task: asyncio.Task[None] | None = None
+
+    def keep_going(self, seconds: float) -> None:
+        """Send for at least ``seconds`` more, past the planned duration if need be."""
+        self._ends_at = max(self._ends_at, time.monotonic() + seconds)
 
     def start(self) -> None:
         """Start sending in the background."""
@@ -232,13 +240,15 @@ class Load:
         async with self.sending(pipeline) as send:
             sends: set[asyncio.Task[None]] = set()
             started = time.monotonic()
+            self._ends_at = max(self._ends_at, started + self.duration_s)
             next_deferral = started
-            while self.issued < self.total:
-                now = time.monotonic()
+            while (now := time.monotonic()) < self._ends_at:
+                # One refusal at a time, spread over the second: a burst of them at once would look
+                # like a provider failing and open the circuit, which is not the fault under test.
                 if self.deferred_per_s and now >= next_deferral:
-                    pipeline.sink.refuse_next(self.deferred_per_s)
-                    next_deferral = now + 1.0
-                due = min(self.total, int((now - started) * self.rate_per_s)) - self.issued
+                    pipeline.sink.refuse_next(1)
+                    next_deferral += 1.0 / self.deferred_per_s
+                due = int((now - started) * self.rate_per_s) - self.issued
                 for _ in range(due):
                     sends.add(asyncio.create_task(self._send(send)))
                 self.issued += due

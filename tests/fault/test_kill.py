@@ -50,7 +50,7 @@ from tests.fault.accounting import (
     texts_at_sns,
     webhooks_received,
 )
-from tests.fault.conftest import DEFERRED_PER_S, LIGHT_LOAD_S, LIGHT_RATE_PER_S, start_again
+from tests.fault.conftest import DEFERRED_PER_S, LIGHT_RATE_PER_S
 from tests.fault.load import OverHttp, Sending, invalid_to_kafka, push_request, sms_request, to_kafka, webhook_request
 from tests.scripted_http import ScriptedServer
 
@@ -78,7 +78,7 @@ async def test_kill_9_mid_load_then_restart_loses_nothing_and_sends_once(pipelin
             # Each mail then says which process sent it. (Not its arrival time: the sink stamps a mail
             # once it has read it, which can be just after the kill for one sent just before.)
             process.env["HERALD_SMTP_FROM"] = f"Herald <{successor}>"
-        await start_again(pipeline, service)
+        await trial.start_again(service)
         down_s = time.monotonic() - killed
         tally = await trial.settle(f"kill -9 {service}")
 
@@ -95,9 +95,9 @@ async def test_kill_9_mid_load_then_restart_loses_nothing_and_sends_once(pipelin
 
 async def test_kill_9_gateway_under_http_load_delivers_every_request_answered_202_once(pipeline: Pipeline) -> None:
     clients = OverHttp()
-    async with Trial(pipeline, rate_per_s=LIGHT_RATE_PER_S, duration_s=LIGHT_LOAD_S, sending=clients) as trial:
+    async with Trial(pipeline, rate_per_s=LIGHT_RATE_PER_S, sending=clients) as trial:
         pipeline.processes["gateway"].kill()
-        await start_again(pipeline, "gateway")
+        await trial.start_again("gateway")
         tally = await trial.settle("kill -9 gateway (HTTP load)")
 
     tally.report()
@@ -135,14 +135,13 @@ async def test_kill_9_of_a_channel_sender_mid_load_loses_nothing(pipeline: Pipel
         Trial(
             pipeline,
             rate_per_s=LIGHT_RATE_PER_S,
-            duration_s=LIGHT_LOAD_S,
             sending=sending,
             arrivals=arrivals,
             route=delivery(channel),
         ) as trial,
     ):
         pipeline.processes[service].kill()
-        await start_again(pipeline, service)
+        await trial.start_again(service)
         tally = await trial.settle(f"kill -9 {service}")
 
     tally.report()
@@ -154,13 +153,12 @@ async def test_kill_9_dead_letters_mid_load_stores_each_dead_letter_once(pipelin
     async with Trial(
         pipeline,
         rate_per_s=LIGHT_RATE_PER_S,
-        duration_s=LIGHT_LOAD_S,
         sending=invalid_to_kafka,
         arrivals=stored_dead_letters(pipeline.database_url),
         route=DEAD_LETTERS,
     ) as trial:
         pipeline.processes["dead-letters"].kill()
-        await start_again(pipeline, "dead-letters")
+        await trial.start_again("dead-letters")
         tally = await trial.settle("kill -9 dead-letters (stored in Postgres)")
 
     tally.report()
