@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import coverage
 import pytest
 import structlog
 from _pytest.nodeid import NodeId
@@ -51,6 +53,21 @@ def pytest_keyboard_interrupt() -> None:
     """Let the teardown that follows an interrupt finish: a second Ctrl-C would cut it short and leave
     processes behind (a private Postgres runs detached). It is bounded by the fixtures' grace periods."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def coverage_paused() -> Iterator[None]:
+    """Run without line coverage (``make test --cov``) inside: for tests whose own work, such as a load
+    they generate, the tracer would slow."""
+    measuring = coverage.Coverage.current()
+    if measuring is None:
+        yield
+        return
+    measuring.stop()
+    try:
+        yield
+    finally:
+        measuring.start()
 
 
 DATASTORES = pytest.StashKey[SessionDatastores]()

@@ -23,13 +23,13 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 
-import coverage
 import httpx
 import pytest
 
 from infra.local.broker import Broker
 from infra.local.datastores import PostgresServer, RedisServer
 from shared.client import NotificationClient
+from tests.conftest import coverage_paused
 from tests.e2e.conftest import Pipeline, eventually, running_pipeline
 
 RATE_PER_S = int(os.environ.get("HERALD_FAULT_RATE", "300"))
@@ -61,17 +61,10 @@ FAULT_SETTINGS = {
 
 @pytest.fixture(scope="package", autouse=True)
 def untraced() -> Iterator[None]:
-    """Fault tests run without line coverage (``make test --cov``): tracing the load they generate would
-    slow it, and what they exercise runs in the services' own processes, which are not measured anyway."""
-    measuring = coverage.Coverage.current()
-    if measuring is None:
+    """Fault tests run without line coverage: it would slow the load they generate, and what they
+    exercise runs in the services' own processes, which are not measured anyway."""
+    with coverage_paused():
         yield
-        return
-    measuring.stop()
-    try:
-        yield
-    finally:
-        measuring.start()
 
 
 @pytest.fixture(scope="package")
