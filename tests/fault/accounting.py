@@ -35,7 +35,7 @@ from shared.errors import DeadLetterReason
 from shared.messages import DEAD_LETTER, DeadLetter
 from shared.topics import CHANNELS, Topics
 from tests.e2e.conftest import Pipeline, eventually
-from tests.fault.conftest import LOAD_S, RATE_PER_S, start_again
+from tests.fault.conftest import LOAD_S, RATE_PER_S, outage, start_again
 from tests.fault.load import Load, Sending, key_in
 from tests.kafka_helpers import high_watermarks, wait_until_drained
 from tests.scripted_http import Recorded, ScriptedServer
@@ -313,6 +313,15 @@ class Trial:
         """Start a killed ``service`` again; the load goes on for :data:`LOAD_AFTER_RESTART_S` after it is
         ready (however long the restart took), so the test sees it take over a flowing stream."""
         await start_again(self.pipeline, service)
+        self.load.keep_going(LOAD_AFTER_RESTART_S)
+
+    async def outage(
+        self, seconds: float, stop: Callable[[], object], start: Callable[[], object], *, in_thread: bool
+    ) -> None:
+        """:func:`tests.fault.conftest.outage` inside the load: it goes on through the outage, however long
+        stopping and starting take, and for :data:`LOAD_AFTER_RESTART_S` after it."""
+        self.load.keep_going(seconds + LOAD_AFTER_RESTART_S)
+        await outage(seconds, stop, start, in_thread=in_thread)
         self.load.keep_going(LOAD_AFTER_RESTART_S)
 
     async def settle(self, what: str, *, dead_reason: str | None = None) -> Tally:
