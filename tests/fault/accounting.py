@@ -310,19 +310,31 @@ class Trial:
         await self.dead_letters.stop()
 
     async def start_again(self, service: str) -> None:
-        """Start a killed ``service`` again; the load goes on for :data:`LOAD_AFTER_RESTART_S` after it is
-        ready (however long the restart took), so the test sees it take over a flowing stream."""
-        await start_again(self.pipeline, service)
-        self.load.keep_going(LOAD_AFTER_RESTART_S)
+        """Start a killed ``service`` again; the load goes on until it is ready, however long that takes,
+        and for :data:`LOAD_AFTER_RESTART_S` after, so the test sees it take over a flowing stream."""
+        self.load.hold()
+        try:
+            await start_again(self.pipeline, service)
+        finally:
+            self.load.release(LOAD_AFTER_RESTART_S)
 
     async def outage(
-        self, seconds: float, stop: Callable[[], object], start: Callable[[], object], *, in_thread: bool
+        self,
+        seconds: float,
+        stop: Callable[[], object],
+        start: Callable[[], object],
+        *,
+        in_thread: bool,
+        noticed: Callable[[], Awaitable[bool | None]] | None = None,
     ) -> None:
-        """:func:`tests.fault.conftest.outage` inside the load: it goes on through the outage, however long
-        stopping and starting take, and for :data:`LOAD_AFTER_RESTART_S` after it."""
-        self.load.keep_going(seconds + LOAD_AFTER_RESTART_S)
-        await outage(seconds, stop, start, in_thread=in_thread)
-        self.load.keep_going(LOAD_AFTER_RESTART_S)
+        """:func:`tests.fault.conftest.outage` inside the load, which goes on through it and for
+        :data:`LOAD_AFTER_RESTART_S` after it; with ``noticed``, what is down stays down (past ``seconds``)
+        until that says the outage was met, so the test does not depend on the timing of the shared cores."""
+        self.load.hold()
+        try:
+            await outage(seconds, stop, start, in_thread=in_thread, noticed=noticed)
+        finally:
+            self.load.release(LOAD_AFTER_RESTART_S)
 
     async def settle(self, what: str, *, dead_reason: str | None = None) -> Tally:
         """Wait until every accepted notification arrived (or was dead-lettered for ``dead_reason``), the

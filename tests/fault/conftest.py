@@ -20,7 +20,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -139,7 +139,10 @@ async def start_again(pipeline: Pipeline, name: str, timeout: float = 60.0) -> N
                     return True
             return None
 
-        await eventually(ready, timeout, f"{name} to be ready again")
+        try:
+            await eventually(ready, timeout, f"{name} to be ready again")
+        except AssertionError as error:
+            raise AssertionError(f"{error}; its last lines:\n" + "\n".join(process.output_tail(30))) from None
 
 
 @contextlib.asynccontextmanager
@@ -158,8 +161,16 @@ async def reconfigured(pipeline: Pipeline, name: str, settings: Mapping[str, str
         await start_again(pipeline, name)
 
 
-async def outage(seconds: float, stop: Callable[[], object], start: Callable[[], object], *, in_thread: bool) -> None:
-    """Stop something, keep it down ``seconds``, start it again (also if the wait is interrupted).
+async def outage(
+    seconds: float,
+    stop: Callable[[], object],
+    start: Callable[[], object],
+    *,
+    in_thread: bool,
+    noticed: Callable[[], Awaitable[bool | None]] | None = None,
+) -> None:
+    """Stop something, keep it down ``seconds`` (and, with ``noticed``, until that returns True), start it
+    again (also if the wait is interrupted).
 
     ``in_thread`` runs ``stop`` and ``start`` off the event loop, so the load keeps flowing meanwhile;
     only for what does not die with the thread that started it (a child process does, see ManagedProcess).
@@ -175,5 +186,7 @@ async def outage(seconds: float, stop: Callable[[], object], start: Callable[[],
     try:
         # The outage itself: its length is the fault under test, not a wait for something to happen.
         await asyncio.sleep(seconds)
+        if noticed is not None:
+            await eventually(noticed, 60, "the outage to be noticed")
     finally:
         await run(start)

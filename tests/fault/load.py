@@ -32,6 +32,8 @@ TENANT = "dev"
 # How long a client of the gateway keeps retrying one request, and its first pause between tries.
 HTTP_GIVE_UP_S = 90.0
 HTTP_FIRST_PAUSE_S = 0.2
+# How many clients of the gateway send at once: httpx's default pool size, so none waits for a connection.
+HTTP_CLIENTS = 100
 
 Send = Callable[[], Awaitable[str]]
 Sending = Callable[[Pipeline], AbstractAsyncContextManager[Send]]
@@ -145,6 +147,11 @@ class OverHttp:
     def __init__(self, compose: Compose = email_request) -> None:
         self.compose = compose
         self.retried: Counter[str] = Counter()
+        # A population of clients, each with one request in hand at a time; requests beyond wait their
+        # turn. Unbounded, every request issued while the gateway was down waited in httpx's connection
+        # pool, whose hand-out is quadratic in the waiting: the test process spun at 100 % and starved
+        # its own readiness probe of the restarted gateway.
+        self._clients = asyncio.Semaphore(HTTP_CLIENTS)
 
     def __call__(self, pipeline: Pipeline) -> AbstractAsyncContextManager[Send]:
         return self._sending(pipeline)
@@ -154,6 +161,10 @@ class OverHttp:
         async with pipeline.client() as client:
 
             async def send() -> str:
+                async with self._clients:
+                    return await send_until_accepted()
+
+            async def send_until_accepted() -> str:
                 key, body = f"fault-http-{uuid.uuid4().hex}", self.compose()
                 deadline, pause = time.monotonic() + HTTP_GIVE_UP_S, HTTP_FIRST_PAUSE_S
                 while True:
@@ -180,7 +191,7 @@ class OverHttp:
 
 
 class Load:
-    """``rate_per_s`` unique requests a second for ``duration_s`` (or longer, see :meth:`keep_going`), sent
+    """``rate_per_s`` unique requests a second for ``duration_s`` (or longer, see :meth:`hold`), sent
     by ``sending`` (email to Kafka by default).
 
     ``accepted`` holds the id of each request that was acknowledged (by Kafka, or a 202): what Herald
@@ -207,11 +218,17 @@ class Load:
         self.accepted: list[str] = []
         self.issued = 0
         self._ends_at = 0.0
+        self._held = False
         self._task: asyncio.Task[None] | None = None
 
-    def keep_going(self, seconds: float) -> None:
-        """Send for at least ``seconds`` more, past the planned duration if need be."""
-        self._ends_at = max(self._ends_at, time.monotonic() + seconds)
+    def hold(self) -> None:
+        """Keep sending, past the planned duration if need be, until :meth:`release`."""
+        self._held = True
+
+    def release(self, after_s: float) -> None:
+        """Send for ``after_s`` more (or to the end of the planned duration, if that is later), then stop."""
+        self._held = False
+        self._ends_at = max(self._ends_at, time.monotonic() + after_s)
 
     def start(self) -> None:
         """Start sending in the background."""
@@ -242,7 +259,7 @@ class Load:
             started = time.monotonic()
             self._ends_at = max(self._ends_at, started + self.duration_s)
             next_deferral = started
-            while (now := time.monotonic()) < self._ends_at:
+            while (now := time.monotonic()) < self._ends_at or self._held:
                 # One refusal at a time, spread over the second: a burst of them at once would look
                 # like a provider failing and open the circuit, which is not the fault under test.
                 if self.deferred_per_s and now >= next_deferral:

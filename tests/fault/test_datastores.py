@@ -43,12 +43,23 @@ async def pauses(pipeline: Pipeline, services: tuple[str, ...]) -> dict[str, flo
     return {service: await pipeline.metric(service, PAUSED) for service in services}
 
 
+async def noticed_by(pipeline: Pipeline, service: str, before: dict[str, float]) -> bool | None:
+    """True once ``service`` paused a batch for a failing dependency since ``before`` was taken."""
+    return True if await pipeline.metric(service, PAUSED) > before[service] else None
+
+
 async def test_postgres_restarted_mid_load_loses_nothing(pipeline: Pipeline, private_postgres: PostgresServer) -> None:
     users = ("status", "retry")
     before = await pauses(pipeline, users)
     async with Trial(pipeline, deferred_per_s=DEFERRED_PER_S) as trial:
         # pg_ctl detaches the server, so it may be started from a worker thread (it takes a second or so).
-        await trial.outage(DATASTORE_DOWN_S, private_postgres.stop, private_postgres.start, in_thread=True)
+        await trial.outage(
+            DATASTORE_DOWN_S,
+            private_postgres.stop,
+            private_postgres.start,
+            in_thread=True,
+            noticed=lambda: noticed_by(pipeline, "status", before),
+        )
         tally = await trial.settle(f"Postgres down {DATASTORE_DOWN_S:g} s")
     after = await pauses(pipeline, users)
 
