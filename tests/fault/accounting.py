@@ -35,7 +35,7 @@ from shared.errors import DeadLetterReason
 from shared.messages import DEAD_LETTER, DeadLetter
 from shared.topics import CHANNELS, Topics
 from tests.e2e.conftest import Pipeline, eventually
-from tests.fault.conftest import LOAD_S, RATE_PER_S, outage, start_again
+from tests.fault.conftest import LOAD_S, RATE_PER_S, start_again
 from tests.fault.load import Load, Sending, key_in
 from tests.kafka_helpers import high_watermarks, wait_until_drained
 from tests.scripted_http import Recorded, ScriptedServer
@@ -152,7 +152,15 @@ def webhooks_received(receiver: ScriptedServer) -> Collected:
     async def received() -> list[Recorded]:
         return list(receiver.requests)
 
-    return Collected(received, lambda post: json.loads(post.body)["notification_id"])
+    def notification_of(post: Recorded) -> str | None:
+        # A request the killed sender was cut off in the middle of is no delivery: its successor sends it again.
+        try:
+            notification_id: str = json.loads(post.body)["notification_id"]
+        except (ValueError, KeyError):
+            return None
+        return notification_id
+
+    return Collected(received, notification_of)
 
 
 def stored_dead_letters(database_url: str) -> Collected:
@@ -310,29 +318,16 @@ class Trial:
         await self.dead_letters.stop()
 
     async def start_again(self, service: str) -> None:
-        """Start a killed ``service`` again; the load goes on until it is ready, however long that takes,
-        and for :data:`LOAD_AFTER_RESTART_S` after, so the test sees it take over a flowing stream."""
-        self.load.hold()
-        try:
-            await start_again(self.pipeline, service)
-        finally:
-            self.load.release(LOAD_AFTER_RESTART_S)
+        """Start a killed ``service`` again inside the load (see :meth:`during`), so the test sees it
+        take over a flowing stream."""
+        await self.during(start_again(self.pipeline, service))
 
-    async def outage(
-        self,
-        seconds: float,
-        stop: Callable[[], object],
-        start: Callable[[], object],
-        *,
-        in_thread: bool,
-        noticed: Callable[[], Awaitable[bool | None]] | None = None,
-    ) -> None:
-        """:func:`tests.fault.conftest.outage` inside the load, which goes on through it and for
-        :data:`LOAD_AFTER_RESTART_S` after it; with ``noticed``, what is down stays down (past ``seconds``)
-        until that says the outage was met, so the test does not depend on the timing of the shared cores."""
+    async def during(self, fault: Awaitable[None]) -> None:
+        """Await ``fault`` (a restart, an outage) inside the load: it goes on until the fault is over,
+        however long the shared cores make it, and for :data:`LOAD_AFTER_RESTART_S` after."""
         self.load.hold()
         try:
-            await outage(seconds, stop, start, in_thread=in_thread, noticed=noticed)
+            await fault
         finally:
             self.load.release(LOAD_AFTER_RESTART_S)
 

@@ -31,7 +31,7 @@ from infra.local.datastores import PostgresServer, RedisServer
 from shared.client import NotificationClient
 from tests.e2e.conftest import Pipeline, eventually
 from tests.fault.accounting import Trial
-from tests.fault.conftest import DATASTORE_DOWN_S, DEFERRED_PER_S
+from tests.fault.conftest import DATASTORE_DOWN_S, DEFERRED_PER_S, outage
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(300)]
 
@@ -53,12 +53,14 @@ async def test_postgres_restarted_mid_load_loses_nothing(pipeline: Pipeline, pri
     before = await pauses(pipeline, users)
     async with Trial(pipeline, deferred_per_s=DEFERRED_PER_S) as trial:
         # pg_ctl detaches the server, so it may be started from a worker thread (it takes a second or so).
-        await trial.outage(
-            DATASTORE_DOWN_S,
-            private_postgres.stop,
-            private_postgres.start,
-            in_thread=True,
-            noticed=lambda: noticed_by(pipeline, "status", before),
+        await trial.during(
+            outage(
+                DATASTORE_DOWN_S,
+                private_postgres.stop,
+                private_postgres.start,
+                in_thread=True,
+                noticed=lambda: noticed_by(pipeline, "status", before),
+            )
         )
         tally = await trial.settle(f"Postgres down {DATASTORE_DOWN_S:g} s")
     after = await pauses(pipeline, users)
@@ -79,7 +81,7 @@ async def test_redis_restarted_mid_load_loses_nothing(pipeline: Pipeline, privat
     async with Trial(pipeline, deferred_per_s=DEFERRED_PER_S) as trial:
         await eventually(lambda: trial.mailbox.refresh().get(repeated), 30, "the keyed request's mail")
         # On this (the main) thread: redis-server is a child that dies with the thread that started it.
-        await trial.outage(DATASTORE_DOWN_S, private_redis.stop, private_redis.start, in_thread=False)
+        await trial.during(outage(DATASTORE_DOWN_S, private_redis.stop, private_redis.start, in_thread=False))
         assert await send_keyed(pipeline, key) == repeated
         # Settling drains every stage, the repeat included: its mails are counted in full.
         tally = await trial.settle(f"Redis restarted after {DATASTORE_DOWN_S:g} s")
