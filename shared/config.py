@@ -61,6 +61,17 @@ class HeraldSettings(BaseSettings):
         ),
     )
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000, description="Consumer group session timeout.")
+    kafka_fetch_max_wait_ms: int = Field(
+        default=50,
+        ge=1,
+        le=5_000,
+        description=(
+            "How long the broker may hold a consumer's fetch while it has no new records. Apache Kafka answers "
+            "as soon as records arrive, so there a longer wait (its default is 500) costs no latency and spares "
+            "the broker idle fetches; Tansu 0.6 answers when the wait is over, so with it this bounds the latency "
+            "of each hop, and each idle consumer sends the broker 1000/this fetches a second."
+        ),
+    )
     kafka_consumer_stall_s: float = Field(
         default=120.0,
         gt=0,

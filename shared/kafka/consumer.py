@@ -179,8 +179,7 @@ class ConsumerLoop(Generic[T]):
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=max(settings.kafka_session_timeout_ms // 4, 250),
             max_poll_interval_ms=300_000,
-            # The broker answers a fetch as soon as there is data or after this wait: bounds idle latency per hop.
-            fetch_max_wait_ms=50,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             # How soon the loop learns that its topics are gone (see shared.kafka.metadata).
             metadata_max_age_ms=METADATA_MAX_AGE_MS,
         )

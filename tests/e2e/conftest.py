@@ -24,7 +24,7 @@ from infra.standins.push import PushStandIns
 from shared.kafka.admin import AdminSettings, create_topics
 from shared.storage.migrate import ensure_database, migrate
 from shared.topics import Topics
-from tests.conftest import REDIS_URL
+from tests.conftest import FETCH_MAX_WAIT_MS, REDIS_URL
 from tests.databases import drop_database
 from tests.integration.conftest import BASE_DATABASE_URL, _with_database
 
@@ -128,6 +128,7 @@ def service_environment(
         "HERALD_TOPIC_PREFIX": namespace,
         "HERALD_KAFKA_IDEMPOTENT_PRODUCER": "false",
         "HERALD_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "HERALD_KAFKA_FETCH_MAX_WAIT_MS": str(FETCH_MAX_WAIT_MS),
         "HERALD_DATABASE_URL": database_url,
         "HERALD_DATABASE_POOL_SIZE": "4",
         "HERALD_REDIS_URL": redis_url,
