@@ -70,6 +70,12 @@ class ServiceLogs:
     def count(self, pattern: re.Pattern[str]) -> dict[str, int]:
         return {service: sum(1 for line in lines if pattern.search(line)) for service, lines in self.lines.items()}
 
+    def tails(self, lines: int) -> str:
+        """The last ``lines`` lines of each service, for a failure message."""
+        return "\n".join(
+            f"--- {service}\n" + "\n".join(printed[-lines:]) for service, printed in sorted(self.lines.items())
+        )
+
 
 @pytest.fixture
 def service_logs() -> ServiceLogs:
@@ -229,7 +235,12 @@ async def test_broker_killed_and_restarted_empty_services_say_so_then_recover(
         idempotent_producer=False,
     ) as client:
         after = [await send_one(client, "after") for _ in range(SENT_AFTER)]
-    await eventually(lambda: True if all(pipeline.mails_for(i) for i in after) else None, 90, "the new mails")
+    try:
+        await eventually(lambda: True if all(pipeline.mails_for(i) for i in after) else None, 90, "the new mails")
+    except AssertionError as error:
+        mailed = sum(1 for i in after if pipeline.mails_for(i))
+        said = service_logs.tails(15)
+        raise AssertionError(f"{error} ({mailed} of {SENT_AFTER} mailed); the services said:\n{said}") from None
 
     commit_failures = service_logs.count(COMMIT_FAILURE)
     print(
