@@ -16,8 +16,6 @@ from croniter import croniter
 from shared.errors import InvalidRequest
 from shared.messages import NotificationRequest, Recurrence
 
-# A request due this soon is sent at once: holding it back would only add the scheduler's latency.
-IMMEDIATE_WITHIN = timedelta(seconds=1)
 # How far ahead a notification may be scheduled.
 MAX_AHEAD = timedelta(days=366)
 # A recurrence's occurrences may come no closer than this (HERALD_RECURRENCE_MIN_INTERVAL_S): one
@@ -75,7 +73,8 @@ def first_time(request: NotificationRequest, now: datetime) -> datetime | None:
     start = max(request["send_at"] or now, now)
     recurrence = request["recurrence"]
     if recurrence is None:
-        return start if start - now > IMMEDIATE_WITHIN else now
+        # Never early, even by the scheduler's latency: ``send_at`` is a promise that nothing goes out before it.
+        return start
     # The first occurrence at or after the start: step back a second so a start on the dot counts.
     return next_time(recurrence, request["timezone"], start - timedelta(seconds=1))
 
@@ -91,6 +90,4 @@ def next_time(recurrence: Recurrence, timezone: str | None, after: datetime) -> 
 
 def is_scheduled(request: NotificationRequest, now: datetime) -> bool:
     """Whether the request waits (for ``send_at`` or its recurrence) rather than going out now."""
-    return request["recurrence"] is not None or (
-        request["send_at"] is not None and request["send_at"] - now > IMMEDIATE_WITHIN
-    )
+    return request["recurrence"] is not None or (request["send_at"] is not None and request["send_at"] > now)
