@@ -54,6 +54,22 @@ from shared.topics import Topics
 from shared.tracking import TrackingTokens
 
 SERVICE = "gateway"
+# The API's resources, each a module with a ``router``. Tracking (mail clients call it) and callbacks (providers
+# sign them) take no API key: the token's signature and the provider's authenticate them.
+RESOURCES = (
+    notifications,
+    devices,
+    erasures,
+    recipients,
+    preferences,
+    dead_letters,
+    suppressions,
+    templates,
+    api_keys,
+    webhook_endpoints,
+    tracking,
+    callbacks,
+)
 # The response headers a browser's script may read.
 CORS_EXPOSED_HEADERS = [
     "Location",
@@ -142,20 +158,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     idempotency.install(app)
     # Outside it: a replayed answer gets this request's rate-limit headers, not the stored ones.
     app.add_middleware(RateLimitHeaders)
-    app.include_router(notifications.router)
-    app.include_router(devices.router)
-    app.include_router(erasures.router)
-    app.include_router(recipients.router)
-    app.include_router(preferences.router)
-    app.include_router(dead_letters.router)
-    app.include_router(suppressions.router)
-    app.include_router(templates.router)
-    app.include_router(api_keys.router)
-    app.include_router(webhook_endpoints.router)
-    # Without an API key: mail clients call these, and the token's signature authenticates them.
-    app.include_router(tracking.router)
-    # Without an API key too: providers sign their callbacks.
-    app.include_router(callbacks.router)
+    # The resources' own routes rather than include_router's: FastAPI 0.165 analyses the dependencies of every
+    # included route again for each app it is included in (about 0.1 s of CPU a gateway), and each test builds
+    # an app of its own. Each router carries its prefix, tags and responses, so the API is the same.
+    for resource in RESOURCES:
+        app.router.routes.extend(resource.router.routes)
     app.router.routes.extend(health_routes(checks))
     app.add_middleware(NulCharacters)
     app.add_middleware(

@@ -3,8 +3,9 @@
 :class:`Gateway` holds every long-lived object a route may use (repositories, the Kafka producer, the
 Redis-backed stores, verifiers built from the settings). The app's lifespan builds it and :func:`attach`
 stores it on the app; a route names what it needs as a parameter typed with one of the aliases below
-(``producer: ProducerDep``), so mypy checks every use and a test can swap one through
-``app.dependency_overrides[get_producer]``. This module is the only one that touches ``app.state``.
+(``producer: ProducerDep``), so mypy checks every use; a test swaps one by attaching a copy of the running
+:class:`Gateway` with it replaced (``dataclasses.replace``). This module is the only one that touches
+``app.state``.
 """
 
 from __future__ import annotations

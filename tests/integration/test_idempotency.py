@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, cast
 
 import orjson
@@ -19,7 +20,7 @@ from pydantic import SecretStr
 from redis import Redis
 
 from services.gateway.app import create_app
-from services.gateway.deps import Gateway, attached, get_producer
+from services.gateway.deps import Gateway, attach, attached
 from services.gateway.http.credentials import Principal
 from services.gateway.http.problems import Problem
 from services.gateway.settings import GatewaySettings
@@ -49,13 +50,11 @@ def gateway(client: TestClient) -> Gateway:
     return attached(app_of(client))
 
 
-def use_producer(client: TestClient, producer: object) -> None:
-    """Make the routes of ``client``'s app produce with ``producer`` (until :func:`restore_producer`)."""
-    app_of(client).dependency_overrides[get_producer] = lambda: producer
-
-
-def restore_producer(client: TestClient) -> None:
-    app_of(client).dependency_overrides.pop(get_producer)
+def use_producer(client: TestClient, producer: object) -> Gateway:
+    """Make the routes of ``client``'s app produce with ``producer``; the collaborators they had, to restore."""
+    running = gateway(client)
+    attach(app_of(client), replace(running, producer=producer))  # type: ignore[arg-type]
+    return running
 
 
 @pytest.fixture
@@ -216,11 +215,11 @@ def test_a_retry_while_the_first_request_is_in_flight_is_409(client: TestClient)
 def test_a_crash_is_not_kept_so_a_retry_can_succeed(
     client: TestClient, gateway_settings: GatewaySettings, sync_redis: Redis
 ) -> None:
-    use_producer(client, BrokenProducer(RuntimeError("broker unreachable")))
+    running = use_producer(client, BrokenProducer(RuntimeError("broker unreachable")))
     with pytest.raises(RuntimeError, match="broker unreachable"):  # TestClient re-raises what became a 500
         client.post(NOTIFICATIONS, json=body(), headers=keyed("order-45"))
     assert sync_redis.exists(stored_key(client, "order-45")) == 0
-    restore_producer(client)
+    attach(app_of(client), running)
     retry = client.post(NOTIFICATIONS, json=body(), headers=keyed("order-45"))
     assert retry.status_code == 202, retry.text
     assert REPLAYED not in retry.headers
@@ -228,10 +227,10 @@ def test_a_crash_is_not_kept_so_a_retry_can_succeed(
 
 
 def test_a_5xx_answer_is_not_kept(client: TestClient, sync_redis: Redis) -> None:
-    use_producer(client, BrokenProducer(Problem(503, "Service unavailable", "the broker is down")))
+    running = use_producer(client, BrokenProducer(Problem(503, "Service unavailable", "the broker is down")))
     assert_problem(client.post(NOTIFICATIONS, json=body(), headers=keyed("order-49")), 503)
     assert sync_redis.exists(stored_key(client, "order-49")) == 0
-    restore_producer(client)
+    attach(app_of(client), running)
     retry = client.post(NOTIFICATIONS, json=body(), headers=keyed("order-49"))
     assert retry.status_code == 202, retry.text
     assert REPLAYED not in retry.headers
