@@ -115,18 +115,14 @@ class PrismMock(StartsAndStops):
         self._process = ManagedProcess(self.name, argv, cwd=REPO_ROOT, line_sink=self._line_sink)
         self._process.start()
         try:
-            # Any answer will do (an unknown path gets a 404): Prism listens only once the spec is loaded.
-            self._process.wait_until(self._answers, timeout=timeout, what=f"Prism answered on {self.url}")
+            with httpx.Client(timeout=2.0) as client:
+                # Any answer will do (an unknown path gets a 404): Prism listens only once the spec is loaded.
+                self._process.wait_until(
+                    lambda: _answers(client, self.url), timeout=timeout, what=f"Prism answered on {self.url}"
+                )
         except BaseException:
             self.stop()
             raise
-
-    def _answers(self) -> bool:
-        try:
-            httpx.get(self.url, timeout=2.0)
-        except httpx.HTTPError:
-            return False
-        return True
 
     def stop(self) -> None:
         """Stop Prism and remove the description copy it served, if any."""
@@ -136,3 +132,11 @@ class PrismMock(StartsAndStops):
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
+
+
+def _answers(client: httpx.Client, url: str) -> bool:
+    try:
+        client.get(url)
+    except httpx.HTTPError:
+        return False
+    return True

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from tests.integration.conftest import BASE_DATABASE_URL, _with_database
 
 API_KEY = "e2e-test-key-0123456789"
 TRACKING_KEY = LOCAL_ENVIRONMENT["HERALD_TRACKING_SIGNING_KEY"]
+# The header the email sender sets to the notification's id.
+NOTIFICATION_HEADER = "X-Herald-Notification-Id"
 T = TypeVar("T")
 
 
@@ -77,7 +80,12 @@ class Pipeline:
         return found
 
     def mails_for(self, notification_id: str) -> list[ReceivedMessage]:
-        return [m for m in self.sink.messages if m.header("X-Herald-Notification-Id") == notification_id]
+        return [m for m in self.sink.messages if m.header(NOTIFICATION_HEADER) == notification_id]
+
+    def mailed(self) -> Counter[str | None]:
+        """How many mails the sink holds for each notification id: one pass over them, where asking
+        :meth:`mails_for` of each of many ids goes over every mail once per id."""
+        return Counter(m.header(NOTIFICATION_HEADER) for m in self.sink.messages)
 
     async def wait_for_mail(self, notification_id: str, timeout: float = 30.0) -> ReceivedMessage:
         """The mail of one notification, once it reached the SMTP server."""

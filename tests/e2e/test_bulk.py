@@ -40,7 +40,7 @@ async def test_a_bulk_of_emails_is_delivered_and_listed_as_sent(pipeline: Pipeli
         ids = [result["id"] for result in outcome["results"]]
 
         def delivered() -> Counter[str] | None:
-            mails = Counter(m.header("X-Herald-Notification-Id") for m in pipeline.sink.messages)
+            mails = pipeline.mailed()
             arrived = Counter({i: mails[i] for i in ids if mails[i]})
             return arrived if len(arrived) == COUNT else None
 

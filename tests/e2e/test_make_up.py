@@ -182,12 +182,12 @@ def test_make_up_without_postgres_and_redis_programs_delivers_the_banners_email(
         assert port_accepts("127.0.0.1", postgres_port)
 
         notification_id = stack.send_banner_email()
-        mails = f"http://127.0.0.1:{stack.mail_web_port}/api/messages"
-        stack.process.wait_until(
-            lambda: any(mail["subject"] == "Hello Ada" for mail in httpx.get(mails).json()),
-            timeout=60,
-            what="the banner's email at the mail sink",
-        )
+        with httpx.Client(base_url=f"http://127.0.0.1:{stack.mail_web_port}") as sink:
+            stack.process.wait_until(
+                lambda: any(mail["subject"] == "Hello Ada" for mail in sink.get("/api/messages").json()),
+                timeout=60,
+                what="the banner's email at the mail sink",
+            )
         stack.wait_for_status(notification_id, "sent")
     assert not (world_readable_dir / "postgres" / "postmaster.pid").exists(), "the private Postgres still runs"
     assert not port_accepts("127.0.0.1", redis_port)

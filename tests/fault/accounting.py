@@ -34,13 +34,12 @@ from infra.standins.fcm import AcceptedMessage, FcmStandIn
 from shared.errors import DeadLetterReason
 from shared.messages import DEAD_LETTER, DeadLetter
 from shared.topics import CHANNELS, Topics
-from tests.e2e.conftest import Pipeline, eventually
+from tests.e2e.conftest import NOTIFICATION_HEADER, Pipeline, eventually
 from tests.fault.conftest import LOAD_S, RATE_PER_S, start_again
 from tests.fault.load import Load, Sending, key_in
 from tests.kafka_helpers import high_watermarks, wait_until_drained
 from tests.scripted_http import Recorded, ScriptedServer
 
-NOTIFICATION_HEADER = "X-Herald-Notification-Id"
 # How long a load goes on once a killed service is ready again.
 LOAD_AFTER_RESTART_S = 2.0
 

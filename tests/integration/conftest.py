@@ -79,9 +79,10 @@ async def redis(settings: HeraldSettings) -> AsyncIterator[Redis]:
         await client.aclose()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoServer]:
-    """moto in server mode: the AWS APIs (SES, SNS) over real HTTP, for one test module."""
+    """moto in server mode: the AWS APIs (SES, SNS) over real HTTP, for the test session (each xdist worker's:
+    a module's tests are shared out over the workers, so a module-scoped one started about 25 times)."""
     with MotoServer(line_sink=None) as server:
         yield server
 

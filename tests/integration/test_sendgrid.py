@@ -45,8 +45,9 @@ def config(base_url: str = "https://api.sendgrid.com", **overrides: Any) -> Send
 # --- fixtures -------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def prism() -> Iterator[PrismMock]:
+    """Prism serving the API description (it keeps no state between requests), once per xdist worker."""
     with PrismMock(SPEC) as mock:
         yield mock
 

@@ -131,13 +131,15 @@ class SupervisedHerald:
     def wait_ready(self, name: str, timeout: float = 60.0) -> None:
         """Wait until service ``name`` answers ``/ready`` (the supervisor may still be starting it)."""
 
-        def ready() -> bool:
-            try:
-                return httpx.get(self.specs[name].ready_url, timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
+        with httpx.Client(timeout=2) as client:
 
-        wait_until(ready, timeout=timeout, what=f"{name} ready")
+            def ready() -> bool:
+                try:
+                    return client.get(self.specs[name].ready_url).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            wait_until(ready, timeout=timeout, what=f"{name} ready")
 
     def send(self, subject: str, timeout: float = 60.0) -> str:
         """POST an email notification until it is answered 202, with one Idempotency-Key, as a client
@@ -353,10 +355,12 @@ def test_make_up_restarts_what_dies_and_stops_only_on_sigterm(tmp_path: Path) ->
             timeout=60,
             what="a notification accepted",
         )
-        mails = f"http://127.0.0.1:{mail_web_port}/api/messages"
-        stack.wait_until(
-            lambda: any(mail["subject"] == "Still up" for mail in httpx.get(mails).json()), timeout=60, what="its mail"
-        )
+        with httpx.Client(base_url=f"http://127.0.0.1:{mail_web_port}") as sink:
+            stack.wait_until(
+                lambda: any(mail["subject"] == "Still up" for mail in sink.get("/api/messages").json()),
+                timeout=60,
+                what="its mail",
+            )
     finally:
         status = stack.stop(grace=60)
     assert status == 0, "\n".join(lines[-30:])

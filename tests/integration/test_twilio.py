@@ -65,8 +65,9 @@ def sms(**overrides: Any) -> SmsDelivery:
 # --- against Twilio's contract (Prism) ------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def prism() -> Iterator[PrismMock]:
+    """Prism serving the API description (it keeps no state between requests), once per xdist worker."""
     with PrismMock(SPEC) as mock:
         yield mock
 
