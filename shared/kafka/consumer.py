@@ -280,7 +280,10 @@ class ConsumerLoop(Generic[T]):
     async def _notice_lost_state(self) -> None:
         """Set ``_lost`` if the broker no longer has a topic of the loop, or a partition's log got shorter (it
         restarted empty: Tansu then answers fetches past the new end with no records and no error, where
-        Kafka says OFFSET_OUT_OF_RANGE, so the loop would wait there for ever)."""
+        Kafka says OFFSET_OUT_OF_RANGE, so the loop would wait there for ever). A position past the end of a
+        log the loop has just joined is read from the beginning, as Kafka's consumer does on OFFSET_OUT_OF_RANGE
+        (``auto_offset_reset``): an offset of records the broker lost, which a member committed to the
+        restarted broker in the moment before it noticed."""
         if await self._topics_missing():
             return
         for tp in self._consumer.assignment():
@@ -292,6 +295,16 @@ class ConsumerLoop(Generic[T]):
                 self._lost = f"{tp.topic}[{tp.partition}] now ends at offset {highwater}, it ended at {seen}"
                 return
             self._highwater_seen[tp] = highwater
+            position = await self._consumer.position(tp)
+            if position > highwater:
+                log.warning(
+                    "position_past_log_end",
+                    partition=f"{tp.topic}:{tp.partition}",
+                    position=position,
+                    log_end=highwater,
+                    action="reading the partition from the beginning",
+                )
+                await self._consumer.seek_to_beginning(tp)
 
     async def _topics_missing(self) -> bool:
         """Whether the broker lacks a topic of the loop (sets ``_lost``); asks it only when the metadata

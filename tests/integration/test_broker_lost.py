@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import UnknownTopicOrPartitionError
 
@@ -130,3 +131,34 @@ async def test_a_loop_whose_broker_restarted_empty_says_so_then_joins_anew_once_
     assert loop.source in stall
     assert sorted(STATUS_EVENT.decode(r.value)["event_id"] for r in forwarded) == [f"e{i}" for i in range(100, 105)]
     assert total(metrics.CONSUMER_TOPICS_LOST) > restarts_before
+
+
+async def test_a_committed_offset_past_the_end_of_the_log_is_read_from_the_beginning(
+    broker: Broker, namespace: str
+) -> None:
+    """What a member commits to a broker that restarted empty, in the moment before it notices, is an offset
+    past the end of the new log. Kafka answers a fetch there OFFSET_OUT_OF_RANGE and the consumer starts over
+    from the earliest offset; Tansu answers nothing, so the loop waited there for ever (the broker-restart
+    fault test once lost 95 of 100 notifications so, every service ready and live)."""
+    bootstrap = broker.bootstrap_servers
+    loop = LoopUnderTest(without_topics(bootstrap, namespace), forward_to(f"{namespace}.out"))
+    await create_topics(bootstrap, [loop.source, loop.dlq, f"{namespace}.out"])
+    await produce_raw(bootstrap, loop.source, [event(i) for i in range(8)])
+    await commit(bootstrap, loop.group, {TopicPartition(loop.source, partition): 1000 for partition in range(4)})
+    await loop.start()
+    try:
+        forwarded = await read_topic(bootstrap, f"{namespace}.out", 8)
+    finally:
+        await loop.stop()
+    assert sorted(STATUS_EVENT.decode(r.value)["event_id"] for r in forwarded) == [f"e{i}" for i in range(8)]
+
+
+async def commit(bootstrap: str, group: str, offsets: dict[TopicPartition, int]) -> None:
+    """Commit ``offsets`` for ``group`` from outside it, as a member of an earlier generation would have."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(offsets))
+        await consumer.commit(offsets)
+    finally:
+        await consumer.stop()
