@@ -21,6 +21,7 @@ from infra.local.stack import LOCAL_ENVIRONMENT
 from shared.config import HeraldSettings
 from shared.crypto import Encryptor
 from shared.kafka.admin import AdminSettings, create_topics
+from tests.kafka_helpers import delete_topics
 from tests.session_datastores import DEFAULT_REDIS_URL, REDIS_VARIABLE, SessionDatastores, provide_datastores
 
 # The session's Redis: pytest_configure points it at a private one if this one does not answer.
@@ -171,17 +172,19 @@ def namespace() -> str:
 
 
 @pytest.fixture
-def settings(broker: Broker, namespace: str) -> HeraldSettings:
+def settings(broker: Broker, namespace: str) -> Iterator[HeraldSettings]:
     """Settings pointing at the test broker and Redis, isolated by ``namespace``, whose topics exist: the
-    topics job creates them (no Herald client does), so the fixture does as the job would."""
-    asyncio.run(
+    topics job creates them (no Herald client does), so the fixture does as the job would. They are deleted
+    afterwards: a client's first metadata request lists every topic of the broker, and the thousands a
+    worker's tests left behind made each test's clients (and the broker) slower than the last."""
+    topics = asyncio.run(
         create_topics(
             AdminSettings(
                 kafka_bootstrap_servers=broker.bootstrap_servers, topic_prefix=namespace, kafka_topic_partitions=4
             )
         )
     )
-    return HeraldSettings(
+    yield HeraldSettings(
         kafka_bootstrap_servers=broker.bootstrap_servers,
         topic_prefix=namespace,
         kafka_idempotent_producer=False,
@@ -190,3 +193,4 @@ def settings(broker: Broker, namespace: str) -> HeraldSettings:
         redis_url=REDIS_URL,
         redis_namespace=namespace,
     )
+    asyncio.run(delete_topics(broker.bootstrap_servers, topics))

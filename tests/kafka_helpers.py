@@ -128,3 +128,13 @@ async def wait_until_drained(bootstrap: str, group: str, topic: str, timeout: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"{group} committed {done} of {target} records of {topic}")
         await asyncio.sleep(0.2)
+
+
+async def delete_topics(bootstrap_servers: str, names: Sequence[str]) -> None:
+    """Delete the topics ``names`` from the broker."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.delete_topics(list(names))
+    finally:
+        await admin.close()
