@@ -25,7 +25,7 @@ import pytest
 from infra.local.mail_sink import MailSink
 from infra.local.processes import ManagedProcess, free_port, free_ports_in_a_row, port_accepts
 from infra.local.stack import DEFAULT_DEV_API_KEY, REPO_ROOT, WORKERS
-from tests.conftest import REDIS_URL
+from tests.conftest import FETCH_MAX_WAIT_MS, REDIS_URL
 from tests.integration.conftest import BASE_DATABASE_URL, _with_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -107,6 +107,7 @@ def stack_environment(var_dir: Path, **overrides: str) -> dict[str, str]:
         # Ten services at the default ten connections each would take the machine's Postgres (100 by
         # default) from the tests running beside this one on other workers.
         "HERALD_DATABASE_POOL_SIZE": "2",
+        "HERALD_KAFKA_FETCH_MAX_WAIT_MS": str(FETCH_MAX_WAIT_MS),
     }
     return environment | overrides
 

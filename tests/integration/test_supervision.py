@@ -30,14 +30,12 @@ from infra.local.mail_sink import MailSink
 from infra.local.processes import (
     ManagedProcess,
     free_port,
-    free_ports_in_a_row,
     python_module,
     stop_all,
     wait_until,
 )
 from infra.local.stack import (
     REPO_ROOT,
-    WORKERS,
     ServiceSpec,
     broker_supervised,
     herald_services,
@@ -50,6 +48,7 @@ from shared.storage.migrate import ensure_database, migrate
 from shared.topics import Topics
 from tests.conftest import REDIS_URL
 from tests.e2e.conftest import API_KEY, service_environment
+from tests.e2e.test_make_up import stack_environment
 from tests.integration.conftest import BASE_DATABASE_URL, _with_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -293,30 +292,17 @@ def environment_of(pid: int) -> dict[str, str]:
 
 
 def test_make_up_restarts_what_dies_and_stops_only_on_sigterm(tmp_path: Path) -> None:
-    gateway_port, mail_web_port = free_port(), free_port()
-    environment = {
-        "HERALD_GATEWAY_PORT": str(gateway_port),
-        "HERALD_SMTP_PORT": str(free_port()),
-        "HERALD_MAIL_WEB_PORT": str(mail_web_port),
-        "HERALD_SMS_STAND_IN_PORT": str(free_port()),
-        "HERALD_LOCAL_OPS_PORTS_START": str(free_ports_in_a_row(len(WORKERS))),
-        "HERALD_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
-        "HERALD_LOCAL_BROKER_STORAGE": "s3",
-        "HERALD_LOCAL_BROKER_S3_PORT": str(free_port()),
-        "HERALD_DATABASE_URL": _with_database(BASE_DATABASE_URL, f"herald_test_{uuid.uuid4().hex}"),
-        # Not the default ten connections a service: the machine's Postgres is shared with other workers.
-        "HERALD_DATABASE_POOL_SIZE": "2",
-        "HERALD_REDIS_URL": REDIS_URL,
-        "HERALD_REDIS_NAMESPACE": f"make-up-{uuid.uuid4().hex[:8]}",
-        "HERALD_LOCAL_VAR_DIR": str(tmp_path),
-        # Twilio and SendGrid pointed elsewhere (and SMS through SNS alone): no Prism to install.
-        "HERALD_TWILIO_BASE_URL": "http://127.0.0.1:9",
-        "HERALD_SENDGRID_BASE_URL": "http://127.0.0.1:9",
-        "HERALD_SMS_PROVIDERS": "sns",
-        "HERALD_LOCAL_RESTART_BACKOFF_S": "0.2",
+    environment = stack_environment(
+        tmp_path,
+        HERALD_LOCAL_BROKER_STORAGE="s3",
+        HERALD_LOCAL_BROKER_S3_PORT=str(free_port()),
+        HERALD_DATABASE_URL=_with_database(BASE_DATABASE_URL, f"herald_test_{uuid.uuid4().hex}"),
+        HERALD_REDIS_URL=REDIS_URL,
+        HERALD_LOCAL_RESTART_BACKOFF_S="0.2",
         # One of the defaults the stack sets, turned off: the environment wins.
-        "HERALD_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "false",
-    }
+        HERALD_WEBHOOK_ALLOW_PRIVATE_NETWORKS="false",
+    )
+    gateway_port, mail_web_port = int(environment["HERALD_GATEWAY_PORT"]), int(environment["HERALD_MAIL_WEB_PORT"])
     lines: list[str] = []
     stack = python_module(
         "make-up", "infra.local.stack", env=environment, cwd=REPO_ROOT, line_sink=lambda _, line: lines.append(line)
