@@ -124,14 +124,16 @@ def _layer(config: pytest.Config, path: Path) -> str | None:
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
-    """Keep the tests sharing a layer's pipeline on one xdist worker with ``--dist loadgroup``."""
+    """Keep the tests sharing a layer's pipeline on one xdist worker with ``--dist loadgroup``, and those of
+    any other ``xdist_group``."""
     layer = _layer(item.config, item.path)
     if layer in PIPELINE_LAYERS and SHARED_PIPELINE in getattr(item, "fixturenames", ()):
         item.add_marker(pytest.mark.xdist_group(layer))
-        if getattr(item.config.option, "loadgroup", False):
-            # pytest-xdist 3.8 groups by a "@group" suffix it writes to item._nodeid, which pytest 9 no
-            # longer reads (the id lives in item._id): without this, --dist loadgroup groups nothing.
-            item._id = NodeId.parse(f"{item.nodeid}@{layer}")
+    group = item.get_closest_marker("xdist_group")
+    if group is not None and getattr(item.config.option, "loadgroup", False):
+        # pytest-xdist 3.8 groups by a "@group" suffix it writes to item._nodeid, which pytest 9 no longer
+        # reads (the id lives in item._id): without this, --dist loadgroup groups nothing.
+        item._id = NodeId.parse(f"{item.nodeid}@{group.args[0]}")
 
 
 @pytest.hookimpl(tryfirst=True)

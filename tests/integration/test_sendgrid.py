@@ -27,7 +27,8 @@ from tests.factories import email_delivery as delivery
 from tests.factories import inline_attachment
 from tests.scripted_http import Reply, ScriptedServer
 
-pytestmark = pytest.mark.integration
+# On one xdist worker: Prism takes about 2 s of CPU to start, once per worker that runs one of these tests.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("prism")]
 
 SPEC = Path(__file__).resolve().parents[2] / "infra" / "standins" / "contracts" / "sendgrid_v3_swagger2.json"
 API_KEY = "SG.test-key"

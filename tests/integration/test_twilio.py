@@ -36,7 +36,8 @@ from shared.messages import SmsDelivery
 from shared.providers.base import ProviderConfigError
 from tests.factories import sms_delivery
 
-pytestmark = pytest.mark.integration
+# On one xdist worker: Prism takes about 2 s of CPU to start, once per worker that runs one of these tests.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("prism")]
 
 SPEC = Path(__file__).resolve().parents[2] / "infra" / "standins" / "contracts" / "twilio_api_v2010.json"
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
