@@ -37,7 +37,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -242,7 +242,7 @@ class ConsumerLoop(Generic[T]):
                     timeout_ms=self._config.fetch_timeout_ms, max_records=self._config.max_batch
                 )
                 records = [record for batch in fetched.values() for record in batch]
-                await self._notice_lost_state()
+                await self._notice_lost_state(served=fetched.keys())
                 if self._lost is not None:
                     continue
                 if not records:
@@ -277,13 +277,15 @@ class ConsumerLoop(Generic[T]):
             await self._await_batch(self._pending[0])
             await self._commit_finished()
 
-    async def _notice_lost_state(self) -> None:
+    async def _notice_lost_state(self, *, served: Collection[TopicPartition]) -> None:
         """Set ``_lost`` if the broker no longer has a topic of the loop, or a partition's log got shorter (it
         restarted empty: Tansu then answers fetches past the new end with no records and no error, where
         Kafka says OFFSET_OUT_OF_RANGE, so the loop would wait there for ever). A position past the end of a
         log the loop has just joined is read from the beginning, as Kafka's consumer does on OFFSET_OUT_OF_RANGE
         (``auto_offset_reset``): an offset of records the broker lost, which a member committed to the
-        restarted broker in the moment before it noticed."""
+        restarted broker in the moment before it noticed. Looked for only in the partitions the fetch brought
+        nothing from (``served`` are the others): a partition stuck there never brings a record, and a busy
+        loop is spared the check."""
         if await self._topics_missing():
             return
         for tp in self._consumer.assignment():
@@ -295,6 +297,8 @@ class ConsumerLoop(Generic[T]):
                 self._lost = f"{tp.topic}[{tp.partition}] now ends at offset {highwater}, it ended at {seen}"
                 return
             self._highwater_seen[tp] = highwater
+            if tp in served:
+                continue
             position = await self._consumer.position(tp)
             if position > highwater:
                 log.warning(
