@@ -3,6 +3,10 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Python caches compiled modules in __pycache__ (ignored by git) unless this is set, as it is on some
+# machines: then every test worker and service process compiles Herald's modules again and pytest
+# rewrites every test module's asserts again, which cost a test run about 20 CPU-seconds on 2 cores.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install up test test-unit test-integration test-e2e lint format check-deploy docs bench mutation clean
 

@@ -138,7 +138,11 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Fail the run when a test file lacks its folder's layer marker (before ``-m`` deselects its tests)."""
+    """Run the ``slow`` tests first; fail the run when a test file lacks its folder's layer marker (before
+    ``-m`` deselects its tests)."""
+    # pytest-xdist hands the tests out in this order (after the xdist groups, largest first): a slow test
+    # handed out last would end the run alone, the other workers idle, where quick tests fill the end.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     unmarked: dict[Path, str] = {}
     for item in items:
         module = item.getparent(pytest.Module)

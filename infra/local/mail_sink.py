@@ -70,8 +70,14 @@ class ReceivedMessage:
         return message
 
     @cached_property
+    def _head(self) -> EmailMessage:
+        # The headers alone: what most readers want, without walking the body's MIME parts.
+        message: EmailMessage = _PARSER.parsebytes(self.raw, headersonly=True)
+        return message
+
+    @cached_property
     def subject(self) -> str:
-        return str(self.parsed.get("subject", ""))
+        return str(self._head.get("subject", ""))
 
     @cached_property
     def text(self) -> str | None:
@@ -83,11 +89,11 @@ class ReceivedMessage:
 
     @cached_property
     def headers(self) -> tuple[tuple[str, str], ...]:
-        return tuple((key, str(value)) for key, value in self.parsed.items())
+        return tuple((key, str(value)) for key, value in self._head.items())
 
     def header(self, name: str) -> str | None:
         """The first header called ``name`` (case-insensitive), if any."""
-        value = self.parsed.get(name)
+        value = self._head.get(name)
         return None if value is None else str(value)
 
     def to_json(self) -> dict[str, Any]:
@@ -269,7 +275,7 @@ class SinkHandler:
         raw = envelope.original_content or b""
         peer = session.peer if isinstance(session.peer, str) else ":".join(map(str, session.peer or ()))
         message = self.store.add(envelope.mail_from or "", envelope.rcpt_tos, raw, peer)
-        log.debug("mail received", id=message.id, to=message.rcpt_tos, subject=message.subject)
+        log.debug("mail received", id=message.id, to=message.rcpt_tos, size=len(raw))
         return "250 OK"
 
 

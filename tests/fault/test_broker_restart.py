@@ -38,7 +38,7 @@ from shared.client import NotificationClient
 from shared.kafka.admin import AdminSettings, StrayRecordsError, create_topics
 from tests.e2e.conftest import Pipeline, eventually, running_pipeline
 
-pytestmark = [pytest.mark.fault, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.timeout(300)]
 
 STALL_S = 4
 # Every service but the archiver (Postgres only) uses Kafka; all but the gateway consume it.

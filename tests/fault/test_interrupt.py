@@ -118,6 +118,7 @@ def described(pids: list[int]) -> list[str]:
     return lines
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("sigint", "moment"),
     [("default", "mid-test"), ("ignored", "mid-test"), ("default", "while Postgres starts")],

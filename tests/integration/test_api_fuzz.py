@@ -27,7 +27,7 @@ from services.gateway.settings import GatewaySettings
 from tests.callback_signing import TOPIC_ARN, TWILIO_TOKEN, SendGridSigner
 from tests.integration.conftest import auth
 
-pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
+pytestmark = [pytest.mark.integration, pytest.mark.fuzz, pytest.mark.slow]
 
 MIN_CASES = 1000
 # Generated cases per operation beyond the even share: some operations run out of distinct inputs early.
@@ -87,6 +87,8 @@ api = schemathesis.pytest.from_fixture("gateway_api")
 
 
 @pytest.mark.timeout(300)
+# Untraced: line coverage doubles the time Hypothesis takes to generate cases.
+@pytest.mark.no_cover
 @api.parametrize()
 def test_every_answer_is_documented(case: Case[Any]) -> None:
     cases_run[case.operation.label] += 1

@@ -96,6 +96,7 @@ async def test_no_herald_client_creates_a_topic_and_each_says_which_is_missing(
     assert await topics_on(broker.bootstrap_servers, namespace) == []
 
 
+@pytest.mark.slow
 async def test_a_loop_whose_broker_restarted_empty_says_so_then_joins_anew_once_its_topics_are_back(
     restartable_broker: Broker, namespace: str
 ) -> None:

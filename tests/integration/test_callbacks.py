@@ -265,6 +265,14 @@ def test_a_sendgrid_request_with_a_bad_signature_is_403_and_records_nothing(
 # --- SES through SNS ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(("body", "status"), [(b"[]", 403), (b"{", 400)], ids=["not-an-object", "not-json"])
+def test_an_sns_body_that_is_no_message_is_refused_before_any_fetch(
+    callbacks_client: TestClient, aws_host: ScriptedServer, body: bytes, status: int
+) -> None:
+    assert_problem(callbacks_client.post(SES, content=body), status)
+    assert aws_host.requests == []
+
+
 def test_an_sns_subscription_is_confirmed_at_its_subscribe_url(
     callbacks_client: TestClient, aws_host: ScriptedServer, sns_signer: SnsSigner
 ) -> None:

@@ -247,6 +247,7 @@ async def test_a_dependency_failure_pauses_and_the_batch_is_retried(settings: He
     assert calls[:4] == [calls[0]] * 4
 
 
+@pytest.mark.slow
 async def test_stop_commits_what_was_done_and_a_new_member_continues(settings: HeraldSettings) -> None:
     out = f"{settings.topic_prefix}.out"
     forward = forward_to(out)

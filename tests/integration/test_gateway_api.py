@@ -112,6 +112,7 @@ def test_unknown_field_is_422(client: TestClient) -> None:
             body(recipient={"email": "ada@example.com", "user_id": "u\u0000"}),
             "#/recipient/user_id",
         ),
+        ("POST", NOTIFICATIONS, {}, body(variables={"na\u0000me": "x"}), "#/variables/name"),
         ("GET", NOTIFICATIONS, {"recipient": "a\u0000b"}, None, "#/query/recipient"),
         ("GET", f"{NOTIFICATIONS}/a%00b", {}, None, "#/path"),
     ],
@@ -123,6 +124,24 @@ def test_a_nul_character_anywhere_is_422_naming_where(
     response = client.request(method, path, params=params, json=json, headers=auth())
     problem = assert_problem(response, 422)
     assert [error["pointer"] for error in problem["errors"]] == [pointer]
+
+
+@pytest.mark.parametrize(
+    ("text", "status"),
+    [
+        # Six characters that spell an escape, escaped themselves: no NUL in the text.
+        (r'"\\u0000"', 202),
+        # Not JSON (the string never ends): the route's own refusal, not the NUL check's.
+        (r'"\u0000', 422),
+    ],
+    ids=["an-escaped-escape", "broken-json"],
+)
+def test_what_only_looks_like_a_nul_is_left_to_the_route(client: TestClient, text: str, status: int) -> None:
+    raw = orjson.dumps(body())[:-1] + b', "metadata": {"note": ' + text.encode() + b"}}"
+    response = client.post(NOTIFICATIONS, content=raw, headers={**auth(), "Content-Type": "application/json"})
+    assert response.status_code == status, response.text
+    if status == 422:
+        assert [error["detail"] for error in response.json()["errors"]] == ["JSON decode error"]
 
 
 @pytest.mark.parametrize("nul", [True, False], ids=["with-nul", "without"])

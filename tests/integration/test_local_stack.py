@@ -364,6 +364,7 @@ async def _send_through_every_provider() -> dict[str, Outcome]:
     return outcomes
 
 
+@pytest.mark.slow
 def test_the_stand_ins_take_what_the_senders_send(monkeypatch: pytest.MonkeyPatch) -> None:
     _without_provider_settings(monkeypatch)
     monkeypatch.setenv("HERALD_TWILIO_FROM_NUMBER", "+15005550009")  # set by hand, so it must win

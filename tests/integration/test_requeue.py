@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
@@ -127,3 +128,25 @@ async def test_a_replay_sends_every_matching_delivery_again_and_counts_the_rest(
         EMAIL_DELIVERY.decode(d.original_payload)["delivery_id"] for d in deliveries
     }
     assert await ReplayStore(db_pool).claim(stale_after_s=60) is None
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", f"{API}/replays/not-a-uuid"),
+        ("POST", f"{API}/not-a-number/retry"),
+        ("DELETE", f"{API}/not-a-number"),
+        ("DELETE", "/api/v1/recipients/ada/devices/not-a-uuid"),
+    ],
+)
+def test_an_id_that_cannot_name_anything_is_404(client: TestClient, method: str, path: str) -> None:
+    assert_problem(client.request(method, path, headers=auth()), 404)
+
+
+async def test_a_replay_keeps_its_time_bounds(client: TestClient, db_pool: Pool) -> None:
+    after = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    asked = client.post(f"{API}/replays", json={"created_after": after.isoformat()}, headers=auth())
+    assert asked.status_code == 202, asked.text
+    replay = await ReplayStore(db_pool).claim(stale_after_s=60)
+    assert replay is not None
+    assert (replay.where.created_after, replay.where.created_before) == (after, None)

@@ -1,7 +1,8 @@
 """``make up``'s supervision, for real: a process that exits is started again with back-off, a Herald
 service killed with SIGKILL comes back and notifications flow, and the broker killed comes back with
-its topics (with the S3 storage, with what it held, so a request answered 202 before is delivered);
-and ``python -m infra.local.stack`` itself, which no longer stops when one of its processes dies.
+its topics (with the S3 storage, with what it held, so a request answered 202 before is delivered).
+``python -m infra.local.stack`` itself, which no longer stops when one of its processes dies, is tested
+in ``tests/e2e/test_make_up.py``.
 
 The services run as processes on a real broker, Postgres, Redis and SMTP server, supervised as the
 stack supervises them (``infra.local.supervisor``, ``infra.local.stack.broker_supervised``); the
@@ -19,7 +20,6 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -30,12 +30,10 @@ from infra.local.mail_sink import MailSink
 from infra.local.processes import (
     ManagedProcess,
     free_port,
-    python_module,
     stop_all,
     wait_until,
 )
 from infra.local.stack import (
-    REPO_ROOT,
     ServiceSpec,
     broker_supervised,
     herald_services,
@@ -46,9 +44,7 @@ from infra.local.stack import (
 from infra.local.supervisor import Backoff, Supervised, Supervisor
 from shared.storage.migrate import ensure_database, migrate
 from shared.topics import Topics
-from tests.conftest import REDIS_URL
 from tests.e2e.conftest import API_KEY, service_environment
-from tests.e2e.test_make_up import stack_environment
 from tests.integration.conftest import BASE_DATABASE_URL, _with_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -229,6 +225,7 @@ def supervised_herald(
         sink.stop()
 
 
+@pytest.mark.slow
 def test_a_service_killed_with_sigkill_is_restarted_and_notifications_flow_again() -> None:
     with supervised_herald() as herald:
         for name in ("gateway", "sender-email"):
@@ -243,6 +240,7 @@ def test_a_service_killed_with_sigkill_is_restarted_and_notifications_flow_again
         assert herald.children["broker"].restarts == 0
 
 
+@pytest.mark.slow
 def test_the_broker_killed_comes_back_with_its_topics_and_notifications_flow_again() -> None:
     with supervised_herald() as herald:
         herald.wait_for_mail(herald.send("before the broker was killed"))
@@ -254,6 +252,7 @@ def test_the_broker_killed_comes_back_with_its_topics_and_notifications_flow_aga
         herald.wait_for_mail(herald.send("after the broker was killed"), timeout=90)
 
 
+@pytest.mark.slow
 def test_with_s3_storage_a_request_accepted_before_the_broker_was_killed_is_delivered_after() -> None:
     # Nothing consumes the requests topic until ingest starts, after the broker came back: the request
     # was only in the broker when it died.
@@ -267,86 +266,3 @@ def test_with_s3_storage_a_request_accepted_before_the_broker_was_killed_is_deli
         ingest.start()
 
         herald.wait_for_mail(notification_id, timeout=90)
-
-
-# ----------------------------------------------------------------------------------------- make up
-
-
-def child_with(parent: int, argument: str) -> int | None:
-    """The process id of a child of ``parent`` started with ``argument`` among its arguments."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat, argv = (entry / "stat").read_text(), (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue  # it exited meanwhile
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and argument.encode() in argv:
-            return int(entry.name)
-    return None
-
-
-def environment_of(pid: int) -> dict[str, str]:
-    entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    return dict(entry.decode().split("=", 1) for entry in entries if b"=" in entry)
-
-
-def test_make_up_restarts_what_dies_and_stops_only_on_sigterm(tmp_path: Path) -> None:
-    environment = stack_environment(
-        tmp_path,
-        HERALD_LOCAL_BROKER_STORAGE="s3",
-        HERALD_LOCAL_BROKER_S3_PORT=str(free_port()),
-        HERALD_DATABASE_URL=_with_database(BASE_DATABASE_URL, f"herald_test_{uuid.uuid4().hex}"),
-        HERALD_REDIS_URL=REDIS_URL,
-        HERALD_LOCAL_RESTART_BACKOFF_S="0.2",
-        # One of the defaults the stack sets, turned off: the environment wins.
-        HERALD_WEBHOOK_ALLOW_PRIVATE_NETWORKS="false",
-    )
-    gateway_port, mail_web_port = int(environment["HERALD_GATEWAY_PORT"]), int(environment["HERALD_MAIL_WEB_PORT"])
-    lines: list[str] = []
-    stack = python_module(
-        "make-up", "infra.local.stack", env=environment, cwd=REPO_ROOT, line_sink=lambda _, line: lines.append(line)
-    )
-    stack.start()
-    try:
-        # Every service is ready once the banner is out; from then on the stack supervises.
-        stack.wait_until(lambda: "Herald is up." in lines, timeout=180, what="the banner")
-        assert stack.pid is not None
-        gateway, broker = child_with(stack.pid, "services.gateway"), child_with(stack.pid, "broker")
-        assert gateway is not None
-        assert broker is not None
-        assert environment_of(gateway)["HERALD_WEBHOOK_ALLOW_PRIVATE_NETWORKS"] == "false"
-        assert environment_of(gateway)["HERALD_ATTACHMENT_ALLOW_PRIVATE_NETWORKS"] == "true"
-
-        os.kill(gateway, signal.SIGKILL)
-        os.kill(broker, signal.SIGKILL)
-        for name in ("gateway", "broker"):
-            stack.wait_until(
-                lambda: any("process restarted" in line and f"process={name}" in line for line in lines),  # noqa: B023
-                timeout=60,
-                what=f"{name} restarted",
-            )
-        stack.wait_http_ready(f"http://127.0.0.1:{gateway_port}/ready", timeout=60)
-        assert child_with(stack.pid, "services.gateway") not in (None, gateway)
-
-        herald = httpx.Client(base_url=f"http://127.0.0.1:{gateway_port}", timeout=10)
-        body = {
-            "channels": ["email"],
-            "recipient": {"email": "ada@example.com"},
-            "content": {"subject": "Still up", "text": "After a kill -9 of the gateway and the broker."},
-        }
-        headers = {"Authorization": "Bearer dev-local-key-change-me", "Idempotency-Key": "make-up-after-kills"}
-        stack.wait_until(
-            lambda: herald.post("/api/v1/notifications", json=body, headers=headers).status_code == 202,
-            timeout=60,
-            what="a notification accepted",
-        )
-        with httpx.Client(base_url=f"http://127.0.0.1:{mail_web_port}") as sink:
-            stack.wait_until(
-                lambda: any(mail["subject"] == "Still up" for mail in sink.get("/api/messages").json()),
-                timeout=60,
-                what="its mail",
-            )
-    finally:
-        status = stack.stop(grace=60)
-    assert status == 0, "\n".join(lines[-30:])

@@ -119,6 +119,7 @@ def test_an_update_adds_a_version_and_old_versions_stay_readable(client: TestCli
         ),
         pytest.param({"channels": {"sms": {"text": "{% if name %}"}}}, "#/channels/sms/text", id="syntax-error"),
         pytest.param({"channels": {"email": {"subject": "Hi"}}}, "#/channels/email", id="email-without-a-body"),
+        pytest.param({"channels": {"webhook": {}}}, "#/channels/webhook", id="webhook-without-content"),
         pytest.param({"channels": {}}, "#/channels", id="no-channel"),
         pytest.param({"channels": {"fax": {"text": "Hi"}}}, "#/channels/fax", id="unknown-channel"),
         pytest.param({"id": "no spaces"}, "#/id", id="bad-id"),
