@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# pip compiles the packages it installs, not an editable project: compile Herald's own modules once
+	# here, or every service and test worker of the first run compiles them again.
+	$(BIN)/python -m compileall -q shared services infra
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv with Herald and its development tools.
