@@ -17,7 +17,6 @@ worth retrying.
 from __future__ import annotations
 
 import asyncio
-import functools
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,8 @@ from urllib.parse import urlsplit
 
 import httpcore
 import httpx
+
+from shared.tls import default_client_context
 
 IPAddress = IPv4Address | IPv6Address
 # host, port -> the addresses the host resolves to.
@@ -166,7 +167,7 @@ class _PinnedTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport over a :class:`PinnedNetwork`."""
 
     def __init__(self, network: PinnedNetwork, *, verify: SSLContext | bool, limits: httpx.Limits) -> None:
-        ssl_context = _default_verifying_context() if verify is True else httpx.create_ssl_context(verify=verify)
+        ssl_context = default_client_context() if verify is True else httpx.create_ssl_context(verify=verify)
         super().__init__(verify=ssl_context, limits=limits)
         # httpx 0.28 cannot be given a network backend (encode/httpx#3749 would add it): the pool it
         # built is replaced by the same pool over the pinned network.
@@ -177,14 +178,6 @@ class _PinnedTransport(httpx.AsyncHTTPTransport):
             keepalive_expiry=limits.keepalive_expiry,
             network_backend=network,
         )
-
-
-@functools.cache
-def _default_verifying_context() -> SSLContext:
-    """httpx's default context (the system's CAs, hostnames checked), built once per process: each build
-    reads the CA bundle, about 30 ms of CPU, and every client of a guard used to pay it. Its clients
-    never ask for HTTP/2, so httpcore sets the same ALPN list on it for each of their connections."""
-    return httpx.create_ssl_context()
 
 
 def status_line(response: httpx.Response) -> str:

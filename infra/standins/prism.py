@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from infra.local.processes import LineSink, ManagedProcess, ProcessError, StartsAndStops, free_port, print_prefixed
+from shared.tls import default_client_context
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PRISM_DIR = REPO_ROOT / "var" / "tools" / "prism"
@@ -115,7 +116,7 @@ class PrismMock(StartsAndStops):
         self._process = ManagedProcess(self.name, argv, cwd=REPO_ROOT, line_sink=self._line_sink)
         self._process.start()
         try:
-            with httpx.Client(timeout=2.0) as client:
+            with httpx.Client(timeout=2.0, verify=default_client_context()) as client:
                 # Any answer will do (an unknown path gets a 404): Prism listens only once the spec is loaded.
                 self._process.wait_until(
                     lambda: _answers(client, self.url), timeout=timeout, what=f"Prism answered on {self.url}"

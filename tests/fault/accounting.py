@@ -101,7 +101,7 @@ class Mailbox:
         # The sink keeps only its newest DEFAULT_MAX_MESSAGES; past that a mail would go uncounted.
         assert len(messages) < DEFAULT_MAX_MESSAGES, "the mail sink dropped mails: lower the load"
         for message in messages[self._read :]:
-            notification_id = message.header(NOTIFICATION_HEADER)
+            notification_id = message.header_as_sent(NOTIFICATION_HEADER)
             if notification_id is not None:
                 self.mails[notification_id].append(message)
         self._read = len(messages)

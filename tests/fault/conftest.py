@@ -29,6 +29,7 @@ import pytest
 from infra.local.broker import Broker
 from infra.local.datastores import PostgresServer, RedisServer
 from shared.client import NotificationClient
+from shared.tls import default_client_context
 from tests.conftest import coverage_paused
 from tests.e2e.conftest import Pipeline, eventually, running_pipeline
 
@@ -129,7 +130,7 @@ async def start_again(pipeline: Pipeline, name: str, timeout: float = 60.0) -> N
     process = pipeline.processes[name]
     # From this (the main) thread: a child started from a worker thread dies when that thread ends.
     process.start()
-    async with httpx.AsyncClient(timeout=2) as client:
+    async with httpx.AsyncClient(timeout=2, verify=default_client_context()) as client:
 
         async def ready() -> bool | None:
             if not process.running:

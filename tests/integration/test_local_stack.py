@@ -148,6 +148,19 @@ async def test_mail_sink_receives_and_wait_for_sees_it(mail_sink: MailSink, tmp_
     assert eml.read_bytes() == received.raw
 
 
+async def test_a_header_as_sent_is_the_decoded_one_for_ascii_and_left_encoded_otherwise(mail_sink: MailSink) -> None:
+    message = a_message(subject="Grüße, Ada")
+    message["X-Herald-Notification-Id"] = "0193b1c2-0000-7000-8000-000000000001"
+    await aiosmtplib.send(message, hostname=mail_sink.host, port=mail_sink.port)
+
+    [received] = await mail_sink.wait_for(1, timeout=5)
+    header = "x-herald-notification-id"
+    assert received.header_as_sent(header) == received.header(header) == "0193b1c2-0000-7000-8000-000000000001"
+    assert received.header("Subject") == "Grüße, Ada"
+    assert (received.header_as_sent("Subject") or "").startswith("=?utf-8?")
+    assert received.header_as_sent("X-Missing") is received.header("X-Missing") is None
+
+
 async def test_wait_for_gives_up_at_its_deadline(mail_sink: MailSink) -> None:
     with pytest.raises(TimeoutError, match="expected 1 messages"):
         await mail_sink.wait_for(1, timeout=0.2)
