@@ -51,8 +51,10 @@ def non_public_kind(address: IPAddress) -> str | None:
     if isinstance(address, IPv6Address):
         if address.ipv4_mapped is not None:
             return "IPv4-mapped IPv6"
-        if address.sixtofour is not None and non_public_kind(address.sixtofour) is not None:
-            return "6to4 IPv6"
+        if address.sixtofour is not None:
+            # Judged by the IPv4 address it carries, which a relay would reach, and not by is_private: Python
+            # 3.11 releases disagree on 2002::/16 (the CVE-2024-4032 fix counts all of it as private).
+            return "6to4 IPv6" if non_public_kind(address.sixtofour) is not None else None
     if address.is_unspecified:
         return "unspecified"
     if address.is_loopback:
