@@ -25,6 +25,7 @@ from typing import Any, Self
 
 from aiokafka import AIOKafkaProducer
 
+from shared.kafka.connection import KafkaConnectionSettings, client_options
 from shared.kafka.metadata import METADATA_MAX_AGE_MS
 from shared.kafka.records import headers_for
 from shared.messages import NOTIFICATION_REQUEST, Priority
@@ -43,11 +44,15 @@ class NotificationClient:
         tenant_id: str,
         topic_prefix: str = "herald",
         idempotent_producer: bool = True,
+        connection: KafkaConnectionSettings | None = None,
     ) -> None:
+        """``connection``: TLS and SASL for a secured cluster (``KafkaConnectionSettings()`` reads them from
+        ``HERALD_KAFKA_*``); its bootstrap servers give way to ``bootstrap_servers``."""
         self._tenant_id = tenant_id
         self._topic = Topics(topic_prefix).requests
+        options = client_options(connection) if connection is not None else {}
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers,
+            **(options | {"bootstrap_servers": bootstrap_servers}),
             acks="all",
             enable_idempotence=idempotent_producer,
             linger_ms=5,

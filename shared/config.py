@@ -12,7 +12,9 @@ import sys
 from typing import Annotated, Literal, NoReturn, TypeVar
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from shared.kafka.connection import KafkaConnectionSettings
 
 ENV_PREFIX = "HERALD_"
 _SECRET_NAME = re.compile(r"KEY|PASSWORD|TOKEN|SECRET|CREDENTIALS")
@@ -39,12 +41,12 @@ def ops_port_field(default: int) -> int:
     return port
 
 
-class HeraldSettings(BaseSettings):
-    """What every service needs: where Kafka, Postgres and Redis are, and how to report."""
+class HeraldSettings(KafkaConnectionSettings):
+    """What every service needs: where Kafka (and how to connect to it), Postgres and Redis are, and how to
+    report."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
 
-    kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers.")
     topic_prefix: str = Field(
         default="herald",
         pattern=r"^[A-Za-z0-9._-]+$",

@@ -228,6 +228,10 @@ MINIMAL=(--set migrations.enabled=false --set services.gateway.autoscaling.enabl
     --set fullnameOverride=herald-min)
 ARCHIVER=(--set archiver.enabled=true --set archiver.archiveUrl=s3://herald-archive/notifications
     --set archiver.endpointUrl=http://minio.minio.svc:9000)
+# A secured cluster: mutual TLS from a mounted Secret and SCRAM over it (the archiver on, so every pod shows).
+KAFKA_SECURED=("${ARCHIVER[@]}" --set kafkaTls.secretName=kafka-client-tls --set kafkaTls.clientCertificate=true
+    --set config.kafkaSecurityProtocol=SASL_SSL --set config.kafkaSaslMechanism=SCRAM-SHA-512
+    --set config.kafkaSaslUsername=herald)
 
 check "helm lint --strict (default values)" "$HELM" lint --strict "$CHART"
 check "helm lint --strict (secrets.create=true)" "$HELM" lint --strict "$CHART" "${CREATE_SECRET[@]}"
@@ -244,9 +248,10 @@ render default
 render chart-secret "${CREATE_SECRET[@]}"
 render minimal "${MINIMAL[@]}"
 render archiver "${ARCHIVER[@]}"
+render kafka-secured "${KAFKA_SECURED[@]}"
 
 for version in $KUBE_VERSIONS; do
-    for name in default chart-secret minimal archiver; do
+    for name in default chart-secret minimal archiver kafka-secured; do
         check "kubernetes-validate --strict -k $version ($name)" \
             "$VENV/bin/kubernetes-validate" --strict --quiet -k "$version" "$WORK/$name.yaml"
     done
@@ -259,7 +264,7 @@ check "helm template fails without a Secret name" bash -c \
 check "helm template fails with the archiver on but no archive URL" bash -c \
     '! "$0" template herald "$1" --set archiver.enabled=true > /dev/null 2>&1' "$HELM" "$CHART"
 
-check "chart rules (7 services, probes, security context, HPA, PDB, hook Job, archiver CronJob, no secrets in values)" \
+check "chart rules (7 services, probes, security context, HPA, PDB, hook Job, archiver CronJob, Kafka TLS in every pod, no secrets in values)" \
     "$PY" - "$WORK" <<'PY'
 import sys
 from pathlib import Path
@@ -388,6 +393,28 @@ for cronjob in cronjobs:
         problems.append(f"{name}: must read secrets from secrets.existingSecret")
     if not {"limits", "requests"} <= set(container.get("resources", {})):
         problems.append(f"{name}: resources need requests and limits")
+
+secured = load("kafka-secured")
+pods = [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in by_kind(secured, "Deployment").values()]
+pods += [(j["metadata"]["name"], j["spec"]["template"]["spec"]) for j in by_kind(secured, "Job").values()]
+pods += [(c["metadata"]["name"], c["spec"]["jobTemplate"]["spec"]["template"]["spec"]) for c in by_kind(secured, "CronJob").values()]
+for name, pod in pods:
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    if volumes.get("kafka-tls", {}).get("secret", {}).get("secretName") != "kafka-client-tls":
+        problems.append(f"{name}: kafkaTls.secretName must be a volume of the pod")
+    for container in pod.get("initContainers", []) + pod["containers"]:
+        mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
+        if mounts.get("kafka-tls") != "/etc/herald/kafka-tls":
+            problems.append(f"{name}/{container['name']}: must mount kafka-tls at /etc/herald/kafka-tls")
+(config,) = by_kind(secured, "ConfigMap").values()
+wanted = {"HERALD_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "HERALD_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+          "HERALD_KAFKA_SASL_USERNAME": "herald", "HERALD_KAFKA_SSL_CA_FILE": "/etc/herald/kafka-tls/ca.crt",
+          "HERALD_KAFKA_SSL_CERT_FILE": "/etc/herald/kafka-tls/tls.crt",
+          "HERALD_KAFKA_SSL_KEY_FILE": "/etc/herald/kafka-tls/tls.key"}
+if {k: config["data"].get(k) for k in wanted} != wanted:
+    problems.append(f"Kafka security settings in the ConfigMap: {sorted(k for k in config['data'] if 'KAFKA' in k)}")
+if any("kafka-tls" in str(d) for d in docs):
+    problems.append("default values must not mount a Kafka TLS Secret")
 
 values = yaml.safe_load(Path("helm/herald/values.yaml").read_text())
 if values["secrets"].get("values") or values["secrets"].get("create"):

@@ -162,9 +162,12 @@ class Broker(StartsAndStops):
         name: str = "broker",
         line_sink: LineSink | None = print_prefixed,
         storage: S3Storage | None = None,
+        advertised_port: int | None = None,
     ) -> None:
         self.host = host
         self.port = port if port is not None else free_port(host)
+        # Where clients are told to connect: another port when something (a TLS terminator) is in front.
+        self.advertised_port = advertised_port if advertised_port is not None else self.port
         self._name = name
         self._line_sink = line_sink
         self.storage = storage
@@ -196,7 +199,8 @@ class Broker(StartsAndStops):
             # Otherwise whatever listens there would answer our readiness check in our broker's place.
             raise ProcessError(f"cannot start a broker on {self.bootstrap_servers}: the port is in use")
         url = f"tcp://{self.host}:{self.port}"
-        argv = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        advertised = f"tcp://{self.host}:{self.advertised_port}"
+        argv = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", advertised]
         env = {"RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         if self.storage is not None:
             argv += ["--storage-engine", self.storage.url]

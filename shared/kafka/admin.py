@@ -12,6 +12,7 @@ from aiokafka.protocol.fetch import FetchRequest
 from pydantic import Field
 
 from shared.config import HeraldSettings, load_settings
+from shared.kafka.connection import client_options
 from shared.observability.logging import configure_logging
 from shared.topics import Topics
 
@@ -52,7 +53,7 @@ async def records_without_topic(settings: AdminSettings, names: Sequence[str]) -
     (``ObjectStore(AlreadyExists)``) and a record acknowledged at an offset inside one of their batches
     is never read. A fetch from offset 0 asks, for each partition, how far the broker's log goes.
     """
-    client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    client = AIOKafkaClient(**client_options(settings))
     await client.bootstrap()
     try:
         partitions = range(settings.kafka_topic_partitions)
@@ -77,7 +78,7 @@ async def create_topics(settings: AdminSettings) -> list[str]:
     """
     topics = Topics(settings.topic_prefix)
     config = {"min.insync.replicas": "2"} if settings.kafka_replication_factor >= 3 else {}
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -49,6 +49,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from shared.codec import Contract, UndecodableMessage
 from shared.config import HeraldSettings
 from shared.errors import DeadLetterReason, is_transient
+from shared.kafka.connection import client_options
 from shared.kafka.guard import ENVIRONMENTAL_REASONS, DeadLetterGuard
 from shared.kafka.metadata import METADATA_MAX_AGE_MS
 from shared.kafka.producer import MessageProducer, RecordTooLarge
@@ -170,7 +171,7 @@ class ConsumerLoop(Generic[T]):
     def _new_consumer(self) -> AIOKafkaConsumer:
         settings = self._settings
         return AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            **client_options(settings),
             group_id=self._config.group_id,
             client_id=f"{self._service}",
             enable_auto_commit=False,

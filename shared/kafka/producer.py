@@ -10,6 +10,7 @@ from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from shared.config import HeraldSettings
+from shared.kafka.connection import client_options
 from shared.kafka.metadata import METADATA_MAX_AGE_MS
 from shared.kafka.records import Produce
 from shared.observability import metrics
@@ -40,7 +41,7 @@ class MessageProducer:
     def __init__(self, settings: HeraldSettings, *, client_id: str) -> None:
         self._topics = Topics(settings.topic_prefix).all()
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            **client_options(settings),
             client_id=client_id,
             acks="all",
             enable_idempotence=settings.kafka_idempotent_producer,

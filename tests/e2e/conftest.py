@@ -7,7 +7,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -164,13 +164,13 @@ def service_environment(
     }
 
 
-async def _prepare_storage_and_topics(broker: Broker, namespace: str, database_url: str) -> None:
+async def _prepare_storage_and_topics(environment: Mapping[str, str], database_url: str) -> None:
+    """Migrate the database and create the topics, connecting to Kafka as the services will (TLS included)."""
     await ensure_database(database_url)
     await migrate(database_url)
-    settings = AdminSettings(
-        kafka_bootstrap_servers=broker.bootstrap_servers, topic_prefix=namespace, kafka_topic_partitions=4
-    )
-    await create_topics(settings)
+    fields = {name.removeprefix("herald_"): value for name, value in ((k.lower(), v) for k, v in environment.items())}
+    known = {name: value for name, value in fields.items() if name in AdminSettings.model_fields}
+    await create_topics(AdminSettings.model_validate(known | {"kafka_topic_partitions": 4}))
 
 
 async def _forget_redis_keys(namespace: str, redis_url: str) -> None:
@@ -191,22 +191,27 @@ def running_pipeline(
     redis_url: str = REDIS_URL,
     overrides: Mapping[str, str] | None = None,
     line_sink: LineSink | None = None,
+    services: Collection[str] | None = None,
 ) -> Iterator[Pipeline]:
     """Start a fresh database, topics, SMTP server and every service; stop and drop them after.
 
     ``base_database_url`` and ``redis_url`` choose the servers (fault tests restart private ones);
     ``overrides`` are ``HERALD_*`` settings that win over the e2e defaults; ``line_sink`` receives
-    every line the services print (by default only their last lines are kept, for failures)."""
+    every line the services print (by default only their last lines are kept, for failures); ``services`` the
+    services to start (by default every one)."""
     namespace = f"e2e-{uuid.uuid4().hex[:10]}"
     database_url = _with_database(base_database_url, f"herald_test_{uuid.uuid4().hex}")
-    asyncio.run(_prepare_storage_and_topics(broker, namespace, database_url))
     sink = MailSink()
     sink.start()
     sms = MotoServer(line_sink=None)
     sms.start()
     push = PushStandIns()
     push.start()
-    specs = herald_services(free_port(), [free_port() for _ in WORKERS])
+    specs = [
+        spec
+        for spec in herald_services(free_port(), [free_port() for _ in WORKERS])
+        if services is None or spec.name in services
+    ]
     environment = (
         service_environment(namespace, broker, database_url, sink, redis_url)
         | sms.sms_environment()
@@ -214,6 +219,7 @@ def running_pipeline(
     )
     environment["HERALD_TRACKING_BASE_URL"] = f"http://127.0.0.1:{specs[0].port}"
     environment.update(overrides or {})
+    asyncio.run(_prepare_storage_and_topics(environment, database_url))
     pipeline = Pipeline(namespace, broker, database_url, sink, sms, push, specs, environment)
     try:
         processes = start_services(specs, environment, ready_timeout=90, line_sink=line_sink)

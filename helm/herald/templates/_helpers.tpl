@@ -95,6 +95,31 @@ HERALD_TOPIC_PREFIX: {{ .Values.config.topicPrefix | quote }}
 HERALD_KAFKA_IDEMPOTENT_PRODUCER: {{ .Values.config.kafkaIdempotentProducer | toString | quote }}
 HERALD_KAFKA_TOPIC_PARTITIONS: {{ .Values.config.kafkaTopicPartitions | toString | quote }}
 HERALD_KAFKA_REPLICATION_FACTOR: {{ .Values.config.kafkaReplicationFactor | toString | quote }}
+HERALD_KAFKA_SECURITY_PROTOCOL: {{ .Values.config.kafkaSecurityProtocol | quote }}
+HERALD_KAFKA_SSL_CHECK_HOSTNAME: {{ .Values.config.kafkaSslCheckHostname | toString | quote }}
+{{- with .Values.config.kafkaSaslMechanism }}
+HERALD_KAFKA_SASL_MECHANISM: {{ . | quote }}
+{{- end }}
+{{- with .Values.config.kafkaSaslUsername }}
+HERALD_KAFKA_SASL_USERNAME: {{ . | quote }}
+{{- end }}
+{{- with .Values.config.kafkaOauthTokenUrl }}
+HERALD_KAFKA_OAUTH_TOKEN_URL: {{ . | quote }}
+{{- end }}
+{{- with .Values.config.kafkaOauthClientId }}
+HERALD_KAFKA_OAUTH_CLIENT_ID: {{ . | quote }}
+{{- end }}
+{{- with .Values.config.kafkaOauthScope }}
+HERALD_KAFKA_OAUTH_SCOPE: {{ . | quote }}
+{{- end }}
+{{- if .Values.kafkaTls.secretName }}
+{{- /* Every pod mounts the Secret there (herald.kafkaTlsVolume). */}}
+HERALD_KAFKA_SSL_CA_FILE: "/etc/herald/kafka-tls/ca.crt"
+{{- if .Values.kafkaTls.clientCertificate }}
+HERALD_KAFKA_SSL_CERT_FILE: "/etc/herald/kafka-tls/tls.crt"
+HERALD_KAFKA_SSL_KEY_FILE: "/etc/herald/kafka-tls/tls.key"
+{{- end }}
+{{- end }}
 HERALD_REDIS_URL: {{ .Values.config.redisUrl | quote }}
 HERALD_SMTP_HOST: {{ .Values.config.smtpHost | quote }}
 HERALD_SMTP_PORT: {{ .Values.config.smtpPort | toString | quote }}
@@ -126,5 +151,23 @@ HERALD_TRACE_SAMPLE_RATIO: {{ .Values.config.traceSampleRatio | toString | quote
 {{- range $key, $value := (include "herald.configData" . | fromYaml) }}
 - name: {{ $key }}
   value: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+
+{{/* The Kafka TLS Secret as a volume mount (nindent it under volumeMounts:), if kafkaTls.secretName is set. */}}
+{{- define "herald.kafkaTlsMount" -}}
+{{- if .Values.kafkaTls.secretName }}
+- name: kafka-tls
+  mountPath: /etc/herald/kafka-tls
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* The Kafka TLS Secret as a volume (nindent it under volumes:), if kafkaTls.secretName is set. */}}
+{{- define "herald.kafkaTlsVolume" -}}
+{{- if .Values.kafkaTls.secretName }}
+- name: kafka-tls
+  secret:
+    secretName: {{ .Values.kafkaTls.secretName }}
 {{- end }}
 {{- end }}
