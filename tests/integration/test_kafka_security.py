@@ -1,5 +1,6 @@
-"""Herald's Kafka clients on a cluster that enforces TLS and client certificates, and the OAUTHBEARER token
-provider against a token endpoint. The broker and its TLS terminator: ``tests/kafka_tls.py``.
+"""Herald's Kafka clients on a cluster that enforces TLS and client certificates, on one that enforces SASL
+(PLAIN, SCRAM-SHA-256, SCRAM-SHA-512), and the OAUTHBEARER token provider against a token endpoint. The
+brokers and what enforces it in front of them: ``tests/secured_kafka.py``.
 """
 
 from __future__ import annotations
@@ -9,43 +10,56 @@ from collections.abc import Iterator
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaConnectionError
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from shared.kafka.admin import create_topics
+from shared.kafka.admin import AdminSettings, create_topics
 from shared.kafka.connection import ClientCredentialsTokenProvider, TokenError, client_options
 from shared.kafka.producer import MessageProducer
 from shared.kafka.records import Produce
-from tests.kafka_tls import SecuredBroker, secured_broker
 from tests.scripted_http import Reply, ScriptedServer
+from tests.secured_kafka import PASSWORD, USER, SecuredBroker, secured_broker
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredBroker]:
+    """Mutual TLS, no SASL."""
     with secured_broker(tmp_path_factory.mktemp("kafka-tls")) as running:
         yield running
 
 
-async def test_topics_produce_and_consume_go_through_mutual_tls(secured: SecuredBroker) -> None:
-    settings = secured.settings()
+@pytest.fixture(scope="module")
+def sasl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredBroker]:
+    """SASL, no TLS: a login per mechanism is easier to watch fail."""
+    with secured_broker(tmp_path_factory.mktemp("kafka-sasl"), tls=False, users={USER: PASSWORD}) as running:
+        yield running
+
+
+async def round_trip(settings: AdminSettings) -> list[bytes]:
+    """Create the topics, produce one record to the requests topic and consume it back; the values read."""
     created = await create_topics(settings)
     topic = next(name for name in created if ".requests." in name)
-    producer = MessageProducer(settings, client_id="tls-test")
+    producer = MessageProducer(settings, client_id="secured-test")
     await producer.start()
     try:
-        await (await producer.send(Produce(topic=topic, key=b"k", value=b"over TLS")))
+        await (await producer.send(Produce(topic=topic, key=b"k", value=b"secured")))
     finally:
         await producer.stop()
-
-    consumer = AIOKafkaConsumer(topic, **client_options(settings), group_id="tls-test", auto_offset_reset="earliest")
+    # Read by assignment, not in a group: a group's join would only add the broker's rebalance delay.
+    consumer = AIOKafkaConsumer(**client_options(settings), auto_offset_reset="earliest")
     await consumer.start()
     try:
+        consumer.assign([TopicPartition(topic, 0)])
         batches = await consumer.getmany(timeout_ms=10_000)
     finally:
         await consumer.stop()
-    assert [record.value for records in batches.values() for record in records] == [b"over TLS"]
+    return [record.value for records in batches.values() for record in records if record.value is not None]
+
+
+async def test_topics_produce_and_consume_go_through_mutual_tls(secured: SecuredBroker) -> None:
+    assert await round_trip(secured.settings()) == [b"secured"]
 
 
 @pytest.mark.parametrize(
@@ -63,6 +77,37 @@ async def test_a_client_the_cluster_would_not_trust_or_that_would_not_trust_it_c
     with pytest.raises(KafkaConnectionError):
         await producer.start()
     await producer.stop()
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+async def test_each_sasl_mechanism_logs_in_and_produces_and_consumes(sasl: SecuredBroker, mechanism: str) -> None:
+    refused = sasl.front.refused_logins
+    assert await round_trip(sasl.settings(kafka_sasl_mechanism=mechanism)) == [b"secured"]
+    assert sasl.front.refused_logins == refused
+
+
+@pytest.mark.parametrize(
+    ("change", "counted"),
+    [
+        pytest.param({"kafka_sasl_password": "wrong"}, True, id="scram-wrong-password"),
+        pytest.param({"kafka_sasl_username": "nobody"}, True, id="scram-unknown-user"),
+        pytest.param(
+            {"kafka_sasl_mechanism": "PLAIN", "kafka_sasl_password": "wrong"}, True, id="plain-wrong-password"
+        ),
+        pytest.param(
+            {"kafka_security_protocol": "PLAINTEXT", "kafka_sasl_mechanism": None}, False, id="no-sasl-at-all"
+        ),
+    ],
+)
+async def test_a_login_the_cluster_refuses_keeps_the_client_out(
+    sasl: SecuredBroker, change: dict[str, object], counted: bool
+) -> None:
+    refused = sasl.front.refused_logins
+    producer = MessageProducer(sasl.settings(**change), client_id="refused")
+    with pytest.raises(KafkaError):
+        await producer.start()
+    await producer.stop()
+    assert sasl.front.refused_logins == refused + (1 if counted else 0)
 
 
 def token_endpoint_reply(token: str, expires_in: int) -> Reply:
