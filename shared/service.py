@@ -9,14 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import ssl
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import Any
 
 import structlog
 import uvicorn
 import uvloop
+from aiokafka.errors import KafkaError
 
 from shared.config import HeraldSettings
+from shared.kafka.connection import KafkaConnectionSettings, connection_problem
 from shared.kafka.consumer import ConsumerLoop
 from shared.observability.logging import configure_logging
 from shared.observability.ops import Check, ops_app
@@ -26,8 +29,17 @@ log = structlog.get_logger(__name__)
 
 
 def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run a service's ``main`` coroutine on uvloop."""
-    uvloop.run(main())
+    """Run a service's ``main`` coroutine on uvloop.
+
+    A service that cannot use Kafka (a refused login, an untrusted certificate, another protocol) ends with
+    one line saying which settings to check and exit status 2, not a stack trace.
+    """
+    try:
+        uvloop.run(main())
+    except (KafkaError, ssl.SSLError) as error:
+        problem = uvloop.run(connection_problem(KafkaConnectionSettings()))
+        log.error("cannot use Kafka", problem=problem or f"{type(error).__name__}: {error}")
+        raise SystemExit(2) from None
 
 
 def setup(service: str, settings: HeraldSettings) -> None:

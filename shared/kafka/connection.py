@@ -16,7 +16,10 @@ from typing import Any, Literal, Self
 
 import httpx
 from aiokafka.abc import AbstractTokenProvider
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed, UnsupportedSaslMechanismError
 from aiokafka.helpers import create_ssl_context
+from aiokafka.protocol.metadata import MetadataRequest
 from pydantic import Field, FilePath, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -132,6 +135,69 @@ def tls_context(settings: KafkaConnectionSettings) -> ssl.SSLContext:
     )
     context.check_hostname = settings.kafka_ssl_check_hostname
     return context
+
+
+async def connection_problem(settings: KafkaConnectionSettings, timeout_s: float = 10.0) -> str | None:
+    """Why a client with ``settings`` cannot use the first bootstrap server, in one line naming the settings to
+    check; None when it can (it connects, logs in and is answered a metadata request).
+
+    aiokafka's own bootstrap error says only that it could not bootstrap: this asks again, one step at a
+    time, to tell a refused login from an untrusted certificate from a broker that wants another protocol.
+    """
+    host, _, port = settings.kafka_bootstrap_servers.split(",")[0].strip().rpartition(":")
+    options = client_options(settings)
+    where = f"{host}:{port} (HERALD_KAFKA_BOOTSTRAP_SERVERS)"
+    protocol = settings.kafka_security_protocol
+    try:
+        connection = await create_conn(
+            host,
+            int(port),
+            ssl_context=options.get("ssl_context"),
+            security_protocol=protocol,
+            sasl_mechanism=options.get("sasl_mechanism", "PLAIN"),
+            sasl_plain_username=options.get("sasl_plain_username"),
+            sasl_plain_password=options.get("sasl_plain_password"),
+            sasl_oauth_token_provider=options.get("sasl_oauth_token_provider"),
+            request_timeout_ms=int(timeout_s * 1000),
+        )
+        try:
+            await connection.send(MetadataRequest([]))
+        finally:
+            connection.close()
+    except SaslAuthenticationFailed as error:
+        return (
+            f"{where} refused the {settings.kafka_sasl_mechanism} login of {settings.kafka_sasl_username!r} "
+            f"({error}): check HERALD_KAFKA_SASL_USERNAME and HERALD_KAFKA_SASL_PASSWORD"
+        )
+    except KeyError:
+        # aiokafka 0.14 fails so on a SCRAM server-final message that carries an error (e=...) instead of v=.
+        return (
+            f"{where} refused the {settings.kafka_sasl_mechanism} login of {settings.kafka_sasl_username!r}: "
+            "check HERALD_KAFKA_SASL_USERNAME and HERALD_KAFKA_SASL_PASSWORD"
+        )
+    except UnsupportedSaslMechanismError as error:
+        return f"{where} does not offer {settings.kafka_sasl_mechanism} ({error}): check HERALD_KAFKA_SASL_MECHANISM"
+    except TokenError as error:
+        return str(error)
+    except ssl.SSLCertVerificationError as error:
+        return (
+            f"{where} presented a certificate this client does not accept ({error.verify_message}): set "
+            "HERALD_KAFKA_SSL_CA_FILE to the CA that signed it (or check HERALD_KAFKA_SSL_CHECK_HOSTNAME)"
+        )
+    except ssl.SSLError as error:
+        return f"TLS with {where} failed ({error.reason}): check HERALD_KAFKA_SECURITY_PROTOCOL ({protocol})"
+    except KafkaConnectionError:
+        wants = {
+            "PLAINTEXT": "TLS or a SASL login: check HERALD_KAFKA_SECURITY_PROTOCOL (PLAINTEXT)",
+            "SSL": "a client certificate (HERALD_KAFKA_SSL_CERT_FILE, HERALD_KAFKA_SSL_KEY_FILE) or a SASL login "
+            "(HERALD_KAFKA_SECURITY_PROTOCOL=SASL_SSL)",
+            "SASL_PLAINTEXT": "TLS: check HERALD_KAFKA_SECURITY_PROTOCOL (SASL_PLAINTEXT)",
+            "SASL_SSL": "a client certificate (HERALD_KAFKA_SSL_CERT_FILE, HERALD_KAFKA_SSL_KEY_FILE)",
+        }[protocol]
+        return f"{where} closed the connection: it may want {wants}"
+    except (TimeoutError, OSError) as error:
+        return f"nothing answers Kafka at {where}: {error}"
+    return None
 
 
 class TokenError(Exception):

@@ -6,6 +6,7 @@ brokers and what enforces it in front of them: ``tests/secured_kafka.py``.
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import Iterator
 
 import orjson
@@ -13,10 +14,19 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
+from infra.local.processes import free_port
+from infra.local.stack import WORKERS, herald_services, service_process
 from shared.kafka.admin import AdminSettings, create_topics
-from shared.kafka.connection import ClientCredentialsTokenProvider, TokenError, client_options
+from shared.kafka.connection import (
+    ClientCredentialsTokenProvider,
+    KafkaConnectionSettings,
+    TokenError,
+    client_options,
+    connection_problem,
+)
 from shared.kafka.producer import MessageProducer
 from shared.kafka.records import Produce
+from tests.conftest import REDIS_URL
 from tests.scripted_http import Reply, ScriptedServer
 from tests.secured_kafka import PASSWORD, USER, SecuredBroker, secured_broker
 
@@ -108,6 +118,65 @@ async def test_a_login_the_cluster_refuses_keeps_the_client_out(
         await producer.start()
     await producer.stop()
     assert sasl.front.refused_logins == refused + (1 if counted else 0)
+
+
+@pytest.fixture(scope="module")
+def tls_and_sasl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredBroker]:
+    """Mutual TLS and a SCRAM login, as the e2e test's cluster."""
+    with secured_broker(tmp_path_factory.mktemp("kafka-both"), users={USER: PASSWORD}) as running:
+        yield running
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        pytest.param(
+            {"kafka_sasl_password": "wrong"},
+            "check HERALD_KAFKA_SASL_USERNAME and HERALD_KAFKA_SASL_PASSWORD",
+            id="wrong-password",
+        ),
+        pytest.param({"kafka_sasl_username": "nobody"}, "login of 'nobody'", id="unknown-user"),
+        pytest.param(
+            {"kafka_ssl_cert_file": None, "kafka_ssl_key_file": None},
+            "HERALD_KAFKA_SSL_CERT_FILE",
+            id="no-client-certificate",
+        ),
+        pytest.param({"kafka_ssl_ca_file": None}, "set HERALD_KAFKA_SSL_CA_FILE", id="untrusted-certificate"),
+        pytest.param({"kafka_security_protocol": "SSL", "kafka_sasl_mechanism": None}, "SASL_SSL", id="no-login"),
+        pytest.param(
+            {"kafka_security_protocol": "PLAINTEXT", "kafka_sasl_mechanism": None}, "(PLAINTEXT)", id="plaintext"
+        ),
+        pytest.param(
+            {"kafka_bootstrap_servers": f"127.0.0.1:{free_port()}"}, "nothing answers Kafka", id="nothing-there"
+        ),
+    ],
+)
+async def test_why_a_client_cannot_connect_is_told_in_one_line_naming_the_settings(
+    tls_and_sasl: SecuredBroker, change: dict[str, object], named: str
+) -> None:
+    assert await connection_problem(KafkaConnectionSettings.model_validate(tls_and_sasl.connection())) is None
+    problem = await connection_problem(KafkaConnectionSettings.model_validate(tls_and_sasl.connection(**change)))
+    assert problem is not None
+    assert named in problem
+    assert "\n" not in problem
+
+
+def test_a_service_whose_login_is_refused_says_which_settings_to_check_in_one_line_and_exits(
+    tls_and_sasl: SecuredBroker,
+) -> None:
+    environment = {
+        "HERALD_TOPIC_PREFIX": f"refused-{uuid.uuid4().hex[:8]}",
+        "HERALD_REDIS_URL": REDIS_URL,
+        **tls_and_sasl.environment(kafka_sasl_password="wrong"),
+    }
+    spec = next(spec for spec in herald_services(free_port(), [free_port() for _ in WORKERS]) if spec.name == "ingest")
+    process = service_process(spec, environment, line_sink=None)
+    process.start()
+    assert process.wait(timeout=60) == 2
+    output = "\n".join(process.output_tail(50))
+    assert "Traceback" not in output
+    [line] = [line for line in process.output_tail(50) if "cannot use Kafka" in line]
+    assert "check HERALD_KAFKA_SASL_USERNAME and HERALD_KAFKA_SASL_PASSWORD" in line
 
 
 def token_endpoint_reply(token: str, expires_in: int) -> Reply:
