@@ -36,9 +36,12 @@ def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """
     try:
         uvloop.run(main())
-    except (KafkaError, ssl.SSLError) as error:
+    except (KafkaError, ssl.SSLError):
         problem = uvloop.run(connection_problem(KafkaConnectionSettings()))
-        log.error("cannot use Kafka", problem=problem or f"{type(error).__name__}: {error}")
+        if problem is None:
+            # The cluster takes this client: the error is something else, and its traceback tells what.
+            raise
+        log.error("cannot use Kafka", problem=problem)
         raise SystemExit(2) from None
 
 
