@@ -16,11 +16,11 @@ import asyncio
 import contextlib
 import ssl
 import struct
-import threading
 from collections.abc import Callable, Mapping
 
 from scramp import ScramException, ScramMechanism
 
+from infra.local.background_loop import BackgroundLoop
 from infra.local.processes import StartsAndStops, free_port
 
 API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE = 18, 17, 36
@@ -49,47 +49,28 @@ class BrokerFront(StartsAndStops):
         self.logins = 0
         self.refused_logins = 0
         self._scram = {name: ScramMechanism(name) for name in SCRAM_MECHANISMS}
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: BackgroundLoop | None = None
         self._server: asyncio.Server | None = None
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Listen; returns once the port accepts connections."""
-        loop = asyncio.new_event_loop()
-        listening = threading.Event()
-
-        def serve() -> None:
-            asyncio.set_event_loop(loop)
-            self._server = loop.run_until_complete(
-                asyncio.start_server(self._serve, "127.0.0.1", self.port, ssl=self.tls)
-            )
-            listening.set()
-            loop.run_forever()
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-        self._loop = loop
-        self._thread = threading.Thread(target=serve, name=f"broker-front-{self.port}", daemon=True)
-        self._thread.start()
-        if not listening.wait(10):
-            raise RuntimeError(f"the broker's front did not listen on {self.port}")
+        self._loop = BackgroundLoop(f"broker-front-{self.port}")
+        self._server = self._loop.call(asyncio.start_server(self._serve, "127.0.0.1", self.port, ssl=self.tls))
 
     def stop(self) -> None:
         """Close the port and every relayed connection."""
-        loop, server, thread = self._loop, self._server, self._thread
-        if loop is None or server is None or thread is None:
+        if self._loop is None:
             return
+        self._loop.call(self._close())
+        self._loop.close()
+        self._loop = self._server = None
 
-        async def close() -> None:
-            server.close()
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    task.cancel()
-
-        asyncio.run_coroutine_threadsafe(close(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        self._loop = self._server = self._thread = None
+    async def _close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.cancel()
 
     async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         try:

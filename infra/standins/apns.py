@@ -14,7 +14,6 @@ import json
 import shutil
 import ssl
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from h2.connection import H2Connection
 from h2.events import DataReceived, RequestReceived, StreamEnded, StreamReset
 from h2.exceptions import ProtocolError
 
+from infra.local.background_loop import BackgroundLoop
 from infra.local.processes import StartsAndStops
 from infra.standins.tls import local_server_context
 
@@ -105,8 +105,7 @@ class ApnsStandIn(StartsAndStops):
         # deque: filled by the test's thread, drained by the server's.
         self._failures: collections.deque[_Failure] = collections.deque()
         self._directory: Path | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._loop: BackgroundLoop | None = None
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
 
@@ -137,26 +136,19 @@ class ApnsStandIn(StartsAndStops):
         context = local_server_context(directory, "Herald APNs stand-in CA")
         # Apple negotiates h2; a client offering no ALPN (aioapns's default) still speaks HTTP/2 at once.
         context.set_alpn_protocols(["h2"])
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="apns-standin", daemon=True)
-        self._thread.start()
-        serving = asyncio.run_coroutine_threadsafe(self._listen(context), loop)
+        self._loop = BackgroundLoop("apns-standin")
         try:
-            serving.result(timeout)
+            self._loop.call(self._listen(context), timeout)
         except BaseException:
             self.stop()
             raise
 
     def stop(self) -> None:
         """Close every connection, stop listening and delete the certificates."""
-        loop, thread = self._loop, self._thread
-        if loop is not None and thread is not None:
-            asyncio.run_coroutine_threadsafe(self._close(), loop).result(10.0)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(10.0)
-            loop.close()
-        self._loop = self._thread = None
+        if self._loop is not None:
+            self._loop.call(self._close())
+            self._loop.close()
+        self._loop = None
         if self._directory is not None:
             shutil.rmtree(self._directory, ignore_errors=True)
             self._directory = None
