@@ -68,13 +68,13 @@ async def serve_sender(
         producer=producer,
         on_reject=handler.rejected,
     )
-    await producer.start()
     try:
         await service.serve_consumers(
             settings,
             [consumer],
-            checks={"kafka": producer.check, "redis": redis.ping, "providers": health.ready, **(checks or {})},
+            checks={"redis": redis.ping, "providers": health.ready, **(checks or {})},
             background=[health.run],
+            producer=producer,
         )
     finally:
         await producer.stop()

@@ -9,18 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import ssl
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import Any
 
 import structlog
 import uvicorn
 import uvloop
-from aiokafka.errors import KafkaError
 
 from shared.config import HeraldSettings
-from shared.kafka.connection import KafkaConnectionSettings, connection_problem
 from shared.kafka.consumer import ConsumerLoop
+from shared.kafka.producer import MessageProducer
+from shared.kafka.startup import KafkaStartup
 from shared.observability.logging import configure_logging
 from shared.observability.ops import Check, ops_app
 from shared.observability.tracing import configure_tracing
@@ -29,20 +28,8 @@ log = structlog.get_logger(__name__)
 
 
 def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run a service's ``main`` coroutine on uvloop.
-
-    A service that cannot use Kafka (a refused login, an untrusted certificate, another protocol) ends with
-    one line saying which settings to check and exit status 2, not a stack trace.
-    """
-    try:
-        uvloop.run(main())
-    except (KafkaError, ssl.SSLError):
-        problem = uvloop.run(connection_problem(KafkaConnectionSettings()))
-        if problem is None:
-            # The cluster takes this client: the error is something else, and its traceback tells what.
-            raise
-        log.error("cannot use Kafka", problem=problem)
-        raise SystemExit(2) from None
+    """Run a service's ``main`` coroutine on uvloop."""
+    uvloop.run(main())
 
 
 def setup(service: str, settings: HeraldSettings) -> None:
@@ -78,10 +65,14 @@ async def serve_consumers(
     consumers: Sequence[ConsumerLoop[Any]],
     checks: Mapping[str, Check],
     background: Sequence[Callable[[asyncio.Event], Awaitable[None]]] = (),
+    producer: MessageProducer | None = None,
 ) -> None:
     """Run consumer loops (and background tasks that watch a stop event) until SIGTERM or SIGINT.
 
-    Each loop adds a readiness check (not waiting for lost topics) and a liveness check (making progress).
+    The ops server comes up first; then ``producer`` and the loops start (:class:`KafkaStartup`: while the
+    cluster refuses them or is away, the service stays up, not ready, and tries again), then the loops and
+    ``background`` run. The ``kafka`` readiness check is the producer's; each loop adds a readiness check
+    (not waiting for lost topics) and a liveness check (making progress, once started).
     """
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -94,13 +85,19 @@ async def serve_consumers(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, request_stop)
-    readiness = {**checks, **{f"consumer {c.group_id}": c.check for c in consumers}}
-    server = ops_server(settings, readiness, {f"consumer {c.group_id}": c.alive for c in consumers})
+    starts = ([producer.start] if producer is not None else []) + [consumer.start for consumer in consumers]
+    startup = KafkaStartup(settings, starts)
+    readiness = dict(checks)
+    if producer is not None:
+        readiness["kafka"] = startup.readiness(producer.check)
+    readiness |= {f"consumer {c.group_id}": startup.readiness(c.check) for c in consumers}
+    liveness = {f"consumer {c.group_id}": startup.liveness(c.alive) for c in consumers}
+    server = ops_server(settings, readiness, liveness)
     server_task = asyncio.create_task(server.serve())
-    for consumer in consumers:
-        await consumer.start()
-    log.info("started")
     try:
+        if not await startup.run(stopping):
+            return
+        log.info("started")
         await asyncio.gather(*(c.run() for c in consumers), *(task(stopping) for task in background))
     finally:
         server.should_exit = True

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.kafka.admin import AdminSettings, create_topics
+from shared.kafka.connection import KafkaConnectionSettings, client_options
 from shared.kafka.producer import LINGER_MS, MAX_BATCH_BYTES
 from shared.topics import Topics
 
@@ -58,16 +59,18 @@ class BrokerCeiling:
         }
 
 
-async def measure_broker_ceiling(bootstrap_servers: str, count: int, deadline_s: float) -> BrokerCeiling:
+async def measure_broker_ceiling(connection: KafkaConnectionSettings, count: int, deadline_s: float) -> BrokerCeiling:
     """Produce then consume ``count`` records on a fresh topic; fail if it takes over ``deadline_s``."""
     prefix = f"bench-ceiling-{uuid.uuid4().hex[:8]}"
     await create_topics(
-        AdminSettings(kafka_bootstrap_servers=bootstrap_servers, topic_prefix=prefix, kafka_topic_partitions=PARTITIONS)
+        AdminSettings.model_validate(
+            {**connection.model_dump(), "topic_prefix": prefix, "kafka_topic_partitions": PARTITIONS}
+        )
     )
     topic = Topics(prefix).requests
     async with asyncio.timeout(deadline_s):
-        produce_seconds = await _produce(bootstrap_servers, topic, count)
-        join_seconds, consume_seconds = await _consume(bootstrap_servers, topic, f"{prefix}.consumer", count)
+        produce_seconds = await _produce(connection, topic, count)
+        join_seconds, consume_seconds = await _consume(connection, topic, f"{prefix}.consumer", count)
     return BrokerCeiling(
         records=count,
         record_bytes=RECORD_BYTES,
@@ -78,10 +81,10 @@ async def measure_broker_ceiling(bootstrap_servers: str, count: int, deadline_s:
     )
 
 
-def services_like_producer(bootstrap_servers: str) -> AIOKafkaProducer:
+def services_like_producer(connection: KafkaConnectionSettings) -> AIOKafkaProducer:
     """A producer batching as Herald's services do (acks=all), without idempotence (Tansu lacks it)."""
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers,
+        **client_options(connection),
         acks="all",
         enable_idempotence=False,
         linger_ms=LINGER_MS,
@@ -89,8 +92,8 @@ def services_like_producer(bootstrap_servers: str) -> AIOKafkaProducer:
     )
 
 
-async def _produce(bootstrap_servers: str, topic: str, count: int) -> float:
-    producer = services_like_producer(bootstrap_servers)
+async def _produce(connection: KafkaConnectionSettings, topic: str, count: int) -> float:
+    producer = services_like_producer(connection)
     await producer.start()
     try:
         value = bytes(RECORD_BYTES)
@@ -106,10 +109,10 @@ async def _produce(bootstrap_servers: str, topic: str, count: int) -> float:
         await producer.stop()
 
 
-async def _consume(bootstrap_servers: str, topic: str, group_id: str, count: int) -> tuple[float, float]:
+async def _consume(connection: KafkaConnectionSettings, topic: str, group_id: str, count: int) -> tuple[float, float]:
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap_servers,
+        **client_options(connection),
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 
 from infra.bench.broker_ceiling import services_like_producer
+from shared.kafka.connection import KafkaConnectionSettings
 from shared.kafka.records import headers_for
 from shared.messages import NOTIFICATION_REQUEST
 from shared.requests import build_request, recipient_key
@@ -107,7 +108,7 @@ def pipeline_requests(tenant_id: str, count: int) -> list[tuple[bytes, bytes]]:
 
 async def run_pipeline(
     *,
-    bootstrap_servers: str,
+    connection: KafkaConnectionSettings,
     topic: str,
     database_url: str,
     tenant_id: str,
@@ -120,7 +121,7 @@ async def run_pipeline(
     """Produce ``records`` as fast as one producer can and wait until every one is delivered and stored."""
     count = len(records)
     headers = list(headers_for(tenant_id, "notification_request", None))
-    producer = services_like_producer(bootstrap_servers)
+    producer = services_like_producer(connection)
     database = await asyncpg.connect(database_url)
     await producer.start()
     try:

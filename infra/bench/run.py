@@ -29,6 +29,7 @@ from infra.bench.pipeline import drain, latency_since, pipeline_requests, run_pi
 from infra.bench.stack import API_KEY, GATEWAY_TENANT, BenchStack
 from infra.local.broker import Broker
 from infra.local.stack import REPO_ROOT
+from shared.kafka.connection import KafkaConnectionSettings
 
 T = TypeVar("T")
 WORK_DIR = REPO_ROOT / "var" / "bench"
@@ -106,7 +107,11 @@ def broker_phase(plan: Plan, results: dict[str, Any]) -> None:
         broker.start()
         # Generous: a few thousand records a second would still finish.
         ceiling = uvloop.run(
-            measure_broker_ceiling(broker.bootstrap_servers, plan.broker_count, 120 + plan.broker_count / 1000)
+            measure_broker_ceiling(
+                KafkaConnectionSettings(kafka_bootstrap_servers=broker.bootstrap_servers),
+                plan.broker_count,
+                120 + plan.broker_count / 1000,
+            )
         )
     finally:
         broker.stop()
@@ -128,7 +133,7 @@ def pipeline_phase(plan: Plan, stack: BenchStack, results: dict[str, Any]) -> No
     before, started = probe.snapshot(), time.perf_counter()
     run = uvloop.run(
         run_pipeline(
-            bootstrap_servers=stack.broker.bootstrap_servers,
+            connection=KafkaConnectionSettings(kafka_bootstrap_servers=stack.broker.bootstrap_servers),
             topic=stack.topics.requests,
             database_url=stack.database_url,
             tenant_id=PIPELINE_TENANT,

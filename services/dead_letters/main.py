@@ -54,13 +54,13 @@ async def serve() -> None:
         retention=timedelta(days=settings.dlq_retention_days),
         interval_s=settings.dlq_maintenance_interval_s,
     )
-    await producer.start()
     try:
         await service.serve_consumers(
             settings,
             [consumer],
-            checks={"kafka": producer.check, "postgres": lambda: check(pool)},
+            checks={"postgres": lambda: check(pool)},
             background=[maintenance.run, replayer.run],
+            producer=producer,
         )
     finally:
         await producer.stop()

@@ -3,6 +3,7 @@ lifespan), routes, error handling and middleware."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -36,6 +37,7 @@ from services.gateway.webhook_endpoints import routes as webhook_endpoints
 from shared.batching import GroupWriter
 from shared.crypto import Encryptor
 from shared.kafka.producer import MessageProducer
+from shared.kafka.startup import KafkaStartup
 from shared.observability.ops import Check, health_routes
 from shared.redis import create_redis, key
 from shared.ssrf import OutboundGuard
@@ -92,7 +94,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         encryptor = Encryptor.from_settings(settings)
         pool = await create_pool(settings.database_url, settings.database_pool_size)
         producer = MessageProducer(settings, client_id=SERVICE)
-        await producer.start()
+        # Started in the background: while the cluster refuses the gateway or is away, it serves (reads,
+        # 503 for sends) and is not ready, rather than exit and be restarted into the same refusal.
+        kafka = KafkaStartup(settings, [producer.start])
+        stopping = asyncio.Event()
+        starting = asyncio.create_task(kafka.run(stopping))
+        await kafka.tried.wait()
         redis = create_redis(settings)
         keys = ApiKeyRepository(pool)
         if settings.dev_api_key is not None:
@@ -138,10 +145,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 callbacks=CallbackVerifiers.from_settings(settings),
             ),
         )
-        checks.update({"kafka": producer.check, "postgres": lambda: check(pool), "redis": redis.ping})
+        checks.update({"kafka": kafka.readiness(producer.check), "postgres": lambda: check(pool), "redis": redis.ping})
         try:
             yield
         finally:
+            stopping.set()
+            await starting
             await producer.stop()
             await pool.close()
             await redis.aclose()

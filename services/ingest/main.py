@@ -46,9 +46,8 @@ async def serve() -> None:
         producer=producer,
         on_reject=reporter.failed,
     )
-    await producer.start()
     try:
-        await service.serve_consumers(settings, [consumer], checks={"kafka": producer.check, "redis": redis.ping})
+        await service.serve_consumers(settings, [consumer], checks={"redis": redis.ping}, producer=producer)
     finally:
         await producer.stop()
         await redis.aclose()

@@ -34,13 +34,13 @@ async def serve() -> None:
         handler=DelayedJobIntake(store),
         producer=producer,
     )
-    await producer.start()
     try:
         await service.serve_consumers(
             settings,
             [consumer],
-            checks={"kafka": producer.check, "postgres": lambda: check(pool)},
+            checks={"postgres": lambda: check(pool)},
             background=[scheduler.run],
+            producer=producer,
         )
     finally:
         await producer.stop()

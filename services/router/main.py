@@ -56,11 +56,8 @@ async def serve() -> None:
         producer=producer,
         on_reject=reporter.failed,
     )
-    await producer.start()
     try:
-        await service.serve_consumers(
-            settings, [consumer], checks={"kafka": producer.check, "postgres": lambda: check(pool)}
-        )
+        await service.serve_consumers(settings, [consumer], checks={"postgres": lambda: check(pool)}, producer=producer)
     finally:
         await producer.stop()
         await pool.close()

@@ -83,11 +83,8 @@ async def serve() -> None:
         producer=producer,
         max_batch=settings.max_batch,
     )
-    await producer.start()
     try:
-        await service.serve_consumers(
-            settings, [consumer], checks={"kafka": producer.check, "postgres": lambda: check(pool)}
-        )
+        await service.serve_consumers(settings, [consumer], checks={"postgres": lambda: check(pool)}, producer=producer)
     finally:
         await producer.stop()
         await pool.close()

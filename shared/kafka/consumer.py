@@ -192,6 +192,8 @@ class ConsumerLoop(Generic[T]):
     async def start(self) -> None:
         """Join the consumer group (partitions are assigned on the first fetch); if the broker does not have
         the loop's topics (yet), :meth:`run` waits for them first."""
+        # Progress (liveness) is measured from the moment the loop could first make any.
+        self._progress_at = time.monotonic()
         missing = await self._producer.missing_topics(self._config.topics)
         if missing:
             self._lost = _no_topics(missing)
@@ -204,6 +206,8 @@ class ConsumerLoop(Generic[T]):
             await self._consumer.start()
         except KafkaError:
             await self._consumer.stop()
+            # A stopped consumer cannot start again; the next try starts a new one.
+            self._consumer = self._new_consumer()
             raise
         self._joined = True
 

@@ -13,6 +13,7 @@ from shared.config import HeraldSettings
 from shared.kafka.connection import client_options
 from shared.kafka.metadata import METADATA_MAX_AGE_MS
 from shared.kafka.records import Produce
+from shared.kafka.startup import KafkaNotStarted
 from shared.observability import metrics
 from shared.topics import Topics
 
@@ -40,11 +41,17 @@ class MessageProducer:
 
     def __init__(self, settings: HeraldSettings, *, client_id: str) -> None:
         self._topics = Topics(settings.topic_prefix).all()
-        self._producer = AIOKafkaProducer(
-            **client_options(settings),
-            client_id=client_id,
+        self._settings = settings
+        self._client_id = client_id
+        self._producer = self._new_producer()
+        self._started = False
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            **client_options(self._settings),
+            client_id=self._client_id,
             acks="all",
-            enable_idempotence=settings.kafka_idempotent_producer,
+            enable_idempotence=self._settings.kafka_idempotent_producer,
             linger_ms=LINGER_MS,
             max_batch_size=MAX_BATCH_BYTES,
             max_request_size=MAX_RECORD_BYTES,
@@ -54,7 +61,15 @@ class MessageProducer:
         )
 
     async def start(self) -> None:
-        await self._producer.start()
+        """Connect. A failed start closes what it opened, so a later call starts with a new aiokafka producer
+        (a closed one cannot start again)."""
+        try:
+            await self._producer.start()
+        except BaseException:
+            await self._producer.stop()
+            self._producer = self._new_producer()
+            raise
+        self._started = True
 
     @staticmethod
     def check_sizes(records: Iterable[Produce]) -> None:
@@ -76,6 +91,9 @@ class MessageProducer:
 
     async def send(self, record: Produce) -> asyncio.Future[object]:
         """Queue one record; the returned future resolves when it is acknowledged."""
+        if not self._started:
+            # aiokafka would wait out its request timeout for metadata a client that never connected lacks.
+            raise KafkaNotStarted("the producer has not connected to Kafka (see the service's readiness)")
         future: asyncio.Future[object] = await self._producer.send(
             record.topic, record.value, key=record.key, headers=list(record.headers)
         )

@@ -29,6 +29,11 @@ CONSUMER_TOPICS_LOST = Counter(
     "Times a consumer found the broker without its topics, or with shorter logs than it had read (restarted "
     "empty), dropped its batches in flight and waited for the topics to join its group anew",
 )
+KAFKA_START_FAILURES = Counter(
+    "herald_kafka_start_failures_total",
+    "Times starting a Kafka client failed (a refused login or certificate, a cluster that does not answer); the "
+    "service stays up, not ready, and tries again",
+)
 CONSUMER_PAUSED = Gauge(
     "herald_consumer_paused",
     "1 while the dead-letter guard pauses consumption, by the environmental reason most messages failed with",

@@ -5,17 +5,23 @@ brokers and what enforces it in front of them: ``tests/secured_kafka.py``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from collections.abc import Iterator
 
+import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
-from infra.local.processes import free_port
+from infra.local.processes import free_port, port_accepts
 from infra.local.stack import WORKERS, herald_services, service_process
+from services.gateway.app import create_app
+from services.gateway.settings import GatewaySettings
 from shared.kafka.admin import AdminSettings, create_topics
 from shared.kafka.connection import (
     ClientCredentialsTokenProvider,
@@ -27,10 +33,17 @@ from shared.kafka.connection import (
 from shared.kafka.producer import MessageProducer
 from shared.kafka.records import Produce
 from tests.conftest import REDIS_URL
+from tests.integration.conftest import assert_problem, auth
 from tests.scripted_http import Reply, ScriptedServer
 from tests.secured_kafka import PASSWORD, USER, SecuredBroker, secured_broker
 
 pytestmark = pytest.mark.integration
+
+EMAIL_REQUEST = {
+    "channels": ["email"],
+    "recipient": {"email": "ada@example.com"},
+    "content": {"subject": "Hi", "text": "Hi"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -161,22 +174,52 @@ async def test_why_a_client_cannot_connect_is_told_in_one_line_naming_the_settin
     assert "\n" not in problem
 
 
-def test_a_service_whose_login_is_refused_says_which_settings_to_check_in_one_line_and_exits(
+def start_failures(metrics_url: str) -> float:
+    """``herald_kafka_start_failures_total`` as the service's ``/metrics`` says."""
+    families = text_string_to_metric_families(httpx.get(metrics_url).text)
+    return next(family for family in families if family.name == "herald_kafka_start_failures").samples[0].value
+
+
+def test_a_service_the_cluster_refuses_stays_up_not_ready_says_why_once_and_starts_once_it_may(
     tls_and_sasl: SecuredBroker,
 ) -> None:
+    newcomer = f"newcomer-{uuid.uuid4().hex[:8]}"
+    prefix = f"refused-{uuid.uuid4().hex[:8]}"
+    asyncio.run(create_topics(tls_and_sasl.settings(topic_prefix=prefix)))
     environment = {
-        "HERALD_TOPIC_PREFIX": f"refused-{uuid.uuid4().hex[:8]}",
+        "HERALD_TOPIC_PREFIX": prefix,
         "HERALD_REDIS_URL": REDIS_URL,
-        **tls_and_sasl.environment(kafka_sasl_password="wrong"),
+        # Tansu refuses InitProducerId, which the idempotent producer needs.
+        "HERALD_KAFKA_IDEMPOTENT_PRODUCER": "false",
+        # The user the service logs in as does not exist yet.
+        **tls_and_sasl.environment(kafka_sasl_username=newcomer, kafka_sasl_password="its-own-password"),
     }
     spec = next(spec for spec in herald_services(free_port(), [free_port() for _ in WORKERS]) if spec.name == "ingest")
-    process = service_process(spec, environment, line_sink=None)
-    process.start()
-    assert process.wait(timeout=60) == 2
-    output = "\n".join(process.output_tail(50))
-    assert "Traceback" not in output
-    [line] = [line for line in process.output_tail(50) if "cannot use Kafka" in line]
-    assert "check HERALD_KAFKA_SASL_USERNAME and HERALD_KAFKA_SASL_PASSWORD" in line
+    ops = f"http://127.0.0.1:{spec.port}"
+    with service_process(spec, environment, line_sink=None) as process:
+        # Refused, and refused again after its back-off: it neither exits nor gives up.
+        process.wait_until(
+            lambda: port_accepts("127.0.0.1", spec.port) and start_failures(f"{ops}/metrics") >= 2,
+            timeout=30,
+            what="two refused starts",
+        )
+        ready = httpx.get(f"{ops}/ready")
+        assert ready.status_code == 503
+        assert "check HERALD_KAFKA_SASL_USERNAME and HERALD_KAFKA_SASL_PASSWORD" in ready.json()["checks"]["kafka"]
+        # Alive: restarting it would not change the answer.
+        assert httpx.get(f"{ops}/health").status_code == 200
+        output = process.output_tail(200)
+        assert "Traceback" not in "\n".join(output)
+        [line] = [line for line in output if "cannot use Kafka" in line]
+        assert "check HERALD_KAFKA_SASL_USERNAME and HERALD_KAFKA_SASL_PASSWORD" in line
+
+        assert tls_and_sasl.front.users is not None
+        tls_and_sasl.front.users[newcomer] = "its-own-password"
+        try:
+            process.wait_http_ready(f"{ops}/ready", timeout=60)
+        finally:
+            del tls_and_sasl.front.users[newcomer]
+        assert any("kafka_started" in line for line in process.output_tail(50))
 
 
 def token_endpoint_reply(token: str, expires_in: int) -> Reply:
@@ -208,3 +251,23 @@ async def test_refused_client_credentials_name_the_settings_to_check() -> None:
         provider = ClientCredentialsTokenProvider(f"{idp.url}/token", "herald", "wrong")
         with pytest.raises(TokenError, match="HERALD_KAFKA_OAUTH_CLIENT_SECRET"):
             await provider.token()
+
+
+def test_a_gateway_the_cluster_refuses_serves_reads_answers_sends_with_503_and_is_not_ready(
+    tls_and_sasl: SecuredBroker, gateway_settings: GatewaySettings
+) -> None:
+    refused = GatewaySettings.model_validate(
+        {**gateway_settings.model_dump(), **tls_and_sasl.connection(kafka_sasl_password="wrong")}
+    )
+    with TestClient(create_app(refused)) as client:
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        assert "check HERALD_KAFKA_SASL_USERNAME and HERALD_KAFKA_SASL_PASSWORD" in ready.json()["checks"]["kafka"]
+        assert client.get("/health").status_code == 200
+
+        sent = client.post("/api/v1/notifications", json=EMAIL_REQUEST, headers=auth())
+        problem = assert_problem(sent, 503)
+        assert "nothing was accepted" in problem["detail"]
+        assert sent.headers["Retry-After"] == "5"
+        # Reads do not need Kafka: the API stays useful.
+        assert client.get("/api/v1/notifications", headers=auth()).status_code == 200

@@ -12,6 +12,8 @@ from http import HTTPStatus
 from typing import Any
 
 import orjson
+import structlog
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import iter_route_contexts
@@ -29,7 +31,11 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
     429: {"description": "Over a rate limit; retry after `Retry-After` seconds (problem+json)"},
 }
 
+log = structlog.get_logger(__name__)
+
 PROBLEM_JSON = "application/problem+json"
+# When a client that got a 503 for Kafka should try again.
+KAFKA_RETRY_AFTER_S = 5
 PROBLEM_TYPE_BASE = "https://herald.dev/problems/"
 
 
@@ -115,7 +121,19 @@ def install(app: FastAPI) -> None:
         problem = Problem(error.status_code, _title(error.status_code), str(error.detail), headers=headers)
         return problem_response(problem, request.url.path)
 
+    async def on_kafka_error(request: Request, error: Exception) -> Response:
+        # Nothing was accepted: the request may be sent again (an idempotency key makes that safe).
+        log.warning("kafka_unavailable", path=request.url.path, error=repr(error))
+        problem = Problem(
+            503,
+            "Service unavailable",
+            "cannot hand the request to Kafka now; nothing was accepted, retry later",
+            headers={"Retry-After": str(KAFKA_RETRY_AFTER_S)},
+        )
+        return problem_response(problem, request.url.path)
+
     app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(KafkaError, on_kafka_error)
     app.add_exception_handler(RequestValidationError, on_invalid_body)
     app.add_exception_handler(InvalidRequest, on_invalid_request)
     app.add_exception_handler(HTTPException, on_http_error)
