@@ -1,6 +1,7 @@
 """A port in front of a Tansu broker that enforces what a secured Kafka cluster does: TLS (with client
 certificates if the TLS context asks for them) and SASL (``PLAIN``, ``SCRAM-SHA-256``, ``SCRAM-SHA-512``
-against a table of users), then relays every byte to the broker's plain listener.
+against a table of users; ``OAUTHBEARER`` against the bearer tokens an identity provider issued), then
+relays every byte to the broker's plain listener.
 
 Why it exists: Tansu 0.6 cannot serve TLS (its ``--cert`` and ``--key`` flags exclude each other, and the
 TLS acceptor it builds is never used), and its SASL cannot be relied on (its memory and S3 storage keep no
@@ -26,13 +27,15 @@ from infra.local.processes import StartsAndStops, free_port
 API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE = 18, 17, 36
 NONE, UNSUPPORTED_SASL_MECHANISM, SASL_AUTHENTICATION_FAILED = 0, 33, 58
 SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+MECHANISMS = ("PLAIN", *SCRAM_MECHANISMS, "OAUTHBEARER")
 # What a request's frame may be at most before authentication: a SASL token, not a produce batch.
 MAX_UNAUTHENTICATED_FRAME = 64 * 1024
 
 
 class BrokerFront(StartsAndStops):
     """Listens on ``127.0.0.1:port``; TLS with ``tls`` if given; SASL against ``users`` (name -> password) if
-    given; then relays to ``upstream_port``. Runs on an event loop of its own, in a thread."""
+    given, where OAUTHBEARER takes the tokens in :attr:`bearer_tokens` (what the test's identity provider
+    issued); then relays to ``upstream_port``. Runs on an event loop of its own, in a thread."""
 
     def __init__(
         self,
@@ -45,6 +48,7 @@ class BrokerFront(StartsAndStops):
         self.upstream_port = upstream_port
         self.tls = tls
         self.users = dict(users) if users is not None else None
+        self.bearer_tokens: set[str] = set()
         self.port = port if port is not None else free_port()
         self.logins = 0
         self.refused_logins = 0
@@ -110,9 +114,8 @@ class BrokerFront(StartsAndStops):
                 client_writer.write(struct.pack(">i", len(answer)) + answer)
             elif api_key == SASL_HANDSHAKE and mechanism is None:
                 asked = _string(body, 0)[0]
-                enabled = ["PLAIN", *SCRAM_MECHANISMS]
-                code = NONE if asked in enabled else UNSUPPORTED_SASL_MECHANISM
-                _answer(client_writer, correlation_id, struct.pack(">h", code) + _strings(enabled))
+                code = NONE if asked in MECHANISMS else UNSUPPORTED_SASL_MECHANISM
+                _answer(client_writer, correlation_id, struct.pack(">h", code) + _strings(list(MECHANISMS)))
                 if code != NONE:
                     return False
                 mechanism = asked
@@ -120,6 +123,8 @@ class BrokerFront(StartsAndStops):
                 token = _bytes(body)
                 if mechanism == "PLAIN":
                     return self._login_plain(client_writer, correlation_id, version, token)
+                if mechanism == "OAUTHBEARER":
+                    return self._login_bearer(client_writer, correlation_id, version, token)
                 if scram_server is None:
                     scram_server = self._scram[mechanism].make_server(self._auth_info(mechanism))
                     try:
@@ -134,11 +139,7 @@ class BrokerFront(StartsAndStops):
                     scram_server.set_client_final(token.decode())
                 except (ScramException, UnicodeDecodeError):
                     return self._refuse(client_writer, correlation_id, version, "invalid credentials")
-                _authenticate_answer(
-                    client_writer, correlation_id, version, NONE, None, scram_server.get_server_final()
-                )
-                self.logins += 1
-                return True
+                return self._accept(client_writer, correlation_id, version, scram_server.get_server_final())
             else:
                 # Kafka closes a connection that sends anything else before it has authenticated.
                 return False
@@ -160,7 +161,18 @@ class BrokerFront(StartsAndStops):
         users = self.users or {}
         if users.get(username.decode(errors="replace")) != password.decode(errors="replace"):
             return self._refuse(writer, correlation_id, version, "invalid credentials")
-        _authenticate_answer(writer, correlation_id, version, NONE, None, "")
+        return self._accept(writer, correlation_id, version)
+
+    def _login_bearer(self, writer: asyncio.StreamWriter, correlation_id: int, version: int, token: bytes) -> bool:
+        # RFC 7628's initial client response: "n,," then \x01-separated key=value pairs, auth=Bearer <token>.
+        fields = dict(part.partition(b"=")[::2] for part in token.split(b"\x01")[1:] if part)
+        scheme, _, bearer = fields.get(b"auth", b"").partition(b" ")
+        if scheme.lower() != b"bearer" or bearer.decode(errors="replace") not in self.bearer_tokens:
+            return self._refuse(writer, correlation_id, version, "invalid token")
+        return self._accept(writer, correlation_id, version)
+
+    def _accept(self, writer: asyncio.StreamWriter, correlation_id: int, version: int, token: str = "") -> bool:
+        _authenticate_answer(writer, correlation_id, version, NONE, None, token)
         self.logins += 1
         return True
 

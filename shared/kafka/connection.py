@@ -165,6 +165,12 @@ async def connection_problem(settings: KafkaConnectionSettings, timeout_s: float
         finally:
             connection.close()
     except SaslAuthenticationFailed as error:
+        if settings.kafka_sasl_mechanism == "OAUTHBEARER":
+            return (
+                f"{where} refused the OAUTHBEARER token of client {settings.kafka_oauth_client_id!r} ({error}): check "
+                "HERALD_KAFKA_OAUTH_TOKEN_URL, HERALD_KAFKA_OAUTH_CLIENT_ID and HERALD_KAFKA_OAUTH_SCOPE against the "
+                "identity provider the cluster trusts"
+            )
         return (
             f"{where} refused the {settings.kafka_sasl_mechanism} login of {settings.kafka_sasl_username!r} "
             f"({error}): check HERALD_KAFKA_SASL_USERNAME and HERALD_KAFKA_SASL_PASSWORD"

@@ -245,6 +245,35 @@ async def test_the_token_provider_asks_with_client_credentials_and_reuses_a_toke
         assert await provider.token() == "third"
 
 
+async def test_an_oauthbearer_login_presents_the_identity_providers_token_and_one_the_cluster_rejects_is_refused(
+    sasl: SecuredBroker,
+) -> None:
+    with ScriptedServer().serving() as idp:
+        oauth = {
+            "kafka_sasl_mechanism": "OAUTHBEARER",
+            "kafka_oauth_token_url": f"{idp.url}/token",
+            "kafka_oauth_client_id": "herald",
+            "kafka_oauth_client_secret": "s3cret",
+        }
+        idp.reply = token_endpoint_reply("a-token-the-cluster-trusts", 3600)
+        sasl.front.bearer_tokens.add("a-token-the-cluster-trusts")
+        logins = sasl.front.logins
+        assert await round_trip(sasl.settings(**oauth)) == [b"secured"]
+        assert sasl.front.logins > logins
+        assert idp.requests[0].body == b"grant_type=client_credentials"
+
+        idp.reply = token_endpoint_reply("a-token-from-elsewhere", 3600)
+        refused = sasl.front.refused_logins
+        producer = MessageProducer(sasl.settings(**oauth), client_id="refused")
+        with pytest.raises(KafkaError):
+            await producer.start()
+        await producer.stop()
+        assert sasl.front.refused_logins == refused + 1
+        problem = await connection_problem(KafkaConnectionSettings.model_validate(sasl.connection(**oauth)))
+        assert problem is not None
+        assert "refused the OAUTHBEARER token of client 'herald'" in problem
+
+
 async def test_refused_client_credentials_name_the_settings_to_check() -> None:
     with ScriptedServer().serving() as idp:
         idp.reply = Reply(401, {"Content-Type": "application/json"}, b'{"error": "invalid_client"}')
