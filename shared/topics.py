@@ -50,3 +50,9 @@ class Topics:
         return [self.requests, self.routable, self.status, self.delay, self.dlq] + [
             self.send(channel) for channel in CHANNELS
         ]
+
+    def by_name(self) -> dict[str, str]:
+        """Every topic under its name without prefix and version (``send.email``), which settings and the
+        topic declarations (``shared/kafka/topic_specs.py``) use."""
+        prefix, suffix = f"{self.prefix}.", f".v{CONTRACT_VERSION}"
+        return {topic.removeprefix(prefix).removesuffix(suffix): topic for topic in self.all()}

@@ -232,6 +232,14 @@ ARCHIVER=(--set archiver.enabled=true --set archiver.archiveUrl=s3://herald-arch
 KAFKA_SECURED=("${ARCHIVER[@]}" --set kafkaTls.secretName=kafka-client-tls --set kafkaTls.clientCertificate=true
     --set config.kafkaSecurityProtocol=SASL_SSL --set config.kafkaSaslMechanism=SCRAM-SHA-512
     --set config.kafkaSaslUsername=herald)
+# Scaling on backlog: KEDA on, with sender-sms on, dead-letters left to its HPA, and more partitions (and
+# replicas) for email; then on the secured cluster above, and with OAUTHBEARER.
+KEDA=(--set keda.enabled=true --set services.sender-sms.enabled=true --set services.dead-letters.keda.enabled=false
+    --set-json 'config.kafkaTopicPartitionsByName={"send.email":24}' --set services.sender-email.keda.maxReplicas=24)
+KEDA_SECURED=("${KAFKA_SECURED[@]}" --set keda.enabled=true)
+KEDA_OAUTH=(--set keda.enabled=true --set config.kafkaSecurityProtocol=SASL_SSL
+    --set config.kafkaSaslMechanism=OAUTHBEARER --set config.kafkaOauthTokenUrl=https://id.example.com/token
+    --set config.kafkaOauthClientId=herald --set config.kafkaOauthScope=kafka)
 
 check "helm lint --strict (default values)" "$HELM" lint --strict "$CHART"
 check "helm lint --strict (secrets.create=true)" "$HELM" lint --strict "$CHART" "${CREATE_SECRET[@]}"
@@ -249,9 +257,14 @@ render chart-secret "${CREATE_SECRET[@]}"
 render minimal "${MINIMAL[@]}"
 render archiver "${ARCHIVER[@]}"
 render kafka-secured "${KAFKA_SECURED[@]}"
+render keda "${KEDA[@]}"
+render keda-secured "${KEDA_SECURED[@]}"
+render keda-oauth "${KEDA_OAUTH[@]}"
 
 for version in $KUBE_VERSIONS; do
-    for name in default chart-secret minimal archiver kafka-secured; do
+    # KEDA's kinds are custom resources it has no schema for (it warns and passes them): the KEDA check below
+    # reads them.
+    for name in default chart-secret minimal archiver kafka-secured keda keda-secured keda-oauth; do
         check "kubernetes-validate --strict -k $version ($name)" \
             "$VENV/bin/kubernetes-validate" --strict --quiet -k "$version" "$WORK/$name.yaml"
     done
@@ -263,6 +276,132 @@ check "helm template fails without a Secret name" bash -c \
 # shellcheck disable=SC2016 # expanded by the inner bash
 check "helm template fails with the archiver on but no archive URL" bash -c \
     '! "$0" template herald "$1" --set archiver.enabled=true > /dev/null 2>&1' "$HELM" "$CHART"
+# shellcheck disable=SC2016 # expanded by the inner bash
+check "helm template fails with KEDA on a SCRAM cluster but no SASL user" bash -c \
+    '! "$0" template herald "$1" --set keda.enabled=true --set config.kafkaSecurityProtocol=SASL_SSL \
+    --set config.kafkaSaslMechanism=SCRAM-SHA-512 > /dev/null 2>&1' "$HELM" "$CHART"
+
+check "KEDA (off by default; a ScaledObject per consuming service on its group's lag, in place of its HPA; Kafka TLS and SASL)" \
+    "$PY" - "$WORK" <<'PY'
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from shared.kafka.topic_specs import declared_topics
+from shared.topics import Topics
+
+work = Path(sys.argv[1])
+problems = []
+
+
+def load(name):
+    return [d for d in yaml.safe_load_all((work / f"{name}.yaml").read_text()) if d]
+
+
+def by_kind(docs, kind):
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def component(doc):
+    return doc["metadata"]["labels"].get("app.kubernetes.io/component")
+
+
+def consumed(topics, service):
+    """The topic each consuming service reads (services/*/main.py)."""
+    if service.startswith("sender-"):
+        return topics.send(service.removeprefix("sender-"))
+    return {"ingest": topics.requests, "router": topics.routable, "retry": topics.delay, "status": topics.status,
+            "dead-letters": topics.dlq}[service]
+
+
+if by_kind(load("default"), "ScaledObject") or by_kind(load("default"), "TriggerAuthentication"):
+    problems.append("KEDA must be off by default")
+
+values = yaml.safe_load(Path("helm/herald/values.yaml").read_text())["services"]
+docs = load("keda")
+(config,) = by_kind(docs, "ConfigMap").values()
+topics = Topics(config["data"]["HERALD_TOPIC_PREFIX"])
+partitions = {spec.name: spec.partitions for spec in declared_topics(
+    topics, partitions=int(config["data"]["HERALD_KAFKA_TOPIC_PARTITIONS"]), replication_factor=1,
+    partitions_by_name=json.loads(config["data"].get("HERALD_KAFKA_TOPIC_PARTITIONS_BY_NAME", "{}")))}
+deployments = {component(d): d for d in by_kind(docs, "Deployment").values()}
+scaled = {component(s): s for s in by_kind(docs, "ScaledObject").values()}
+expected = {"ingest", "router", "sender-email", "sender-sms", "retry", "status"}
+if set(scaled) != expected:
+    problems.append(f"ScaledObjects for {sorted(scaled)}, expected {sorted(expected)}")
+hpas = {component(h) for h in by_kind(docs, "HorizontalPodAutoscaler").values()}
+if hpas != {"gateway", "dead-letters"}:
+    problems.append(f"with KEDA on, HPAs only for the services it does not scale; rendered for {sorted(hpas)}")
+for service, scaled_object in scaled.items():
+    name = scaled_object["metadata"]["name"]
+    spec = scaled_object["spec"]
+    if scaled_object["apiVersion"] != "keda.sh/v1alpha1":
+        problems.append(f"{name}: apiVersion {scaled_object['apiVersion']}")
+    target = spec["scaleTargetRef"]
+    if target.get("kind") != "Deployment" or deployments.get(service, {}).get("metadata", {}).get("name") != target["name"]:
+        problems.append(f"{name}: scaleTargetRef {target} is not the {service} Deployment")
+    elif "replicas" in deployments[service]["spec"]:
+        problems.append(f"{name}: the Deployment must leave replicas to KEDA")
+    bounds = (spec["minReplicaCount"], spec["maxReplicaCount"])
+    keda = values[service]["keda"]
+    wanted_max = 24 if service == "sender-email" else keda["maxReplicas"]
+    if bounds != (keda["minReplicas"], wanted_max):
+        problems.append(f"{name}: replicas {bounds}, values say {(keda['minReplicas'], wanted_max)}")
+    (trigger,) = spec["triggers"]
+    meta = trigger["metadata"]
+    topic = consumed(topics, service)
+    if trigger["type"] != "kafka" or meta["consumerGroup"] != topics.group(service) or meta["topic"] != topic:
+        problems.append(f"{name}: trigger {trigger['type']} on {meta['consumerGroup']}/{meta['topic']}, expected "
+                        f"kafka on {topics.group(service)}/{topic}")
+    if meta["topic"] not in topics.all():
+        problems.append(f"{name}: {meta['topic']} is not one of Herald's topics")
+    if spec["maxReplicaCount"] > partitions.get(meta["topic"], 0):
+        problems.append(f"{name}: maxReplicaCount above the {partitions.get(meta['topic'])} partitions of its topic")
+    if meta["bootstrapServers"] != config["data"]["HERALD_KAFKA_BOOTSTRAP_SERVERS"]:
+        problems.append(f"{name}: bootstrapServers {meta['bootstrapServers']}")
+    if meta["lagThreshold"] != str(keda["lagThreshold"]) or meta["offsetResetPolicy"] != "earliest":
+        problems.append(f"{name}: lagThreshold {meta['lagThreshold']}, offsetResetPolicy {meta['offsetResetPolicy']}")
+    if meta["tls"] != "disable" or "sasl" in meta or "authenticationRef" in trigger:
+        problems.append(f"{name}: a PLAINTEXT cluster needs no TLS, SASL nor authentication")
+if by_kind(docs, "TriggerAuthentication"):
+    problems.append("a PLAINTEXT cluster needs no TriggerAuthentication")
+
+
+def check_authentication(render, sasl, from_config, from_secrets):
+    """Every trigger of ``render`` uses TLS, ``sasl`` and the one TriggerAuthentication, which takes ``from_config``
+    (parameter -> ConfigMap key, each present there) and ``from_secrets`` (parameter -> (Secret, key))."""
+    docs = load(render)
+    (config,) = by_kind(docs, "ConfigMap").values()
+    (auth,) = by_kind(docs, "TriggerAuthentication").values()
+    for scaled_object in by_kind(docs, "ScaledObject").values():
+        (trigger,) = scaled_object["spec"]["triggers"]
+        seen = (trigger["metadata"]["tls"], trigger["metadata"].get("sasl"), trigger.get("authenticationRef"))
+        if seen != ("enable", sasl, {"name": auth["metadata"]["name"]}):
+            problems.append(f"{render}: {scaled_object['metadata']['name']} reads the lag with {seen}")
+    refs = {ref["parameter"]: ref for ref in auth["spec"].get("configMapTargetRef", [])}
+    got = {parameter: ref["key"] for parameter, ref in refs.items()}
+    if got != from_config or {ref["name"] for ref in refs.values()} - {config["metadata"]["name"]}:
+        problems.append(f"{render}: configMapTargetRef {refs}, expected {from_config} from the chart's ConfigMap")
+    missing = set(from_config.values()) - set(config["data"])
+    if missing:
+        problems.append(f"{render}: the ConfigMap lacks {sorted(missing)}")
+    secrets = {ref["parameter"]: (ref["name"], ref["key"]) for ref in auth["spec"]["secretTargetRef"]}
+    if secrets != from_secrets:
+        problems.append(f"{render}: secretTargetRef {secrets}, expected {from_secrets}")
+
+
+tls = {"ca": ("kafka-client-tls", "ca.crt"), "cert": ("kafka-client-tls", "tls.crt"), "key": ("kafka-client-tls", "tls.key")}
+check_authentication("keda-secured", "scram_sha512", {"username": "HERALD_KAFKA_SASL_USERNAME"},
+                     {"password": ("herald-secrets", "HERALD_KAFKA_SASL_PASSWORD"), **tls})
+check_authentication("keda-oauth", "oauthbearer",
+                     {"username": "HERALD_KAFKA_OAUTH_CLIENT_ID", "oauthTokenEndpointUri": "HERALD_KAFKA_OAUTH_TOKEN_URL",
+                      "scopes": "HERALD_KAFKA_OAUTH_SCOPE"},
+                     {"password": ("herald-secrets", "HERALD_KAFKA_OAUTH_CLIENT_SECRET")})
+print("\n".join(problems))
+sys.exit(1 if problems else 0)
+PY
 
 check "chart rules (7 services, probes, security context, HPA, PDB, hook Job, archiver CronJob, Kafka TLS in every pod, no secrets in values)" \
     "$PY" - "$WORK" <<'PY'

@@ -1,7 +1,8 @@
 """MkDocs hooks (``mkdocs.yml``): the generated parts of the site, made from the code at build time.
 
 A page asks for a generated part with a marker line, ``<!-- herald:configuration -->``; the OpenAPI
-document is added as ``reference/openapi.json`` for the API reference page to render.
+document is added as ``reference/openapi.json`` for the API reference page to render, and the AsyncAPI
+document as ``reference/asyncapi.yaml`` with the schemas it refers to.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
 
-from infra.docs import configuration, kafka, metrics
+from infra.docs import asyncapi, configuration, kafka, metrics
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
 
@@ -34,8 +35,10 @@ def openapi_document() -> str:
 
 
 def on_files(files: Files, config: MkDocsConfig, **_: Any) -> Files:
-    """Add the OpenAPI document to the site."""
+    """Add the OpenAPI and AsyncAPI documents to the site."""
     files.append(File.generated(config, OPENAPI_PATH, content=openapi_document()))
+    for path, content in asyncapi.site_files().items():
+        files.append(File.generated(config, path, content=content))
     return files
 
 

@@ -16,6 +16,30 @@ from shared.topics import CHANNELS, Topics
 # The key most records carry: one person's notifications share a partition and stay in order.
 PERSON_KEY = "`tenant:person`: the recipient's user id, else email, else phone, else the notification id"
 INHERITED_KEY = "the key of the message it is about"
+SENDERS = tuple(f"sender-{channel}" for channel in CHANNELS)
+# What a value is, on every topic.
+ENCODING = (
+    "Every value is an Avro record, single-object encoded: `C3 01`, the writer schema's 8-byte CRC-64-AVRO "
+    "fingerprint (little-endian), then the Avro binary body"
+)
+HEADERS: Mapping[str, str] = {
+    TENANT: "the tenant id (UTF-8); Herald's producers set it on every message",
+    KIND: "what the record is, UTF-8 (each topic's kind is given with it)",
+    TRACEPARENT: "the W3C trace context, when the message is part of a trace",
+}
+
+
+@dataclass(frozen=True)
+class Writers:
+    """Services that produce to a topic, in what case; ``label`` names them on the page instead of their list."""
+
+    services: tuple[str, ...]
+    case: str = ""
+    label: str = ""
+
+    def __str__(self) -> str:
+        named = self.label or ", ".join(self.services)
+        return f"{named} ({self.case})" if self.case else named
 
 
 @dataclass(frozen=True)
@@ -25,29 +49,43 @@ class TopicDoc:
     contract: str
     key: str
     kind: str
-    producers: str
+    producers: tuple[Writers, ...]
     consumers: str
 
 
 def _send_topic(channel: str) -> TopicDoc:
-    producers = "router; retry (a retry when due); gateway and dead-letters (a dead letter sent again)"
+    producers = [
+        Writers(("router",)),
+        Writers(("retry",), "a retry when due"),
+        Writers(("gateway", "dead-letters"), "a dead letter sent again"),
+    ]
     if channel == "webhook":
-        producers += "; status (webhook endpoints' events, keyed `tenant:endpoint id`, kind `webhook_delivery`)"
-    contract = f"{channel.capitalize()}Delivery"
-    return TopicDoc(contract, INHERITED_KEY, f"delivery.{channel}", producers, f"sender-{channel}")
+        case = "webhook endpoints' events, keyed `tenant:endpoint id`, kind `webhook_delivery`"
+        producers.append(Writers(("status",), case))
+    return TopicDoc(
+        f"{channel.capitalize()}Delivery", INHERITED_KEY, f"delivery.{channel}", tuple(producers), f"sender-{channel}"
+    )
 
 
-# The topic names come from shared.topics; a test fails when one of them is missing here.
-TOPIC_DOCS: Mapping[str, TopicDoc] = {
+# Every topic but the DLQ, whose producers are all of these topics' consumers.
+_PIPELINE_DOCS: Mapping[str, TopicDoc] = {
     "requests": TopicDoc(
         "NotificationRequest",
         PERSON_KEY,
         "notification_request",
-        "gateway; upstream services (`shared.client`); retry (each occurrence of a recurring series, kind `request`)",
+        (
+            Writers(("gateway",)),
+            Writers(("upstream",), "`shared.client` or any Kafka client", label="upstream services"),
+            Writers(("retry",), "each occurrence of a recurring series, kind `request`"),
+        ),
         "ingest",
     ),
     "routable": TopicDoc(
-        "RoutableNotification", INHERITED_KEY, "routable", "ingest; retry (a `send_at` notification when due)", "router"
+        "RoutableNotification",
+        INHERITED_KEY,
+        "routable",
+        (Writers(("ingest",)), Writers(("retry",), "a `send_at` notification when due")),
+        "router",
     ),
     **{f"send.{channel}": _send_topic(channel) for channel in CHANNELS},
     "status": TopicDoc(
@@ -55,21 +93,34 @@ TOPIC_DOCS: Mapping[str, TopicDoc] = {
         f"{INHERITED_KEY}; the gateway's own events (tracking, provider callbacks, cancellations) "
         "`tenant:notification id`",
         "status_event",
-        "every service: each step of a notification",
+        (Writers(("gateway", "ingest", "router", *SENDERS, "dead-letters"), "each step of a notification"),),
         "status",
     ),
     "delay": TopicDoc(
         "DelayedMessage",
         INHERITED_KEY,
         "delayed",
-        "senders (retries with backoff); ingest (`send_at` and recurring notifications)",
+        (
+            Writers(SENDERS, "retries with backoff", label="senders"),
+            Writers(("ingest",), "`send_at` and recurring notifications"),
+        ),
         "retry",
     ),
+}
+# The topic names come from shared.topics; a test fails when one of them is missing here.
+TOPIC_DOCS: Mapping[str, TopicDoc] = {
+    **_PIPELINE_DOCS,
     "dlq": TopicDoc(
         "DeadLetter",
         INHERITED_KEY,
         "dead_letter",
-        "every consumer (the consumer loop), with the original's topic, partition, offset, key, headers and bytes",
+        (
+            Writers(
+                (*(doc.consumers for doc in _PIPELINE_DOCS.values()), "dead-letters"),
+                "the consumer loop, with the original's topic, partition, offset, key, headers and bytes",
+                label="every consumer",
+            ),
+        ),
         "dead-letters",
     ),
 }
@@ -148,29 +199,22 @@ def render() -> str:
             f"[{doc.contract}](#{doc.contract.lower()})",
             doc.key,
             code(doc.kind),
-            doc.producers,
+            "; ".join(map(str, doc.producers)),
             doc.consumers,
         ]
         for name, doc in TOPIC_DOCS.items()
     ]
-    headers_table = table(
-        ["header", "value"],
-        [
-            [code(TENANT), "the tenant id (UTF-8); Herald's producers set it on every message"],
-            [code(KIND), "what the record is (the kind column above), UTF-8"],
-            [code(TRACEPARENT), "the W3C trace context, when the message is part of a trace"],
-        ],
-    )
+    headers_table = table(["header", "value"], [[code(name), what] for name, what in HEADERS.items()])
     contracts = sorted({doc.contract for doc in TOPIC_DOCS.values()})
     parts = [
         "# Kafka reference",
         "Generated from `shared/topics.py`, `shared/kafka/records.py` and `schemas/*.avsc` "
         "(`infra/docs/kafka.py`). Topic names are `<HERALD_TOPIC_PREFIX>.<name>.v1`, shown with the default "
         "prefix `herald`; each service's consumer group is `<prefix>.<service>` (`herald.router`), and its "
-        "replicas share the topic's partitions. Every value is an Avro record, single-object encoded: "
-        "`C3 01`, the writer schema's 8-byte CRC-64-AVRO fingerprint (little-endian), then the Avro binary "
-        "body (`schemas/README.md` has the rules for changing a schema, "
-        "[Kafka from another language](../getting-started/kafka-other-languages.md) a producer in Node.js).",
+        f"replicas share the topic's partitions. {ENCODING} (`schemas/README.md` has the rules for changing a "
+        "schema, [Kafka from another language](../getting-started/kafka-other-languages.md) a producer in "
+        "Node.js). The same contract as an [AsyncAPI 3 document](asyncapi.yaml), for code generators and "
+        "other tools, is made from the same sources (`infra/docs/asyncapi.py`).",
         "## Topics",
         table(["topic", "schema", "key", f"{code(KIND)} header", "produced by", "consumed by"], rows),
         "## Headers",

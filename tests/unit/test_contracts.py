@@ -1,15 +1,20 @@
-"""The Avro contracts: single-object encoding, typed shapes, and evolution against every released version."""
+"""The Avro contracts: single-object encoding, typed shapes, a release for every change, and evolution against every
+released version."""
 
 from __future__ import annotations
 
 import io
+import re
+import shutil
 import typing
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import fastavro
+import orjson
 import pytest
+from fastavro.schema import to_parsing_canonical_form
 from fastavro.utils import generate_many
 
 from shared import messages
@@ -89,15 +94,74 @@ def test_current_schema_reads_every_released_version(path: Path) -> None:
         assert plain(as_written(decoded, record)) == plain(record)
 
 
+def releases(name: str, history_dir: Path = HISTORY_DIR) -> list[Path]:
+    """``history/<name>/v1.avsc`` to ``vN.avsc``, oldest first."""
+    return sorted((history_dir / name).glob("v*.avsc"), key=lambda path: int(path.stem[1:]))
+
+
+def unreleased_change(name: str, schema_dir: Path = SCHEMA_DIR, history_dir: Path = HISTORY_DIR) -> str | None:
+    """What the engineer must do when ``<name>.avsc`` is not its newest release, else None.
+
+    Schemas compare in Parsing Canonical Form, which is what the fingerprint covers: a changed ``doc`` or
+    ``default`` is the same version on the wire, a changed field a new one.
+    """
+    versions = releases(name, history_dir)
+    current = to_parsing_canonical_form(load_schema(schema_dir / f"{name}.avsc"))
+    if versions and to_parsing_canonical_form(load_schema(versions[-1])) == current:
+        return None
+    newest = f"schemas/history/{name}/{versions[-1].name}, its newest release" if versions else "no release"
+    following = int(versions[-1].stem[1:]) + 1 if versions else 1
+    return (
+        f"schemas/{name}.avsc differs from {newest}: copy it to schemas/history/{name}/v{following}.avsc "
+        "(schemas/README.md, Changing a schema)"
+    )
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_current_schema_is_released_or_compatible_with_the_newest_release(name: str) -> None:
-    releases = sorted((HISTORY_DIR / name).glob("v*.avsc"), key=lambda p: int(p.stem[1:]))
-    assert releases, f"copy schemas/{name}.avsc to schemas/history/{name}/v1.avsc"
-    newest = load_schema(releases[-1])
-    current = contract(name)
-    if fingerprint(newest) != current.fingerprint:
-        record = generate_many(newest, 1).__next__()
-        current.decode(encode_with(newest, record))
+def test_every_schema_is_its_newest_release(name: str) -> None:
+    problem = unreleased_change(name)
+    assert problem is None, problem
+
+
+def schemas_with(tmp_path: Path, name: str, schema: Any) -> Path:
+    """A copy of ``schemas/`` (with its history) in which ``<name>.avsc`` is ``schema``."""
+    shutil.copytree(SCHEMA_DIR, tmp_path, dirs_exist_ok=True)
+    (tmp_path / f"{name}.avsc").write_bytes(orjson.dumps(schema))
+    return tmp_path
+
+
+def test_a_schema_changed_without_its_release_is_caught(tmp_path: Path) -> None:
+    schema = orjson.loads((SCHEMA_DIR / "StatusEvent.avsc").read_bytes())
+    added = {"name": "region", "type": "string", "default": "eu"}
+    changed = schemas_with(tmp_path, "StatusEvent", {**schema, "fields": [*schema["fields"], added]})
+    newest = releases("StatusEvent")[-1]
+    following = f"v{int(newest.stem[1:]) + 1}.avsc"
+
+    problem = unreleased_change("StatusEvent", changed, changed / "history")
+
+    assert problem is not None
+    assert f"schemas/history/StatusEvent/{newest.name}, its newest release" in problem
+    assert f"copy it to schemas/history/StatusEvent/{following}" in problem
+    shutil.copy(changed / "StatusEvent.avsc", changed / "history" / "StatusEvent" / following)
+    assert unreleased_change("StatusEvent", changed, changed / "history") is None
+
+
+def test_a_changed_doc_is_the_same_release(tmp_path: Path) -> None:
+    schema = orjson.loads((SCHEMA_DIR / "StatusEvent.avsc").read_bytes())
+    reworded = schemas_with(tmp_path, "StatusEvent", {**schema, "doc": "Reworded."})
+    assert unreleased_change("StatusEvent", reworded, reworded / "history") is None
+
+
+def test_every_release_is_numbered_from_v1_without_gaps() -> None:
+    for folder in HISTORY_DIR.iterdir():
+        assert folder.name in NAMES, f"schemas/history/{folder.name}/ has no schemas/{folder.name}.avsc"
+        found = sorted(path.name for path in folder.iterdir())
+        assert found == sorted(f"v{number}.avsc" for number in range(1, len(found) + 1)), folder.name
+
+
+def test_the_readme_describes_every_schema() -> None:
+    sections = re.findall(r"^### (\w+)$", (SCHEMA_DIR / "README.md").read_text(), re.MULTILINE)
+    assert sorted(sections) == NAMES
 
 
 def test_an_incompatible_change_is_caught() -> None:

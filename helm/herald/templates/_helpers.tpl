@@ -94,6 +94,9 @@ HERALD_KAFKA_BOOTSTRAP_SERVERS: {{ .Values.config.kafkaBootstrapServers | quote 
 HERALD_TOPIC_PREFIX: {{ .Values.config.topicPrefix | quote }}
 HERALD_KAFKA_IDEMPOTENT_PRODUCER: {{ .Values.config.kafkaIdempotentProducer | toString | quote }}
 HERALD_KAFKA_TOPIC_PARTITIONS: {{ .Values.config.kafkaTopicPartitions | toString | quote }}
+{{- with .Values.config.kafkaTopicPartitionsByName }}
+HERALD_KAFKA_TOPIC_PARTITIONS_BY_NAME: {{ toJson . | quote }}
+{{- end }}
 HERALD_KAFKA_REPLICATION_FACTOR: {{ .Values.config.kafkaReplicationFactor | toString | quote }}
 HERALD_KAFKA_SECURITY_PROTOCOL: {{ .Values.config.kafkaSecurityProtocol | quote }}
 HERALD_KAFKA_SSL_CHECK_HOSTNAME: {{ .Values.config.kafkaSslCheckHostname | toString | quote }}
@@ -170,4 +173,32 @@ HERALD_TRACE_SAMPLE_RATIO: {{ .Values.config.traceSampleRatio | toString | quote
   secret:
     secretName: {{ .Values.kafkaTls.secretName }}
 {{- end }}
+{{- end }}
+
+{{/*
+"true" when KEDA scales this service on its consumer group's lag (keda.yaml): then neither its HPA nor a
+replica count is rendered. Call with (dict "root" $ "svc" $svc).
+*/}}
+{{- define "herald.kedaScaled" -}}
+{{- if and .root.Values.keda.enabled .svc.enabled (dig "keda" "enabled" false .svc) }}true{{ end }}
+{{- end }}
+
+{{/*
+The topic a consuming service reads and its consumer group, as shared/topics.py names them:
+<prefix>.<name>.v1 (v1: CONTRACT_VERSION there) and <prefix>.<service>. check_deploy.sh compares the
+rendered names with shared/topics.py. Call with (dict "root" $ "name" $name).
+*/}}
+{{- define "herald.consumedTopic" -}}
+{{- $names := dict "ingest" "requests" "router" "routable" "sender-email" "send.email" "sender-sms" "send.sms" "sender-push" "send.push" "sender-webhook" "send.webhook" "retry" "delay" "status" "status" "dead-letters" "dlq" }}
+{{- $name := required (printf "services.%s.keda: KEDA scales consumers of Herald's topics, and %s is none" .name .name) (get $names .name) }}
+{{- printf "%s.%s.v1" .root.Values.config.topicPrefix $name }}
+{{- end }}
+
+{{- define "herald.consumerGroup" -}}
+{{- printf "%s.%s" .root.Values.config.topicPrefix .name }}
+{{- end }}
+
+{{/* KEDA's name for the SASL mechanism of config.kafkaSaslMechanism. */}}
+{{- define "herald.kedaSasl" -}}
+{{- get (dict "PLAIN" "plaintext" "SCRAM-SHA-256" "scram_sha256" "SCRAM-SHA-512" "scram_sha512" "OAUTHBEARER" "oauthbearer") .Values.config.kafkaSaslMechanism }}
 {{- end }}
