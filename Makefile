@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 # rewrites every test module's asserts again, which cost a test run about 20 CPU-seconds on 2 cores.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install up test test-unit test-integration test-e2e lint format check-deploy docs contract bench mutation clean
+.PHONY: install up test test-unit test-integration test-e2e test-compat lint format check-deploy docs contract bench mutation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m compileall -q shared services infra
 	touch $(STAMP)
 
-install: $(STAMP) ## Create .venv with Herald and its development tools.
+# The packages of the Node.js example producer (run by tests/e2e/test_node_producer.py), when npm is there (CI
+# has Node.js 20): a second or two. Without npm that test fails, saying to install Node.js and run make install.
+NODE_EXAMPLE := examples/node-producer
+NODE_EXAMPLE_STAMP := $(NODE_EXAMPLE)/node_modules/.installed
+
+$(NODE_EXAMPLE_STAMP): $(NODE_EXAMPLE)/package.json $(NODE_EXAMPLE)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix $(NODE_EXAMPLE) --no-audit --no-fund && touch $@; \
+	else echo "npm not found: $(NODE_EXAMPLE) not installed (Debian: apt-get install nodejs npm)"; fi
+
+install: $(STAMP) $(NODE_EXAMPLE_STAMP) ## Create .venv with Herald and its development tools (and the Node.js example's packages).
 
 up: $(STAMP) ## Run broker, datastores, SMTP sink and every service locally; Ctrl-C stops it all.
 	$(BIN)/python -m infra.local.stack
@@ -38,7 +48,7 @@ PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup
 # load, run untraced) below which `make test` fails: the level reached when it was set, so it only rises.
 COVERAGE_FLOOR := 93
 
-test: $(STAMP) ## Every test: unit, integration, end-to-end and fault tests, with line coverage.
+test: $(STAMP) $(NODE_EXAMPLE_STAMP) ## Every test: unit, integration, end-to-end and fault tests, with line coverage.
 	$(BIN)/pytest $(PARALLEL) --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
 test-unit: $(STAMP)
@@ -47,8 +57,13 @@ test-unit: $(STAMP)
 test-integration: $(STAMP)
 	$(BIN)/pytest $(PARALLEL) -m integration
 
-test-e2e: $(STAMP)
+test-e2e: $(STAMP) $(NODE_EXAMPLE_STAMP)
 	$(BIN)/pytest -m "e2e or fault"
+
+# Apache Kafka, Postgres and Redis in containers (testcontainers; tests/kafka_containers.py) under the pipeline and
+# the Kafka security tests: needs a Docker engine, skips without one (HERALD_TEST_REQUIRE_DOCKER=1: fails instead).
+test-compat: $(STAMP) ## Herald on Apache Kafka: the broker_compat tests, where a Docker engine runs.
+	$(BIN)/pytest -m broker_compat
 
 lint: $(STAMP) ## ruff (lint and format) and mypy --strict.
 	$(BIN)/ruff check .

@@ -4,7 +4,8 @@ Example::
 
     from shared.client import NotificationClient
 
-    async with NotificationClient("kafka:9092", tenant_id="shop") as herald:
+    credential = os.environ["HERALD_PRODUCER_KEY"]  # hpk.<key id>.<secret>, from /api/v1/producer-keys
+    async with NotificationClient("kafka:9092", tenant_id="shop", producer_key=credential) as herald:
         notification_id = await herald.send(
             channels=["email"],
             recipient={"email": "ada@example.com"},
@@ -27,10 +28,10 @@ from aiokafka import AIOKafkaProducer
 
 from shared.kafka.connection import KafkaConnectionSettings, client_options
 from shared.kafka.metadata import METADATA_MAX_AGE_MS
-from shared.kafka.records import headers_for
-from shared.messages import NOTIFICATION_REQUEST, Priority
+from shared.messages import Priority
 from shared.observability.tracing import current_traceparent
-from shared.requests import build_request, recipient_key, validate_request
+from shared.producer_keys import ProducerKey
+from shared.requests import build_request, request_record, validate_request
 from shared.topics import Topics
 
 
@@ -45,11 +46,15 @@ class NotificationClient:
         topic_prefix: str = "herald",
         idempotent_producer: bool = True,
         connection: KafkaConnectionSettings | None = None,
+        producer_key: str | None = None,
     ) -> None:
         """``connection``: TLS and SASL for a secured cluster (``KafkaConnectionSettings()`` reads them from
-        ``HERALD_KAFKA_*``); its bootstrap servers give way to ``bootstrap_servers``."""
+        ``HERALD_KAFKA_*``); its bootstrap servers give way to ``bootstrap_servers``. ``producer_key``: the
+        tenant's ``hpk.<key id>.<secret>`` credential every request is signed with (ingest dead-letters an
+        unsigned request unless the installation takes them)."""
         self._tenant_id = tenant_id
-        self._topic = Topics(topic_prefix).requests
+        self._signer = ProducerKey.parse(producer_key) if producer_key is not None else None
+        self._topics = Topics(topic_prefix)
         options = client_options(connection) if connection is not None else {}
         self._producer = AIOKafkaProducer(
             **(options | {"bootstrap_servers": bootstrap_servers}),
@@ -103,10 +108,7 @@ class NotificationClient:
             dedup=dedup,
         )
         validate_request(request)
-        await self._producer.send_and_wait(
-            self._topic,
-            NOTIFICATION_REQUEST.encode(request),
-            key=recipient_key(self._tenant_id, request["recipient"], request["notification_id"]),
-            headers=list(headers_for(self._tenant_id, "notification_request", current_traceparent())),
-        )
+        topic = self._topics.requests_for(priority)
+        record = request_record(request, topic, current_traceparent(), self._signer)
+        await self._producer.send_and_wait(record.topic, record.value, key=record.key, headers=list(record.headers))
         return request["notification_id"]

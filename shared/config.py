@@ -197,6 +197,39 @@ class WebhookSettings(HeraldSettings):
     )
 
 
+class RequestSigningSettings(HeraldSettings):
+    """What the services that sign requests (gateway, ingest for recurring ones) or verify them (ingest) share."""
+
+    producer_signing_key: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description=(
+            "Master key (32+ characters) from which every producer key's secret is derived (shared.producer_keys); "
+            "the gateway and ingest sign with it, ingest verifies. Required while HERALD_REQUIRE_SIGNED_REQUESTS is "
+            "true; re-keying invalidates every producer key."
+        ),
+    )
+    require_signed_requests: bool = Field(
+        default=True,
+        description=(
+            "Ingest dead-letters (unauthenticated_producer) every request on the requests topic that is not signed by "
+            "a live producer key of the tenant it names. false only where every producer is trusted with every tenant."
+        ),
+    )
+
+    def request_signing_key(self) -> bytes | None:
+        """The master key, if set."""
+        return self.producer_signing_key.get_secret_value().encode() if self.producer_signing_key else None
+
+    def check_request_signing(self) -> None:
+        """Refuse to start without a master key while signatures are required."""
+        if self.producer_signing_key is None and self.require_signed_requests:
+            refuse_configuration(
+                "invalid configuration:\n  HERALD_PRODUCER_SIGNING_KEY is required (32+ characters) while "
+                "HERALD_REQUIRE_SIGNED_REQUESTS is true: requests on Kafka must prove their tenant"
+            )
+
+
 class WebPushSettings(HeraldSettings):
     """What the services that register (gateway) or push to (sender-push) Web Push subscriptions share."""
 

@@ -42,6 +42,8 @@ class DeadLetterReason(StrEnum):
     RECIPIENT_SUPPRESSED = "recipient_suppressed"
     # What the message made (a rendered email, say) is larger than Kafka takes.
     MESSAGE_TOO_LARGE = "message_too_large"
+    # A request on Kafka not signed by a live producer key of the tenant it names (shared.producer_keys).
+    UNAUTHENTICATED_PRODUCER = "unauthenticated_producer"
 
 
 class InvalidRequest(ValueError):

@@ -21,8 +21,9 @@ import orjson
 from email_validator import EmailNotValidError, validate_email
 
 from shared.errors import InvalidRequest
-from shared.kafka.records import message_key
+from shared.kafka.records import SIGNATURE, Produce, headers_for, message_key
 from shared.messages import (
+    NOTIFICATION_REQUEST,
     Attachment,
     Content,
     Dedup,
@@ -34,6 +35,7 @@ from shared.messages import (
     Tracking,
 )
 from shared.phone import normalize_e164
+from shared.producer_keys import ProducerKey
 from shared.schedule import DEFAULT_MIN_INTERVAL, validate_schedule
 from shared.topics import CHANNELS
 
@@ -81,6 +83,19 @@ def recipient_key(tenant_id: str, recipient: Recipient, notification_id: str) ->
     hash instead.
     """
     return message_key(tenant_id, recipient_of(recipient) or notification_id)
+
+
+def request_record(
+    request: NotificationRequest, topic: str, traceparent: bytes | None, signer: ProducerKey | None
+) -> Produce:
+    """The Kafka record of ``request``: keyed by recipient, with its headers, signed by ``signer`` (a tenant's
+    producer key, or Herald's internal one) unless None."""
+    value = NOTIFICATION_REQUEST.encode(request)
+    headers = list(headers_for(request["tenant_id"], "notification_request", traceparent))
+    if signer is not None:
+        headers.append((SIGNATURE, signer.sign(value)))
+    key = recipient_key(request["tenant_id"], request["recipient"], request["notification_id"])
+    return Produce(topic, value, key=key, headers=tuple(headers))
 
 
 def build_request(
@@ -168,6 +183,14 @@ def validate_request(
         raise InvalidRequest("notification_id", "must be a UUID") from None
     if not request["tenant_id"]:
         raise InvalidRequest("tenant_id", "must not be empty")
+    key = request["idempotency_key"]
+    if key is not None and request["notification_id"] != notification_id_for(request["tenant_id"], key):
+        # One rule on both doors: whichever door a key comes through, it names the same notification.
+        raise InvalidRequest(
+            "notification_id",
+            f"with an idempotency key it must be the id the key gives, {notification_id_for(request['tenant_id'], key)}"
+            " (uuid5 of the tenant and the key: schemas/README.md, 'Notification ids')",
+        )
     if not request["channels"]:
         raise InvalidRequest("channels", "name at least one channel")
     for index, channel in enumerate(request["channels"]):

@@ -44,8 +44,8 @@ class Requeue:
 
 def requeue(original: OriginalMessage, topics: Topics, reporter: StatusReporter) -> Requeue:
     """The records that send the dead-lettered delivery again: its status, and the delivery one attempt on."""
-    channel = {topics.send(c): c for c in DELIVERY_CONTRACTS}.get(original.topic)
-    if channel is None:
+    channel = topics.channel_of(original.topic)
+    if channel is None or channel not in DELIVERY_CONTRACTS:
         raise NotRequeueable(f"only failed deliveries are sent again; this failed on {original.topic}")
     contract = DELIVERY_CONTRACTS[channel]
     try:

@@ -86,7 +86,6 @@ class DeliveryHandler(Generic[DeliveryT]):
         ledger: DeliveryLedger,
         reporter: StatusReporter,
         policies: RetryPolicies,
-        send_topic: str,
         delay_topic: str,
         concurrency: int,
     ) -> None:
@@ -96,7 +95,6 @@ class DeliveryHandler(Generic[DeliveryT]):
         self._ledger = ledger
         self._reporter = reporter
         self._policies = policies
-        self._send_topic = send_topic
         self._delay_topic = delay_topic
         self._gate = asyncio.Semaphore(concurrency)
 
@@ -206,7 +204,8 @@ class DeliveryHandler(Generic[DeliveryT]):
                 "tenant_id": delivery["tenant_id"],
                 "notification_id": delivery["notification_id"],
                 "due_at": datetime.now(UTC) + timedelta(seconds=delay_s),
-                "target_topic": self._send_topic,
+                # Back to the lane it came from: a retry keeps its priority.
+                "target_topic": message.topic,
                 "key": message.key,
                 "payload": again,
                 "headers": dict(message.headers),

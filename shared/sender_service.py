@@ -55,14 +55,13 @@ async def serve_sender(
         ledger=DeliveryLedger(redis, key(settings, "delivered", channel)),
         reporter=StatusReporter(topics.status, service_name),
         policies=settings.policies(),
-        send_topic=topics.send(channel),
         delay_topic=topics.delay,
         concurrency=concurrency,
     )
     consumer = service_consumer(
         settings,
         service=service_name,
-        topic=topics.send(channel),
+        topics=topics.lanes(f"send.{channel}"),
         contract=contract,
         handler=handler,
         producer=producer,

@@ -15,7 +15,7 @@ import pytest
 import structlog
 from _pytest.nodeid import NodeId
 
-from infra.local.broker import Broker
+from infra.local.broker import Broker, S3Storage
 from infra.local.processes import PORT_RANGE_VARIABLE, listening_ports
 from infra.local.stack import LOCAL_ENVIRONMENT
 from shared.config import HeraldSettings
@@ -23,6 +23,9 @@ from shared.crypto import Encryptor
 from shared.kafka.admin import AdminSettings, create_topics
 from tests.kafka_helpers import delete_topics
 from tests.session_datastores import DEFAULT_REDIS_URL, REDIS_VARIABLE, SessionDatastores, provide_datastores
+
+# Apache Kafka, Postgres and Redis in containers where a Docker engine runs (marker broker_compat).
+pytest_plugins = ("tests.kafka_containers",)
 
 # The session's Redis: pytest_configure points it at a private one if this one does not answer.
 REDIS_URL = os.environ.get(REDIS_VARIABLE, DEFAULT_REDIS_URL)
@@ -169,6 +172,14 @@ def restartable_broker() -> Iterator[Broker]:
     broker must not be, as every other test has its topics there."""
     with Broker(name="restartable-broker", line_sink=None) as running:
         yield running
+
+
+@pytest.fixture
+def durable_broker() -> Iterator[Broker]:
+    """A broker of the test's own on Tansu's S3 storage (a moto of its own), as ``make up`` runs it: it may
+    kill it and start it again on what it stored."""
+    with S3Storage(line_sink=None) as storage, Broker(name="durable-broker", line_sink=None, storage=storage) as broker:
+        yield broker
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ from infra.bench import report
 from infra.bench.broker_ceiling import measure_broker_ceiling
 from infra.bench.cpu import CpuProbe, machine_busy_percent, usage_between
 from infra.bench.gateway_load import HttpLoad, k6_binary, run_k6
-from infra.bench.pipeline import drain, latency_since, pipeline_requests, run_pipeline
+from infra.bench.pipeline import drain, email_requests, latency_since, run_pipeline
+from infra.bench.priority import STAGE_STREAMS, run_priority
 from infra.bench.stack import API_KEY, GATEWAY_TENANT, BenchStack
 from infra.local.broker import Broker
 from infra.local.stack import REPO_ROOT
@@ -37,6 +38,8 @@ PIPELINE_TENANT = "bench"
 WARM_UP_REQUESTS = 100
 # Above this (% of one core) outside the benchmark, its figures understate the machine.
 BUSY_WARNING_PERCENT = 20.0
+# In the order they run; the last three share one stack.
+PHASES = ("broker", "pipeline", "priority", "gateway")
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,14 @@ class Plan:
     broker_count: int
     pipeline_count: int
     pipeline_timeout: float
+    priority_low_count: int
+    priority_high_count: int
+    priority_high_seconds: float
     gateway_seconds: float
     gateway_concurrency: int
     gateway_ceiling_seconds: float
     drain_seconds: float
+    phases: tuple[str, ...]
     output: Path
 
 
@@ -61,13 +68,31 @@ def parse_plan(argv: Sequence[str] | None) -> Plan:
     parser.add_argument("--quick", action="store_true", help="small counts and a 5 s gateway run (a smoke test)")
     parser.add_argument("--broker-count", type=int, help="records for the broker ceiling (default 200,000)")
     parser.add_argument("--pipeline-count", type=int, help="requests produced for the pipeline (default 20,000)")
-    parser.add_argument("--pipeline-timeout", type=float, default=300, help="give up on the pipeline after (s)")
+    parser.add_argument(
+        "--pipeline-timeout", type=float, default=300, help="give up on the pipeline (and the priority phase) after (s)"
+    )
+    parser.add_argument(
+        "--priority-low-count", type=int, help="low-priority requests queued for the priority phase (default 20,000)"
+    )
+    parser.add_argument(
+        "--priority-high-count", type=int, help="high-priority requests sent while they drain (default 200)"
+    )
+    parser.add_argument("--priority-high-seconds", type=float, help="spread the high requests over (s, default 4)")
     parser.add_argument("--gateway-seconds", type=float, help="duration of the gateway load (default 30)")
     parser.add_argument("--gateway-concurrency", type=int, default=64, help="concurrent connections (default 64)")
     parser.add_argument("--gateway-ceiling-seconds", type=float, help="GET /health run for the HTTP ceiling (0: skip)")
     parser.add_argument("--drain-seconds", type=float, help="wait this long for the gateway's notifications to be sent")
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"comma-separated phases to run (default all: {','.join(PHASES)}); they run in that order",
+    )
     parser.add_argument("--output", type=Path, default=WORK_DIR / "results.json", help="results JSON path")
     args = parser.parse_args(argv)
+    chosen = set(args.phases.split(","))
+    if not chosen <= set(PHASES):
+        parser.error(f"--phases: choose among {', '.join(PHASES)}")
+    phases = tuple(phase for phase in PHASES if phase in chosen)
 
     def pick(value: T | None, full: T, quick: T) -> T:
         return value if value is not None else quick if args.quick else full
@@ -76,14 +101,20 @@ def parse_plan(argv: Sequence[str] | None) -> Plan:
         broker_count=pick(args.broker_count, 200_000, 20_000),
         pipeline_count=pick(args.pipeline_count, 20_000, 2_000),
         pipeline_timeout=args.pipeline_timeout,
+        # Quick: a backlog that outlasts the high requests (2,000 drain in about 2 s here).
+        priority_low_count=pick(args.priority_low_count, 20_000, 4_000),
+        priority_high_count=pick(args.priority_high_count, 200, 40),
+        priority_high_seconds=pick(args.priority_high_seconds, 4.0, 0.5),
         gateway_seconds=pick(args.gateway_seconds, 30.0, 5.0),
         gateway_concurrency=args.gateway_concurrency,
         gateway_ceiling_seconds=pick(args.gateway_ceiling_seconds, 10.0, 3.0),
         drain_seconds=pick(args.drain_seconds, 120.0, 20.0),
+        phases=phases,
         output=args.output,
     )
-    if min(plan.broker_count, plan.pipeline_count, plan.gateway_concurrency) < 1 or plan.gateway_seconds <= 0:
-        parser.error("counts, concurrency and --gateway-seconds must be positive")
+    counts = (plan.broker_count, plan.pipeline_count, plan.priority_low_count, plan.priority_high_count)
+    if min(*counts, plan.gateway_concurrency) < 1 or min(plan.gateway_seconds, plan.priority_high_seconds) <= 0:
+        parser.error("counts, concurrency, --gateway-seconds and --priority-high-seconds must be positive")
     return plan
 
 
@@ -128,13 +159,14 @@ def pipeline_phase(plan: Plan, stack: BenchStack, results: dict[str, Any]) -> No
     """Bulk requests on the requests topic until all are at the sink and ``sent`` in Postgres."""
     _step(f"pipeline: {plan.pipeline_count:,} requests produced to {stack.topics.requests}")
     since = datetime.now(UTC)
-    records = pipeline_requests(PIPELINE_TENANT, plan.pipeline_count)
+    records = email_requests(
+        PIPELINE_TENANT, plan.pipeline_count, stack.topics.requests, stack.request_signer(PIPELINE_TENANT)
+    )
     probe = _probe(stack)
     before, started = probe.snapshot(), time.perf_counter()
     run = uvloop.run(
         run_pipeline(
             connection=KafkaConnectionSettings(kafka_bootstrap_servers=stack.broker.bootstrap_servers),
-            topic=stack.topics.requests,
             database_url=stack.database_url,
             tenant_id=PIPELINE_TENANT,
             since=since,
@@ -147,6 +179,31 @@ def pipeline_phase(plan: Plan, stack: BenchStack, results: dict[str, Any]) -> No
     # The latency query ran after the clock stopped: CPU is sampled up to there.
     cpu = usage_between(before, probe.snapshot(), time.perf_counter() - started)
     results["pipeline"] = run.to_json() | {"cpu": cpu.to_json()}
+
+
+def priority_phase(plan: Plan, stack: BenchStack, results: dict[str, Any]) -> None:
+    """A low-priority backlog on the low lane, high-priority requests sent while it drains."""
+    _step(
+        f"priority lanes: {plan.priority_low_count:,} low-priority requests queued, then "
+        f"{plan.priority_high_count:,} high-priority over {plan.priority_high_seconds:g} s"
+    )
+    probe = _probe(stack)
+    before, started = probe.snapshot(), time.perf_counter()
+    run = uvloop.run(
+        run_priority(
+            connection=KafkaConnectionSettings(kafka_bootstrap_servers=stack.broker.bootstrap_servers),
+            topics=stack.topics,
+            database_url=stack.database_url,
+            signer=stack.request_signer,
+            metrics_urls={service: stack.metrics_url(service) for service in STAGE_STREAMS},
+            low_count=plan.priority_low_count,
+            high_count=plan.priority_high_count,
+            high_seconds=plan.priority_high_seconds,
+            timeout_s=plan.pipeline_timeout,
+        )
+    )
+    cpu = usage_between(before, probe.snapshot(), time.perf_counter() - started)
+    results["priority"] = run.to_json() | {"cpu": cpu.to_json()}
 
 
 def _children_cpu_seconds() -> float:
@@ -219,15 +276,21 @@ def gateway_phases(plan: Plan, stack: BenchStack, results: dict[str, Any]) -> No
 
 
 def stack_phases(plan: Plan, results: dict[str, Any]) -> None:
-    """Start the stack, run the pipeline then the gateway phases, stop it all."""
+    """Start the stack, run the pipeline, priority and gateway phases chosen, stop it all."""
     _step("starting a fresh broker, database, SMTP sink and every service")
-    with BenchStack(WORK_DIR, max_mails=plan.pipeline_count + 100_000) as stack:
+    mails = plan.pipeline_count + plan.priority_low_count + plan.priority_high_count + 100_000
+    with BenchStack(WORK_DIR, max_mails=mails) as stack:
         if stack.sink_note:
             results.setdefault("notes", []).append(f"Python sink used: {stack.sink_note}")
         try:
-            # The pipeline first, on an idle stack; the gateway's load then leaves no backlog behind it.
-            pipeline_phase(plan, stack, results)
-            gateway_phases(plan, stack, results)
+            # The pipeline first, on an idle stack; each phase waits for its notifications to be sent, so the
+            # next starts with no backlog; the gateway's load, last, leaves none behind it either.
+            if "pipeline" in plan.phases:
+                pipeline_phase(plan, stack, results)
+            if "priority" in plan.phases:
+                priority_phase(plan, stack, results)
+            if "gateway" in plan.phases:
+                gateway_phases(plan, stack, results)
         finally:
             results["service_log_lines"] = dict(stack.service_lines.counts)
             _step("stopping the stack")
@@ -255,10 +318,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     status = 0
     try:
-        # Fail before minutes of work, not at the gateway phase.
-        k6_binary()
-        broker_phase(plan, results)
-        stack_phases(plan, results)
+        if "gateway" in plan.phases:
+            # Fail before minutes of work, not at the gateway phase.
+            k6_binary()
+        if "broker" in plan.phases:
+            broker_phase(plan, results)
+        if set(plan.phases) - {"broker"}:
+            stack_phases(plan, results)
     except KeyboardInterrupt:
         results["error"] = "interrupted"
         status = 130

@@ -38,6 +38,7 @@ from infra.standins.aws import MotoServer
 from infra.standins.push import PushStandIns
 from shared.config import HeraldSettings, load_settings
 from shared.kafka.admin import AdminSettings, create_topics
+from shared.producer_keys import INTERNAL_KEY_ID, ProducerKey
 from shared.storage.migrate import ensure_database, migrate
 from shared.topics import Topics
 
@@ -93,6 +94,17 @@ class BenchStack:
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.specs[0].port}"
+
+    def metrics_url(self, service: str) -> str:
+        """Where a worker (not the gateway) serves its Prometheus metrics."""
+        port = next(spec.port for spec in self.specs if spec.name == service and spec.uses_ops_port)
+        return f"http://127.0.0.1:{port}/metrics"
+
+    def request_signer(self, tenant_id: str) -> ProducerKey:
+        """The key the bench signs ``tenant_id``'s requests with: Herald's internal producer key, derived from the
+        master key the services get (ingest refuses unsigned requests)."""
+        master_key = self.environment()["HERALD_PRODUCER_SIGNING_KEY"].encode()
+        return ProducerKey.derive(master_key, tenant_id, INTERNAL_KEY_ID)
 
     def processes_by_name(self) -> Iterator[tuple[str, ManagedProcess]]:
         """Each service's name and process."""

@@ -309,11 +309,11 @@ def component(doc):
 
 
 def consumed(topics, service):
-    """The topic each consuming service reads (services/*/main.py)."""
+    """The topics each consuming service reads (services/*/main.py): a stream's lanes, highest first."""
     if service.startswith("sender-"):
-        return topics.send(service.removeprefix("sender-"))
-    return {"ingest": topics.requests, "router": topics.routable, "retry": topics.delay, "status": topics.status,
-            "dead-letters": topics.dlq}[service]
+        return topics.lanes("send." + service.removeprefix("sender-"))
+    return {"ingest": topics.lanes("requests"), "router": topics.lanes("routable"), "retry": [topics.delay],
+            "status": [topics.status], "dead-letters": [topics.dlq]}[service]
 
 
 if by_kind(load("default"), "ScaledObject") or by_kind(load("default"), "TriggerAuthentication"):
@@ -349,22 +349,25 @@ for service, scaled_object in scaled.items():
     wanted_max = 24 if service == "sender-email" else keda["maxReplicas"]
     if bounds != (keda["minReplicas"], wanted_max):
         problems.append(f"{name}: replicas {bounds}, values say {(keda['minReplicas'], wanted_max)}")
-    (trigger,) = spec["triggers"]
-    meta = trigger["metadata"]
-    topic = consumed(topics, service)
-    if trigger["type"] != "kafka" or meta["consumerGroup"] != topics.group(service) or meta["topic"] != topic:
-        problems.append(f"{name}: trigger {trigger['type']} on {meta['consumerGroup']}/{meta['topic']}, expected "
-                        f"kafka on {topics.group(service)}/{topic}")
-    if meta["topic"] not in topics.all():
-        problems.append(f"{name}: {meta['topic']} is not one of Herald's topics")
-    if spec["maxReplicaCount"] > partitions.get(meta["topic"], 0):
-        problems.append(f"{name}: maxReplicaCount above the {partitions.get(meta['topic'])} partitions of its topic")
-    if meta["bootstrapServers"] != config["data"]["HERALD_KAFKA_BOOTSTRAP_SERVERS"]:
-        problems.append(f"{name}: bootstrapServers {meta['bootstrapServers']}")
-    if meta["lagThreshold"] != str(keda["lagThreshold"]) or meta["offsetResetPolicy"] != "earliest":
-        problems.append(f"{name}: lagThreshold {meta['lagThreshold']}, offsetResetPolicy {meta['offsetResetPolicy']}")
-    if meta["tls"] != "disable" or "sasl" in meta or "authenticationRef" in trigger:
-        problems.append(f"{name}: a PLAINTEXT cluster needs no TLS, SASL nor authentication")
+    wanted = consumed(topics, service)
+    if [trigger["metadata"].get("topic") for trigger in spec["triggers"]] != wanted:
+        problems.append(f"{name}: triggers on {[t['metadata'].get('topic') for t in spec['triggers']]}, expected {wanted}")
+    # A replica beyond the partitions of every topic the group reads would have none to work on.
+    if spec["maxReplicaCount"] > sum(partitions.get(topic, 0) for topic in wanted):
+        problems.append(f"{name}: maxReplicaCount above the partitions of the topics it reads")
+    for trigger in spec["triggers"]:
+        meta = trigger["metadata"]
+        if trigger["type"] != "kafka" or meta["consumerGroup"] != topics.group(service):
+            problems.append(f"{name}: trigger {trigger['type']} on {meta['consumerGroup']}, expected kafka on "
+                            f"{topics.group(service)}")
+        if meta["topic"] not in topics.all():
+            problems.append(f"{name}: {meta['topic']} is not one of Herald's topics")
+        if meta["bootstrapServers"] != config["data"]["HERALD_KAFKA_BOOTSTRAP_SERVERS"]:
+            problems.append(f"{name}: bootstrapServers {meta['bootstrapServers']}")
+        if meta["lagThreshold"] != str(keda["lagThreshold"]) or meta["offsetResetPolicy"] != "earliest":
+            problems.append(f"{name}: lagThreshold {meta['lagThreshold']}, offsetResetPolicy {meta['offsetResetPolicy']}")
+        if meta["tls"] != "disable" or "sasl" in meta or "authenticationRef" in trigger:
+            problems.append(f"{name}: a PLAINTEXT cluster needs no TLS, SASL nor authentication")
 if by_kind(docs, "TriggerAuthentication"):
     problems.append("a PLAINTEXT cluster needs no TriggerAuthentication")
 
@@ -376,10 +379,10 @@ def check_authentication(render, sasl, from_config, from_secrets):
     (config,) = by_kind(docs, "ConfigMap").values()
     (auth,) = by_kind(docs, "TriggerAuthentication").values()
     for scaled_object in by_kind(docs, "ScaledObject").values():
-        (trigger,) = scaled_object["spec"]["triggers"]
-        seen = (trigger["metadata"]["tls"], trigger["metadata"].get("sasl"), trigger.get("authenticationRef"))
-        if seen != ("enable", sasl, {"name": auth["metadata"]["name"]}):
-            problems.append(f"{render}: {scaled_object['metadata']['name']} reads the lag with {seen}")
+        for trigger in scaled_object["spec"]["triggers"]:
+            seen = (trigger["metadata"]["tls"], trigger["metadata"].get("sasl"), trigger.get("authenticationRef"))
+            if seen != ("enable", sasl, {"name": auth["metadata"]["name"]}):
+                problems.append(f"{render}: {scaled_object['metadata']['name']} reads the lag with {seen}")
     refs = {ref["parameter"]: ref for ref in auth["spec"].get("configMapTargetRef", [])}
     got = {parameter: ref["key"] for parameter, ref in refs.items()}
     if got != from_config or {ref["name"] for ref in refs.values()} - {config["metadata"]["name"]}:

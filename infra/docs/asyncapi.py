@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from infra.docs.kafka import ENCODING, HEADERS, TOPIC_DOCS, TopicDoc, load, topic_names
+from infra.docs.kafka import ENCODING, HEADERS, REQUEST_HEADERS, TOPIC_DOCS, TopicDoc, load, topic_names
 from shared.codec import SCHEMA_DIR
 from shared.config import HeraldSettings
 from shared.kafka.connection import KafkaConnectionSettings
@@ -36,6 +36,8 @@ def _message(doc: TopicDoc) -> dict[str, Any]:
         name: {"type": "string", "description": what} for name, what in HEADERS.items()
     }
     headers[KIND]["examples"] = [doc.kind]
+    if doc.contract == "NotificationRequest":
+        headers |= {name: {"type": "string", "description": what} for name, what in REQUEST_HEADERS.items()}
     return {
         "name": doc.contract,
         "title": doc.contract,

@@ -10,8 +10,8 @@ import orjson
 
 from infra.docs.markdown import code, table
 from shared.codec import HISTORY_DIR, SCHEMA_DIR
-from shared.kafka.records import KIND, TENANT, TRACEPARENT
-from shared.topics import CHANNELS, Topics
+from shared.kafka.records import KIND, SIGNATURE, TENANT, TRACEPARENT
+from shared.topics import CHANNELS, LANES, Topics
 
 # The key most records carry: one person's notifications share a partition and stay in order.
 PERSON_KEY = "`tenant:person`: the recipient's user id, else email, else phone, else the notification id"
@@ -26,6 +26,11 @@ HEADERS: Mapping[str, str] = {
     TENANT: "the tenant id (UTF-8); Herald's producers set it on every message",
     KIND: "what the record is, UTF-8 (each topic's kind is given with it)",
     TRACEPARENT: "the W3C trace context, when the message is part of a trace",
+}
+# Only a request carries it: ingest dead-letters one without a valid one (docs/guides/producer-keys.md).
+REQUEST_HEADERS: Mapping[str, str] = {
+    SIGNATURE: "requests only: the request's proof of its tenant, `v1,<producer key id>,<base64url HMAC-SHA256 of "
+    "the value>` made with a producer key of the tenant it names",
 }
 
 
@@ -107,9 +112,17 @@ _PIPELINE_DOCS: Mapping[str, TopicDoc] = {
         "retry",
     ),
 }
+# The high and low lanes of a prioritised stream carry what its normal lane (the stream's own name) does.
+_LANE_DOCS: Mapping[str, TopicDoc] = {
+    f"{stream}.{lane}": _PIPELINE_DOCS[stream]
+    for stream in ("requests", "routable", *(f"send.{channel}" for channel in CHANNELS))
+    for lane in LANES
+    if lane != "normal"
+}
 # The topic names come from shared.topics; a test fails when one of them is missing here.
 TOPIC_DOCS: Mapping[str, TopicDoc] = {
     **_PIPELINE_DOCS,
+    **_LANE_DOCS,
     "dlq": TopicDoc(
         "DeadLetter",
         INHERITED_KEY,
@@ -204,7 +217,9 @@ def render() -> str:
         ]
         for name, doc in TOPIC_DOCS.items()
     ]
-    headers_table = table(["header", "value"], [[code(name), what] for name, what in HEADERS.items()])
+    headers_table = table(
+        ["header", "value"], [[code(name), what] for name, what in {**HEADERS, **REQUEST_HEADERS}.items()]
+    )
     contracts = sorted({doc.contract for doc in TOPIC_DOCS.values()})
     parts = [
         "# Kafka reference",
@@ -216,6 +231,12 @@ def render() -> str:
         "Node.js). The same contract as an [AsyncAPI 3 document](asyncapi.yaml), for code generators and "
         "other tools, is made from the same sources (`infra/docs/asyncapi.py`).",
         "## Topics",
+        "Requests, routable notifications and each channel's deliveries flow in three priority lanes, by the "
+        "record's `priority`: the normal lane is the stream's own topic (`herald.send.email.v1`, where a producer "
+        "that knows no lanes writes), high and low have their own (`herald.send.email.high.v1`). One consumer "
+        "group reads a stream's three lanes and takes each batch from the highest lane with records waiting, "
+        "with one batch in eight kept for each lower lane so none starves (`shared/kafka/lanes.py`); a retry "
+        "goes back to the lane it came from.",
         table(["topic", "schema", "key", f"{code(KIND)} header", "produced by", "consumed by"], rows),
         "## Headers",
         headers_table,

@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # `make up` a variable set in the environment wins (see LocalStack.service_environment).
 LOCAL_ENVIRONMENT = {
     "HERALD_WEBHOOK_SIGNING_KEY": "local-webhook-signing-key-change-me-0123456789",
+    # Requests on Kafka are signed with producer keys derived from it (shared.producer_keys).
+    "HERALD_PRODUCER_SIGNING_KEY": "local-producer-signing-key-change-me-0123456789",
     "HERALD_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
     "HERALD_TRACKING_SIGNING_KEY": "local-tracking-signing-key-change-me-0123456789",
     "HERALD_ATTACHMENT_ALLOW_PRIVATE_NETWORKS": "true",
@@ -67,6 +70,8 @@ LOCAL_ENVIRONMENT = {
     "HERALD_ARCHIVE_INTERVAL_S": "3600",
 }
 DEFAULT_DEV_API_KEY = "dev-local-key-change-me"
+# How often the broker's S3 storage drops the batches every consumer group has read (S3Storage.trim).
+BROKER_TRIM_INTERVAL_S = 10.0
 
 
 def configured_environment(
@@ -143,10 +148,11 @@ class LocalStackSettings(HeraldSettings):
         default=60.0, gt=0, description="A process that stayed up this long is restarted after the first wait again."
     )
     local_broker_storage: Literal["memory", "s3"] = Field(
-        default="memory",
+        default="s3",
         description=(
-            "Where the broker the stack starts keeps topics: in memory (gone when it restarts), or in a local S3 "
-            "(moto, on HERALD_LOCAL_BROKER_S3_PORT), which outlives a broker restart."
+            "Where the broker the stack starts keeps its topics, records and committed offsets: in a local S3 (moto, "
+            "on HERALD_LOCAL_BROKER_S3_PORT), which outlives a broker restart but not the stack, or in memory (gone "
+            "when the broker restarts; produces about 15 times faster)."
         ),
     )
     local_broker_s3_port: int = Field(
@@ -313,6 +319,7 @@ class LocalStack:
         self.push_stand_ins: PushStandIns | None = None
         self.processes: list[ManagedProcess] = []
         self.environment: dict[str, str] = {}
+        self._stopping = threading.Event()
 
     @property
     def mail_web_url(self) -> str:
@@ -329,13 +336,15 @@ class LocalStack:
         if not self.smtp_configured:
             wanted |= {"mail sink (SMTP)": self.settings.smtp_port, "mail sink (web)": self.settings.mail_web_port}
         wanted |= self.messaging.ports()
-        if self.broker_storage is not None:
+        if self.broker_storage is not None and not kafka_reachable(self.settings.kafka_bootstrap_servers):
+            # Started only with the stack's own broker.
             wanted["broker storage (S3)"] = self.broker_storage.s3.port
         busy = [f"{name} port {port}" for name, port in wanted.items() if port_accepts("127.0.0.1", port)]
         if busy:
             raise StackError(
                 "already in use: " + ", ".join(busy) + ". Is another `make up` still running? Stop it, or "
-                "choose other ports (HERALD_GATEWAY_PORT, HERALD_SMTP_PORT, HERALD_MAIL_WEB_PORT)."
+                "choose other ports (HERALD_GATEWAY_PORT, HERALD_SMTP_PORT, HERALD_MAIL_WEB_PORT, "
+                "HERALD_LOCAL_BROKER_S3_PORT)."
             )
 
     def _ensure_broker(self) -> tuple[str, bool]:
@@ -483,10 +492,25 @@ class LocalStack:
         backoff = Backoff(
             settings.local_restart_backoff_s, settings.local_restart_backoff_max_s, settings.local_restart_reset_after_s
         )
+        if self.broker is not None and self.broker_storage is not None:
+            storage = self.broker_storage
+            threading.Thread(target=self._trim, args=(storage,), name="broker-storage-trim", daemon=True).start()
         Supervisor(self.supervised(), backoff).run()
+
+    def _trim(self, storage: S3Storage) -> None:
+        """Trim the broker's storage every :data:`BROKER_TRIM_INTERVAL_S` until :meth:`stop`."""
+        while not self._stopping.wait(BROKER_TRIM_INTERVAL_S):
+            try:
+                trimmed = storage.trim()
+            except Exception as error:  # moto restarting, for one: the next round will do
+                log.warning("broker storage not trimmed", error=repr(error))
+                continue
+            if trimmed:
+                log.info("broker storage trimmed", batches=trimmed)
 
     def stop(self) -> None:
         """Stop what was started: services (SIGTERM, grace period), then mail sink, broker, datastores."""
+        self._stopping.set()
         stop_all(self.processes, grace=self.settings.local_stop_grace_s)
         if self.mail_sink is not None:
             self.mail_sink.stop(grace=5)
@@ -504,6 +528,14 @@ class LocalStack:
         """The providers a sender uses: as set by hand, else as the stack set them, else its default."""
         variable = f"HERALD_{channel}_PROVIDERS"
         return self.environ.get(variable) or self.environment.get(variable) or default
+
+    def _broker_storage(self) -> str:
+        """Where the broker the stack started keeps its records, for the banner."""
+        if self.broker is None:
+            return ""
+        if self.broker_storage is None:
+            return " (Tansu in memory: a broker restart loses every topic; HERALD_LOCAL_BROKER_STORAGE)"
+        return f" (Tansu on a local S3, {self.broker_storage.s3.url}: kept across broker restarts, until Ctrl-C)"
 
     def _mail_destination(self) -> str:
         if self.smtp_configured:
@@ -563,7 +595,7 @@ class LocalStack:
                     if self.push_stand_ins
                     else []
                 ),
-                f"  Kafka:      {self.environment['HERALD_KAFKA_BOOTSTRAP_SERVERS']}",
+                f"  Kafka:      {self.environment['HERALD_KAFKA_BOOTSTRAP_SERVERS']}{self._broker_storage()}",
                 f"  Postgres:   {redact(self.datastores.database_url)}",
                 f"  Redis:      {redact(self.datastores.redis_url)}",
                 "",

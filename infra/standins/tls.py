@@ -56,10 +56,15 @@ class LocalCa:
         self.ca_file = directory / "ca.pem"
         self.ca_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
 
+    def server_certificate(self, hosts: Sequence[str] = ("localhost", "127.0.0.1")) -> tuple[Path, Path]:
+        """A server certificate for ``hosts`` (names or IP addresses) and its key (PEM files), for a server that
+        reads files (Apache Kafka in a container)."""
+        names = x509.SubjectAlternativeName([_subject_name(host) for host in hosts])
+        return self._issue("server", hosts[0], x509.oid.ExtendedKeyUsageOID.SERVER_AUTH, names)
+
     def server_context(self, hosts: Sequence[str] = ("localhost", "127.0.0.1")) -> ssl.SSLContext:
         """A TLS server context with a certificate for ``hosts`` (names or IP addresses)."""
-        names = x509.SubjectAlternativeName([_subject_name(host) for host in hosts])
-        certificate, key = self._issue("server", hosts[0], x509.oid.ExtendedKeyUsageOID.SERVER_AUTH, names)
+        certificate, key = self.server_certificate(hosts)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(certificate, key)

@@ -32,7 +32,7 @@ def dead_letter_consumer(
     return service_consumer(
         settings,
         service=SERVICE,
-        topic=topics.dlq,
+        topics=[topics.dlq],
         contract=DEAD_LETTER,
         handler=DeadLetterWriter(repository, topics, SERVICE),
         producer=producer,

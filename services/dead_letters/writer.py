@@ -24,7 +24,7 @@ from shared.kafka.records import TENANT, Consumed, Output
 from shared.messages import DELAYED_MESSAGE, DeadLetter
 from shared.observability import metrics
 from shared.storage.dead_letters import DeadLetterRepository, NewDeadLetter
-from shared.topics import CHANNELS, Topics
+from shared.topics import Topics
 
 log = structlog.get_logger(__name__)
 
@@ -37,7 +37,7 @@ def channel_of(topics: Topics, letter: DeadLetter) -> str | None:
             topic = DELAYED_MESSAGE.decode(letter["original_payload"])["target_topic"]
         except UndecodableMessage:
             return None
-    return next((channel for channel in CHANNELS if topics.send(channel) == topic), None)
+    return topics.channel_of(topic)
 
 
 def stored_form(message: Consumed[DeadLetter], topics: Topics) -> NewDeadLetter:

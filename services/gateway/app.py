@@ -27,6 +27,7 @@ from services.gateway.notifications import routes as notifications
 from services.gateway.notifications.repository import NotificationRepository
 from services.gateway.notifications.schemas import BULK_PATH
 from services.gateway.preferences import routes as preferences
+from services.gateway.producer_keys import routes as producer_keys
 from services.gateway.recipients import routes as recipients
 from services.gateway.settings import GatewaySettings
 from services.gateway.suppressions import routes as suppressions
@@ -46,6 +47,7 @@ from shared.storage.database import check, create_pool
 from shared.storage.dead_letters import DeadLetterRepository
 from shared.storage.devices import DeviceRepository
 from shared.storage.erasure import RecipientEraser
+from shared.storage.producer_keys import ProducerKeyRepository
 from shared.storage.recipient_index import RecipientIndex
 from shared.storage.recipients import RecipientRepository
 from shared.storage.replays import ReplayStore
@@ -68,6 +70,7 @@ RESOURCES = (
     suppressions,
     templates,
     api_keys,
+    producer_keys,
     webhook_endpoints,
     tracking,
     callbacks,
@@ -92,6 +95,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Before anything opens: without the keys the gateway refuses to start (it stores personal data).
         encryptor = Encryptor.from_settings(settings)
+        settings.check_request_signing()
         pool = await create_pool(settings.database_url, settings.database_pool_size)
         producer = MessageProducer(settings, client_id=SERVICE)
         # Started in the background: while the cluster refuses the gateway or is away, it serves (reads,
@@ -129,6 +133,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 webhook_endpoints=WebhookEndpointRepository(pool, encryptor),
                 eraser=RecipientEraser(pool, encryptor),
                 api_keys=keys,
+                producer_keys=ProducerKeyRepository(pool),
                 authenticator=ApiKeyAuthenticator(keys, settings.auth_cache_ttl_s),
                 jwt=JwtVerifier(settings),
                 idempotency=IdempotencyStore(

@@ -34,6 +34,7 @@ from shared.status_events import StatusReporter
 from shared.storage.dead_letters import DeadLetterRepository
 from shared.storage.devices import DeviceRepository
 from shared.storage.erasure import RecipientEraser
+from shared.storage.producer_keys import ProducerKeyRepository
 from shared.storage.recipient_index import RecipientIndex
 from shared.storage.recipients import RecipientRepository
 from shared.storage.replays import ReplayStore
@@ -69,6 +70,7 @@ class Gateway:
     webhook_endpoints: WebhookEndpointRepository
     eraser: RecipientEraser
     api_keys: ApiKeyRepository
+    producer_keys: ProducerKeyRepository
     authenticator: ApiKeyAuthenticator
     jwt: JwtVerifier
     idempotency: IdempotencyStore
@@ -125,6 +127,7 @@ get_suppressions = _part(lambda gateway: gateway.suppressions)
 get_webhook_endpoints = _part(lambda gateway: gateway.webhook_endpoints)
 get_eraser = _part(lambda gateway: gateway.eraser)
 get_api_keys = _part(lambda gateway: gateway.api_keys)
+get_producer_keys = _part(lambda gateway: gateway.producer_keys)
 get_authenticator = _part(lambda gateway: gateway.authenticator)
 get_jwt = _part(lambda gateway: gateway.jwt)
 get_idempotency = _part(lambda gateway: gateway.idempotency)
@@ -151,6 +154,7 @@ SuppressionsDep = Annotated[SuppressionRepository, Depends(get_suppressions)]
 WebhookEndpointsDep = Annotated[WebhookEndpointRepository, Depends(get_webhook_endpoints)]
 EraserDep = Annotated[RecipientEraser, Depends(get_eraser)]
 ApiKeysDep = Annotated[ApiKeyRepository, Depends(get_api_keys)]
+ProducerKeysDep = Annotated[ProducerKeyRepository, Depends(get_producer_keys)]
 AuthenticatorDep = Annotated[ApiKeyAuthenticator, Depends(get_authenticator)]
 JwtDep = Annotated[JwtVerifier, Depends(get_jwt)]
 IdempotencyDep = Annotated[IdempotencyStore, Depends(get_idempotency)]
@@ -180,6 +184,7 @@ def get_intake(
         recorder,
         notifications,
         timedelta(seconds=settings.recurrence_min_interval_s),
+        settings.request_signing_key(),
     )
 
 

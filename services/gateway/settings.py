@@ -7,7 +7,7 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from services.gateway.callbacks.settings import CallbackSettings
-from shared.config import CommaSeparated, WebhookSettings, WebPushSettings
+from shared.config import CommaSeparated, RequestSigningSettings, WebhookSettings, WebPushSettings
 
 # A per-minute limit's refill interval is 60 s / limit, in whole microseconds: at least 1.
 MAX_PER_MINUTE = 60_000_000
@@ -24,7 +24,7 @@ class TenantRateLimits(BaseModel):
     )
 
 
-class GatewaySettings(CallbackSettings, WebhookSettings, WebPushSettings):
+class GatewaySettings(CallbackSettings, WebhookSettings, WebPushSettings, RequestSigningSettings):
     gateway_host: str = Field(default="0.0.0.0", description="Address the HTTP API listens on.")
     gateway_port: int = Field(default=8080, ge=1, le=65535, description="Port of the HTTP API.")
     dev_api_key: SecretStr | None = Field(

@@ -16,6 +16,7 @@ from shared.observability import metrics
 from shared.requests import recipient_key, validate_request
 from shared.schedule import DEFAULT_MIN_INTERVAL
 from shared.status_events import StatusReporter
+from shared.topics import Topics
 
 
 class IngestHandler:
@@ -27,7 +28,7 @@ class IngestHandler:
         guard: IdempotencyGuard,
         dedup: DedupPolicy,
         reporter: StatusReporter,
-        routable_topic: str,
+        topics: Topics,
         key_prefix: str,
         scheduler: RequestScheduler,
         min_recurrence_interval: timedelta = DEFAULT_MIN_INTERVAL,
@@ -36,7 +37,7 @@ class IngestHandler:
         self._guard = guard
         self._dedup = dedup
         self._reporter = reporter
-        self._routable_topic = routable_topic
+        self._topics = topics
         self._key_prefix = key_prefix
         self._scheduler = scheduler
 
@@ -107,7 +108,10 @@ class IngestHandler:
             }
         )
         onward = Produce(
-            self._routable_topic, routable, key=key, headers=headers_for(request["tenant_id"], "routable", traceparent)
+            self._topics.routable_for(request["priority"]),
+            routable,
+            key=key,
+            headers=headers_for(request["tenant_id"], "routable", traceparent),
         )
         held = self._scheduler.hold(request, onward, datetime.now(UTC), traceparent)
         reported_statuses = [status.ACCEPTED, status.SCHEDULED] if held else [status.ACCEPTED]

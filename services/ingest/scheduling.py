@@ -14,6 +14,7 @@ from datetime import datetime
 from shared.kafka.records import Produce, headers_for
 from shared.messages import DELAYED_MESSAGE, NOTIFICATION_REQUEST, NotificationRequest
 from shared.schedule import first_time, is_scheduled
+from shared.topics import Topics
 
 SCHEDULE_NAMESPACE = uuid.UUID("5d0b8a51-7c1e-4f2a-9b3d-6e8f0a1c2b4d")
 
@@ -22,8 +23,7 @@ SCHEDULE_NAMESPACE = uuid.UUID("5d0b8a51-7c1e-4f2a-9b3d-6e8f0a1c2b4d")
 class RequestScheduler:
     """Turns a request that is not due into the delayed job that holds it."""
 
-    delay_topic: str
-    requests_topic: str
+    topics: Topics
 
     def hold(
         self, request: NotificationRequest, onward: Produce, now: datetime, traceparent: bytes | None
@@ -41,7 +41,8 @@ class RequestScheduler:
                 "tenant_id": tenant_id,
                 "notification_id": notification_id,
                 "due_at": due_at,
-                "target_topic": self.requests_topic if recurring else onward.topic,
+                # A series waits in its own lane of the requests topic; a one-shot as its routable record.
+                "target_topic": self.topics.requests_for(request["priority"]) if recurring else onward.topic,
                 "key": onward.key,
                 "payload": NOTIFICATION_REQUEST.encode(request) if recurring else onward.value,
                 "headers": dict(headers_for(tenant_id, "request", traceparent) if recurring else onward.headers),
@@ -49,4 +50,4 @@ class RequestScheduler:
                 "recurring": recurring,
             }
         )
-        return Produce(self.delay_topic, job, key=onward.key, headers=headers_for(tenant_id, "delayed", traceparent))
+        return Produce(self.topics.delay, job, key=onward.key, headers=headers_for(tenant_id, "delayed", traceparent))

@@ -4,11 +4,11 @@ from typing import Annotated
 
 from pydantic import Field
 
-from shared.config import HeraldSettings, ops_port_field
+from shared.config import RequestSigningSettings, ops_port_field
 from shared.requests import MAX_DEDUP_WINDOW_S, MIN_DEDUP_WINDOW_S
 
 
-class IngestSettings(HeraldSettings):
+class IngestSettings(RequestSigningSettings):
     dedup_ttl_seconds: int = Field(
         default=86_400,
         ge=1,
@@ -24,5 +24,11 @@ class IngestSettings(HeraldSettings):
             "86400}, 1 to 604800 s each; other types get HERALD_DEDUP_TTL_SECONDS, and a request's own "
             "dedup.window_s wins over both."
         ),
+    )
+    producer_keys_cache_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long ingest trusts its answer to whether a producer key is live: a revoked key is refused "
+        "within this long.",
     )
     ops_port: int = ops_port_field(9101)

@@ -25,11 +25,14 @@ async def serve() -> None:
     pool = await create_pool(settings.database_url, settings.database_pool_size)
     producer = MessageProducer(settings, client_id=SERVICE)
     store = DelayedJobStore(pool, encryptor)
-    scheduler = DelayedJobScheduler(store, producer, settings.fire_batch_size, settings.max_idle_s)
+    settings.check_request_signing()
+    scheduler = DelayedJobScheduler(
+        store, producer, settings.fire_batch_size, settings.max_idle_s, settings.request_signing_key()
+    )
     consumer = service_consumer(
         settings,
         service=SERVICE,
-        topic=topics.delay,
+        topics=[topics.delay],
         contract=DELAYED_MESSAGE,
         handler=DelayedJobIntake(store),
         producer=producer,

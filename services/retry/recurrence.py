@@ -19,8 +19,9 @@ SERIES_NAMESPACE = uuid.UUID("9c4e2f7a-1b3d-4e5f-8a6b-0c2d4e6f8a1b")
 SERIES_ID = "series_id"
 
 
-def occurrence(series_payload: bytes, due_at: datetime, now: datetime) -> tuple[bytes, datetime | None]:
-    """The request for the occurrence due at ``due_at``, and when the next one is due (None: the series ended).
+def occurrence(series_payload: bytes, due_at: datetime, now: datetime) -> tuple[bytes, str, datetime | None]:
+    """The request for the occurrence due at ``due_at``, its tenant, and when the next one is due (None: the
+    series ended).
 
     Occurrences missed while nothing fired them (an outage) are skipped: the next one is the first
     after ``now``, so a daily notification is not sent three times on the morning after three days down.
@@ -41,4 +42,4 @@ def occurrence(series_payload: bytes, due_at: datetime, now: datetime) -> tuple[
             "metadata": {**series["metadata"], SERIES_ID: series_id},
         }
     )
-    return one, next_time(recurrence, series["timezone"], max(due_at, now))
+    return one, series["tenant_id"], next_time(recurrence, series["timezone"], max(due_at, now))

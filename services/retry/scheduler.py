@@ -12,9 +12,10 @@ import structlog
 from services.retry.recurrence import occurrence
 from shared.background import repeat
 from shared.kafka.producer import MessageProducer
-from shared.kafka.records import Consumed, Output, Produce
+from shared.kafka.records import SIGNATURE, Consumed, Output, Produce
 from shared.messages import DelayedMessage
 from shared.observability import metrics
+from shared.producer_keys import ProducerKey
 from shared.storage.delayed_jobs import DelayedJobStore, DueJob
 
 log = structlog.get_logger(__name__)
@@ -34,11 +35,20 @@ class DelayedJobIntake:
 class DelayedJobScheduler:
     """Fires due jobs; several replicas may run it at once, the store never gives a job to two."""
 
-    def __init__(self, store: DelayedJobStore, producer: MessageProducer, batch_size: int, max_idle_s: float):
+    def __init__(
+        self,
+        store: DelayedJobStore,
+        producer: MessageProducer,
+        batch_size: int,
+        max_idle_s: float,
+        signing_key: bytes | None = None,
+    ):
         self._store = store
         self._producer = producer
         self._batch_size = batch_size
         self._max_idle_s = max_idle_s
+        # The producer keys' master key: an occurrence is a new request, signed as Herald's own for ingest.
+        self._signing_key = signing_key
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Fire due jobs until ``stopping`` is set; a dependency failure is waited out, never fatal."""
@@ -61,17 +71,21 @@ class DelayedJobScheduler:
         records: list[Produce] = []
         again: dict[str, datetime] = {}
         for job in jobs:
-            payload = job.payload
+            payload, headers = job.payload, dict(job.headers)
             if job.recurring:
                 try:
-                    payload, next_due = occurrence(job.payload, job.due_at, now)
+                    payload, tenant_id, next_due = occurrence(job.payload, job.due_at, now)
                 except Exception:
                     # A series that cannot be read would fail every claim and stall the others: drop it.
                     log.exception("recurring_job_unreadable", job_id=job.job_id)
                     continue
                 if next_due is not None:
                     again[job.job_id] = next_due
-            records.append(Produce(job.target_topic, payload, key=job.key, headers=tuple(job.headers.items())))
+                headers.pop(SIGNATURE, None)
+                signer = ProducerKey.internal(self._signing_key, tenant_id)
+                if signer is not None:
+                    headers[SIGNATURE] = signer.sign(payload)
+            records.append(Produce(job.target_topic, payload, key=job.key, headers=tuple(headers.items())))
         await self._producer.produce(records)
         return again
 

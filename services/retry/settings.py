@@ -2,10 +2,10 @@
 
 from pydantic import Field
 
-from shared.config import HeraldSettings, ops_port_field
+from shared.config import RequestSigningSettings, ops_port_field
 
 
-class RetrySettings(HeraldSettings):
+class RetrySettings(RequestSigningSettings):
     fire_batch_size: int = Field(default=500, ge=1, description="Delayed jobs fired per database transaction.")
     max_idle_s: float = Field(
         default=0.5,

@@ -90,7 +90,7 @@ class RouterHandler:
             except InvalidRequest as error:
                 return self._fail(message, traceparent, DeadLetterReason.INVALID_PAYLOAD, str(error))
         headers = headers_for(notification["tenant_id"], f"delivery.{route.channel}", traceparent)
-        topic = self._topics.send(route.channel)
+        topic = self._topics.send_for(route.channel, notification["priority"])
         return [
             *(Produce(topic, delivery, key=message.key, headers=headers) for delivery in deliveries),
             self._reporter.event(

@@ -44,7 +44,7 @@ async def serve() -> None:
     consumer = service_consumer(
         settings,
         service=SERVICE,
-        topic=topics.routable,
+        topics=topics.lanes("routable"),
         contract=ROUTABLE_NOTIFICATION,
         handler=with_batch_lookups(
             handler,

@@ -77,7 +77,7 @@ async def serve() -> None:
     consumer = service_consumer(
         settings,
         service=SERVICE,
-        topic=topics.status,
+        topics=[topics.status],
         contract=STATUS_EVENT,
         handler=status_writer(pool, encryptor, topics, settings.webhook_endpoints_cache_s),
         producer=producer,

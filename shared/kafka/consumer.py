@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from shared.codec import Contract, UndecodableMessage
@@ -51,6 +51,7 @@ from shared.config import HeraldSettings
 from shared.errors import DeadLetterReason, is_transient
 from shared.kafka.connection import client_options
 from shared.kafka.guard import ENVIRONMENTAL_REASONS, DeadLetterGuard
+from shared.kafka.lanes import PrioritisedFetch
 from shared.kafka.metadata import METADATA_MAX_AGE_MS
 from shared.kafka.producer import MessageProducer, RecordTooLarge
 from shared.kafka.records import (
@@ -167,6 +168,8 @@ class ConsumerLoop(Generic[T]):
         )
         self._consumer = self._new_consumer()
         self._joined = False
+        # Several topics are a stream's priority lanes, highest first (shared/kafka/lanes.py).
+        self._fetch = PrioritisedFetch(config.topics) if len(config.topics) > 1 else _fetch_any
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         settings = self._settings
@@ -243,8 +246,8 @@ class ConsumerLoop(Generic[T]):
                 if len(self._pending) >= self._config.max_pending_batches:
                     await self._await_batch(self._pending[0])
                     continue
-                fetched = await self._consumer.getmany(
-                    timeout_ms=self._config.fetch_timeout_ms, max_records=self._config.max_batch
+                fetched = await self._fetch(
+                    self._consumer, timeout_ms=self._config.fetch_timeout_ms, max_records=self._config.max_batch
                 )
                 records = [record for batch in fetched.values() for record in batch]
                 await self._notice_lost_state(served=fetched.keys())
@@ -586,27 +589,37 @@ def _header_text(message: Consumed[Any], name: str) -> str | None:
     return value.decode(errors="replace") if value is not None else None
 
 
+async def _fetch_any(
+    consumer: AIOKafkaConsumer, *, timeout_ms: int, max_records: int
+) -> dict[TopicPartition, list[ConsumerRecord]]:
+    fetched: dict[TopicPartition, list[ConsumerRecord]] = await consumer.getmany(
+        timeout_ms=timeout_ms, max_records=max_records
+    )
+    return fetched
+
+
 def service_consumer(
     settings: HeraldSettings,
     *,
     service: str,
-    topic: str,
+    topics: Sequence[str],
     contract: Contract[Any],
     handler: Handler[T],
     producer: MessageProducer,
     on_reject: RejectHook = dead_letter_only,
     **tuning: Any,
 ) -> ConsumerLoop[T]:
-    """A service's loop over one topic: its own consumer group, dead letters to the DLQ topic (and
-    ``on_reject``'s other outputs for a message the handler failed on)."""
-    topics = Topics(settings.topic_prefix)
+    """A service's loop over one topic, or over a stream's priority lanes (``topics``, highest first): its
+    own consumer group, dead letters to the DLQ topic (and ``on_reject``'s other outputs for a message the
+    handler failed on)."""
+    named = Topics(settings.topic_prefix)
     return ConsumerLoop(
         settings=settings,
         service=service,
-        config=ConsumerConfig(group_id=topics.group(service), topics=[topic], **tuning),
+        config=ConsumerConfig(group_id=named.group(service), topics=topics, **tuning),
         contract=contract,
         handler=handler,
         producer=producer,
-        dlq_topic=topics.dlq,
+        dlq_topic=named.dlq,
         on_reject=on_reject,
     )

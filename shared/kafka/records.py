@@ -15,6 +15,8 @@ Headers = tuple[tuple[str, bytes], ...]
 TRACEPARENT = "traceparent"
 TENANT = "herald-tenant"
 KIND = "herald-kind"
+# A request's proof of its tenant: v1,<producer key id>,<HMAC-SHA256 of the value> (shared.producer_keys).
+SIGNATURE = "herald-signature"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from shared.topics import CHANNELS, Topics
+from shared.topics import CHANNELS, LANES, Topics
 
 DAY_MS = 24 * 60 * 60 * 1000
 # Topics read within seconds (requests, routable, the send topics, delay): retention is the window to
@@ -28,10 +28,14 @@ STATUS_RETENTION_MS = 14 * DAY_MS
 # default); one it could not store stays only in the topic, which therefore keeps them as long.
 DEAD_LETTER_RETENTION_MS = 14 * DAY_MS
 
+LANED_STREAMS = ("requests", "routable", *(f"send.{channel}" for channel in CHANNELS))
 RETENTION_MS_BY_NAME: Mapping[str, int] = {
-    "requests": WORK_RETENTION_MS,
-    "routable": WORK_RETENTION_MS,
-    **{f"send.{channel}": WORK_RETENTION_MS for channel in CHANNELS},
+    # Each lane of a stream (shared.topics.LANES) as the stream: normal is the stream's own name.
+    **{
+        stream if lane == "normal" else f"{stream}.{lane}": WORK_RETENTION_MS
+        for stream in LANED_STREAMS
+        for lane in LANES
+    },
     "delay": WORK_RETENTION_MS,
     "status": STATUS_RETENTION_MS,
     "dlq": DEAD_LETTER_RETENTION_MS,

@@ -64,6 +64,12 @@ ARCHIVE_FAILURES = Counter(
 
 # Notification lifecycle.
 NOTIFICATIONS_ACCEPTED = Counter("herald_notifications_accepted_total", "Requests accepted by ingest", ["tenant"])
+REQUESTS_UNAUTHENTICATED = Counter(
+    "herald_requests_unauthenticated_total",
+    "Requests on Kafka dead-lettered because no live producer key of the tenant they name signed them (by why: "
+    "unsigned, bad_signature, key_not_live; not by tenant, which the producer chose)",
+    ["reason"],
+)
 NOTIFICATIONS_DUPLICATE = Counter(
     "herald_notifications_duplicate_total", "Requests dropped as duplicates of an idempotency key", ["tenant"]
 )

@@ -22,13 +22,19 @@ from infra.local.processes import LineSink, ManagedProcess, free_port, stop_all
 from infra.local.stack import LOCAL_ENVIRONMENT, WORKERS, ServiceSpec, herald_services, start_services
 from infra.standins.aws import MotoServer
 from infra.standins.push import PushStandIns
+from shared.client import NotificationClient
 from shared.kafka.admin import AdminSettings, create_topics
+from shared.kafka.records import Produce
+from shared.messages import NotificationRequest
+from shared.producer_keys import ProducerKey
+from shared.requests import request_record
 from shared.storage.migrate import ensure_database, migrate
 from shared.tls import default_client_context
 from shared.topics import Topics
 from tests.conftest import FETCH_MAX_WAIT_MS, REDIS_URL
 from tests.databases import drop_database
 from tests.integration.conftest import BASE_DATABASE_URL, _with_database
+from tests.kafka_containers import BrokerEndpoint
 
 API_KEY = "e2e-test-key-0123456789"
 TRACKING_KEY = LOCAL_ENVIRONMENT["HERALD_TRACKING_SIGNING_KEY"]
@@ -42,7 +48,7 @@ class Pipeline:
     """A running Herald: its services, where to reach them, and the SMTP server mail arrives at."""
 
     namespace: str
-    broker: Broker
+    broker: BrokerEndpoint
     database_url: str
     sink: MailSink
     sms: MotoServer
@@ -68,6 +74,29 @@ class Pipeline:
             # Tests make many: each would build an SSL context of its own, 20-30 ms of CPU.
             verify=default_client_context(),
         )
+
+    def producer_key(self, tenant_id: str) -> ProducerKey:
+        """A key that signs ``tenant_id``'s requests as Herald's own services do (ingest takes requests on Kafka
+        only signed; tests/e2e/test_producer_keys.py is where tenants' own keys are tried)."""
+        key = ProducerKey.internal(self.environment["HERALD_PRODUCER_SIGNING_KEY"].encode(), tenant_id)
+        assert key is not None
+        return key
+
+    def kafka_client(self, tenant_id: str, producer_key: str | None = None) -> NotificationClient:
+        """The producer client an upstream service of ``tenant_id`` uses, on the pipeline's broker and topics,
+        signing with ``producer_key`` (by default :meth:`producer_key`'s)."""
+        return NotificationClient(
+            self.broker.bootstrap_servers,
+            tenant_id=tenant_id,
+            topic_prefix=self.namespace,
+            # Tansu refuses InitProducerId.
+            idempotent_producer=False,
+            producer_key=producer_key or self.producer_key(tenant_id).credential(),
+        )
+
+    def request_record(self, request: NotificationRequest) -> Produce:
+        """``request`` as a signed record of the requests topic, as an upstream producer makes it."""
+        return request_record(request, self.topics.requests, None, self.producer_key(request["tenant_id"]))
 
     def restart(self, name: str) -> None:
         """Start a stopped service again and wait until it is ready."""
@@ -136,7 +165,7 @@ async def eventually(probe: Callable[[], Any], timeout: float, what: str) -> Any
 
 
 def service_environment(
-    namespace: str, broker: Broker, database_url: str, sink: MailSink, redis_url: str = REDIS_URL
+    namespace: str, broker: BrokerEndpoint, database_url: str, sink: MailSink, redis_url: str = REDIS_URL
 ) -> dict[str, str]:
     return {
         "HERALD_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
@@ -185,7 +214,7 @@ async def _forget_redis_keys(namespace: str, redis_url: str) -> None:
 
 @contextmanager
 def running_pipeline(
-    broker: Broker,
+    broker: BrokerEndpoint,
     *,
     base_database_url: str = BASE_DATABASE_URL,
     redis_url: str = REDIS_URL,

@@ -9,7 +9,6 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from shared.messages import NOTIFICATION_REQUEST
 from shared.requests import build_request
 from tests.e2e.conftest import Pipeline, eventually
 from tests.kafka_helpers import produce_raw
@@ -27,9 +26,8 @@ async def test_an_invalid_request_from_kafka_is_listed_as_a_dead_letter(pipeline
         content={"subject": "s", "text": "t"},
     )
     notification_id = request["notification_id"]
-    await produce_raw(
-        pipeline.broker.bootstrap_servers, pipeline.topics.requests, [NOTIFICATION_REQUEST.encode(request)]
-    )
+    record = pipeline.request_record(request)
+    await produce_raw(pipeline.broker.bootstrap_servers, record.topic, [record.value], headers=[record.headers])
     async with pipeline.client() as client:
 
         async def listed() -> list[dict[str, Any]] | None:

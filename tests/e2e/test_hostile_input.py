@@ -29,12 +29,7 @@ HOSTILE_TEXTS = [
 
 def attacker_client(pipeline: Pipeline) -> NotificationClient:
     """An upstream service of another tenant, producing straight to Kafka (nothing checks its templates)."""
-    return NotificationClient(
-        pipeline.broker.bootstrap_servers,
-        tenant_id=ATTACKER,
-        topic_prefix=pipeline.namespace,
-        idempotent_producer=False,
-    )
+    return pipeline.kafka_client(ATTACKER)
 
 
 async def statuses(pipeline: Pipeline, notification_ids: list[str]) -> dict[str, tuple[str, str | None]]:

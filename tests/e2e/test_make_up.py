@@ -105,6 +105,7 @@ def stack_environment(var_dir: Path, **overrides: str) -> dict[str, str]:
         "HERALD_SMS_STAND_IN_PORT": str(free_port()),
         "HERALD_LOCAL_OPS_PORTS_START": str(free_ports_in_a_row(len(WORKERS))),
         "HERALD_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        "HERALD_LOCAL_BROKER_S3_PORT": str(free_port()),
         "HERALD_LOCAL_VAR_DIR": str(var_dir),
         "HERALD_REDIS_NAMESPACE": f"make-up-{uuid.uuid4().hex[:8]}",
         # Twilio and SendGrid pointed elsewhere (and SMS through SNS alone): no Prism to install.
@@ -221,8 +222,6 @@ def configured_make_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Con
             folder / "var",
             HERALD_SMTP_HOST=smtp_server.host,
             HERALD_SMTP_PORT=str(smtp_server.port),
-            HERALD_LOCAL_BROKER_STORAGE="s3",
-            HERALD_LOCAL_BROKER_S3_PORT=str(free_port()),
             HERALD_DATABASE_URL=_with_database(BASE_DATABASE_URL, f"herald_test_{uuid.uuid4().hex}"),
             HERALD_REDIS_URL=REDIS_URL,
             HERALD_LOCAL_RESTART_BACKOFF_S="0.2",

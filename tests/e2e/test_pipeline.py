@@ -13,7 +13,7 @@ from standardwebhooks.webhooks import Webhook
 
 from infra.local.stack import LOCAL_ENVIRONMENT
 from shared.client import NotificationClient
-from shared.kafka.records import headers_for, message_key
+from shared.kafka.records import message_key
 from shared.messages import (
     DEAD_LETTER,
     DELAYED_MESSAGE,
@@ -56,9 +56,7 @@ def unique_address() -> str:
 
 def kafka_client(pipeline: Pipeline) -> NotificationClient:
     """The producer client an upstream service uses, on the pipeline's broker and topics."""
-    return NotificationClient(
-        pipeline.broker.bootstrap_servers, tenant_id=TENANT, topic_prefix=pipeline.namespace, idempotent_producer=False
-    )
+    return pipeline.kafka_client(TENANT)
 
 
 async def test_an_http_request_is_delivered_and_its_status_and_history_read_back(pipeline: Pipeline) -> None:
@@ -201,9 +199,8 @@ async def test_an_invalid_request_from_kafka_is_rejected_to_the_dlq(pipeline: Pi
         recipient={"email": "not-an-address"},
         content={"subject": "s", "text": "t"},
     )
-    await produce_raw(
-        pipeline.broker.bootstrap_servers, pipeline.topics.requests, [NOTIFICATION_REQUEST.encode(request)]
-    )
+    record = pipeline.request_record(request)
+    await produce_raw(pipeline.broker.bootstrap_servers, record.topic, [record.value], headers=[record.headers])
     final = await pipeline.wait_for_status(request["notification_id"], "rejected")
     assert final["last_reason"] == "invalid_payload"
     assert "recipient/email" in final["last_detail"]
@@ -238,7 +235,7 @@ async def test_undecodable_bytes_on_every_consumed_topic_go_to_the_dlq_and_the_n
         recipient={"email": unique_address()},
         content={"subject": "r", "text": "r"},
     )
-    good[topics.requests] = (request["notification_id"], NOTIFICATION_REQUEST.encode(request))
+    good[topics.requests] = (request["notification_id"], pipeline.request_record(request).value)
 
     routable_id = str(uuid.uuid4())
     good[topics.routable] = (
@@ -318,9 +315,10 @@ async def test_undecodable_bytes_on_every_consumed_topic_go_to_the_dlq_and_the_n
 
     for topic, (notification_id, value) in good.items():
         key = message_key(TENANT, notification_id)
-        # Garbage first, then a good message on the same partition (same key).
-        await produce_raw(bootstrap, topic, [b"\xde\xad\xbe\xef not avro", value], key=key)
-        assert headers_for(TENANT, "x", None)  # the helpers above produce without headers, as a foreign producer might
+        # Garbage first, then a good message on the same partition (same key); only a request needs headers, its
+        # signature (the other helpers produce without any, as a foreign producer might).
+        signed = pipeline.request_record(NOTIFICATION_REQUEST.decode(value)).headers if topic == topics.requests else ()
+        await produce_raw(bootstrap, topic, [b"\xde\xad\xbe\xef not avro", value], key=key, headers=[(), signed])
 
     for topic, (notification_id, _) in good.items():
         if topic == topics.status:

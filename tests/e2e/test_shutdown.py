@@ -11,8 +11,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from shared.messages import NOTIFICATION_REQUEST
-from shared.requests import build_request, recipient_key
+from shared.requests import build_request
 from tests.e2e.conftest import Pipeline, eventually
 from tests.kafka_helpers import wait_until_drained
 
@@ -37,9 +36,9 @@ async def stream_requests(pipeline: Pipeline, ids: list[str], started: asyncio.E
                     content={"subject": "stream", "text": "x"},
                 )
                 ids.append(request["notification_id"])
-                key = recipient_key("dev", request["recipient"], request["notification_id"])
+                record = pipeline.request_record(request)
                 futures.append(
-                    await producer.send(pipeline.topics.requests, NOTIFICATION_REQUEST.encode(request), key=key)
+                    await producer.send(record.topic, record.value, key=record.key, headers=list(record.headers))
                 )
             await asyncio.gather(*futures)
             if batch_start >= COUNT // 4:

@@ -10,7 +10,8 @@ Knobs (environment variables):
   restart takes, so the restarted service always takes over a flowing stream;
 * ``HERALD_FAULT_PROVIDER_DOWN_S`` (10) how long the SMTP server is down (a 30 s outage:
   ``HERALD_FAULT_PROVIDER_DOWN_S=30``);
-* ``HERALD_FAULT_DATASTORE_DOWN_S`` (3) how long Postgres or Redis stays down before it starts again.
+* ``HERALD_FAULT_DATASTORE_DOWN_S`` (3) how long Postgres or Redis stays down before it starts again;
+* ``HERALD_FAULT_BROKER_DOWN_S`` (3) how long a broker killed with its storage kept stays down.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import pytest
 
 from infra.local.broker import Broker
 from infra.local.datastores import PostgresServer, RedisServer
-from shared.client import NotificationClient
 from shared.tls import default_client_context
 from tests.conftest import coverage_paused
 from tests.e2e.conftest import Pipeline, eventually, running_pipeline
@@ -37,6 +37,7 @@ RATE_PER_S = int(os.environ.get("HERALD_FAULT_RATE", "300"))
 LOAD_S = float(os.environ.get("HERALD_FAULT_LOAD_S", "6"))
 PROVIDER_DOWN_S = float(os.environ.get("HERALD_FAULT_PROVIDER_DOWN_S", "10"))
 DATASTORE_DOWN_S = float(os.environ.get("HERALD_FAULT_DATASTORE_DOWN_S", "3"))
+BROKER_DOWN_S = float(os.environ.get("HERALD_FAULT_BROKER_DOWN_S", "3"))
 LIGHT_RATE_PER_S = max(1, RATE_PER_S // 3)
 # Mails a second the SMTP sink answers with 451 during a load that says so: some deliveries are then
 # always waiting in the retry service (and its Postgres) when the fault lands.
@@ -107,9 +108,7 @@ def fault_pipeline(broker: Broker, private_postgres: PostgresServer, private_red
 async def _one_delivered(pipeline: Pipeline) -> None:
     """Send one email and wait until it is stored as sent: every consumer group on its way then has its
     partitions, so the first test's fault lands in a flowing stream, not in the pipeline's warm-up."""
-    async with NotificationClient(
-        pipeline.broker.bootstrap_servers, tenant_id="dev", topic_prefix=pipeline.namespace, idempotent_producer=False
-    ) as client:
+    async with pipeline.kafka_client("dev") as client:
         notification_id = await client.send(
             channels=["email"], recipient={"email": "warm-up@example.com"}, content={"subject": "Up?", "text": "Up."}
         )

@@ -20,9 +20,6 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from shared.client import NotificationClient
-from shared.kafka.records import headers_for
-from shared.messages import NOTIFICATION_REQUEST
 from shared.requests import build_request, notification_id_for
 from tests.e2e.conftest import Pipeline
 
@@ -98,12 +95,7 @@ def to_kafka(compose: Compose = email_request) -> Sending:
 
     @contextlib.asynccontextmanager
     async def sending(pipeline: Pipeline) -> AsyncIterator[Send]:
-        async with NotificationClient(
-            pipeline.broker.bootstrap_servers,
-            tenant_id=TENANT,
-            topic_prefix=pipeline.namespace,
-            idempotent_producer=False,
-        ) as client:
+        async with pipeline.kafka_client(TENANT) as client:
             yield lambda: client.send(**compose())
 
     return sending
@@ -122,12 +114,8 @@ async def invalid_to_kafka(pipeline: Pipeline) -> AsyncIterator[Send]:
             recipient={"email": "not-an-address"},
             content={"subject": "Steady load", "text": "Never delivered."},
         )
-        await producer.send_and_wait(
-            pipeline.topics.requests,
-            NOTIFICATION_REQUEST.encode(request),
-            key=request["notification_id"].encode(),
-            headers=list(headers_for(TENANT, "notification_request", None)),
-        )
+        record = pipeline.request_record(request)
+        await producer.send_and_wait(record.topic, record.value, key=record.key, headers=list(record.headers))
         return request["notification_id"]
 
     try:

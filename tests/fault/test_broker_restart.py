@@ -1,8 +1,13 @@
-"""``kill -9`` of the broker under load, restarted empty on the same port (Tansu's memory storage keeps
-nothing): Herald notices, says so, creates no topic behind the topics job's back, and comes back by
-itself once the topics job has run again.
+"""``kill -9`` of the broker under load, restarted on the same port: durable (Tansu's S3 storage, as
+``make up`` runs it), and empty (its memory storage).
 
-What is asserted, in order:
+**Durable**: the broker keeps its topics, records, committed offsets and groups in a local S3 (moto)
+and comes back on it. Every service that uses Kafka answers ``/ready`` with 503 while the broker is
+away and 200 once it is back, reconnecting by itself (each keeps its process id), and every notification
+the load got acknowledged is mailed exactly once (the fault suite's accounting).
+
+**Empty**: Herald notices, says so, creates no topic behind the topics job's back, and comes back by
+itself once the topics job has run again. What is asserted, in order:
 
 * while the topics are gone, every service that uses Kafka answers ``/ready`` with 503, and every
   consumer also ``/health`` (it makes no progress) once ``HERALD_KAFKA_CONSUMER_STALL_S`` has passed;
@@ -14,9 +19,9 @@ What is asserted, in order:
 * the services' logs hold a bounded number of commit-failure lines (not thousands a minute).
 
 The notifications in flight are lost with the broker's memory, and so are those a client produced to
-the restarted broker before it learned the topics were gone: neither is counted here.
+the restarted broker before it learned the topics were gone: neither is counted there.
 
-This test has a broker (``restartable_broker``) and a pipeline of its own.
+Each test has a broker and a pipeline of its own.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from shared.client import NotificationClient
 from shared.kafka.admin import AdminSettings, StrayRecordsError, create_topics
 from shared.tls import default_client_context
 from tests.e2e.conftest import Pipeline, eventually, running_pipeline
+from tests.fault.accounting import Trial
+from tests.fault.conftest import BROKER_DOWN_S, FAULT_SETTINGS, LIGHT_RATE_PER_S, outage
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -87,6 +94,12 @@ def service_logs() -> ServiceLogs:
 def restart_pipeline(restartable_broker: Broker, service_logs: ServiceLogs) -> Iterator[Pipeline]:
     overrides = {"HERALD_KAFKA_CONSUMER_STALL_S": str(STALL_S)}
     with running_pipeline(restartable_broker, overrides=overrides, line_sink=service_logs.sink) as running:
+        yield running
+
+
+@pytest.fixture
+def durable_pipeline(durable_broker: Broker) -> Iterator[Pipeline]:
+    with running_pipeline(durable_broker, overrides=FAULT_SETTINGS) as running:
         yield running
 
 
@@ -163,12 +176,7 @@ class SteadyLoad:
             await task
 
     async def _run(self) -> None:
-        async with NotificationClient(
-            self.pipeline.broker.bootstrap_servers,
-            tenant_id="dev",
-            topic_prefix=self.pipeline.namespace,
-            idempotent_producer=False,
-        ) as client:
+        async with self.pipeline.kafka_client("dev") as client:
             sends: set[asyncio.Task[None]] = set()
             while not self._stopping.is_set():
                 sends.update(asyncio.create_task(self._send(client)) for _ in range(self.per_s // 10))
@@ -232,12 +240,7 @@ async def test_broker_killed_and_restarted_empty_services_say_so_then_recover(
     await until_all_answer(pipeline, CONSUMERS, "/health", 200, 60)
     assert set((await topic_partitions(pipeline)).values()) == {PARTITIONS}
 
-    async with NotificationClient(
-        restartable_broker.bootstrap_servers,
-        tenant_id="dev",
-        topic_prefix=pipeline.namespace,
-        idempotent_producer=False,
-    ) as client:
+    async with pipeline.kafka_client("dev") as client:
         after = [await send_one(client, "after") for _ in range(SENT_AFTER)]
     try:
         await eventually(lambda: True if set(after) <= pipeline.mailed().keys() else None, 90, "the new mails")
@@ -255,3 +258,34 @@ async def test_broker_killed_and_restarted_empty_services_say_so_then_recover(
         f"commit-failure lines per service {commit_failures}"
     )
     assert all(count <= MAX_COMMIT_FAILURE_LINES for count in commit_failures.values()), commit_failures
+
+
+async def away_and_back(pipeline: Pipeline, broker: Broker) -> None:
+    """Kill the broker; once it was away :data:`BROKER_DOWN_S` and every Kafka user says it is not ready,
+    start it again (same port, same storage) and wait until every one is ready again."""
+
+    async def none_ready() -> bool:
+        await until_all_answer(pipeline, KAFKA_USERS, "/ready", 503, 30)
+        return True
+
+    # In this thread: a child started from a worker thread dies with it.
+    await outage(BROKER_DOWN_S, broker.kill, broker.start, in_thread=False, noticed=none_ready)
+    ready_s = await until_all_answer(pipeline, KAFKA_USERS, "/ready", 200, 60)
+    print(f"every /ready 503 while the broker was away, 200 again {ready_s:.1f} s after it started again")
+
+
+async def test_broker_on_s3_killed_mid_load_services_reconnect_by_themselves_and_mail_each_notification_once(
+    durable_pipeline: Pipeline, durable_broker: Broker
+) -> None:
+    pipeline = durable_pipeline
+    pids = {name: process.pid for name, process in pipeline.processes.items()}
+    trial = Trial(pipeline, rate_per_s=LIGHT_RATE_PER_S)
+    # Sending from the start until the broker is back, however long this new pipeline takes to get going:
+    # the kill must land in a flowing stream.
+    trial.load.hold()
+    async with trial:
+        await trial.during(away_and_back(pipeline, durable_broker))
+        tally = await trial.settle("kill -9 of the broker on S3 storage, restarted on it")
+    tally.report()
+    assert {name: process.pid for name, process in pipeline.processes.items()} == pids, "a service was restarted"
+    assert (tally.lost, tally.duplicated) == (0, 0), str(tally)

@@ -28,7 +28,6 @@ import uuid
 import pytest
 
 from infra.local.datastores import PostgresServer, RedisServer
-from shared.client import NotificationClient
 from tests.e2e.conftest import Pipeline, eventually
 from tests.fault.accounting import Trial
 from tests.fault.conftest import DATASTORE_DOWN_S, DEFERRED_PER_S, outage
@@ -98,9 +97,7 @@ async def test_redis_restarted_mid_load_loses_nothing(pipeline: Pipeline, privat
 
 async def send_keyed(pipeline: Pipeline, key: str) -> str:
     """Send one request with idempotency key ``key`` straight to Kafka; its notification id."""
-    async with NotificationClient(
-        pipeline.broker.bootstrap_servers, tenant_id="dev", topic_prefix=pipeline.namespace, idempotent_producer=False
-    ) as client:
+    async with pipeline.kafka_client("dev") as client:
         return await client.send(
             channels=["email"],
             recipient={"email": "repeat@example.com"},

@@ -60,6 +60,8 @@ async def test_a_fault_test_in_the_middle(settings, private_postgres, private_re
         "HERALD_TOPIC_PREFIX": settings.topic_prefix,
         "HERALD_REDIS_URL": private_redis.url,
         "HERALD_DATABASE_URL": private_postgres.url,
+        # It consumes nothing here: no producer keys needed.
+        "HERALD_REQUIRE_SIGNED_REQUESTS": "false",
     }
     process = service_process(spec, environment, line_sink=None)
     process.start()

@@ -22,6 +22,8 @@ from tests.databases import MigratedDatabases, throwaway_database, with_database
 from tests.session_datastores import DATABASE_VARIABLE, DEFAULT_DATABASE_URL
 
 API_KEY = "test-key-0123456789abcdef"
+# The master key of producer keys (shared.producer_keys) the gateway signs its requests with.
+PRODUCER_SIGNING_KEY = "test-producer-signing-key-0123456789abcdef"
 DEV_TENANT = "dev"
 MAX_BODY_BYTES = 4096
 PROBLEM_JSON = "application/problem+json"
@@ -106,6 +108,7 @@ def gateway_settings(settings: HeraldSettings, database_url: str) -> GatewaySett
         redis_namespace=settings.redis_namespace,
         dev_api_key=API_KEY,  # type: ignore[arg-type]
         dev_tenant=DEV_TENANT,
+        producer_signing_key=PRODUCER_SIGNING_KEY,  # type: ignore[arg-type]
         max_body_bytes=MAX_BODY_BYTES,
         # Far above what any test sends; tests/integration/test_gateway_limits.py sets small ones.
         rate_limit_per_key=MAX_PER_MINUTE,

@@ -126,9 +126,9 @@ def handler(guard: IdempotencyGuard, settings: HeraldSettings) -> IngestHandler:
         guard=guard,
         dedup=DedupPolicy(TTL_S, TYPE_WINDOWS),
         reporter=StatusReporter(topics.status, "ingest"),
-        routable_topic=topics.routable,
+        topics=topics,
         key_prefix=key(settings, "idempotency"),
-        scheduler=RequestScheduler(topics.delay, topics.requests),
+        scheduler=RequestScheduler(topics),
     )
 
 

@@ -91,7 +91,6 @@ def delivery_handler(
             RetryPolicy(max_attempts=MAX_ATTEMPTS, base_delay_s=BASE_DELAY_S, max_delay_s=600.0),
             {"otp": RetryPolicy(max_attempts=1)},
         ),
-        send_topic=topics.send("email"),
         delay_topic=topics.delay,
         concurrency=4,
     )

@@ -244,7 +244,8 @@ def test_accepted_request_is_on_the_requests_topic(client: TestClient, gateway_s
         headers=auth(),
     )
     assert response.status_code == 202, response.text
-    topic = f"{gateway_settings.topic_prefix}.requests.v1"
+    # A high-priority request goes to the high lane of the requests topic.
+    topic = f"{gateway_settings.topic_prefix}.requests.high.v1"
     [record] = asyncio.run(read_topic(gateway_settings.kafka_bootstrap_servers, topic, 1))
     request = NOTIFICATION_REQUEST.decode(record.value)
     assert request["notification_id"] == response.json()["id"]

@@ -62,10 +62,12 @@ class DevData:
     replay: str = ""
     endpoint: str = ""
     api_key: str = ""
+    producer_key: str = ""
 
     def secrets(self) -> list[str]:
         """What must never appear in an answer to another tenant."""
         ids = [self.notification, self.device, self.dead_letter, self.replay, self.endpoint, self.api_key]
+        ids.append(self.producer_key)
         return [*ids, EMAIL, PHONE, "dev-only-subject", "hooks.dev.example"]
 
 
@@ -108,6 +110,7 @@ def create_dev_data(client: TestClient, database_url: str) -> DevData:
     data.api_key = _ok(client.post("/api/v1/api-keys", json={"name": "dev", "role": "viewer"}, headers=auth()), 201)[
         "id"
     ]
+    data.producer_key = _ok(client.post("/api/v1/producer-keys", json={"name": "dev"}, headers=auth()), 201)["id"]
 
     async def seed() -> None:
         pool = await create_pool(database_url, 1)
@@ -177,6 +180,9 @@ def probes(dev: DevData) -> list[Probe]:
         Probe("POST", "/api/v1/api-keys", 201, json={"name": "globex", "role": "viewer"}),
         Probe("GET", "/api/v1/api-keys", 200),
         Probe("DELETE", f"/api/v1/api-keys/{dev.api_key}", 404),
+        Probe("POST", "/api/v1/producer-keys", 201, json={"name": "globex"}),
+        Probe("GET", "/api/v1/producer-keys", 200),
+        Probe("DELETE", f"/api/v1/producer-keys/{dev.producer_key}", 404),
         Probe("GET", "/api/v1/webhook-endpoints", 200),
         Probe("GET", f"/api/v1/webhook-endpoints/{e}", 404),
         Probe("PATCH", f"/api/v1/webhook-endpoints/{e}", 404, json={"description": "taken over"}),
@@ -210,6 +216,7 @@ def _declared(probe: Probe, dev: DevData) -> tuple[str, str]:
         dev.replay: "{replay_id}",
         dev.endpoint: "{endpoint_id}",
         dev.api_key: "{key_id}",
+        dev.producer_key: "{key_id}",
         USER: "{user_id}",
         TEMPLATE: "{template_id}",
     }
@@ -220,7 +227,7 @@ def _declared(probe: Probe, dev: DevData) -> tuple[str, str]:
 
 
 def test_every_route_is_tried() -> None:
-    dev = DevData("n-id", "d-id", "dl-id", "r-id", "e-id", "k-id")
+    dev = DevData("n-id", "d-id", "dl-id", "r-id", "e-id", "k-id", "pk-id")
     assert {_declared(probe, dev) for probe in probes(dev)} == declared_routes()
 
 
@@ -237,6 +244,7 @@ def snapshot(client: TestClient, dev: DevData) -> dict[str, Any]:
         "replay": f"/api/v1/dead-letters/replays/{dev.replay}",
         "suppressions": "/api/v1/suppressions",
         "api_keys": "/api/v1/api-keys",
+        "producer_keys": "/api/v1/producer-keys",
         "erasures": f"/api/v1/recipients/{USER}/erasures",
     }
     found = {name: _ok(client.get(path, headers=auth()), 200) for name, path in reads.items()}

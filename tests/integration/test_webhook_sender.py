@@ -208,7 +208,6 @@ async def test_one_tenants_dead_endpoint_opens_only_its_own_circuit(settings: He
         ledger=DeliveryLedger(redis, key(settings, "delivered", "webhook")),
         reporter=StatusReporter(topics.status, "sender-webhook"),
         policies=sender_settings.policies(),
-        send_topic=topics.send("webhook"),
         delay_topic=topics.delay,
         concurrency=4,
     )

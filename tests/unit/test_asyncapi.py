@@ -11,7 +11,7 @@ import yaml
 
 from infra.docs import asyncapi
 from shared.codec import SCHEMA_DIR
-from shared.kafka.records import KIND, TENANT, TRACEPARENT
+from shared.kafka.records import KIND, SIGNATURE, TENANT, TRACEPARENT
 from shared.topics import Topics
 
 pytestmark = pytest.mark.unit
@@ -68,11 +68,13 @@ def test_every_reference_inside_the_document_resolves(shipped: tuple[Path, Any])
 def test_every_message_names_its_key_and_headers(shipped: tuple[Path, Any]) -> None:
     _, document = shipped
     request = document["components"]["messages"]["NotificationRequest"]
-    assert set(request["headers"]["properties"]) == {TENANT, KIND, TRACEPARENT}
+    # A request alone carries its proof of its tenant.
+    assert set(request["headers"]["properties"]) == {TENANT, KIND, TRACEPARENT, SIGNATURE}
     assert request["headers"]["properties"][KIND]["examples"] == ["notification_request"]
     assert request["bindings"]["kafka"]["key"]["description"].startswith("`tenant:person`")
-    for message in document["components"]["messages"].values():
-        assert set(message["headers"]["properties"]) == {TENANT, KIND, TRACEPARENT}
+    for name, message in document["components"]["messages"].items():
+        if name != "NotificationRequest":
+            assert set(message["headers"]["properties"]) == {TENANT, KIND, TRACEPARENT}
         assert message["bindings"]["kafka"]["key"]["type"] == "string"
 
 

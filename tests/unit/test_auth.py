@@ -21,6 +21,7 @@ from services.gateway.http.auth import (
     scope_for,
 )
 from services.gateway.http.credentials import ADMIN, looks_like_jwt
+from services.gateway.producer_keys import schemas as producer_keys
 from services.gateway.settings import GatewaySettings
 from services.gateway.webhook_endpoints import schemas as webhook_endpoints
 
@@ -39,7 +40,7 @@ def api_routes() -> list[tuple[RouteContext, str]]:
 
 
 # Routes for admins alone: key management, and erasing a person (it cannot be undone).
-ADMIN_ONLY = (api_keys.PATH, erasures.router.prefix)
+ADMIN_ONLY = (api_keys.PATH, producer_keys.PATH, erasures.router.prefix)
 
 
 def test_every_api_route_checks_a_role_fitting_its_method() -> None:

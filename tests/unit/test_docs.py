@@ -28,7 +28,7 @@ NAMING_SOURCES = (
 )
 # A repository path: a top-level folder of the project, then a file with an extension.
 REPO_PATH = re.compile(
-    r"\b((?:shared|services|infra|tests|schemas|helm|docs)/[\w./-]*\w\.(?:py|md|avsc|yaml|json|sql|sh|mjs))\b"
+    r"\b((?:shared|services|infra|tests|schemas|helm|docs|examples)/[\w./-]*\w\.(?:py|md|avsc|yaml|json|sql|sh|mjs))\b"
 )
 # A bare test module name (`test_apns.py`), and a bare top-level document (`README.md`).
 TEST_MODULE = re.compile(r"(?<![\w/])(test_\w+\.py)\b")

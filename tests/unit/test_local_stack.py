@@ -90,7 +90,7 @@ def test_a_variable_in_the_env_file_wins_too(tmp_path: Path) -> None:
 
 
 def test_what_the_stack_found_or_started_stays_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Its broker is Tansu's memory storage, which refuses the idempotent producer; the datastores are
+    # Its broker is Tansu (on S3 or in memory), which refuses the idempotent producer; the datastores are
     # the configured ones when they answer, else private ones on other addresses.
     environment = gateway_environment(
         monkeypatch,

@@ -77,6 +77,18 @@ def test_id_from_idempotency_key_is_stable_per_tenant_and_key() -> None:
     assert uuid.UUID(first["notification_id"]).version == 5
 
 
+def test_with_an_idempotency_key_only_the_id_it_gives_is_valid() -> None:
+    request = email_request(idempotency_key="order-42")
+    validate_request(request)
+    chosen = {**request, "notification_id": str(uuid.uuid4())}
+    with pytest.raises(InvalidRequest, match=f"must be the id the key gives, {request['notification_id']}") as error:
+        validate_request(chosen)  # type: ignore[arg-type]
+    assert error.value.field == "notification_id"
+    # The README's worked example, so a producer in any language can check its own derivation.
+    worked = email_request(tenant_id="dev", idempotency_key="welcome-ada-1")
+    assert worked["notification_id"] == "6589297e-ce10-5927-8686-aa102a7a972d"
+
+
 def test_id_from_idempotency_key_differs_across_tenants_and_keys() -> None:
     acme = email_request(idempotency_key="order-42")["notification_id"]
     other_tenant = email_request(tenant_id="globex", idempotency_key="order-42")["notification_id"]

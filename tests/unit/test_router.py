@@ -64,7 +64,7 @@ async def test_renders_the_delivery_for_the_chosen_channel(handler: RouterHandle
     delivery_record, status_record = await handler(message)
     assert isinstance(delivery_record, Produce)
     assert isinstance(status_record, Produce)
-    assert delivery_record.topic == TOPICS.send("email")
+    assert delivery_record.topic == TOPICS.send_for("email", "high")
     assert delivery_record.key == b"acme:ada"
     delivery = EMAIL_DELIVERY.decode(delivery_record.value)
     assert delivery["delivery_id"] == delivery_id_for(message.value["notification_id"], "email")
@@ -101,7 +101,7 @@ async def test_an_sms_is_rendered_as_text_to_the_e164_number(handler: RouterHand
     delivery_record, status_record = await handler(message)
     assert isinstance(delivery_record, Produce)
     assert isinstance(status_record, Produce)
-    assert delivery_record.topic == TOPICS.send("sms")
+    assert delivery_record.topic == TOPICS.send_for("sms", "high")
     delivery = SMS_DELIVERY.decode(delivery_record.value)
     assert (delivery["to"], delivery["body"]) == ("+442079460958", "Hi <i>Ada</i>")
     assert delivery["delivery_id"] == delivery_id_for(message.value["notification_id"], "sms")
@@ -128,7 +128,7 @@ async def test_a_push_fans_out_to_every_active_device(handler: RouterHandler) ->
 
     *deliveries, status_record = await handler(message, targets)
 
-    assert all(isinstance(record, Produce) and record.topic == TOPICS.send("push") for record in deliveries)
+    assert all(isinstance(record, Produce) and record.topic == TOPICS.send_for("push", "high") for record in deliveries)
     decoded = [PUSH_DELIVERY.decode(record.value) for record in deliveries if isinstance(record, Produce)]
     assert [(d["platform"], d["token"]) for d in decoded] == [(t.platform, t.token) for t in targets]
     assert [d["delivery_id"] for d in decoded] == [
@@ -144,7 +144,7 @@ async def test_a_push_fans_out_to_every_active_device(handler: RouterHandler) ->
 async def test_a_push_to_a_user_without_devices_takes_the_next_channel(handler: RouterHandler) -> None:
     delivery_record, _ = await handler(push_message(), [])
     assert isinstance(delivery_record, Produce)
-    assert delivery_record.topic == TOPICS.send("email")
+    assert delivery_record.topic == TOPICS.send_for("email", "high")
 
 
 async def test_a_push_only_request_without_devices_fails_to_the_dlq(handler: RouterHandler) -> None:
@@ -181,7 +181,7 @@ async def test_a_suppressed_address_fails_the_notification_with_recipient_suppre
     other = ("other", *suppressed[1:])
     delivery_record, _ = await handler(message, (), {other})
     assert isinstance(delivery_record, Produce)
-    assert delivery_record.topic == TOPICS.send(channel)
+    assert delivery_record.topic == TOPICS.send_for(channel, "high")
 
 
 # --- stored templates -----------------------------------------------------------------------------
@@ -341,4 +341,4 @@ async def test_opting_out_of_every_channel_fails_the_notification_unless_it_is_m
     )
     delivery_record, _ = await mandatory(by_user_id(["email", "sms"], "security"), stored=stored)
     assert isinstance(delivery_record, Produce)
-    assert delivery_record.topic == TOPICS.send("email")
+    assert delivery_record.topic == TOPICS.send_for("email", "high")

@@ -15,6 +15,7 @@ from shared.kafka.records import Produce
 from shared.messages import DELAYED_MESSAGE, NOTIFICATION_REQUEST, NotificationRequest
 from shared.requests import build_request, validate_request
 from shared.schedule import MAX_AHEAD, first_time, is_scheduled, next_time, validate_schedule
+from shared.topics import Topics
 
 pytestmark = pytest.mark.unit
 
@@ -180,7 +181,7 @@ def onward(value: bytes = b"routable") -> Produce:
 
 
 def test_a_one_shot_request_waits_as_its_routable_record() -> None:
-    scheduler = RequestScheduler("t.delay.v1", "t.requests.v1")
+    scheduler = RequestScheduler(Topics("t"))
     later = request(send_at=NOW + timedelta(hours=2))
 
     held = scheduler.hold(later, onward(), NOW, None)
@@ -198,7 +199,7 @@ def test_a_one_shot_request_waits_as_its_routable_record() -> None:
 
 
 def test_a_recurring_request_waits_as_itself_and_each_occurrence_is_a_notification_of_its_own() -> None:
-    scheduler = RequestScheduler("t.delay.v1", "t.requests.v1")
+    scheduler = RequestScheduler(Topics("t"))
     series = request(recurrence={"cron": "@daily"}, metadata={"campaign": "digest"})
 
     held = scheduler.hold(series, onward(), NOW, None)
@@ -206,7 +207,7 @@ def test_a_recurring_request_waits_as_itself_and_each_occurrence_is_a_notificati
     assert held is not None
     job = DELAYED_MESSAGE.decode(held.value)
     assert (job["target_topic"], job["recurring"]) == ("t.requests.v1", True)
-    first, next_due = occurrence(job["payload"], job["due_at"], NOW)
+    first, _, next_due = occurrence(job["payload"], job["due_at"], NOW)
     one = NOTIFICATION_REQUEST.decode(first)
     assert one["recurrence"] is None
     assert one["send_at"] is None
@@ -220,5 +221,5 @@ def test_a_recurring_request_waits_as_itself_and_each_occurrence_is_a_notificati
 def test_occurrences_missed_during_an_outage_are_skipped() -> None:
     series = NOTIFICATION_REQUEST.encode(request(recurrence={"cron": "@daily"}))
     three_days_late = NOW + timedelta(days=3)
-    _, next_due = occurrence(series, datetime(2026, 3, 28, tzinfo=UTC), three_days_late)
+    _, _, next_due = occurrence(series, datetime(2026, 3, 28, tzinfo=UTC), three_days_late)
     assert next_due == datetime(2026, 3, 31, tzinfo=UTC)

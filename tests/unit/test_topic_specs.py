@@ -51,14 +51,9 @@ def test_a_topic_added_to_topics_alone_is_refused_by_name() -> None:
 def test_retention_is_longer_for_status_and_dead_letters_and_nothing_is_compacted() -> None:
     configs = {s.name: s.configs for s in declared_topics(TOPICS, partitions=8, replication_factor=1)}
     retention_days = {name: int(c["retention.ms"]) // DAY_MS for name, c in configs.items()}
-    assert retention_days == {
-        TOPICS.requests: 7,
-        TOPICS.routable: 7,
-        TOPICS.delay: 7,
-        TOPICS.status: 14,
-        TOPICS.dlq: 14,
-        **{TOPICS.send(channel): 7 for channel in ("email", "sms", "push", "webhook")},
-    }
+    lanes = [*TOPICS.lanes("requests"), *TOPICS.lanes("routable")]
+    lanes += [topic for channel in ("email", "sms", "push", "webhook") for topic in TOPICS.lanes(f"send.{channel}")]
+    assert retention_days == {TOPICS.delay: 7, TOPICS.status: 14, TOPICS.dlq: 14, **{lane: 7 for lane in lanes}}
     assert {c["cleanup.policy"] for c in configs.values()} == {"delete"}
 
 

@@ -188,10 +188,16 @@ The topic a consuming service reads and its consumer group, as shared/topics.py 
 <prefix>.<name>.v1 (v1: CONTRACT_VERSION there) and <prefix>.<service>. check_deploy.sh compares the
 rendered names with shared/topics.py. Call with (dict "root" $ "name" $name).
 */}}
-{{- define "herald.consumedTopic" -}}
+{{- /* The topics a service consumes, comma-separated: a prioritised stream's three lanes (shared/topics.py). */}}
+{{- define "herald.consumedTopics" -}}
 {{- $names := dict "ingest" "requests" "router" "routable" "sender-email" "send.email" "sender-sms" "send.sms" "sender-push" "send.push" "sender-webhook" "send.webhook" "retry" "delay" "status" "status" "dead-letters" "dlq" }}
 {{- $name := required (printf "services.%s.keda: KEDA scales consumers of Herald's topics, and %s is none" .name .name) (get $names .name) }}
-{{- printf "%s.%s.v1" .root.Values.config.topicPrefix $name }}
+{{- $prefix := .root.Values.config.topicPrefix }}
+{{- if has $name (list "delay" "status" "dlq") }}
+{{- printf "%s.%s.v1" $prefix $name }}
+{{- else }}
+{{- printf "%s.%s.high.v1,%s.%s.v1,%s.%s.low.v1" $prefix $name $prefix $name $prefix $name }}
+{{- end }}
 {{- end }}
 
 {{- define "herald.consumerGroup" -}}

@@ -45,6 +45,7 @@ RESOURCES = (
     "suppressions",
     "dead-letters",
     "api-keys",
+    "producer-keys",
 )
 READ, WRITE = "read", "write"
 SCOPES = tuple(f"{resource}:{action}" for resource in RESOURCES for action in (READ, WRITE))

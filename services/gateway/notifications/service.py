@@ -26,10 +26,11 @@ from shared import status
 from shared.batching import GroupWriter
 from shared.errors import InvalidRequest
 from shared.kafka.producer import MessageProducer
-from shared.kafka.records import Produce, headers_for, message_key
-from shared.messages import NOTIFICATION_REQUEST, NotificationRequest
+from shared.kafka.records import message_key
+from shared.messages import NotificationRequest
 from shared.observability.tracing import span
-from shared.requests import build_request, recipient_key, recipient_of, validate_request
+from shared.producer_keys import ProducerKey
+from shared.requests import build_request, recipient_of, request_record, validate_request
 from shared.schedule import zone
 from shared.status_events import StatusReporter
 from shared.storage.recipient_index import RecipientIndex
@@ -96,18 +97,20 @@ async def accept(
     record: Callable[[Sequence[AcceptedNotification]], Awaitable[object]],
     topics: Topics,
     index: RecipientIndex,
+    signing_key: bytes | None,
 ) -> None:
     """Make prepared requests durable in Kafka in one produce (every one acknowledged, ``acks=all``),
-    then ``record`` them as accepted. The one path of a single POST and of a bulk."""
+    then ``record`` them as accepted. The one path of a single POST and of a bulk. Each is signed as
+    Herald's own (``signing_key``: the producer keys' master key), so ingest takes it for its tenant."""
     ids = [request["notification_id"] for request in requests]
     attributes = {"notification_id": ids[0]} if len(ids) == 1 else {"notifications": str(len(ids))}
     with span("gateway.accept", None, **attributes) as traceparent:
         records = [
-            Produce(
-                topics.requests,
-                NOTIFICATION_REQUEST.encode(request),
-                key=recipient_key(request["tenant_id"], request["recipient"], request["notification_id"]),
-                headers=headers_for(request["tenant_id"], "notification_request", traceparent),
+            request_record(
+                request,
+                topics.requests_for(request["priority"]),
+                traceparent,
+                ProducerKey.internal(signing_key, request["tenant_id"]),
             )
             for request in requests
         ]
@@ -153,6 +156,8 @@ class Intake:
     recorder: GroupWriter[AcceptedNotification]
     notifications: NotificationRepository
     min_recurrence_interval: timedelta
+    # The producer keys' master key: the gateway signs its requests as Herald's own (None: unsigned).
+    signing_key: bytes | None
 
     async def one(self, body: NotificationCreate, *, tenant_id: str, idempotency_key: str | None) -> str:
         """Make the request durable in Kafka, record it as accepted, and return its id."""
@@ -167,7 +172,14 @@ class Intake:
         async def record(accepted: Sequence[AcceptedNotification]) -> None:
             await self.recorder.submit(accepted[0])
 
-        await accept([request], producer=self.producer, record=record, topics=self.topics, index=self.index)
+        await accept(
+            [request],
+            producer=self.producer,
+            record=record,
+            topics=self.topics,
+            index=self.index,
+            signing_key=self.signing_key,
+        )
         return request["notification_id"]
 
     async def bulk(self, items: Sequence[Any], *, tenant_id: str, path: str) -> BulkOutcome:
@@ -186,7 +198,14 @@ class Intake:
         valid = [request for position, request in enumerate(valid) if position not in refused]
         if valid:
             record = self.notifications.record_accepted
-            await accept(valid, producer=self.producer, record=record, topics=self.topics, index=self.index)
+            await accept(
+                valid,
+                producer=self.producer,
+                record=record,
+                topics=self.topics,
+                index=self.index,
+                signing_key=self.signing_key,
+            )
         return BulkOutcome(accepted=len(valid), rejected=len(results) - len(valid), results=results)
 
 
