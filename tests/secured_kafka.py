@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import orjson
+
 from infra.local.broker import Broker
 from infra.local.broker_front import BrokerFront
 from infra.local.processes import free_port
@@ -25,6 +27,7 @@ from infra.standins.tls import LocalCa
 from shared.kafka.admin import AdminSettings
 from shared.kafka.connection import KafkaConnectionSettings, connection_problem
 from tests.kafka_containers import START_TIMEOUT_S, kafka_container
+from tests.scripted_http import Reply
 
 USER, PASSWORD = "herald", "kafka-password-for-tests"
 
@@ -191,3 +194,9 @@ def secured_apache_kafka(directory: Path) -> Iterator[SecuredApacheKafka]:
         yield secured
     finally:
         secured.stop()
+
+
+def token_endpoint_reply(token: str, expires_in: int) -> Reply:
+    """An OIDC token endpoint's answer to a client-credentials grant (``tests.scripted_http`` serves it)."""
+    body = orjson.dumps({"access_token": token, "token_type": "Bearer", "expires_in": expires_in})
+    return Reply(200, {"Content-Type": "application/json"}, body)

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import ssl
 import struct
+from collections import Counter
 from collections.abc import Callable, Mapping
 
 from scramp import ScramException, ScramMechanism
@@ -51,6 +52,8 @@ class BrokerFront(StartsAndStops):
         self.bearer_tokens: set[str] = set()
         self.port = port if port is not None else free_port()
         self.logins = 0
+        # Logins by SASL mechanism: which clients used what.
+        self.logins_by_mechanism: Counter[str] = Counter()
         self.refused_logins = 0
         self._scram = {name: ScramMechanism(name) for name in SCRAM_MECHANISMS}
         self._loop: BackgroundLoop | None = None
@@ -139,7 +142,7 @@ class BrokerFront(StartsAndStops):
                     scram_server.set_client_final(token.decode())
                 except (ScramException, UnicodeDecodeError):
                     return self._refuse(client_writer, correlation_id, version, "invalid credentials")
-                return self._accept(client_writer, correlation_id, version, scram_server.get_server_final())
+                return self._accept(client_writer, correlation_id, version, mechanism, scram_server.get_server_final())
             else:
                 # Kafka closes a connection that sends anything else before it has authenticated.
                 return False
@@ -161,7 +164,7 @@ class BrokerFront(StartsAndStops):
         users = self.users or {}
         if users.get(username.decode(errors="replace")) != password.decode(errors="replace"):
             return self._refuse(writer, correlation_id, version, "invalid credentials")
-        return self._accept(writer, correlation_id, version)
+        return self._accept(writer, correlation_id, version, "PLAIN")
 
     def _login_bearer(self, writer: asyncio.StreamWriter, correlation_id: int, version: int, token: bytes) -> bool:
         # RFC 7628's initial client response: "n,," then \x01-separated key=value pairs, auth=Bearer <token>.
@@ -169,11 +172,14 @@ class BrokerFront(StartsAndStops):
         scheme, _, bearer = fields.get(b"auth", b"").partition(b" ")
         if scheme.lower() != b"bearer" or bearer.decode(errors="replace") not in self.bearer_tokens:
             return self._refuse(writer, correlation_id, version, "invalid token")
-        return self._accept(writer, correlation_id, version)
+        return self._accept(writer, correlation_id, version, "OAUTHBEARER")
 
-    def _accept(self, writer: asyncio.StreamWriter, correlation_id: int, version: int, token: str = "") -> bool:
+    def _accept(
+        self, writer: asyncio.StreamWriter, correlation_id: int, version: int, mechanism: str, token: str = ""
+    ) -> bool:
         _authenticate_answer(writer, correlation_id, version, NONE, None, token)
         self.logins += 1
+        self.logins_by_mechanism[mechanism] += 1
         return True
 
     def _refuse(self, writer: asyncio.StreamWriter, correlation_id: int, version: int, why: str) -> bool:

@@ -222,13 +222,18 @@ def start_services(
     *,
     ready_timeout: float = 90.0,
     line_sink: LineSink | None = print_prefixed,
+    per_service: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[ManagedProcess]:
     """Start every service, then wait until each answers ``/ready`` (one shared deadline).
+    ``per_service`` adds variables to one service's ``environment`` (by service name).
 
     On failure the started processes are stopped and :class:`ProcessError` names the service, its
     last answer and its last log lines.
     """
-    processes = [service_process(spec, environment, line_sink=line_sink) for spec in specs]
+    own = per_service or {}
+    processes = [
+        service_process(spec, {**environment, **own.get(spec.name, {})}, line_sink=line_sink) for spec in specs
+    ]
     try:
         for process in processes:
             process.start()

@@ -221,13 +221,14 @@ def running_pipeline(
     overrides: Mapping[str, str] | None = None,
     line_sink: LineSink | None = None,
     services: Collection[str] | None = None,
+    per_service: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Iterator[Pipeline]:
     """Start a fresh database, topics, SMTP server and every service; stop and drop them after.
 
     ``base_database_url`` and ``redis_url`` choose the servers (fault tests restart private ones);
     ``overrides`` are ``HERALD_*`` settings that win over the e2e defaults; ``line_sink`` receives
     every line the services print (by default only their last lines are kept, for failures); ``services`` the
-    services to start (by default every one)."""
+    services to start (by default every one); ``per_service`` settings of one service alone (by name)."""
     namespace = f"e2e-{uuid.uuid4().hex[:10]}"
     database_url = _with_database(base_database_url, f"herald_test_{uuid.uuid4().hex}")
     sink = MailSink()
@@ -251,7 +252,7 @@ def running_pipeline(
     asyncio.run(_prepare_storage_and_topics(environment, database_url))
     pipeline = Pipeline(namespace, broker, database_url, sink, sms, push, specs, environment)
     try:
-        processes = start_services(specs, environment, ready_timeout=90, line_sink=line_sink)
+        processes = start_services(specs, environment, ready_timeout=90, line_sink=line_sink, per_service=per_service)
         pipeline.processes = {spec.name: process for spec, process in zip(specs, processes, strict=True)}
         yield pipeline
     finally:

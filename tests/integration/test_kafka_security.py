@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Iterator
 
 import httpx
-import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
@@ -35,7 +34,7 @@ from shared.kafka.records import Produce
 from tests.conftest import REDIS_URL
 from tests.integration.conftest import assert_problem, auth
 from tests.scripted_http import Reply, ScriptedServer
-from tests.secured_kafka import PASSWORD, USER, SecuredBroker, secured_broker
+from tests.secured_kafka import PASSWORD, USER, SecuredBroker, secured_broker, token_endpoint_reply
 
 pytestmark = pytest.mark.integration
 
@@ -222,11 +221,6 @@ def test_a_service_the_cluster_refuses_stays_up_not_ready_says_why_once_and_star
         finally:
             del tls_and_sasl.front.users[newcomer]
         assert any("kafka_started" in line for line in process.output_tail(50))
-
-
-def token_endpoint_reply(token: str, expires_in: int) -> Reply:
-    body = orjson.dumps({"access_token": token, "token_type": "Bearer", "expires_in": expires_in})
-    return Reply(200, {"Content-Type": "application/json"}, body)
 
 
 async def test_the_token_provider_asks_with_client_credentials_and_reuses_a_token_until_near_its_expiry() -> None:
