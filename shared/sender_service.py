@@ -71,7 +71,10 @@ async def serve_sender(
         await service.serve_consumers(
             settings,
             [consumer],
-            checks={"redis": redis.ping, "providers": health.ready, **(checks or {})},
+            checks={"redis": redis.ping, **(checks or {})},
+            # Down providers are the breakers' and the delay path's to handle: an unready sender would
+            # only stall rollouts and node drains under its PodDisruptionBudget.
+            reported={"providers": health.ready},
             background=[health.run],
             producer=producer,
         )

@@ -47,11 +47,15 @@ class _OpsServer(uvicorn.Server):
 
 
 def ops_server(
-    settings: HeraldSettings, checks: Mapping[str, Check], liveness: Mapping[str, Check] | None = None
+    settings: HeraldSettings,
+    checks: Mapping[str, Check],
+    liveness: Mapping[str, Check] | None = None,
+    reported: Mapping[str, Check] | None = None,
 ) -> uvicorn.Server:
-    """An ops endpoint server on ``HERALD_OPS_PORT``: ``checks`` decide ``/ready``, ``liveness`` ``/health``."""
+    """An ops endpoint server on ``HERALD_OPS_PORT``: ``checks`` decide ``/ready``, ``liveness`` ``/health``,
+    ``reported`` are shown under ``degraded``."""
     config = uvicorn.Config(
-        ops_app(checks, liveness),
+        ops_app(checks, liveness, reported),
         host=settings.ops_host,
         port=settings.ops_port,
         log_level="warning",
@@ -66,13 +70,15 @@ async def serve_consumers(
     checks: Mapping[str, Check],
     background: Sequence[Callable[[asyncio.Event], Awaitable[None]]] = (),
     producer: MessageProducer | None = None,
+    reported: Mapping[str, Check] | None = None,
 ) -> None:
     """Run consumer loops (and background tasks that watch a stop event) until SIGTERM or SIGINT.
 
     The ops server comes up first; then ``producer`` and the loops start (:class:`KafkaStartup`: while the
     cluster refuses them or is away, the service stays up, not ready, and tries again), then the loops and
     ``background`` run. The ``kafka`` readiness check is the producer's; each loop adds a readiness check
-    (not waiting for lost topics) and a liveness check (making progress, once started).
+    (not waiting for lost topics) and a liveness check (making progress, once started). ``reported``
+    checks (dependencies the service works without) show in ``/ready`` without deciding it.
     """
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -92,7 +98,7 @@ async def serve_consumers(
         readiness["kafka"] = startup.readiness(producer.check)
     readiness |= {f"consumer {c.group_id}": startup.readiness(c.check) for c in consumers}
     liveness = {f"consumer {c.group_id}": startup.liveness(c.alive) for c in consumers}
-    server = ops_server(settings, readiness, liveness)
+    server = ops_server(settings, readiness, liveness, reported)
     server_task = asyncio.create_task(server.serve())
     try:
         if not await startup.run(stopping):

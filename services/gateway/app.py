@@ -90,6 +90,7 @@ CORS_EXPOSED_HEADERS = [
 def create_app(settings: GatewaySettings) -> FastAPI:
     """The gateway app; its Kafka producer and Postgres pool live as long as the app does."""
     checks: dict[str, Check] = {}
+    degraded: dict[str, Check] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -150,7 +151,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 callbacks=CallbackVerifiers.from_settings(settings),
             ),
         )
-        checks.update({"kafka": kafka.readiness(producer.check), "postgres": lambda: check(pool), "redis": redis.ping})
+        checks.update({"kafka": kafka.readiness(producer.check), "postgres": lambda: check(pool)})
+        # Without Redis the gateway still accepts (the rate limiter fails open; only keyed requests get a
+        # 503): reported, not a reason to take it out of its Service.
+        degraded["redis"] = redis.ping
         try:
             yield
         finally:
@@ -177,7 +181,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # an app of its own. Each router carries its prefix, tags and responses, so the API is the same.
     for resource in RESOURCES:
         app.router.routes.extend(resource.router.routes)
-    app.router.routes.extend(health_routes(checks))
+    app.router.routes.extend(health_routes(checks, reported=degraded))
     app.add_middleware(NulCharacters)
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_body_bytes, per_path={BULK_PATH: settings.bulk_max_body_bytes}

@@ -40,6 +40,22 @@ def test_health_answers_200_when_every_liveness_check_passes() -> None:
         assert client.get("/health").json() == {"status": "ok", "checks": {}}
 
 
+async def providers_down() -> None:
+    raise ConnectionError("no provider is healthy: smtp: error")
+
+
+def test_a_degraded_dependency_is_reported_by_ready_without_making_it_fail() -> None:
+    with TestClient(ops_app({"kafka": passes}, reported={"providers": providers_down})) as client:
+        ready = client.get("/ready")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"kafka": "ok"}
+    assert "no provider is healthy" in ready.json()["degraded"]["providers"]
+    with TestClient(ops_app({"kafka": stalled}, reported={"providers": passes})) as client:
+        failing = client.get("/ready")
+    assert failing.status_code == 503
+    assert failing.json()["degraded"] == {"providers": "ok"}
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
