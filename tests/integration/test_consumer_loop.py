@@ -12,7 +12,7 @@ from prometheus_client import Counter
 
 from shared.config import HeraldSettings
 from shared.errors import DeadLetterReason
-from shared.kafka.consumer import ConsumerConfig, ConsumerLoop
+from shared.kafka.consumer import ConsumerConfig, ConsumerLoop, ConsumerStalled
 from shared.kafka.producer import MessageProducer
 from shared.kafka.records import TENANT, Consumed, Handler, Output, Produce, Reject, RejectHook, dead_letter_only
 from shared.messages import DEAD_LETTER, STATUS_EVENT, StatusEvent
@@ -396,3 +396,42 @@ async def test_a_stop_during_the_cool_down_ends_the_loop_at_once_with_its_work_c
     assert paused._value.get() == 0
     dead = sum((await high_watermarks(bootstrap, loop.dlq)).values())
     assert 10 <= await committed(bootstrap, loop.group, loop.source) == dead < 30
+
+
+async def test_a_hung_handler_fails_liveness_and_an_idle_loop_with_nothing_to_read_does_not(
+    settings: HeraldSettings,
+) -> None:
+    quick = settings.model_copy(update={"kafka_consumer_stall_s": 1.0})
+    released = asyncio.Event()
+    handling = asyncio.Event()
+
+    async def hangs(batch: Sequence[Consumed[StatusEvent]]) -> list[Output]:
+        handling.set()
+        await released.wait()
+        return []
+
+    idle = LoopUnderTest(quick, hangs)
+    await idle.start()
+    try:
+        assert idle.loop is not None
+        # Nothing to read for twice the stall time (the time passing is what is tested): caught up is
+        # progress, so alive.
+        await asyncio.sleep(2 * quick.kafka_consumer_stall_s)
+        await idle.loop.alive()
+
+        await produce_raw(settings.kafka_bootstrap_servers, idle.source, [event(1)])
+        await asyncio.wait_for(handling.wait(), 30)
+
+        async def stalled() -> str | None:
+            assert idle.loop is not None
+            try:
+                await idle.loop.alive()
+            except ConsumerStalled as error:
+                return str(error)
+            return None
+
+        # A batch in hand and no progress: /health fails, so Kubernetes restarts the process.
+        assert "no progress for" in await eventually(stalled, 10, "liveness to fail")
+    finally:
+        released.set()
+        await idle.stop()
