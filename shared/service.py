@@ -20,6 +20,7 @@ from shared.config import HeraldSettings
 from shared.kafka.consumer import ConsumerLoop
 from shared.kafka.producer import MessageProducer
 from shared.kafka.startup import KafkaStartup
+from shared.observability.error_tracking import configure_error_tracking
 from shared.observability.logging import configure_logging
 from shared.observability.ops import Check, ops_app
 from shared.observability.tracing import configure_tracing
@@ -33,8 +34,9 @@ def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
 
 
 def setup(service: str, settings: HeraldSettings) -> None:
-    """Configure logs and traces for ``service``; call first in ``main``."""
+    """Configure logs, error tracking and traces for ``service``; call first in ``main``."""
     configure_logging(service, settings.log_level)
+    configure_error_tracking(service)
     configure_tracing(service, settings.trace_sample_ratio, settings.otlp_endpoint)
 
 

@@ -112,7 +112,8 @@ HTTP_SECONDS = Histogram(
     "herald_http_request_duration_seconds",
     "HTTP request latency by route",
     ["method", "route"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+    # Up to 10 s: a slow dependency (Kafka acks, a Postgres failover) shows as what it is, not as "over 1 s".
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
 # Provider protection.
