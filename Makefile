@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 # rewrites every test module's asserts again, which cost a test run about 20 CPU-seconds on 2 cores.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install up test test-unit test-integration test-e2e test-compat lint format check-deploy docs contract bench mutation clean
+.PHONY: install up test test-unit test-integration test-e2e test-compat lint format check-deploy check-alerts docs contract bench mutation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -76,6 +76,11 @@ format: $(STAMP)
 
 check-deploy: $(STAMP) ## Validate Dockerfile, docker-compose.yml and the Helm chart offline.
 	bash infra/checks/check_deploy.sh
+
+check-alerts: ## Check the Prometheus alert rules and run their unit tests (promtool, Debian's prometheus package).
+	command -v promtool >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; }
+	promtool check rules infra/alerts/herald-rules.yaml
+	promtool test rules infra/alerts/tests.yaml
 
 docs: $(STAMP) ## Build the documentation site into site/ (mkdocs --strict: a broken link or anchor fails).
 	$(BIN)/pip install --quiet -e '.[docs]'
