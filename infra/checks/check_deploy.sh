@@ -240,6 +240,18 @@ KEDA_SECURED=("${KAFKA_SECURED[@]}" --set keda.enabled=true)
 KEDA_OAUTH=(--set keda.enabled=true --set config.kafkaSecurityProtocol=SASL_SSL
     --set config.kafkaSaslMechanism=OAUTHBEARER --set config.kafkaOauthTokenUrl=https://id.example.com/token
     --set config.kafkaOauthClientId=herald --set config.kafkaOauthScope=kafka)
+# For SREs: ServiceMonitors, NetworkPolicies and the gateway's Ingress on, with every sender and the archiver
+# (NetworkPolicies left at their defaults: the gateway open to anyone, backends anywhere in the cluster); then
+# restricted: the gateway to the ingress controller's namespace, backends to CIDRs, the gateway on HTTPS.
+SRE=("${ARCHIVER[@]}" --set serviceMonitor.enabled=true --set networkPolicy.enabled=true
+    --set ingress.enabled=true --set ingress.host=notify.example.com --set ingress.tlsSecretName=notify-tls
+    --set ingress.className=nginx --set services.sender-sms.enabled=true --set services.sender-webhook.enabled=true
+    --set services.sender-push.enabled=true)
+SRE_RESTRICTED=("${SRE[@]}" --set gatewayTls.secretName=gateway-tls
+    --set-json 'serviceMonitor.gatewayTlsConfig={"insecureSkipVerify":true}'
+    --set-json 'networkPolicy.gatewayFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"ingress-nginx"}}}]'
+    --set-json 'networkPolicy.egress.kafka.cidrs=["10.20.0.0/16"]' --set-json 'networkPolicy.egress.postgres.cidrs=["10.30.0.0/24"]'
+    --set-json 'networkPolicy.egress.redis.cidrs=["10.40.0.0/24","10.41.0.0/24"]')
 
 check "helm lint --strict (default values)" "$HELM" lint --strict "$CHART"
 check "helm lint --strict (secrets.create=true)" "$HELM" lint --strict "$CHART" "${CREATE_SECRET[@]}"
@@ -260,11 +272,13 @@ render kafka-secured "${KAFKA_SECURED[@]}"
 render keda "${KEDA[@]}"
 render keda-secured "${KEDA_SECURED[@]}"
 render keda-oauth "${KEDA_OAUTH[@]}"
+render sre "${SRE[@]}"
+render sre-restricted "${SRE_RESTRICTED[@]}"
 
 for version in $KUBE_VERSIONS; do
-    # KEDA's kinds are custom resources it has no schema for (it warns and passes them): the KEDA check below
-    # reads them.
-    for name in default chart-secret minimal archiver kafka-secured keda keda-secured keda-oauth; do
+    # KEDA's and the Prometheus Operator's kinds (ScaledObject, ServiceMonitor) are custom resources it has no
+    # schema for offline (it warns and passes them): the KEDA and SRE checks below read them.
+    for name in default chart-secret minimal archiver kafka-secured keda keda-secured keda-oauth sre sre-restricted; do
         check "kubernetes-validate --strict -k $version ($name)" \
             "$VENV/bin/kubernetes-validate" --strict --quiet -k "$version" "$WORK/$name.yaml"
     done
@@ -280,6 +294,183 @@ check "helm template fails with the archiver on but no archive URL" bash -c \
 check "helm template fails with KEDA on a SCRAM cluster but no SASL user" bash -c \
     '! "$0" template herald "$1" --set keda.enabled=true --set config.kafkaSecurityProtocol=SASL_SSL \
     --set config.kafkaSaslMechanism=SCRAM-SHA-512 > /dev/null 2>&1' "$HELM" "$CHART"
+
+# shellcheck disable=SC2016 # expanded by the inner bash
+check "helm template fails with the Ingress on but no host" bash -c \
+    '! "$0" template herald "$1" --set ingress.enabled=true > /dev/null 2>&1' "$HELM" "$CHART"
+# shellcheck disable=SC2016 # expanded by the inner bash
+check "values.schema.json refuses a container without resource limits" bash -c \
+    '! "$0" template herald "$1" --set services.router.resources.limits=null > /dev/null 2>&1' "$HELM" "$CHART"
+note "ServiceMonitor is a custom resource: kubernetes-validate has no schema for it offline; the SRE check reads it"
+
+check "NOTES.txt lists every required secret (a dry-run install's notes)" "$PY" - "$HELM" "$CHART" <<'PY'
+import subprocess
+import sys
+
+helm, chart = sys.argv[1:]
+problems = []
+for flags, required in (
+    ([], ["HERALD_DATABASE_URL", "HERALD_ENCRYPTION_KEYS", "HERALD_BLIND_INDEX_KEY", "HERALD_PRODUCER_SIGNING_KEY"]),
+    (["--set", "services.sender-webhook.enabled=true"], ["HERALD_WEBHOOK_SIGNING_KEY"]),
+):
+    notes = subprocess.run([helm, "install", "herald", chart, "--dry-run", "--namespace", "herald", *flags],
+                           capture_output=True, text=True, check=True).stdout.partition("\nNOTES:\n")[2]
+    required_part = notes.partition("Required:")[2].partition("As used:")[0]
+    missing = [key for key in required if key not in required_part]
+    if missing:
+        problems.append(f"NOTES with {flags or 'default values'} leaves out required {missing}")
+    if not flags and not all(f"--from-literal={key}=" in notes for key in required):
+        problems.append("the example `kubectl create secret` must set every secret required by default")
+print("\n".join(problems))
+sys.exit(1 if problems else 0)
+PY
+
+check "SRE resources (ServiceMonitor, NetworkPolicy and Ingress off by default; on, each targets its service; resources on every container)" \
+    "$PY" - "$WORK" <<'PY'
+import sys
+from pathlib import Path
+
+import yaml
+
+work = Path(sys.argv[1])
+problems = []
+SRE_KINDS = ("ServiceMonitor", "NetworkPolicy", "Ingress")
+SENDERS = {"sender-email", "sender-sms", "sender-webhook", "sender-push"}
+
+
+def load(name):
+    return [d for d in yaml.safe_load_all((work / f"{name}.yaml").read_text()) if d]
+
+
+def of_kind(docs, kind):
+    return [d for d in docs if d["kind"] == kind]
+
+
+def component(doc):
+    return doc["metadata"]["labels"].get("app.kubernetes.io/component")
+
+
+def pod_specs(docs):
+    """(name, pod spec) of every workload: Deployments, Jobs, CronJobs."""
+    for doc in docs:
+        spec = doc.get("spec", {})
+        if doc["kind"] == "CronJob":
+            spec = spec["jobTemplate"]["spec"]
+        if doc["kind"] in ("Deployment", "Job", "CronJob"):
+            yield doc["metadata"]["name"], spec["template"]["spec"]
+
+
+for name in ("default", "minimal", "archiver", "keda"):
+    present = [d["kind"] for d in load(name) if d["kind"] in SRE_KINDS]
+    if present:
+        problems.append(f"{name}: {present} must be off by default")
+
+for render in ("default", "archiver", "sre", "sre-restricted"):
+    for name, pod in pod_specs(load(render)):
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            resources = container.get("resources", {})
+            if any(set(resources.get(part, {})) != {"cpu", "memory"} for part in ("requests", "limits")):
+                problems.append(f"{render}: {name}/{container['name']} needs cpu and memory requests and limits")
+
+
+def check_sre(render, gateway_from, backend_cidrs, gateway_scheme):
+    docs = load(render)
+    services = {component(s): s for s in of_kind(docs, "Service")}
+    deployments = {component(d): d for d in of_kind(docs, "Deployment")}
+    if set(services) != set(deployments) or not SENDERS <= set(deployments):
+        problems.append(f"{render}: Services {sorted(services)}, Deployments {sorted(deployments)}")
+    pod_ports = {c: d["spec"]["template"]["spec"]["containers"][0]["ports"][0] for c, d in deployments.items()}
+
+    monitors = {component(m): m for m in of_kind(docs, "ServiceMonitor")}
+    if set(monitors) != set(services):
+        problems.append(f"{render}: ServiceMonitors for {sorted(monitors)}, expected {sorted(services)}")
+    for service, monitor in monitors.items():
+        name = monitor["metadata"]["name"]
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        chosen = [s["metadata"]["name"] for s in services.values()
+                  if selector.items() <= s["metadata"]["labels"].items()]
+        if chosen != [services[service]["metadata"]["name"]]:
+            problems.append(f"{name}: selects Services {chosen}")
+        (endpoint,) = monitor["spec"]["endpoints"]
+        port_names = [p["name"] for p in services[service]["spec"]["ports"]]
+        wanted_scheme = gateway_scheme if service == "gateway" else "http"
+        if endpoint["port"] not in port_names or endpoint["path"] != "/metrics" or endpoint["scheme"] != wanted_scheme:
+            problems.append(f"{name}: scrapes {endpoint}, expected {wanted_scheme} /metrics on one of {port_names}")
+        service_port = next(p for p in services[service]["spec"]["ports"] if p["name"] == endpoint["port"])
+        if service_port["targetPort"] != pod_ports[service]["name"]:
+            problems.append(f"{name}: the Service port it scrapes does not lead to the pod's ops/API port")
+
+    policies = {component(p): p for p in of_kind(docs, "NetworkPolicy")}
+    if set(policies) != set(deployments):
+        problems.append(f"{render}: NetworkPolicies for {sorted(policies)}, expected {sorted(deployments)}")
+    for service, policy in policies.items():
+        name, spec = policy["metadata"]["name"], policy["spec"]
+        pod_labels = deployments[service]["spec"]["template"]["metadata"]["labels"]
+        selected = [c for c, d in deployments.items()
+                    if spec["podSelector"]["matchLabels"].items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+        if selected != [service] or not spec["podSelector"]["matchLabels"].items() <= pod_labels.items():
+            problems.append(f"{name}: selects the pods of {selected}")
+        if sorted(spec["policyTypes"]) != ["Egress", "Ingress"]:
+            problems.append(f"{name}: policyTypes {spec['policyTypes']}")
+        (rule,) = spec["ingress"]
+        if [p["port"] for p in rule["ports"]] != [pod_ports[service]["containerPort"]]:
+            problems.append(f"{name}: ingress to {rule['ports']}, expected the pod's port only")
+        monitoring = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+        wanted_from = (gateway_from + monitoring if gateway_from else None) if service == "gateway" else monitoring
+        if rule.get("from") != wanted_from:
+            problems.append(f"{name}: ingress from {rule.get('from')}, expected {wanted_from}")
+        egress = spec["egress"]
+        dns = [r for r in egress if "to" not in r]
+        if len(dns) != 1 or {(p["port"], p["protocol"]) for p in dns[0]["ports"]} != {(53, "UDP"), (53, "TCP")}:
+            problems.append(f"{name}: egress without a destination must be DNS alone, is {dns}")
+        reached = {}
+        for rule in egress:
+            if "to" in rule:
+                for port in rule["ports"]:
+                    reached[port["port"]] = rule["to"]
+        wanted = {9092: "kafka", 9093: "kafka", 5432: "postgres", 6379: "redis"}
+        if service in SENDERS:
+            wanted |= {port: "providers" for port in (443, 587, 465, 25)}
+        if set(reached) != set(wanted):
+            problems.append(f"{name}: egress to ports {sorted(reached)}, expected {sorted(wanted)}")
+        for port, backend in wanted.items():
+            cidrs = backend_cidrs.get(backend, [])
+            expected_to = [{"ipBlock": {"cidr": c}} for c in cidrs] or [{"namespaceSelector": {}}]
+            if backend == "providers":
+                expected_to = [{"ipBlock": {"cidr": "0.0.0.0/0"}}]
+            if reached.get(port) != expected_to:
+                problems.append(f"{name}: egress on {port} ({backend}) to {reached.get(port)}, expected {expected_to}")
+
+    ingresses = of_kind(docs, "Ingress")
+    if [component(i) for i in ingresses] != ["gateway"]:
+        problems.append(f"{render}: Ingresses {[i['metadata']['name'] for i in ingresses]}, expected the gateway's")
+    for ingress in ingresses:
+        spec = ingress["spec"]
+        (rule,) = spec["rules"]
+        (path,) = rule["http"]["paths"]
+        backend = path["backend"]["service"]
+        gateway = services["gateway"]
+        if backend["name"] != gateway["metadata"]["name"] or backend["port"].get("name") not in [
+                p["name"] for p in gateway["spec"]["ports"]]:
+            problems.append(f"{render}: the Ingress routes to {backend}, not the gateway's Service")
+        if (rule["host"], path["path"], path["pathType"]) != ("notify.example.com", "/", "Prefix"):
+            problems.append(f"{render}: the Ingress serves {rule['host']}{path['path']} ({path['pathType']})")
+        if spec.get("tls") != [{"hosts": ["notify.example.com"], "secretName": "notify-tls"}] or spec.get(
+                "ingressClassName") != "nginx":
+            problems.append(f"{render}: Ingress tls {spec.get('tls')}, class {spec.get('ingressClassName')}")
+
+
+check_sre("sre", gateway_from=[], backend_cidrs={}, gateway_scheme="http")
+check_sre("sre-restricted",
+          gateway_from=[{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
+          backend_cidrs={"kafka": ["10.20.0.0/16"], "postgres": ["10.30.0.0/24"], "redis": ["10.40.0.0/24", "10.41.0.0/24"]},
+          gateway_scheme="https")
+gateway_monitor = next(m for m in of_kind(load("sre-restricted"), "ServiceMonitor") if component(m) == "gateway")
+if gateway_monitor["spec"]["endpoints"][0].get("tlsConfig") != {"insecureSkipVerify": True}:
+    problems.append("with gatewayTls on, the gateway's ServiceMonitor must use serviceMonitor.gatewayTlsConfig")
+print("\n".join(problems))
+sys.exit(1 if problems else 0)
+PY
 
 check "KEDA (off by default; a ScaledObject per consuming service on its group's lag, in place of its HPA; Kafka TLS and SASL)" \
     "$PY" - "$WORK" <<'PY'
