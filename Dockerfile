@@ -32,18 +32,18 @@ RUN python -m venv /opt/venv
 
 WORKDIR /app
 
-# Dependencies first, from pyproject.toml alone: this layer is rebuilt only when they change.
-# Only [project].dependencies: the `local` and `dev` extras never enter the image.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
+# Dependencies first, from the lock file alone: this layer is rebuilt only when the lock changes. Every
+# package is pinned with its hashes (requirements.lock, compiled from [project].dependencies: the `local`
+# and `dev` extras never enter the image), so two builds of one commit install the same files.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 
-# Then the source, installed editable (no deps: they are already there) so /app stays the package root.
+# Then the source, installed editable so /app stays the package root: no deps (the lock brought them), and
+# no build isolation, so the build backend is the setuptools the lock pinned rather than the newest one.
 COPY . /app
-RUN pip install --no-deps -e /app \
+RUN pip install --no-deps --no-build-isolation -e /app \
     && python -m compileall -q /app/shared /app/services /app/infra \
-    && rm -rf /app/build /app/*.egg-info /tmp/requirements.txt \
+    && rm -rf /app/build /app/*.egg-info \
     && python -m pip uninstall -y -q pip
 
 # ---------------------------------------------------------------------------------------------------
@@ -51,10 +51,15 @@ RUN pip install --no-deps -e /app \
 # ---------------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 
-LABEL org.opencontainers.image.title="herald" \
-      org.opencontainers.image.description="Herald: a Kafka-based notification platform"
+# The commit built (the release workflow passes it): herald_build_info's commit label.
+ARG HERALD_COMMIT=unknown
 
-ENV PYTHONDONTWRITEBYTECODE=1 \
+LABEL org.opencontainers.image.title="herald" \
+      org.opencontainers.image.description="Herald: a Kafka-based notification platform" \
+      org.opencontainers.image.revision="${HERALD_COMMIT}"
+
+ENV HERALD_COMMIT=${HERALD_COMMIT} \
+    PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PYTHONFAULTHANDLER=1 \
     VIRTUAL_ENV=/opt/venv \

@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 # rewrites every test module's asserts again, which cost a test run about 20 CPU-seconds on 2 cores.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install up test test-unit test-integration test-e2e test-compat lint format check-deploy check-alerts docs contract bench mutation clean
+.PHONY: install up test test-unit test-integration test-e2e test-compat lint format check-deploy check-infra check-alerts prometheus-tools docs contract bench mutation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,7 +48,7 @@ PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup
 # load, run untraced) below which `make test` fails: the level reached when it was set, so it only rises.
 COVERAGE_FLOOR := 93
 
-test: $(STAMP) $(NODE_EXAMPLE_STAMP) ## Every test: unit, integration, end-to-end and fault tests, with line coverage.
+test: $(STAMP) $(NODE_EXAMPLE_STAMP) prometheus-tools ## Every test: unit, integration, end-to-end and fault tests, with line coverage.
 	$(BIN)/pytest $(PARALLEL) --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
 test-unit: $(STAMP)
@@ -77,10 +77,25 @@ format: $(STAMP)
 check-deploy: $(STAMP) ## Validate Dockerfile, docker-compose.yml and the Helm chart offline.
 	bash infra/checks/check_deploy.sh
 
-check-alerts: ## Check the Prometheus alert rules and run their unit tests (promtool, Debian's prometheus package).
-	command -v promtool >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; }
+check-infra: $(STAMP) ## Workflows (actionlint), Terraform (fmt, descriptions), Checkov with its waivers, the image's lock file.
+	bash infra/checks/check_infra.sh
+
+# Debian's prometheus (prometheus, promtool) and prometheus-alertmanager (amtool): the alert and dashboard
+# checks, and the local Prometheus `make up` runs (tests/e2e/test_make_up.py checks it). Installed when missing
+# and apt-get can (root); otherwise make up runs without it and says how to get it.
+prometheus-tools:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v amtool >/dev/null || { \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+		prometheus prometheus-alertmanager; } || echo "could not install Debian's prometheus and prometheus-alertmanager"
+
+check-alerts: prometheus-tools ## Check the alert rules (with their unit tests), the Alertmanager example and every dashboard query (promtool, amtool).
 	promtool check rules infra/alerts/herald-rules.yaml
 	promtool test rules infra/alerts/tests.yaml
+	amtool check-config infra/alerts/alertmanager.example.yml
+	test "$$(amtool config routes test --config.file=infra/alerts/alertmanager.example.yml severity=critical)" = herald-pager
+	test "$$(amtool config routes test --config.file=infra/alerts/alertmanager.example.yml severity=warning)" = herald-chat
+	python3 infra/observability/check_dashboards.py
+	promtool check config infra/observability/prometheus-compose.yml
 
 docs: $(STAMP) ## Build the documentation site into site/ (mkdocs --strict: a broken link or anchor fails).
 	$(BIN)/pip install --quiet -e '.[docs]'

@@ -115,14 +115,22 @@ class HeraldSettings(KafkaConnectionSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
     ops_port: int = Field(default=9000, ge=0, le=65535, description=OPS_PORT_DESCRIPTION)
     ops_host: str = Field(default="0.0.0.0", description="Address the operations endpoint listens on.")
+    metrics_tenant_labels: bool = Field(
+        default=False,
+        description="Label metrics with each tenant's id; off, their `tenant` label reads `all` (a series per "
+        "tenant and metric costs Prometheus memory on a large installation).",
+    )
     trace_sample_ratio: float = Field(
         default=0.01,
         ge=0.0,
         le=1.0,
-        description="Fraction of notifications whose trace is recorded (0 to 1); trace ids are propagated regardless.",
+        description="Share of new traces recorded when spans are exported (0 to 1), unless OTEL_TRACES_SAMPLER is "
+        "set; a trace that arrives sampled is always recorded. Trace ids are propagated regardless.",
     )
     otlp_endpoint: str | None = Field(
-        default=None, description="OTLP/HTTP endpoint spans are exported to; unset: none."
+        default=None,
+        description="Full OTLP/HTTP traces URL (…:4318/v1/traces), used when no OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT "
+        "is set; unset: spans are not exported.",
     )
     dlq_guard_ratio: float = Field(
         default=0.5,

@@ -63,9 +63,20 @@ _TRANSIENT = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
+    # A server shutting down or crashing, a primary turned replica in a failover, a transaction that lost
+    # a race (serialization failure, deadlock): the same statement succeeds later.
+    asyncpg.OperatorInterventionError,
+    asyncpg.ReadOnlySQLTransactionError,
+    asyncpg.TransactionRollbackError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
+    # A full Redis refusing writes (maxmemory with noeviction), a replica after a failover, a cluster moving.
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
     KafkaConnectionError,
     KafkaTimeoutError,
     NotEnoughReplicasError,

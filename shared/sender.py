@@ -22,12 +22,12 @@ from shared import status
 from shared.batching import GroupWriter
 from shared.codec import Contract
 from shared.delivery import Delivered, Failed, Outcome, Retry, RetryPolicies
-from shared.errors import DeadLetterReason
+from shared.errors import DeadLetterReason, is_transient
 from shared.kafka.handlers import bind_context
-from shared.kafka.records import TRACEPARENT, Consumed, Output, Produce, headers_for
+from shared.kafka.records import TRACEPARENT, Consumed, Output, Produce, headers_for, seconds_since_accepted
 from shared.messages import DELAYED_MESSAGE
 from shared.observability import metrics
-from shared.observability.tracing import span
+from shared.observability.tracing import provider_call
 from shared.providers.base import Provider
 from shared.status_events import StatusReporter
 
@@ -123,21 +123,28 @@ class DeliveryHandler(Generic[DeliveryT]):
         async with self._gate:
             bind_context(message)
             started = time.perf_counter()
-            with span(f"send.{self._channel}", message.header(TRACEPARENT), provider=self._provider.name):
+            with provider_call(self._channel, self._provider.name, message.header(TRACEPARENT)) as call:
                 try:
                     outcome = await self._provider.send(message.value)
                 except Exception as error:
-                    # Confined to this message: raising would retry the batch and mail its others again.
+                    # Confined to this message: raising would retry the batch and mail its others again. A
+                    # dependency that is away (the rate limiter's Redis, say) is retried later, not given up on.
                     log.exception("provider_raised")
-                    outcome = Failed(self._provider.name, repr(error), DeadLetterReason.PROCESSING_ERROR)
+                    if is_transient(error):
+                        outcome = Retry(self._provider.name, repr(error), reason="dependency_unavailable")
+                    else:
+                        outcome = Failed(self._provider.name, repr(error), DeadLetterReason.PROCESSING_ERROR)
+                call.record(outcome)
             metrics.PROVIDER_SECONDS.labels(channel=self._channel, provider=outcome.provider).observe(
                 time.perf_counter() - started
             )
-            metrics.NOTIFICATIONS_SENT.labels(
+            metrics.SEND_ATTEMPTS.labels(
                 channel=self._channel, provider=outcome.provider, outcome=type(outcome).__name__.lower()
             ).inc()
             if isinstance(outcome, Delivered):
                 await self._ledger.remember(message.value["delivery_id"])
+                if (waited := seconds_since_accepted(message)) is not None:
+                    metrics.ACCEPTED_TO_SENT.labels(channel=self._channel).observe(waited)
             else:
                 log.info("send_failed", outcome=type(outcome).__name__, detail=outcome.detail)
             return outcome

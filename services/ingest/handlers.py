@@ -10,7 +10,7 @@ from services.ingest.scheduling import RequestScheduler
 from shared import status
 from shared.errors import DeadLetterReason, InvalidRequest
 from shared.kafka.handlers import bind_context
-from shared.kafka.records import TRACEPARENT, Consumed, Output, Produce, headers_for
+from shared.kafka.records import TRACEPARENT, Consumed, Output, Produce, accepted_at_header, headers_for
 from shared.messages import ROUTABLE_NOTIFICATION, NotificationRequest
 from shared.observability import metrics
 from shared.requests import recipient_key, validate_request
@@ -56,7 +56,7 @@ class IngestHandler:
         owned = iter(await self._guard.claim([self._claim(message, window) for message, window in claimed]))
         for message, window in zip(valid, windows, strict=True):
             if window is None:  # urgent: it claims no key, so it is never a duplicate
-                metrics.DEDUP_BYPASSED.labels(tenant=message.value["tenant_id"]).inc()
+                metrics.DEDUP_BYPASSED.labels(tenant=metrics.tenant_label(message.value["tenant_id"])).inc()
                 outputs.extend(self._accept(message))
             elif next(owned):
                 outputs.extend(self._accept(message))
@@ -78,7 +78,7 @@ class IngestHandler:
         (the same key gives the same notification id). Its position makes the event's id: each dropped
         request counts once, however often it is redelivered."""
         request = message.value
-        metrics.NOTIFICATIONS_DUPLICATE.labels(tenant=request["tenant_id"]).inc()
+        metrics.NOTIFICATIONS_DUPLICATE.labels(tenant=metrics.tenant_label(request["tenant_id"])).inc()
         return self._reporter.event(
             notification_id=request["notification_id"],
             tenant_id=request["tenant_id"],
@@ -92,12 +92,13 @@ class IngestHandler:
         request = message.value
         traceparent = message.header(TRACEPARENT)
         key = recipient_key(request["tenant_id"], request["recipient"], request["notification_id"])
-        metrics.NOTIFICATIONS_ACCEPTED.labels(tenant=request["tenant_id"]).inc()
+        metrics.NOTIFICATIONS_ACCEPTED.labels(tenant=metrics.tenant_label(request["tenant_id"])).inc()
+        now = datetime.now(UTC)
         routable = ROUTABLE_NOTIFICATION.encode(
             {
                 "notification_id": request["notification_id"],
                 "tenant_id": request["tenant_id"],
-                "accepted_at": datetime.now(UTC),
+                "accepted_at": now,
                 "priority": request["priority"],
                 "channels": request["channels"],
                 "recipient": request["recipient"],
@@ -111,9 +112,9 @@ class IngestHandler:
             self._topics.routable_for(request["priority"]),
             routable,
             key=key,
-            headers=headers_for(request["tenant_id"], "routable", traceparent),
+            headers=headers_for(request["tenant_id"], "routable", traceparent, accepted_at_header(now)),
         )
-        held = self._scheduler.hold(request, onward, datetime.now(UTC), traceparent)
+        held = self._scheduler.hold(request, onward, now, traceparent)
         reported_statuses = [status.ACCEPTED, status.SCHEDULED] if held else [status.ACCEPTED]
         outputs: list[Output] = [held or onward]
         return outputs + [

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.kafka.records import Produce, headers_for
+from shared.kafka.records import ACCEPTED_AT, Produce, accepted_at_header, headers_for
 from shared.messages import DELAYED_MESSAGE, NOTIFICATION_REQUEST, NotificationRequest
 from shared.schedule import first_time, is_scheduled
 from shared.topics import Topics
@@ -45,7 +45,11 @@ class RequestScheduler:
                 "target_topic": self.topics.requests_for(request["priority"]) if recurring else onward.topic,
                 "key": onward.key,
                 "payload": NOTIFICATION_REQUEST.encode(request) if recurring else onward.value,
-                "headers": dict(headers_for(tenant_id, "request", traceparent) if recurring else onward.headers),
+                # A one-shot's service level clock starts when it falls due; each occurrence of a series is
+                # accepted by ingest anew.
+                "headers": dict(headers_for(tenant_id, "request", traceparent))
+                if recurring
+                else dict(onward.headers) | {ACCEPTED_AT: accepted_at_header(due_at)},
                 "reason": "recurring" if recurring else "send_at",
                 "recurring": recurring,
             }

@@ -12,9 +12,9 @@ import structlog
 from services.retry.recurrence import occurrence
 from shared.background import repeat
 from shared.kafka.producer import MessageProducer
-from shared.kafka.records import SIGNATURE, Consumed, Output, Produce
+from shared.kafka.records import SIGNATURE, TRACEPARENT, Consumed, Output, Produce
 from shared.messages import DelayedMessage
-from shared.observability import metrics
+from shared.observability import metrics, tracing
 from shared.producer_keys import ProducerKey
 from shared.storage.delayed_jobs import DelayedJobStore, DueJob
 
@@ -49,15 +49,29 @@ class DelayedJobScheduler:
         self._max_idle_s = max_idle_s
         # The producer keys' master key: an occurrence is a new request, signed as Herald's own for ingest.
         self._signing_key = signing_key
+        # When the earliest waiting job is due, as last read: overdue time is measured at scrape time from it,
+        # so it keeps growing while the store cannot be read or the loop is stuck.
+        self._earliest_due: datetime | None = None
+        metrics.DELAYED_JOBS_OVERDUE.set_function(self.overdue_s)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Fire due jobs until ``stopping`` is set; a dependency failure is waited out, never fatal."""
 
         async def step() -> float:
-            fired = await self.fire_due()
-            return 0 if fired == self._batch_size else await self._idle_time()
+            try:
+                fired = await self.fire_due()
+            finally:
+                # Read when firing failed too: jobs a broker outage holds back are late, and the gauge says so.
+                self._earliest_due = await self._store.next_due_at()
+            return 0 if fired == self._batch_size else self._idle_time()
 
         await repeat(step, stopping, idle_s=self._max_idle_s, name="scheduler")
+
+    def overdue_s(self) -> float:
+        """How long the earliest job has been due and not fired, as last read (0 when none is late)."""
+        if self._earliest_due is None:
+            return 0.0
+        return max(0.0, (datetime.now(UTC) - self._earliest_due).total_seconds())
 
     async def fire_due(self) -> int:
         """Fire one batch of due jobs; returns how many fired."""
@@ -85,12 +99,14 @@ class DelayedJobScheduler:
                 signer = ProducerKey.internal(self._signing_key, tenant_id)
                 if signer is not None:
                     headers[SIGNATURE] = signer.sign(payload)
+            if TRACEPARENT in headers:
+                # Fired in the trace of the message that made the job, from a span of this service.
+                headers[TRACEPARENT] = tracing.sent_on(headers[TRACEPARENT], job.target_topic)
             records.append(Produce(job.target_topic, payload, key=job.key, headers=tuple(headers.items())))
         await self._producer.produce(records)
         return again
 
-    async def _idle_time(self) -> float:
-        next_due = await self._store.next_due_at()
-        if next_due is None:
+    def _idle_time(self) -> float:
+        if self._earliest_due is None:
             return self._max_idle_s
-        return min(self._max_idle_s, max(0.0, (next_due - datetime.now(UTC)).total_seconds()))
+        return min(self._max_idle_s, max(0.0, (self._earliest_due - datetime.now(UTC)).total_seconds()))

@@ -16,7 +16,7 @@ from services.router.tracking import EmailTracking, tracked_html
 from shared import status
 from shared.errors import DeadLetterReason, InvalidRequest
 from shared.kafka.handlers import bind_context
-from shared.kafka.records import TRACEPARENT, Consumed, Handler, Output, Produce, headers_for
+from shared.kafka.records import ACCEPTED_AT, TRACEPARENT, Consumed, Handler, Output, Produce, headers_for
 from shared.messages import EMAIL_DELIVERY, PUSH_DELIVERY, SMS_DELIVERY, WEBHOOK_DELIVERY, RoutableNotification
 from shared.observability.tracing import span
 from shared.phone import normalize_e164
@@ -89,7 +89,9 @@ class RouterHandler:
                     deliveries = [self._renderers[route.channel](notification, route.address)]
             except InvalidRequest as error:
                 return self._fail(message, traceparent, DeadLetterReason.INVALID_PAYLOAD, str(error))
-        headers = headers_for(notification["tenant_id"], f"delivery.{route.channel}", traceparent)
+        headers = headers_for(
+            notification["tenant_id"], f"delivery.{route.channel}", traceparent, message.header(ACCEPTED_AT)
+        )
         topic = self._topics.send_for(route.channel, notification["priority"])
         return [
             *(Produce(topic, delivery, key=message.key, headers=headers) for delivery in deliveries),

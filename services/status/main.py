@@ -49,6 +49,7 @@ class StatusWriter:
         await self._repository.record_duplicates(duplicates)
         await self._endpoints.record_outcomes(endpoint_reports)
         metrics.STATUS_EVENTS_STORED.inc(len(known) + len(duplicates))
+        await self._observe_delivery_times(events)
         outputs: list[Output] = [
             Reject(message, DeadLetterReason.INVALID_PAYLOAD, f"unknown status {message.value['status']!r}")
             for message in batch
@@ -56,6 +57,18 @@ class StatusWriter:
         ]
         watched = [event["event_id"] for event in events if event["tenant_id"] in subscriptions]
         return outputs + await self._fan_out.deliveries(watched)
+
+    async def _observe_delivery_times(self, events: Sequence[StatusEvent]) -> None:
+        """accepted->delivered per channel, for the provider reports of delivery in the batch (a redelivered
+        batch observes them again: a histogram is no ledger)."""
+        delivered = [event for event in events if event["status"] == status.DELIVERED and event["channel"]]
+        if not delivered:
+            return
+        accepted = await self._repository.accepted_at({event["notification_id"] for event in delivered})
+        for event in delivered:
+            if (since := accepted.get(event["notification_id"])) is not None:
+                waited = max(0.0, (event["occurred_at"] - since).total_seconds())
+                metrics.ACCEPTED_TO_DELIVERED.labels(channel=event["channel"]).observe(waited)
 
 
 def status_writer(pool: Pool, encryptor: Encryptor, topics: Topics, endpoints_cache_s: float) -> StatusWriter:

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from shared.crypto import Encryptor
 from shared.messages import StatusEvent
-from shared.status import ENGAGEMENT, FINAL, REACHED, REQUEUED, ROUTED, rank
+from shared.status import ENGAGEMENT, FINAL, REACHED, REQUEUED, ROUTED, SCHEDULED, rank
 from shared.storage.database import Pool
 from shared.storage.notifications import EVENT_DETAIL
 from shared.storage.webhook_endpoints import PooledConnection
@@ -278,6 +278,20 @@ class StatusRepository:
             REQUEUED,
             sorted(watched),
         ]
+
+    async def accepted_at(self, notification_ids: Collection[str]) -> dict[str, datetime]:
+        """When each of these notifications was accepted, for those not scheduled (whose clock starts when
+        they fall due, which the store does not keep)."""
+        rows = await self._pool.fetch(
+            """
+            SELECT n.id::text, n.created_at FROM notifications AS n
+            WHERE n.id = ANY($1::uuid[])
+              AND NOT EXISTS (SELECT 1 FROM notification_events AS e WHERE e.notification_id = n.id AND e.status = $2)
+            """,
+            list(notification_ids),
+            SCHEDULED,
+        )
+        return {row["id"]: row["created_at"] for row in rows}
 
     async def record_duplicates(self, events: Sequence[StatusEvent]) -> None:
         """Count ``duplicate`` events against their notifications; a redelivered event counts once.

@@ -68,7 +68,7 @@ from shared.kafka.records import (
     dead_letter_only,
 )
 from shared.messages import DEAD_LETTER
-from shared.observability import metrics
+from shared.observability import metrics, tracing
 from shared.topics import Topics
 
 log = structlog.get_logger(__name__)
@@ -405,7 +405,13 @@ class ConsumerLoop(Generic[T]):
                 continue
             decoded.append(Consumed(record.topic, record.partition, record.offset, record.key, value, raw, headers))
         if decoded:
-            outputs.extend(await self._handle_isolating(decoded))
+            # Each message comes with its CONSUMER span's traceparent: what is produced from it continues from there.
+            with tracing.processing(decoded, self._config.group_id) as traced:
+                handled = await self._handle_isolating(traced.messages)
+                for output in handled:
+                    if isinstance(output, Reject):
+                        traced.failed(output.message, output.reason.value)
+            outputs.extend(handled)
         result = BatchResult()
         result.track([Consumed(r.topic, r.partition, r.offset, None, None, b"") for r in records])
         result.outputs = [self._dead_letter(out) if isinstance(out, Reject) else out for out in outputs]

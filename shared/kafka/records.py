@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from shared.errors import DeadLetterReason
@@ -17,6 +19,10 @@ TENANT = "herald-tenant"
 KIND = "herald-kind"
 # A request's proof of its tenant: v1,<producer key id>,<HMAC-SHA256 of the value> (shared.producer_keys).
 SIGNATURE = "herald-signature"
+# Where the service level clock starts, in milliseconds since the epoch: when ingest accepted the notification,
+# or when a scheduled one fell due. Set by ingest, carried by the router and by retries to the sender, which
+# observes accepted->sent from it.
+ACCEPTED_AT = "herald-accepted-at"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,12 +98,28 @@ class BatchResult:
             self.offsets[key] = max(self.offsets.get(key, 0), message.offset + 1)
 
 
-def headers_for(tenant_id: str, kind: str, traceparent: bytes | None) -> Headers:
+def headers_for(tenant_id: str, kind: str, traceparent: bytes | None, accepted_at: bytes | None = None) -> Headers:
     """The standard headers of a Herald message."""
     headers: list[tuple[str, bytes]] = [(TENANT, tenant_id.encode()), (KIND, kind.encode())]
     if traceparent:
         headers.append((TRACEPARENT, traceparent))
+    if accepted_at:
+        headers.append((ACCEPTED_AT, accepted_at))
     return tuple(headers)
+
+
+def accepted_at_header(moment: datetime) -> bytes:
+    """The :data:`ACCEPTED_AT` header value for ``moment``."""
+    # Truncated: a clock read a fraction of a millisecond late never shows a wait shorter than it was.
+    return str(int(moment.timestamp() * 1000)).encode()
+
+
+def seconds_since_accepted(message: Consumed[Any]) -> float | None:
+    """Seconds since ``message``'s :data:`ACCEPTED_AT`; None without one (a record from before it existed)."""
+    value = message.header(ACCEPTED_AT)
+    if value is None or not value.isdigit():
+        return None
+    return max(0.0, time.time() - int(value) / 1000)
 
 
 def message_key(tenant_id: str, recipient: str) -> bytes:

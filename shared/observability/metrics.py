@@ -1,8 +1,33 @@
-"""Every Prometheus metric Herald exports, declared once. Names follow ``herald_<what>_<unit>``."""
+"""Every Prometheus metric Herald exports, declared once. Names follow ``herald_<what>_<unit>``.
+
+No label takes a value from an unbounded set unless switched on: the ``tenant`` label reads ``all`` unless
+``HERALD_METRICS_TENANT_LABELS`` is true (one series per tenant is a cost a large installation chooses).
+"""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
+
+ALL_TENANTS = "all"
+_tenant_labels = False
+
+
+def label_tenants(on: bool) -> None:
+    """Give the ``tenant`` label each tenant's id (on) or ``all`` (off, the default)."""
+    global _tenant_labels
+    _tenant_labels = on
+
+
+def tenant_label(tenant_id: str) -> str:
+    """The ``tenant`` label value for ``tenant_id``."""
+    return tenant_id if _tenant_labels else ALL_TENANTS
+
+
+BUILD_INFO = Gauge(
+    "herald_build_info",
+    "1, labelled with the running service, Herald's version and the image's commit",
+    ["service", "version", "commit"],
+)
 
 # Consumer loop (every Kafka-consuming service).
 MESSAGES_CONSUMED = Counter("herald_messages_consumed_total", "Kafka messages fetched", ["topic"])
@@ -76,10 +101,25 @@ NOTIFICATIONS_DUPLICATE = Counter(
 DEDUP_BYPASSED = Counter(
     "herald_dedup_bypassed_total", "Requests that skipped de-duplication (dedup.bypass: urgent)", ["tenant"]
 )
-NOTIFICATIONS_SENT = Counter(
-    "herald_notifications_sent_total",
-    "Send attempts by channel, provider and outcome",
+SEND_ATTEMPTS = Counter(
+    "herald_send_attempts_total",
+    "Provider calls by channel, provider and outcome (delivered, retry, failed): attempts, not notifications",
     ["channel", "provider", "outcome"],
+)
+# The service level indicator: how long after ingest accepted a notification (or, scheduled, after it fell
+# due) a provider took it, and reported it delivered. Buckets reach an hour: a retried send is slow, not lost.
+SLI_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+ACCEPTED_TO_SENT = Histogram(
+    "herald_accepted_to_sent_seconds",
+    "Seconds from acceptance (or the time a scheduled notification fell due) to a provider taking it, by channel",
+    ["channel"],
+    buckets=SLI_BUCKETS,
+)
+ACCEPTED_TO_DELIVERED = Histogram(
+    "herald_accepted_to_delivered_seconds",
+    "Seconds from acceptance to the provider reporting delivery, by channel (unscheduled notifications)",
+    ["channel"],
+    buckets=SLI_BUCKETS,
 )
 PROVIDER_SECONDS = Histogram(
     "herald_provider_request_duration_seconds",
@@ -89,6 +129,10 @@ PROVIDER_SECONDS = Histogram(
 )
 STATUS_EVENTS_STORED = Counter("herald_status_events_stored_total", "Status events written to Postgres")
 DELAYED_JOBS_FIRED = Counter("herald_delayed_jobs_fired_total", "Delayed messages produced to their target")
+DELAYED_JOBS_OVERDUE = Gauge(
+    "herald_delayed_jobs_overdue_seconds",
+    "How long the oldest due delayed job has waited to fire (0 when none is late): the retry service keeping up",
+)
 
 # Gateway.
 HTTP_REQUESTS = Counter(
@@ -118,7 +162,9 @@ HTTP_SECONDS = Histogram(
 
 # Provider protection.
 CIRCUIT_STATE = Gauge(
-    "herald_circuit_state", "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open", ["provider"]
+    "herald_circuit_state",
+    "1 for the state each provider's circuit breaker is in (closed, half_open, open), 0 for the others",
+    ["provider", "state"],
 )
 CIRCUIT_TRANSITIONS = Counter(
     "herald_circuit_transitions_total", "Circuit breaker state changes, by the state entered", ["provider", "to"]

@@ -47,10 +47,6 @@ class BreakerState(StrEnum):
     HALF_OPEN = "half_open"
 
 
-# The values of the herald_circuit_state gauge.
-STATE_GAUGE_VALUES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
-
-
 @dataclass(frozen=True)
 class BreakerPolicy:
     """When a breaker opens and how it recovers."""
@@ -174,7 +170,8 @@ class CircuitBreaker:
 
     def _set_gauge(self, state: BreakerState) -> None:
         if self.destination is None:
-            CIRCUIT_STATE.labels(provider=self.name).set(STATE_GAUGE_VALUES[state])
+            for each in BreakerState:
+                CIRCUIT_STATE.labels(provider=self.name, state=each.value).set(1 if each is state else 0)
 
     def _move_to(self, to: BreakerState) -> None:
         where = {"provider": self.name} | ({} if self.destination is None else {"destination": self.destination})

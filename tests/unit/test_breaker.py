@@ -60,9 +60,13 @@ def half_open_breaker(breaker: CircuitBreaker, clock: Clock) -> None:
     assert breaker.state is BreakerState.HALF_OPEN
 
 
-def gauge(breaker: CircuitBreaker) -> float:
-    value: float = CIRCUIT_STATE.labels(provider=breaker.name)._value.get()
-    return value
+def gauge(breaker: CircuitBreaker) -> BreakerState:
+    """The state labelled 1 in ``herald_circuit_state`` (every other state 0)."""
+    values = {
+        state: CIRCUIT_STATE.labels(provider=breaker.name, state=state.value)._value.get() for state in BreakerState
+    }
+    assert sorted(values.values()) == [0, 0, 1], values
+    return next(state for state, value in values.items() if value == 1)
 
 
 def transitions(breaker: CircuitBreaker, to: BreakerState) -> float:
@@ -172,20 +176,20 @@ def test_closing_forgets_the_failures_that_opened_it(breaker: CircuitBreaker, cl
 
 
 def test_every_state_change_is_exported(breaker: CircuitBreaker, clock: Clock) -> None:
-    assert gauge(breaker) == 0
+    assert gauge(breaker) is BreakerState.CLOSED
     open_breaker(breaker)
-    assert gauge(breaker) == 2
+    assert gauge(breaker) is BreakerState.OPEN
     clock.advance(POLICY.open_for_s)
     assert breaker.state is BreakerState.HALF_OPEN
-    assert gauge(breaker) == 1
+    assert gauge(breaker) is BreakerState.HALF_OPEN
     assert breaker.allow()
     breaker.record_failure()
-    assert gauge(breaker) == 2
+    assert gauge(breaker) is BreakerState.OPEN
     clock.advance(POLICY.open_for_s)
     for _ in range(POLICY.half_open_probes):
         assert breaker.allow()
     record(breaker, successes=POLICY.half_open_probes)
-    assert gauge(breaker) == 0
+    assert gauge(breaker) is BreakerState.CLOSED
     assert transitions(breaker, BreakerState.OPEN) == 2
     assert transitions(breaker, BreakerState.HALF_OPEN) == 2
     assert transitions(breaker, BreakerState.CLOSED) == 1
@@ -242,7 +246,12 @@ def test_a_destinations_breaker_is_counted_under_its_provider_and_never_labels_a
         open_breaker(breaker)
     assert transitions(breaker, BreakerState.OPEN) == 1
     # No state gauge: one per destination would be unbounded, and one for them all meaningless.
-    assert REGISTRY.get_sample_value("herald_circuit_state", {"provider": provider.name}) is None
+    assert not [
+        state
+        for state in BreakerState
+        if REGISTRY.get_sample_value("herald_circuit_state", {"provider": provider.name, "state": state.value})
+        is not None
+    ]
     assert [(entry["provider"], entry["destination"], entry["to"]) for entry in logs] == [
         (provider.name, "dead.example:443", "open")
     ]

@@ -11,7 +11,7 @@ import pytest
 from services.ingest.scheduling import RequestScheduler
 from services.retry.recurrence import SERIES_ID, occurrence
 from shared.errors import InvalidRequest
-from shared.kafka.records import Produce
+from shared.kafka.records import ACCEPTED_AT, Produce, accepted_at_header
 from shared.messages import DELAYED_MESSAGE, NOTIFICATION_REQUEST, NotificationRequest
 from shared.requests import build_request, validate_request
 from shared.schedule import MAX_AHEAD, first_time, is_scheduled, next_time, validate_schedule
@@ -195,6 +195,8 @@ def test_a_one_shot_request_waits_as_its_routable_record() -> None:
         NOW + timedelta(hours=2),
         False,
     )
+    # Its service level clock starts when it falls due, not when it was accepted.
+    assert job["headers"][ACCEPTED_AT] == accepted_at_header(NOW + timedelta(hours=2))
     assert scheduler.hold(request(), onward(), NOW, None) is None
 
 

@@ -71,7 +71,7 @@ class _Replay(Exception):
 
 
 def _problem(status: int, title: str, detail: str, *, tenant: str, outcome: str, retry: bool = False) -> Problem:
-    metrics.HTTP_IDEMPOTENCY.labels(tenant=tenant, outcome=outcome).inc()
+    metrics.HTTP_IDEMPOTENCY.labels(tenant=metrics.tenant_label(tenant), outcome=outcome).inc()
     return Problem(status, title, detail, headers={"Retry-After": "1"} if retry else None)
 
 
@@ -118,7 +118,7 @@ async def idempotency_key(
         detail = f"cannot check the {HEADER} now; retry later"
         raise _problem(503, "Service unavailable", detail, tenant=tenant, outcome="unavailable", retry=True) from None
     if isinstance(outcome, Claim):
-        metrics.HTTP_IDEMPOTENCY.labels(tenant=tenant, outcome="new").inc()
+        metrics.HTTP_IDEMPOTENCY.labels(tenant=metrics.tenant_label(tenant), outcome="new").inc()
         slot.claim = outcome
         slot.tenant = tenant
         return key
@@ -128,7 +128,7 @@ async def idempotency_key(
     if outcome.response is None:
         detail = f"a request with this {HEADER} is in progress; retry once it has been answered"
         raise _problem(409, "Request in progress", detail, tenant=tenant, outcome="in_progress", retry=True)
-    metrics.HTTP_IDEMPOTENCY.labels(tenant=tenant, outcome="replayed").inc()
+    metrics.HTTP_IDEMPOTENCY.labels(tenant=metrics.tenant_label(tenant), outcome="replayed").inc()
     raise _Replay(outcome.response)
 
 

@@ -144,7 +144,7 @@ async def enforce(request: Request, limiter: RequestLimiter, *, key_id: str, ten
     slot.headers = [(name.lower().encode(), value.encode()) for name, value in verdict.headers]
     if verdict.refused_by is not None:
         refused_by = verdict.refused_by
-        metrics.HTTP_RATE_LIMITED.labels(tenant=tenant, scope=refused_by.scope).inc()
+        metrics.HTTP_RATE_LIMITED.labels(tenant=metrics.tenant_label(tenant), scope=refused_by.scope).inc()
         detail = (
             f"over the {refused_by.scope} limit of {refused_by.limit} requests a minute; "
             f"retry in {verdict.retry_after_s} s"

@@ -28,7 +28,7 @@ from shared.errors import InvalidRequest
 from shared.kafka.producer import MessageProducer
 from shared.kafka.records import message_key
 from shared.messages import NotificationRequest
-from shared.observability.tracing import span
+from shared.observability.tracing import producing
 from shared.producer_keys import ProducerKey
 from shared.requests import build_request, recipient_of, request_record, validate_request
 from shared.schedule import zone
@@ -103,16 +103,18 @@ async def accept(
     then ``record`` them as accepted. The one path of a single POST and of a bulk. Each is signed as
     Herald's own (``signing_key``: the producer keys' master key), so ingest takes it for its tenant."""
     ids = [request["notification_id"] for request in requests]
-    attributes = {"notification_id": ids[0]} if len(ids) == 1 else {"notifications": str(len(ids))}
-    with span("gateway.accept", None, **attributes) as traceparent:
+    attributes = {"herald.notification_id": ids[0]} if len(ids) == 1 else {}
+    destinations = [topics.requests_for(request["priority"]) for request in requests]
+    # When spans are exported, a child of the request's SERVER span, which continues the caller's traceparent.
+    with producing(destinations, len(requests), **attributes) as traceparent:
         records = [
             request_record(
                 request,
-                topics.requests_for(request["priority"]),
+                topic,
                 traceparent,
                 ProducerKey.internal(signing_key, request["tenant_id"]),
             )
-            for request in requests
+            for request, topic in zip(requests, destinations, strict=True)
         ]
         await producer.produce(records)
     try:
