@@ -11,9 +11,11 @@ import asyncio
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from infra.bench.timeline import Timeline, dense_counts
 from shared.kafka.admin import AdminSettings, create_topics
 from shared.kafka.connection import KafkaConnectionSettings, client_options
 from shared.kafka.producer import LINGER_MS, MAX_BATCH_BYTES
@@ -25,6 +27,8 @@ MAX_RECORDS = 2000
 # Distinct keys spread the records over every partition, as recipient keys do.
 _KEYS = 10_000
 _JOIN_TIMEOUT_S = 60.0
+# Per-second samples of the produce loop: a clock read every this many records costs nothing measurable.
+_SAMPLE_EVERY = 1000
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class BrokerCeiling:
     produce_seconds: float
     consume_seconds: float
     group_join_seconds: float
+    timeline: Timeline
 
     @property
     def produce_per_s(self) -> float:
@@ -51,8 +56,9 @@ class BrokerCeiling:
         """``records / (produce time + consume time)``: one message in and out again."""
         return self.records / (self.produce_seconds + self.consume_seconds)
 
-    def to_json(self) -> dict[str, float | int]:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self) | {
+            "timeline": self.timeline.to_json(),
             "produce_per_s": round(self.produce_per_s),
             "consume_per_s": round(self.consume_per_s),
             "combined_per_s": round(self.combined_per_s),
@@ -68,9 +74,13 @@ async def measure_broker_ceiling(connection: KafkaConnectionSettings, count: int
         )
     )
     topic = Topics(prefix).requests
+    produced: list[tuple[float, int]] = []
+    consumed: list[tuple[float, int]] = []
     async with asyncio.timeout(deadline_s):
-        produce_seconds = await _produce(connection, topic, count)
-        join_seconds, consume_seconds = await _consume(connection, topic, f"{prefix}.consumer", count)
+        produce_seconds = await _produce(connection, topic, count, produced)
+        join_seconds, consume_seconds = await _consume(connection, topic, f"{prefix}.consumer", count, consumed)
+    # One time axis: consuming starts once producing and the group join are over.
+    offset = produce_seconds + join_seconds
     return BrokerCeiling(
         records=count,
         record_bytes=RECORD_BYTES,
@@ -78,6 +88,12 @@ async def measure_broker_ceiling(connection: KafkaConnectionSettings, count: int
         produce_seconds=produce_seconds,
         consume_seconds=consume_seconds,
         group_join_seconds=join_seconds,
+        timeline=Timeline(
+            rates={
+                "produced/s": dense_counts((int(moment), records) for moment, records in produced),
+                "consumed/s": dense_counts((int(offset + moment), records) for moment, records in consumed),
+            }
+        ),
     )
 
 
@@ -92,7 +108,11 @@ def services_like_producer(connection: KafkaConnectionSettings) -> AIOKafkaProdu
     )
 
 
-async def _produce(connection: KafkaConnectionSettings, topic: str, count: int) -> float:
+async def _produce(
+    connection: KafkaConnectionSettings, topic: str, count: int, samples: list[tuple[float, int]]
+) -> float:
+    """Produce ``count`` records; ``samples`` gets (seconds, records handed to the producer) every
+    :data:`_SAMPLE_EVERY` records."""
     producer = services_like_producer(connection)
     await producer.start()
     try:
@@ -102,14 +122,21 @@ async def _produce(connection: KafkaConnectionSettings, topic: str, count: int) 
         await producer.send_and_wait(topic, value, key=keys[0])
         started = time.perf_counter()
         # send() applies back-pressure when batches are full; every acknowledgement is awaited at the end.
-        futures = [await producer.send(topic, value, key=keys[index % _KEYS]) for index in range(count)]
+        futures = []
+        for index in range(count):
+            futures.append(await producer.send(topic, value, key=keys[index % _KEYS]))
+            if index % _SAMPLE_EVERY == _SAMPLE_EVERY - 1:
+                samples.append((time.perf_counter() - started, _SAMPLE_EVERY))
         await asyncio.gather(*futures)
         return time.perf_counter() - started
     finally:
         await producer.stop()
 
 
-async def _consume(connection: KafkaConnectionSettings, topic: str, group_id: str, count: int) -> tuple[float, float]:
+async def _consume(
+    connection: KafkaConnectionSettings, topic: str, group_id: str, count: int, samples: list[tuple[float, int]]
+) -> tuple[float, float]:
+    """Consume ``count`` records (and the warm-up one); ``samples`` gets (seconds, records) per batch."""
     consumer = AIOKafkaConsumer(
         topic,
         **client_options(connection),
@@ -133,8 +160,10 @@ async def _consume(connection: KafkaConnectionSettings, topic: str, group_id: st
         while records < count + 1:
             batches = await consumer.getmany(timeout_ms=1000, max_records=MAX_RECORDS)
             if batches:
-                records += sum(len(batch) for batch in batches.values())
+                got = sum(len(batch) for batch in batches.values())
+                records += got
                 await consumer.commit()
+                samples.append((time.perf_counter() - started, got))
         return join_seconds, time.perf_counter() - started
     finally:
         await consumer.stop()

@@ -11,13 +11,14 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from infra.bench.broker_ceiling import services_like_producer
+from infra.bench.timeline import SENT_TIMES
 from shared.kafka.connection import KafkaConnectionSettings
 from shared.kafka.records import Produce
 from shared.messages import NotificationRequest, Priority
@@ -30,16 +31,9 @@ _RECIPIENTS = 10_000
 
 _SENT = "SELECT count(*) FROM notifications WHERE status = 'sent' AND tenant_id = $1 AND created_at >= $2"
 
-_LATENCY = """
-WITH times AS (
-    SELECT n.created_at,
-           min(e.occurred_at) FILTER (WHERE e.status = 'accepted') AS accepted_at,
-           min(e.occurred_at) FILTER (WHERE e.status = 'sent') AS sent_at
-    FROM notifications n
-    JOIN notification_events e ON e.notification_id = n.id
-    WHERE n.tenant_id = $1 AND n.created_at >= $2 AND n.status = 'sent'
-    GROUP BY n.id, n.created_at
-)
+_LATENCY = (
+    SENT_TIMES
+    + """
 SELECT count(*) AS sent,
        1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - accepted_at)) AS p50,
        1000 * percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - accepted_at)) AS p95,
@@ -49,6 +43,7 @@ SELECT count(*) AS sent,
 FROM times
 WHERE accepted_at IS NOT NULL AND sent_at IS NOT NULL
 """
+)
 
 
 @dataclass(frozen=True)
@@ -68,18 +63,16 @@ class Latency:
 
 
 @dataclass(frozen=True)
-class PipelineRun:
-    """One bulk run: when the producer was done, when the sink and Postgres had every notification."""
+class Arrived:
+    """When every one of ``count`` notifications had reached the sink and was ``sent`` in the store (None: not
+    within the time allowed), and how many had by the end."""
 
     count: int
-    sink: str
-    produce_seconds: float
     sink_seconds: float | None
     stored_seconds: float | None
     seconds: float
     delivered: int
     sent: int
-    latency: Latency | None
 
     @property
     def complete(self) -> bool:
@@ -92,6 +85,72 @@ class PipelineRun:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self) | {"complete": self.complete, "per_s": round(self.per_s, 1)}
+
+
+class Arrivals:
+    """Polled counts of a bulk run, from the moment it is made: the clock starts here."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.started = time.perf_counter()
+        self._sink_seconds: float | None = None
+        self._stored_seconds: float | None = None
+        self._delivered = self._sent = 0
+
+    @property
+    def awaiting_sink(self) -> bool:
+        return self._sink_seconds is None
+
+    @property
+    def awaiting_store(self) -> bool:
+        return self._stored_seconds is None
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def saw(self, *, delivered: int | None = None, sent: int | None = None) -> bool:
+        """Take one poll's counts (None: not polled); whether every notification is now at the sink and stored."""
+        if delivered is not None:
+            self._delivered = delivered
+            if delivered >= self.count and self._sink_seconds is None:
+                self._sink_seconds = self.elapsed()
+        if sent is not None:
+            self._sent = sent
+            if sent >= self.count and self._stored_seconds is None:
+                self._stored_seconds = self.elapsed()
+        return not (self.awaiting_sink or self.awaiting_store)
+
+    def result(self) -> Arrived:
+        """The run so far: timed to the later of sink and store if complete, else to now."""
+        if self._sink_seconds is None or self._stored_seconds is None:
+            seconds = self.elapsed()
+        else:
+            seconds = max(self._sink_seconds, self._stored_seconds)
+        return Arrived(self.count, self._sink_seconds, self._stored_seconds, seconds, self._delivered, self._sent)
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """One bulk run: when the producer was done, when the sink and Postgres had every notification."""
+
+    sink: str
+    started_at: datetime
+    produce_seconds: float
+    arrived: Arrived
+    latency: Latency | None
+
+    @property
+    def per_s(self) -> float:
+        return self.arrived.per_s
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sink": self.sink,
+            "started_at": self.started_at.isoformat(),
+            "produce_seconds": self.produce_seconds,
+            **self.arrived.to_json(),
+            "latency": asdict(self.latency) if self.latency else None,
+        }
 
 
 def email_request(tenant_id: str, index: int, priority: Priority = "normal") -> NotificationRequest:
@@ -136,50 +195,33 @@ async def run_pipeline(
     timeout_s: float,
 ) -> PipelineRun:
     """Produce ``records`` as fast as one producer can and wait until every one is delivered and stored."""
-    count = len(records)
     producer = services_like_producer(connection)
     database = await asyncpg.connect(database_url)
     await producer.start()
     try:
         delivered_before = sink_delivered()
-        started = time.perf_counter()
+        origin = datetime.now(UTC)
+        arrivals = Arrivals(len(records))
 
         async def produce() -> float:
             await produce_all(producer, records)
-            return time.perf_counter() - started
+            return arrivals.elapsed()
 
         producing = asyncio.create_task(produce())
-        sink_seconds: float | None = None
-        stored_seconds: float | None = None
-        delivered = sent = 0
-        while time.perf_counter() - started < timeout_s:
-            if sink_seconds is None:
-                delivered = sink_delivered() - delivered_before
-                if delivered >= count:
-                    sink_seconds = time.perf_counter() - started
-            if stored_seconds is None:
-                sent = int(await database.fetchval(_SENT, tenant_id, since))
-                if sent >= count:
-                    stored_seconds = time.perf_counter() - started
-            if sink_seconds is not None and stored_seconds is not None:
+        while arrivals.elapsed() < timeout_s:
+            delivered = sink_delivered() - delivered_before if arrivals.awaiting_sink else None
+            sent = int(await database.fetchval(_SENT, tenant_id, since)) if arrivals.awaiting_store else None
+            if arrivals.saw(delivered=delivered, sent=sent):
                 break
             await asyncio.sleep(POLL_INTERVAL_S)
-        elapsed = time.perf_counter() - started
+        arrived = arrivals.result()
         produce_seconds = await producing
         latency = await read_latency(database, tenant_id, since)
     finally:
         await producer.stop()
         await database.close()
     return PipelineRun(
-        count=count,
-        sink=sink_name,
-        produce_seconds=produce_seconds,
-        sink_seconds=sink_seconds,
-        stored_seconds=stored_seconds,
-        seconds=elapsed if sink_seconds is None or stored_seconds is None else max(sink_seconds, stored_seconds),
-        delivered=delivered,
-        sent=sent,
-        latency=latency,
+        sink=sink_name, started_at=origin, produce_seconds=produce_seconds, arrived=arrived, latency=latency
     )
 
 

@@ -21,13 +21,17 @@ import httpx
 import structlog
 import uvloop
 
-from infra.bench import report
+from infra.bench import plot, report
 from infra.bench.broker_ceiling import measure_broker_ceiling
+from infra.bench.celery_baseline.phase import run_celery
 from infra.bench.cpu import CpuProbe, machine_busy_percent, usage_between
 from infra.bench.gateway_load import HttpLoad, k6_binary, run_k6
 from infra.bench.pipeline import drain, email_requests, latency_since, run_pipeline
-from infra.bench.priority import STAGE_STREAMS, run_priority
+from infra.bench.priority import HIGH_TENANT, LOW_TENANT, STAGE_STREAMS, run_priority
+from infra.bench.smtp_ceiling import CONNECTIONS as SMTP_CONNECTIONS
+from infra.bench.smtp_ceiling import measure_smtp_ceiling
 from infra.bench.stack import API_KEY, GATEWAY_TENANT, BenchStack
+from infra.bench.timeline import herald_timeline
 from infra.local.broker import Broker
 from infra.local.stack import REPO_ROOT
 from shared.kafka.connection import KafkaConnectionSettings
@@ -36,10 +40,13 @@ T = TypeVar("T")
 WORK_DIR = REPO_ROOT / "var" / "bench"
 PIPELINE_TENANT = "bench"
 WARM_UP_REQUESTS = 100
+PICTURE = "bench.png"
 # Above this (% of one core) outside the benchmark, its figures understate the machine.
 BUSY_WARNING_PERCENT = 20.0
-# In the order they run; the last three share one stack.
-PHASES = ("broker", "pipeline", "priority", "gateway")
+# In the order they run; all but the first share one stack, whose services start after the Celery baseline:
+# Herald's pipeline and the baseline each have the machine to themselves, in one run, one right after the other.
+PHASES = ("broker", "smtp", "celery", "pipeline", "priority", "gateway")
+_HERALD_PHASES = {"pipeline", "priority", "gateway"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,9 @@ class Plan:
     broker_count: int
     pipeline_count: int
     pipeline_timeout: float
+    smtp_count: int
+    celery_count: int
+    celery_concurrency: int
     priority_low_count: int
     priority_high_count: int
     priority_high_seconds: float
@@ -70,6 +80,16 @@ def parse_plan(argv: Sequence[str] | None) -> Plan:
     parser.add_argument("--pipeline-count", type=int, help="requests produced for the pipeline (default 20,000)")
     parser.add_argument(
         "--pipeline-timeout", type=float, default=300, help="give up on the pipeline (and the priority phase) after (s)"
+    )
+    parser.add_argument("--smtp-count", type=int, help="messages for the SMTP client's ceiling (default 20,000)")
+    parser.add_argument("--celery-count", type=int, help="requests for the Celery baseline (default: the pipeline's)")
+    parser.add_argument(
+        "--celery-concurrency",
+        type=int,
+        # Twice the cores: each task waits on Redis, SMTP and Postgres, and one process per core left the
+        # machine 162 % busy (445/s) where two per core reached 181 % (519/s); more gave no more.
+        default=2 * (os.cpu_count() or 1),
+        help="Celery prefork processes (default: twice the cores)",
     )
     parser.add_argument(
         "--priority-low-count", type=int, help="low-priority requests queued for the priority phase (default 20,000)"
@@ -97,10 +117,14 @@ def parse_plan(argv: Sequence[str] | None) -> Plan:
     def pick(value: T | None, full: T, quick: T) -> T:
         return value if value is not None else quick if args.quick else full
 
+    pipeline_count = pick(args.pipeline_count, 20_000, 2_000)
     plan = Plan(
         broker_count=pick(args.broker_count, 200_000, 20_000),
-        pipeline_count=pick(args.pipeline_count, 20_000, 2_000),
+        pipeline_count=pipeline_count,
         pipeline_timeout=args.pipeline_timeout,
+        smtp_count=pick(args.smtp_count, 20_000, 4_000),
+        celery_count=args.celery_count if args.celery_count is not None else pipeline_count,
+        celery_concurrency=args.celery_concurrency,
         # Quick: a backlog that outlasts the high requests (2,000 drain in about 2 s here).
         priority_low_count=pick(args.priority_low_count, 20_000, 4_000),
         priority_high_count=pick(args.priority_high_count, 200, 40),
@@ -112,8 +136,11 @@ def parse_plan(argv: Sequence[str] | None) -> Plan:
         phases=phases,
         output=args.output,
     )
-    counts = (plan.broker_count, plan.pipeline_count, plan.priority_low_count, plan.priority_high_count)
-    if min(*counts, plan.gateway_concurrency) < 1 or min(plan.gateway_seconds, plan.priority_high_seconds) <= 0:
+    counts = (plan.broker_count, plan.pipeline_count, plan.smtp_count, plan.celery_count, plan.priority_low_count)
+    if (
+        min(*counts, plan.priority_high_count, plan.gateway_concurrency, plan.celery_concurrency) < 1
+        or min(plan.gateway_seconds, plan.priority_high_seconds) <= 0
+    ):
         parser.error("counts, concurrency, --gateway-seconds and --priority-high-seconds must be positive")
     return plan
 
@@ -178,7 +205,49 @@ def pipeline_phase(plan: Plan, stack: BenchStack, results: dict[str, Any]) -> No
     )
     # The latency query ran after the clock stopped: CPU is sampled up to there.
     cpu = usage_between(before, probe.snapshot(), time.perf_counter() - started)
-    results["pipeline"] = run.to_json() | {"cpu": cpu.to_json()}
+    timeline = uvloop.run(
+        herald_timeline(stack.database_url, {"Herald": PIPELINE_TENANT}, since, run.started_at, start="accepted_at")
+    )
+    results["pipeline"] = run.to_json() | {"cpu": cpu.to_json(), "timeline": timeline.to_json()}
+
+
+def smtp_phase(plan: Plan, stack: BenchStack, results: dict[str, Any]) -> None:
+    """The SMTP client's wire ceiling against the sink the pipeline sends to."""
+    _step(f"SMTP client ceiling: {plan.smtp_count:,} prebuilt messages over {SMTP_CONNECTIONS} connections")
+    ceiling = uvloop.run(measure_smtp_ceiling(stack.sink.host, stack.sink.port, plan.smtp_count, SMTP_CONNECTIONS))
+    results["smtp_ceiling"] = ceiling.to_json() | {"sink": stack.sink.name}
+
+
+def celery_phase(plan: Plan, stack: BenchStack, results: dict[str, Any]) -> None:
+    """The Celery + Redis baseline doing the pipeline's work against the same sink and Postgres."""
+    _step(
+        f"Celery baseline: {plan.celery_count:,} requests enqueued on Redis, "
+        f"{plan.celery_concurrency} prefork worker processes"
+    )
+    run = run_celery(
+        redis_url=stack.redis_url,
+        database_url=stack.database_url,
+        sink=stack.sink,
+        count=plan.celery_count,
+        concurrency=plan.celery_concurrency,
+        timeout_s=plan.pipeline_timeout,
+        pids={"smtp sink": stack.sink.pid, "benchmark itself": os.getpid()},
+    )
+    results["celery"] = run.to_json()
+
+
+def compare(results: dict[str, Any]) -> None:
+    """Herald's pipeline against the Celery baseline and the SMTP client's ceiling, where both ran."""
+    pipeline, celery, smtp = results.get("pipeline"), results.get("celery"), results.get("smtp_ceiling")
+    comparison: dict[str, float] = {}
+    if pipeline and celery and celery["per_s"]:
+        comparison["ratio"] = round(pipeline["per_s"] / celery["per_s"], 2)
+        if celery.get("after_enqueue_per_s"):
+            comparison["ratio_to_celery_after_enqueue"] = round(pipeline["per_s"] / celery["after_enqueue_per_s"], 2)
+    if pipeline and smtp and smtp["per_s"]:
+        comparison["email_percent_of_smtp_ceiling"] = round(100 * pipeline["per_s"] / smtp["per_s"], 1)
+    if comparison:
+        results["comparison"] = comparison
 
 
 def priority_phase(plan: Plan, stack: BenchStack, results: dict[str, Any]) -> None:
@@ -188,6 +257,7 @@ def priority_phase(plan: Plan, stack: BenchStack, results: dict[str, Any]) -> No
         f"{plan.priority_high_count:,} high-priority over {plan.priority_high_seconds:g} s"
     )
     probe = _probe(stack)
+    origin = datetime.now(UTC)
     before, started = probe.snapshot(), time.perf_counter()
     run = uvloop.run(
         run_priority(
@@ -203,7 +273,12 @@ def priority_phase(plan: Plan, stack: BenchStack, results: dict[str, Any]) -> No
         )
     )
     cpu = usage_between(before, probe.snapshot(), time.perf_counter() - started)
-    results["priority"] = run.to_json() | {"cpu": cpu.to_json()}
+    timeline = uvloop.run(
+        herald_timeline(
+            stack.database_url, {"low": LOW_TENANT, "high": HIGH_TENANT}, origin, origin, start="accepted_at"
+        )
+    )
+    results["priority"] = run.to_json() | {"cpu": cpu.to_json(), "timeline": timeline.to_json()}
 
 
 def _children_cpu_seconds() -> float:
@@ -273,18 +348,32 @@ def gateway_phases(plan: Plan, stack: BenchStack, results: dict[str, Any]) -> No
     latency = uvloop.run(latency_since(stack.database_url, GATEWAY_TENANT, since))
     results["gateway"]["drain"] = {"accepted": accepted, "sent": sent, "waited_seconds": round(waited, 2)}
     results["gateway"]["latency"] = asdict(latency) if latency else None
+    timeline = uvloop.run(
+        herald_timeline(
+            stack.database_url, {"202": GATEWAY_TENANT}, since, since, start="created_at", created_series="202/s"
+        )
+    )
+    results["gateway"]["timeline"] = timeline.to_json()
 
 
 def stack_phases(plan: Plan, results: dict[str, Any]) -> None:
-    """Start the stack, run the pipeline, priority and gateway phases chosen, stop it all."""
-    _step("starting a fresh broker, database, SMTP sink and every service")
-    mails = plan.pipeline_count + plan.priority_low_count + plan.priority_high_count + 100_000
+    """Start the stack, run the phases chosen on it (Herald's services from the pipeline phase on), stop it all."""
+    _step("starting a fresh broker, database and SMTP sink")
+    mails = plan.pipeline_count + plan.celery_count + plan.smtp_count + plan.priority_low_count
+    mails += plan.priority_high_count + 100_000
     with BenchStack(WORK_DIR, max_mails=mails) as stack:
         if stack.sink_note:
             results.setdefault("notes", []).append(f"Python sink used: {stack.sink_note}")
         try:
-            # The pipeline first, on an idle stack; each phase waits for its notifications to be sent, so the
+            # Herald's pipeline first, on an idle stack; each phase waits for its notifications to be sent, so the
             # next starts with no backlog; the gateway's load, last, leaves none behind it either.
+            if "smtp" in plan.phases:
+                smtp_phase(plan, stack, results)
+            if "celery" in plan.phases:
+                celery_phase(plan, stack, results)
+            if _HERALD_PHASES & set(plan.phases):
+                _step("starting every Herald service")
+                stack.start_services()
             if "pipeline" in plan.phases:
                 pipeline_phase(plan, stack, results)
             if "priority" in plan.phases:
@@ -331,7 +420,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # any failure: still print and save what was measured
         results["error"] = f"{type(error).__name__}: {error}"
         status = 1
+    compare(results)
     plan.output.parent.mkdir(parents=True, exist_ok=True)
+    picture = plan.output.with_name(PICTURE)
+    try:
+        results["picture"] = str(plot.write_png(results, picture))
+    except Exception as error:  # the figures matter more than their picture: say so and carry on
+        results.setdefault("notes", []).append(f"no picture: {type(error).__name__}: {error}")
     plan.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print("\n" + report.render(results), flush=True)
     return status

@@ -112,7 +112,7 @@ class BenchStack:
             yield spec.name, process
 
     def start(self) -> None:
-        """Start everything; what started is stopped again if a later step fails."""
+        """Start all but the services; what started is stopped again if a later step fails."""
         try:
             self._start()
         except BaseException:
@@ -143,6 +143,9 @@ class BenchStack:
         self._push.start()
 
         self.specs = herald_services(free_port(), [free_port() for _ in WORKERS])
+
+    def start_services(self) -> None:
+        """Start every Herald service (after :meth:`start`); phases before this have the machine without them."""
         # start_services stops what it started if one of them fails to get ready.
         self.processes = start_services(self.specs, self.environment(), ready_timeout=120, line_sink=self.service_lines)
         self._cleanup.callback(lambda: stop_all(self.processes, grace=_STOP_GRACE_S))
