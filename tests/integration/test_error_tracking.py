@@ -12,8 +12,14 @@ import orjson
 import pytest
 import sentry_sdk
 import structlog
+from fastapi import Depends
+from fastapi.testclient import TestClient
 
+from services.gateway.app import create_app
+from services.gateway.http.auth import authenticated_principal
+from services.gateway.settings import GatewaySettings
 from shared.observability.error_tracking import configure_error_tracking
+from tests.integration.conftest import DEV_TENANT, auth
 from tests.scripted_http import Recorded, Reply, ScriptedServer
 
 pytestmark = pytest.mark.integration
@@ -45,7 +51,11 @@ def envelope(request: Recorded) -> bytes:
 
 def envelope_items(request: Recorded) -> list[dict[str, Any]]:
     """The JSON lines of an envelope: its header, then each item's header and payload."""
-    return [orjson.loads(line) for line in envelope(request).splitlines() if line.strip()]
+    return envelope_items_of(envelope(request))
+
+
+def envelope_items_of(body: bytes) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in body.splitlines() if line.strip()]
 
 
 def test_an_error_logged_while_handling_a_message_is_reported_without_the_address(sentry: ScriptedServer) -> None:
@@ -68,6 +78,31 @@ def test_an_error_logged_while_handling_a_message_is_reported_without_the_addres
     assert event["environment"] == "staging"
     assert event["exception"]["values"][-1]["type"] == "ValueError"
     assert ADDRESS.encode() not in envelope(envelopes[0])
+
+
+def test_an_error_in_a_gateway_request_is_reported_with_its_tenant(
+    sentry: ScriptedServer, gateway_settings: GatewaySettings
+) -> None:
+    """An unhandled exception in an authenticated request: a 500 problem, and an event tagged with the caller's
+    tenant (bound when the credential is checked) without the address the request carried."""
+    assert configure_error_tracking("gateway")
+    app = create_app(gateway_settings)
+
+    async def crash() -> None:
+        raise RuntimeError(f"cannot reach {ADDRESS}")
+
+    # A route of the test's own on the real app: no route of Herald's fails on purpose.
+    app.add_api_route("/api/v1/test-crash", crash, dependencies=[Depends(authenticated_principal)])
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/api/v1/test-crash", headers=auth()).status_code == 500
+    sentry_sdk.flush(timeout=10)
+
+    bodies = [envelope(request) for request in sentry.requests if request.path == "/api/1/envelope/"]
+    events = [item for body in bodies for item in envelope_items_of(body) if "exception" in item]
+    assert [event["exception"]["values"][-1]["type"] for event in events] == ["RuntimeError"]
+    assert events[0]["tags"]["service"] == "gateway"
+    assert events[0]["tags"]["tenant"] == DEV_TENANT
+    assert not [body for body in bodies if ADDRESS.encode() in body]
 
 
 def test_nothing_is_configured_without_a_dsn(monkeypatch: pytest.MonkeyPatch) -> None:

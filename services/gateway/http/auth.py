@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
@@ -91,6 +92,8 @@ async def authenticated_principal(
         principal = Principal(
             key.tenant_id, frozenset({key.role}), key.id, "api_key", hash_secret(token).hex(), key.scopes
         )
+    # The request's logs and error reports name the tenant, as a consumer's name the one of its message.
+    structlog.contextvars.bind_contextvars(tenant=principal.tenant)
     # Here, so every authenticated route is limited, before an idempotency claim or any work.
     await ratelimit.enforce(request, limiter, key_id=principal.limit_id, tenant=principal.tenant)
     return principal
