@@ -131,6 +131,19 @@ def test_without_an_exporter_a_batch_is_handed_on_as_it_came() -> None:
         assert traced.messages == batch
 
 
+def test_without_an_exporter_a_step_keeps_the_trace_it_was_given_or_starts_one_for_the_logs() -> None:
+    with tracing.span("router.route", SAMPLED) as continued:
+        assert continued == SAMPLED
+    with tracing.span("router.route", None) as started, tracing.span("router.route", None) as another:
+        assert started is not None
+        version, trace_id, span_id, flags = started.decode().split("-")
+        assert (version, len(trace_id), len(span_id), flags) == ("00", 32, 16, "00")
+        assert int(trace_id, 16) > 0
+        assert int(span_id, 16) > 0
+        assert another is not None
+        assert another.split(b"-")[1] != trace_id.encode(), "each message without a trace starts its own"
+
+
 def test_a_provider_call_records_its_outcome(recorded: InMemorySpanExporter) -> None:
     from shared.delivery import Failed
 
