@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import random
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
+from aiokafka.partitioner import murmur2
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from shared.config import HeraldSettings
@@ -36,6 +39,23 @@ class RecordTooLarge(ValueError):
     """A record is larger than Kafka takes: whatever made it made too much (a message's fault, not Kafka's)."""
 
 
+@functools.lru_cache(maxsize=65_536)
+def _key_hash(key: bytes) -> int:
+    hashed: int = murmur2(key)
+    return hashed & 0x7FFFFFFF
+
+
+class KeyPartitioner:
+    """Kafka's default partitioning (murmur2 of the key, as the Java client; a record without a key anywhere
+    available), with each key's hash remembered: aiokafka's murmur2 is pure Python, and keys
+    (``tenant:recipient``) repeat as the same people are notified again."""
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return random.choice(available or all_partitions)
+        return all_partitions[_key_hash(key) % len(all_partitions)]
+
+
 class MessageProducer:
     """Produces :class:`Produce` records; every future resolves once the broker acknowledged it."""
 
@@ -58,6 +78,7 @@ class MessageProducer:
             request_timeout_ms=REQUEST_TIMEOUT_MS,
             # Stops writing to topics the broker lost within this (see shared.kafka.metadata).
             metadata_max_age_ms=METADATA_MAX_AGE_MS,
+            partitioner=KeyPartitioner(),
         )
 
     async def start(self) -> None:
