@@ -1,4 +1,5 @@
-"""Where CPU time goes: utime+stime of chosen processes from ``/proc``, sampled before and after a phase."""
+"""Where CPU time and memory go: utime+stime of chosen processes from ``/proc``, sampled before and after a
+phase, and their peak resident size."""
 
 from __future__ import annotations
 
@@ -129,3 +130,17 @@ def usage_between(before: CpuSnapshot, after: CpuSnapshot, wall_seconds: float) 
         machine_seconds=(after.machine - before.machine) / TICKS_PER_SECOND,
         groups=groups,
     )
+
+
+def peak_resident_mb(pids: Mapping[str, int | None]) -> dict[str, float]:
+    """Each named process's peak resident size so far (``VmHWM``), in MB; processes that are gone are left out."""
+    peaks: dict[str, float] = {}
+    for name, pid in pids.items():
+        try:
+            status = (PROC / str(pid) / "status").read_text()
+        except (OSError, TypeError):
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peaks[name] = round(int(line.split()[1]) / 1024, 1)
+    return dict(sorted(peaks.items(), key=lambda item: item[1], reverse=True))

@@ -20,6 +20,8 @@ TARGETS: dict[str, float] = {
     # sender-email against the SMTP client's own wire ceiling.
     "celery_ratio": 5,
     "email_percent_of_smtp_ceiling": 50,
+    # Issue 14: every service's resident size at load.
+    "service_peak_resident_mb": 200,
 }
 
 _COLUMNS = (46, 22, 24)
@@ -311,6 +313,14 @@ def render(results: dict[str, Any]) -> str:
         lines += _cpu_line("CPU during the priority phase", priority["cpu"], (count, "notification"))
     if gateway and gateway.get("cpu"):
         lines += _cpu_line("CPU during the gateway phase", gateway["cpu"], (gateway["requests"], "request"))
+    peaks = results.get("peak_resident_mb")
+    if peaks:
+        limit = TARGETS["service_peak_resident_mb"]
+        lines.append(
+            f"Peak resident size (target: every service <= {_n(limit)} MB, "
+            f"{_verdict(max(peaks.values()) <= limit)}): "
+            + ", ".join(f"{name} {size:,.0f} MB" for name, size in peaks.items())
+        )
     logged = results.get("service_log_lines")
     if logged:
         lines.append("Services printed (at log level WARNING): " + ", ".join(f"{k} {v}" for k, v in logged.items()))

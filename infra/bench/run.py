@@ -24,7 +24,7 @@ import uvloop
 from infra.bench import plot, report
 from infra.bench.broker_ceiling import measure_broker_ceiling
 from infra.bench.celery_baseline.phase import run_celery
-from infra.bench.cpu import CpuProbe, machine_busy_percent, usage_between
+from infra.bench.cpu import CpuProbe, machine_busy_percent, peak_resident_mb, usage_between
 from infra.bench.gateway_load import HttpLoad, k6_binary, run_k6
 from infra.bench.pipeline import drain, email_requests, latency_since, run_pipeline
 from infra.bench.priority import HIGH_TENANT, LOW_TENANT, STAGE_STREAMS, run_priority
@@ -382,6 +382,11 @@ def stack_phases(plan: Plan, results: dict[str, Any]) -> None:
                 gateway_phases(plan, stack, results)
         finally:
             results["service_log_lines"] = dict(stack.service_lines.counts)
+            if _HERALD_PHASES & set(plan.phases):
+                # Peaks since each service started: what the phases' load made them hold.
+                results["peak_resident_mb"] = peak_resident_mb(
+                    {name: process.pid for name, process in stack.processes_by_name()}
+                )
             _step("stopping the stack")
 
 

@@ -7,7 +7,8 @@ One implementation, two ways to run it:
   [--maildir var/mail]``, which adds a web page for people and a JSON API (see ``create_web_app``).
 
 It can refuse the next N messages with ``451 4.3.0 try again later`` (to exercise retries) and
-refuse chosen recipients, or whole ``@domains``, permanently with ``550``.
+refuse chosen recipients, or whole ``@domains``, permanently with ``550``. It offers PIPELINING
+(RFC 2920) unless made with ``pipelining=False``.
 """
 
 from __future__ import annotations
@@ -269,8 +270,19 @@ def _resolve(future: asyncio.Future[None]) -> None:
 class SinkHandler:
     """The aiosmtpd handler: applies the store's refusals and stores accepted messages."""
 
-    def __init__(self, store: MailStore) -> None:
+    def __init__(self, store: MailStore, *, pipelining: bool = True) -> None:
         self.store = store
+        self.pipelining = pipelining
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        """aiosmtpd's EHLO lines, with PIPELINING (RFC 2920) if asked: it reads commands a line at a time from
+        a buffered stream, so commands that arrive together are answered in order, as the RFC wants."""
+        session.host_name = hostname  # aiosmtpd leaves this to a handler that has its own handle_EHLO
+        if self.pipelining:
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return responses
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -465,10 +477,12 @@ class SinkServers:
         http_port: int | None = None,
         security: SinkSecurity | None = None,
         smtputf8: bool = True,
+        pipelining: bool = True,
     ) -> None:
         self.store = store
         self.security = security
         self.smtputf8 = smtputf8
+        self.pipelining = pipelining
         self.host = host
         self.smtp_port = smtp_port
         self.http_port = http_port
@@ -479,7 +493,7 @@ class SinkServers:
     async def start(self) -> None:
         """Bind and start serving."""
         loop = asyncio.get_running_loop()
-        handler = SinkHandler(self.store)
+        handler = SinkHandler(self.store, pipelining=self.pipelining)
         security = self.security
         starttls = security is not None and not security.implicit_tls
         self._smtp = await loop.create_server(
@@ -565,11 +579,19 @@ class MailSink(StartsAndStops):
         max_messages: int = DEFAULT_MAX_MESSAGES,
         security: SinkSecurity | None = None,
         smtputf8: bool = True,
+        pipelining: bool = True,
     ) -> None:
-        """``smtputf8=False`` makes a server that does not offer SMTPUTF8 (internationalised addresses)."""
+        """``smtputf8=False`` makes a server that does not offer SMTPUTF8 (internationalised addresses),
+        ``pipelining=False`` one that does not offer PIPELINING (clients then wait for each reply)."""
         self.store = MailStore(maildir=maildir, max_messages=max_messages)
         self._servers = SinkServers(
-            self.store, host=host, smtp_port=port, http_port=http_port, security=security, smtputf8=smtputf8
+            self.store,
+            host=host,
+            smtp_port=port,
+            http_port=http_port,
+            security=security,
+            smtputf8=smtputf8,
+            pipelining=pipelining,
         )
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.errors
 import re
 from email.utils import parseaddr
@@ -12,6 +11,7 @@ import aiosmtplib
 
 from services.sender_email.mime import build_message
 from services.sender_email.settings import EmailSenderSettings
+from services.sender_email.smtp_wire import SmtpWire
 from shared.delivery import Delivered, Failed, Outcome, Retry
 from shared.errors import DeadLetterReason
 from shared.messages import EmailDelivery
@@ -30,7 +30,7 @@ class SmtpProvider:
         self._settings = settings
         self._sender = settings.smtp_from
         self._envelope_from = parseaddr(settings.smtp_from)[1]
-        self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
+        self._idle: asyncio.Queue[SmtpWire] = asyncio.Queue()
         self._slots = asyncio.Semaphore(settings.smtp_pool_size)
 
     async def send(self, delivery: EmailDelivery) -> Outcome:
@@ -42,7 +42,7 @@ class SmtpProvider:
             return Failed(self.name, f"cannot build the message: {error}", DeadLetterReason.INVALID_PAYLOAD)
         to = delivery["to"]
         # An internationalised address (RFC 6531) travels only with SMTPUTF8, and only if the server offers it.
-        options = [] if to.isascii() and self._envelope_from.isascii() else ["SMTPUTF8"]
+        smtputf8 = not (to.isascii() and self._envelope_from.isascii())
         async with self._slots:
             # A pooled connection the server has since closed fails at once: try one fresh one before giving up.
             for fresh_try in (False, True):
@@ -51,27 +51,31 @@ class SmtpProvider:
                 except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
                     return Retry(self.name, f"cannot connect to the SMTP server: {error!r}")
                 try:
-                    # Each SMTP command is bounded by the connection's timeout (HERALD_SMTP_TIMEOUT_S).
-                    await connection.sendmail(self._envelope_from, [to], message, mail_options=options)
+                    # Each reply is awaited at most HERALD_SMTP_TIMEOUT_S.
+                    await connection.send(self._envelope_from, to, message, smtputf8=smtputf8)
+                except ValueError as error:
+                    # Refused before anything was written: the connection is as good as before.
+                    self._idle.put_nowait(connection)
+                    return Failed(self.name, str(error), DeadLetterReason.INVALID_ADDRESS)
                 except aiosmtplib.SMTPNotSupported:
-                    # Refused before MAIL FROM was sent: the connection is as good as before.
+                    # Likewise refused before MAIL FROM was written.
                     self._idle.put_nowait(connection)
                     detail = "the recipient's address is not ASCII and the SMTP server does not offer SMTPUTF8"
                     return Failed(self.name, detail, DeadLetterReason.INVALID_ADDRESS)
                 except aiosmtplib.SMTPServerDisconnected as error:
-                    _discard(connection)
+                    connection.close()
                     if fresh_try:
                         return Retry(self.name, f"SMTP server disconnected: {error!r}")
                     continue
                 except aiosmtplib.SMTPRecipientsRefused as error:
-                    _discard(connection)
+                    self._release(connection)
                     refused = error.recipients[0]
                     return _by_code(refused.code, refused.message)
                 except aiosmtplib.SMTPResponseException as error:
-                    _discard(connection)
+                    self._release(connection)
                     return _by_code(error.code, error.message)
                 except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
-                    _discard(connection)
+                    connection.close()
                     return Retry(self.name, f"SMTP failure: {error!r}")
                 self._idle.put_nowait(connection)
                 return Delivered(self.name)
@@ -95,19 +99,24 @@ class SmtpProvider:
         try:
             await connection.noop()
         finally:
-            self._idle.put_nowait(connection)
+            self._release(connection)
 
     def close(self) -> None:
         while not self._idle.empty():
-            _discard(self._idle.get_nowait())
+            self._idle.get_nowait().close()
 
-    async def _connection(self, *, fresh: bool) -> aiosmtplib.SMTP:
+    def _release(self, connection: SmtpWire) -> None:
+        # Back to the pool unless closed: after a refusal the wire reset the transaction, or closed it if it could not.
+        if connection.is_connected:
+            self._idle.put_nowait(connection)
+
+    async def _connection(self, *, fresh: bool) -> SmtpWire:
         while not fresh and not self._idle.empty():
             connection = self._idle.get_nowait()
             if connection.is_connected:
                 return connection
         settings = self._settings
-        connection = aiosmtplib.SMTP(
+        client = aiosmtplib.SMTP(
             hostname=settings.smtp_host,
             port=settings.smtp_port,
             use_tls=settings.smtp_use_tls,
@@ -117,8 +126,19 @@ class SmtpProvider:
             timeout=settings.smtp_timeout_s,
             cert_bundle=settings.smtp_ca_file,
         )
-        await connection.connect()
-        return connection
+        # aiosmtplib does the rare part (greeting, EHLO, TLS, AUTH); the mails go over Herald's pipelining wire.
+        await client.connect()
+        try:
+            # connect() says EHLO only when it needs the extensions (STARTTLS, AUTH); the wire needs them too.
+            if client.is_ehlo_or_helo_needed:
+                try:
+                    await client.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await client.helo()  # a server without ESMTP: no extensions, one command at a time
+            return SmtpWire.take_over(client, settings.smtp_timeout_s)
+        except BaseException:
+            client.close()
+            raise
 
 
 def _by_code(code: int, message: str) -> Outcome:
@@ -144,9 +164,3 @@ def _rejection_reason(code: int, message: str) -> DeadLetterReason:
     if code in (552, 554):  # exceeded storage allocation (too big), transaction failed (often content)
         return DeadLetterReason.REJECTED_CONTENT
     return DeadLetterReason.PROVIDER_REJECTED
-
-
-def _discard(connection: aiosmtplib.SMTP) -> None:
-    # Closing a broken connection may fail; it is gone either way.
-    with contextlib.suppress(Exception):
-        connection.close()

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import email
 import email.policy
+import random
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -53,9 +54,15 @@ BASE_DELAY_S = 60.0
 
 
 @pytest.fixture
-def sink() -> Iterator[MailSink]:
-    with MailSink() as running:
+def sink(request: pytest.FixtureRequest) -> Iterator[MailSink]:
+    """The mail sink; offering PIPELINING unless a test parametrises it with ``BOTH_WAYS``."""
+    with MailSink(pipelining=getattr(request, "param", True)) as running:
         yield running
+
+
+# The provider's tests run against a server that offers PIPELINING (MAIL, RCPT and DATA in one write)
+# and one that does not (each command waits for its reply): two code paths of the SMTP wire.
+BOTH_WAYS = pytest.mark.parametrize("sink", [True, False], ids=["pipelining", "one-at-a-time"], indirect=True)
 
 
 @pytest.fixture
@@ -118,6 +125,7 @@ def closed_port() -> int:
 # --- SmtpProvider ---------------------------------------------------------------------------------
 
 
+@BOTH_WAYS
 async def test_provider_delivers(provider: SmtpProvider, sink: MailSink) -> None:
     item = delivery(subject="Grüße, Ada")
     outcome = await provider.send(item)
@@ -132,6 +140,7 @@ async def test_provider_delivers(provider: SmtpProvider, sink: MailSink) -> None
     assert "It is on its way." in mail.text
 
 
+@BOTH_WAYS
 async def test_an_internationalised_address_is_sent_with_smtputf8(provider: SmtpProvider, sink: MailSink) -> None:
     """RFC 6531: a non-ASCII local part travels in a MAIL FROM with SMTPUTF8 (it once raised
     UnicodeEncodeError inside the sender, a processing error that paused the service)."""
@@ -142,8 +151,11 @@ async def test_an_internationalised_address_is_sent_with_smtputf8(provider: Smtp
     assert mail.header("To") == "jürgen@exämple.de"
 
 
-async def test_an_internationalised_address_is_refused_for_a_server_without_smtputf8(settings: HeraldSettings) -> None:
-    with MailSink(smtputf8=False) as ascii_only:
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_an_internationalised_address_is_refused_for_a_server_without_smtputf8(
+    settings: HeraldSettings, pipelining: bool
+) -> None:
+    with MailSink(smtputf8=False, pipelining=pipelining) as ascii_only:
         smtp = SmtpProvider(smtp_settings(settings, ascii_only.port))
         try:
             refused = await smtp.send(delivery(to="jürgen@example.de"))
@@ -158,6 +170,7 @@ async def test_an_internationalised_address_is_refused_for_a_server_without_smtp
         assert [mail.rcpt_tos for mail in await ascii_only.wait_for(1)] == [("ada@example.com",)]
 
 
+@BOTH_WAYS
 async def test_provider_reuses_its_connection(provider: SmtpProvider, sink: MailSink) -> None:
     """Several sends in a row all arrive (the pooled connection is reused, not broken)."""
     for n in range(3):
@@ -167,6 +180,7 @@ async def test_provider_reuses_its_connection(provider: SmtpProvider, sink: Mail
     assert len({m.peer for m in mails}) == 1
 
 
+@BOTH_WAYS
 async def test_provider_temporary_refusal_is_retry(provider: SmtpProvider, sink: MailSink) -> None:
     sink.refuse_next(1)
     outcome = await provider.send(delivery())
@@ -179,6 +193,7 @@ async def test_provider_temporary_refusal_is_retry(provider: SmtpProvider, sink:
     await sink.wait_for(1)
 
 
+@BOTH_WAYS
 async def test_provider_refused_recipient_is_failed(provider: SmtpProvider, sink: MailSink) -> None:
     sink.refuse_recipients("nobody@example.com")
     outcome = await provider.send(delivery(to="nobody@example.com"))
@@ -186,6 +201,34 @@ async def test_provider_refused_recipient_is_failed(provider: SmtpProvider, sink
     assert outcome.reason is DeadLetterReason.INVALID_ADDRESS
     assert outcome.detail.startswith("550")
     assert sink.messages == []
+    # The transaction was reset (RSET), so the same connection carries the next mail.
+    assert await provider.send(delivery(to="ada@example.com", subject="after")) == Delivered("smtp")
+    assert await provider.send(delivery(to="ada@example.com", subject="again")) == Delivered("smtp")
+    mails = await sink.wait_for(2)
+    assert [m.subject for m in mails] == ["after", "again"]
+    assert len({m.peer for m in mails}) == 1
+
+
+async def test_an_address_that_would_inject_smtp_parameters_is_failed_unsent(
+    provider: SmtpProvider, sink: MailSink
+) -> None:
+    """Ingest validates addresses; the SMTP wire still refuses one that could close its angle brackets."""
+    outcome = await provider.send(delivery(to="ada@example.com> NOTIFY=NEVER"))
+    assert isinstance(outcome, Failed)
+    assert outcome.reason is DeadLetterReason.INVALID_ADDRESS
+    assert await provider.send(delivery()) == Delivered("smtp")
+    assert [m.rcpt_tos for m in await sink.wait_for(1)] == [("ada@example.com",)]
+
+
+@BOTH_WAYS
+async def test_an_8_mb_message_arrives_whole(provider: SmtpProvider, sink: MailSink) -> None:
+    data = random.Random(14).randbytes(6 * 1024 * 1024)  # 8 MB of base64 on the wire
+    outcome = await provider.send(delivery(attachments=[inline_attachment("big.bin", data)]))
+    assert outcome == Delivered("smtp")
+    [mail] = await sink.wait_for(1)
+    assert len(mail.raw) > 8 * 1000 * 1000
+    [part] = email.message_from_bytes(mail.raw, policy=email.policy.default).iter_attachments()
+    assert part.get_payload(decode=True) == data
 
 
 async def test_provider_unreachable_server_is_retry(settings: HeraldSettings) -> None:
