@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
 from services.gateway.api_keys import schemas as api_keys
@@ -127,3 +130,28 @@ def test_new_secrets_are_prefixed_and_random() -> None:
     assert len(first) == len("hk_live_") + SECRET_LENGTH
     assert first != second
     assert first[len("hk_live_") :].isalnum()
+
+
+def _sync_calls(dependant: Dependant) -> list[str]:
+    """The dependencies (and endpoint) under ``dependant`` FastAPI would run in its thread pool."""
+    found = []
+    call = dependant.call
+    # A function, or an instance whose class's __call__ is the dependency (require(ADMIN)).
+    runs_on_the_loop = inspect.iscoroutinefunction(call if inspect.isroutine(call) else type(call).__call__)
+    if call is not None and not runs_on_the_loop:
+        found.append(getattr(call, "__qualname__", repr(call)))
+    for sub in dependant.dependencies:
+        found += _sync_calls(sub)
+    return found
+
+
+def test_no_route_runs_a_dependency_in_the_thread_pool() -> None:
+    """A plain function as a dependency costs a thread hand-off per request (a fifth of the gateway's CPU)."""
+    routes = [context.original_route for context, _ in api_routes()]
+    sync = {
+        f"{route.path}: {call}"
+        for route in routes
+        if isinstance(route, APIRoute)
+        for call in _sync_calls(route.dependant)
+    }
+    assert sync == set()

@@ -59,7 +59,7 @@ def _body(media_type: str, schema: dict[str, Any]) -> dict[str, Any]:
 router = APIRouter(prefix=PREFIX, tags=["callbacks"], responses=RESPONSES)
 
 
-def _recorder(suppressions: SuppressionsDep, producer: ProducerDep, reporter: StatusDep) -> EventRecorder:
+async def _recorder(suppressions: SuppressionsDep, producer: ProducerDep, reporter: StatusDep) -> EventRecorder:
     return EventRecorder(suppressions, producer, reporter)
 
 

@@ -35,7 +35,7 @@ router = APIRouter(prefix=PATH, tags=["dead letters"])
 NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"description": "No such dead letter (problem+json)"}}
 
 
-def _filter(
+async def _filter(
     tenant: Tenant,
     reason: Annotated[str | None, Query(max_length=64, examples=["invalid_payload"])] = None,
     original_topic: Annotated[str | None, Query(max_length=255, description="The topic it failed on.")] = None,

@@ -100,7 +100,7 @@ async def retry_notification(
     return await service.retry(notification_id, tenant_id=tenant, notifications=notifications, requeuer=requeuer)
 
 
-def _filter(
+async def _filter(
     tenant: Tenant,
     index: RecipientIndexDep,
     status: Annotated[
