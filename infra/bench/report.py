@@ -20,6 +20,9 @@ TARGETS: dict[str, float] = {
     # sender-email against the SMTP client's own wire ceiling.
     "celery_ratio": 5,
     "email_percent_of_smtp_ceiling": 50,
+    # Issue 14: at a constant 500 POSTs a second with the pipeline running, the 202's p99 and accepted -> sent p99.
+    "open_loop_p99_ms": 50,
+    "open_loop_sent_p99_ms": 250,
     # Issue 14: every service's resident size at load.
     "service_peak_resident_mb": 200,
 }
@@ -176,6 +179,34 @@ def _priority_lines(priority: dict[str, Any], combined: float | None) -> list[st
     return lines
 
 
+def _open_loop_lines(opened: dict[str, Any]) -> list[str]:
+    """The open-loop POST run: latency at a constant arrival rate, the service level of what it accepted."""
+    p99, errors, dropped = opened["p99_ms"], opened["errors"], opened["dropped"]
+    lines = [
+        f"Gateway open loop: {opened['route']} at {_n(opened['target_per_s'])}/s (k6 constant-arrival-rate), "
+        f"{opened['seconds']:g} s, whole pipeline running",
+        _row("requests", f"{_n(opened['requests_per_s'])} req/s, {_n(dropped)} not started by k6"),
+        _row(
+            "202 p50 / p99",
+            f"{_ms(opened['p50_ms'])} / {_ms(p99)} ms",
+            f"p99 <= {_n(TARGETS['open_loop_p99_ms'])} ms {_verdict(p99 <= TARGETS['open_loop_p99_ms'])}",
+        ),
+        _row("errors (non-202)", f"{_n(errors)} of {_n(opened['requests'])}", f"0 {_verdict(errors == 0)}"),
+    ]
+    latency = opened.get("latency")
+    if latency:
+        sent_p99 = latency["created_p99_ms"]
+        target = TARGETS["open_loop_sent_p99_ms"]
+        lines.append(
+            _row(
+                "202 -> sent p50 / p99",
+                f"{_ms(latency['created_p50_ms'])} / {_ms(sent_p99)} ms",
+                f"p99 <= {_n(target)} ms {_verdict(sent_p99 <= target)}",
+            )
+        )
+    return lines
+
+
 def render(results: dict[str, Any]) -> str:
     """The table, from the results JSON (so a partial run prints what it measured)."""
     lines = [
@@ -303,6 +334,9 @@ def render(results: dict[str, Any]) -> str:
                     f"p99 < {_n(TARGETS['latency_p99_ms_at_1000_per_s'])} ms at 1,000/s",
                 )
             )
+    opened = results.get("gateway_open")
+    if opened:
+        lines += _open_loop_lines(opened)
     lines.append("")
     if pipeline and pipeline.get("cpu"):
         lines += _cpu_line("CPU during the pipeline phase", pipeline["cpu"], (pipeline["count"], "notification"))

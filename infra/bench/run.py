@@ -10,7 +10,7 @@ import platform
 import resource
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,6 +64,7 @@ class Plan:
     priority_high_seconds: float
     gateway_seconds: float
     gateway_concurrency: int
+    gateway_open_rate: float
     gateway_ceiling_seconds: float
     drain_seconds: float
     phases: tuple[str, ...]
@@ -100,6 +101,12 @@ def parse_plan(argv: Sequence[str] | None) -> Plan:
     parser.add_argument("--priority-high-seconds", type=float, help="spread the high requests over (s, default 4)")
     parser.add_argument("--gateway-seconds", type=float, help="duration of the gateway load (default 30)")
     parser.add_argument("--gateway-concurrency", type=int, default=64, help="concurrent connections (default 64)")
+    parser.add_argument(
+        "--gateway-open-rate",
+        type=float,
+        default=500,
+        help="requests a second of the open-loop POST run after the closed-loop one (default 500; 0: skip)",
+    )
     parser.add_argument("--gateway-ceiling-seconds", type=float, help="GET /health run for the HTTP ceiling (0: skip)")
     parser.add_argument("--drain-seconds", type=float, help="wait this long for the gateway's notifications to be sent")
     parser.add_argument(
@@ -131,6 +138,7 @@ def parse_plan(argv: Sequence[str] | None) -> Plan:
         priority_high_seconds=pick(args.priority_high_seconds, 4.0, 0.5),
         gateway_seconds=pick(args.gateway_seconds, 30.0, 5.0),
         gateway_concurrency=args.gateway_concurrency,
+        gateway_open_rate=args.gateway_open_rate,
         gateway_ceiling_seconds=pick(args.gateway_ceiling_seconds, 10.0, 3.0),
         drain_seconds=pick(args.drain_seconds, 120.0, 20.0),
         phases=phases,
@@ -309,7 +317,7 @@ def gateway_phases(plan: Plan, stack: BenchStack, results: dict[str, Any]) -> No
     def keep(name: str, line: str) -> None:
         k6_lines.append(f"{name}: {line}")
 
-    def k6(name: str, method: str, path: str, expect: int, seconds: float) -> HttpLoad:
+    def k6(name: str, method: str, path: str, expect: int, seconds: float, rate: float | None = None) -> HttpLoad:
         return run_k6(
             work_dir=WORK_DIR,
             name=name,
@@ -320,6 +328,7 @@ def gateway_phases(plan: Plan, stack: BenchStack, results: dict[str, Any]) -> No
             concurrency=plan.gateway_concurrency,
             seconds=seconds,
             line_sink=keep,
+            rate_per_s=rate,
         )
 
     _warm_up(stack)
@@ -354,6 +363,23 @@ def gateway_phases(plan: Plan, stack: BenchStack, results: dict[str, Any]) -> No
         )
     )
     results["gateway"]["timeline"] = timeline.to_json()
+    if plan.gateway_open_rate > 0:
+        results["gateway_open"] = _open_loop(plan, stack, k6)
+
+
+def _open_loop(plan: Plan, stack: BenchStack, k6: Callable[..., HttpLoad]) -> dict[str, Any]:
+    """POSTs at a constant arrival rate with the pipeline running (what callers do), until all are sent."""
+    rate, seconds = plan.gateway_open_rate, plan.gateway_seconds
+    _step(f"gateway open loop: POST /api/v1/notifications at {rate:g}/s for {seconds:g} s")
+    since = datetime.now(UTC)
+    load = k6("notifications-open", "POST", "/api/v1/notifications", 202, seconds, rate)
+    accepted = load.requests - load.errors
+    sent, waited = uvloop.run(drain(stack.database_url, GATEWAY_TENANT, since, accepted, plan.drain_seconds))
+    latency = uvloop.run(latency_since(stack.database_url, GATEWAY_TENANT, since))
+    result: dict[str, Any] = load.to_json()
+    result["drain"] = {"accepted": accepted, "sent": sent, "waited_seconds": round(waited, 2)}
+    result["latency"] = asdict(latency) if latency else None
+    return result
 
 
 def stack_phases(plan: Plan, results: dict[str, Any]) -> None:
