@@ -26,7 +26,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from services.gateway.api_keys.repository import hash_secret
-from services.gateway.deps import AuthenticatorDep, JwtDep, RateLimiterDep
+from services.gateway.deps import GatewayDep
 from services.gateway.http import ratelimit
 from services.gateway.http.credentials import ADMIN, ROLES, SENDER, SERVICE, Principal, looks_like_jwt, unauthorized
 from services.gateway.http.problems import Problem
@@ -73,10 +73,10 @@ def roles_for(method: str) -> frozenset[str]:
     return READERS if method.upper() in SAFE_METHODS else WRITERS
 
 
-async def authenticated_principal(
-    request: Request, authenticator: AuthenticatorDep, verifier: JwtDep, limiter: RateLimiterDep
-) -> Principal:
+async def authenticated_principal(request: Request, gateway: GatewayDep) -> Principal:
     """FastAPI dependency: the caller, or a 401 problem (or a 429 one over a rate limit)."""
+    # The collaborators from the one dependency every route resolves anyway: each dependency costs per request.
+    authenticator, verifier, limiter = gateway.authenticator, gateway.jwt, gateway.rate_limiter
     header = request.headers.get("authorization", "")
     if not header.lower().startswith(BEARER):
         raise unauthorized("send your API key or token as 'Authorization: Bearer <credential>'")
