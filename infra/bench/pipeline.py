@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -20,8 +21,8 @@ from aiokafka import AIOKafkaProducer
 from infra.bench.broker_ceiling import services_like_producer
 from infra.bench.timeline import SENT_TIMES
 from shared.kafka.connection import KafkaConnectionSettings
-from shared.kafka.records import Produce
-from shared.messages import NotificationRequest, Priority
+from shared.kafka.records import Produce, accepted_at_header, headers_for, message_key
+from shared.messages import EMAIL_DELIVERY, EmailDelivery, NotificationRequest, Priority
 from shared.producer_keys import ProducerKey
 from shared.requests import build_request, request_record
 
@@ -171,6 +172,34 @@ def email_requests(
     """``count`` of :func:`email_request` as records for ``topic``, signed as ingest requires, built before any
     clock starts."""
     return [request_record(email_request(tenant_id, index, priority), topic, None, signer) for index in range(count)]
+
+
+def email_deliveries(tenant_id: str, count: int, topic: str) -> list[Produce]:
+    """``count`` rendered email deliveries as the router hands them to sender-email (``topic``: its send
+    topic), for measuring the sender alone; built before any clock starts."""
+    now = datetime.now(UTC)
+    records = []
+    for index in range(count):
+        notification_id = str(uuid.uuid4())
+        delivery: EmailDelivery = {
+            "delivery_id": str(uuid.uuid5(uuid.UUID(notification_id), "email")),
+            "notification_id": notification_id,
+            "tenant_id": tenant_id,
+            "attempt": 1,
+            "priority": "normal",
+            "to": f"user{index % _RECIPIENTS}@example.com",
+            "subject": f"Hello User {index}",
+            "text": f"Hi User {index}!",
+            "html": f"<p>Hi User {index}</p>",
+            "provider_templates": {},
+            "template_data_json": "{}",
+            "metadata": {},
+            "attachments": [],
+        }
+        key = message_key(tenant_id, delivery["to"])
+        headers = headers_for(tenant_id, "delivery.email", None, accepted_at_header(now))
+        records.append(Produce(topic, EMAIL_DELIVERY.encode(delivery), key=key, headers=headers))
+    return records
 
 
 async def produce_all(producer: AIOKafkaProducer, records: list[Produce]) -> None:

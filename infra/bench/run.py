@@ -26,7 +26,7 @@ from infra.bench.broker_ceiling import measure_broker_ceiling
 from infra.bench.celery_baseline.phase import run_celery
 from infra.bench.cpu import CpuProbe, machine_busy_percent, peak_resident_mb, usage_between
 from infra.bench.gateway_load import HttpLoad, k6_binary, run_k6
-from infra.bench.pipeline import drain, email_requests, latency_since, run_pipeline
+from infra.bench.pipeline import drain, email_deliveries, email_requests, latency_since, run_pipeline
 from infra.bench.priority import HIGH_TENANT, LOW_TENANT, STAGE_STREAMS, run_priority
 from infra.bench.smtp_ceiling import CONNECTIONS as SMTP_CONNECTIONS
 from infra.bench.smtp_ceiling import measure_smtp_ceiling
@@ -39,14 +39,16 @@ from shared.kafka.connection import KafkaConnectionSettings
 T = TypeVar("T")
 WORK_DIR = REPO_ROOT / "var" / "bench"
 PIPELINE_TENANT = "bench"
+# sender-email alone (the email phase): deliveries as the router would hand them over.
+EMAIL_TENANT = "bench-email"
 WARM_UP_REQUESTS = 100
 PICTURE = "bench.png"
 # Above this (% of one core) outside the benchmark, its figures understate the machine.
 BUSY_WARNING_PERCENT = 20.0
 # In the order they run; all but the first share one stack, whose services start after the Celery baseline:
 # Herald's pipeline and the baseline each have the machine to themselves, in one run, one right after the other.
-PHASES = ("broker", "smtp", "celery", "pipeline", "priority", "gateway")
-_HERALD_PHASES = {"pipeline", "priority", "gateway"}
+PHASES = ("broker", "smtp", "celery", "pipeline", "email", "priority", "gateway")
+_HERALD_PHASES = {"pipeline", "email", "priority", "gateway"}
 
 
 @dataclass(frozen=True)
@@ -244,6 +246,30 @@ def celery_phase(plan: Plan, stack: BenchStack, results: dict[str, Any]) -> None
     results["celery"] = run.to_json()
 
 
+def email_phase(plan: Plan, stack: BenchStack, results: dict[str, Any]) -> None:
+    """sender-email alone: rendered deliveries straight onto its topic until all are at the sink and ``sent``."""
+    topic = stack.topics.send("email")
+    _step(f"email: {plan.pipeline_count:,} deliveries produced to {topic} (sender-email alone)")
+    since = datetime.now(UTC)
+    records = email_deliveries(EMAIL_TENANT, plan.pipeline_count, topic)
+    probe = _probe(stack)
+    before, started = probe.snapshot(), time.perf_counter()
+    run = uvloop.run(
+        run_pipeline(
+            connection=KafkaConnectionSettings(kafka_bootstrap_servers=stack.broker.bootstrap_servers),
+            database_url=stack.database_url,
+            tenant_id=EMAIL_TENANT,
+            since=since,
+            records=records,
+            sink_name=stack.sink.name,
+            sink_delivered=stack.sink.delivered,
+            timeout_s=plan.pipeline_timeout,
+        )
+    )
+    cpu = usage_between(before, probe.snapshot(), time.perf_counter() - started)
+    results["email"] = run.to_json() | {"cpu": cpu.to_json()}
+
+
 def compare(results: dict[str, Any]) -> None:
     """Herald's pipeline against the Celery baseline and the SMTP client's ceiling, where both ran."""
     pipeline, celery, smtp = results.get("pipeline"), results.get("celery"), results.get("smtp_ceiling")
@@ -252,8 +278,9 @@ def compare(results: dict[str, Any]) -> None:
         comparison["ratio"] = round(pipeline["per_s"] / celery["per_s"], 2)
         if celery.get("after_enqueue_per_s"):
             comparison["ratio_to_celery_after_enqueue"] = round(pipeline["per_s"] / celery["after_enqueue_per_s"], 2)
-    if pipeline and smtp and smtp["per_s"]:
-        comparison["email_percent_of_smtp_ceiling"] = round(100 * pipeline["per_s"] / smtp["per_s"], 1)
+    email = results.get("email")
+    if email and smtp and smtp["per_s"]:
+        comparison["email_percent_of_smtp_ceiling"] = round(100 * email["per_s"] / smtp["per_s"], 1)
     if comparison:
         results["comparison"] = comparison
 
@@ -402,6 +429,8 @@ def stack_phases(plan: Plan, results: dict[str, Any]) -> None:
                 stack.start_services()
             if "pipeline" in plan.phases:
                 pipeline_phase(plan, stack, results)
+            if "email" in plan.phases:
+                email_phase(plan, stack, results)
             if "priority" in plan.phases:
                 priority_phase(plan, stack, results)
             if "gateway" in plan.phases:
