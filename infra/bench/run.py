@@ -24,9 +24,16 @@ import uvloop
 from infra.bench import plot, report
 from infra.bench.broker_ceiling import measure_broker_ceiling
 from infra.bench.celery_baseline.phase import run_celery
-from infra.bench.cpu import CpuProbe, machine_busy_percent, peak_resident_mb, usage_between
+from infra.bench.cpu import CpuProbe, CpuUsage, machine_busy_percent, peak_resident_mb, usage_between
 from infra.bench.gateway_load import HttpLoad, k6_binary, run_k6
-from infra.bench.pipeline import drain, email_deliveries, email_requests, latency_since, run_pipeline
+from infra.bench.pipeline import (
+    PipelineRun,
+    drain,
+    email_deliveries,
+    email_requests,
+    latency_since,
+    run_pipeline,
+)
 from infra.bench.priority import HIGH_TENANT, LOW_TENANT, STAGE_STREAMS, run_priority
 from infra.bench.smtp_ceiling import CONNECTIONS as SMTP_CONNECTIONS
 from infra.bench.smtp_ceiling import measure_smtp_ceiling
@@ -35,6 +42,7 @@ from infra.bench.timeline import herald_timeline
 from infra.local.broker import Broker
 from infra.local.stack import REPO_ROOT
 from shared.kafka.connection import KafkaConnectionSettings
+from shared.kafka.records import Produce
 
 T = TypeVar("T")
 WORK_DIR = REPO_ROOT / "var" / "bench"
@@ -199,13 +207,24 @@ def pipeline_phase(plan: Plan, stack: BenchStack, results: dict[str, Any]) -> No
     records = email_requests(
         PIPELINE_TENANT, plan.pipeline_count, stack.topics.requests, stack.request_signer(PIPELINE_TENANT)
     )
+    run, cpu = _until_sent(plan, stack, PIPELINE_TENANT, since, records)
+    timeline = uvloop.run(
+        herald_timeline(stack.database_url, {"Herald": PIPELINE_TENANT}, since, run.started_at, start="accepted_at")
+    )
+    results["pipeline"] = run.to_json() | {"cpu": cpu.to_json(), "timeline": timeline.to_json()}
+
+
+def _until_sent(
+    plan: Plan, stack: BenchStack, tenant_id: str, since: datetime, records: list[Produce]
+) -> tuple[PipelineRun, CpuUsage]:
+    """Produce ``records`` and wait until all are at the sink and ``sent``; with the CPU every process used."""
     probe = _probe(stack)
     before, started = probe.snapshot(), time.perf_counter()
     run = uvloop.run(
         run_pipeline(
             connection=KafkaConnectionSettings(kafka_bootstrap_servers=stack.broker.bootstrap_servers),
             database_url=stack.database_url,
-            tenant_id=PIPELINE_TENANT,
+            tenant_id=tenant_id,
             since=since,
             records=records,
             sink_name=stack.sink.name,
@@ -214,11 +233,7 @@ def pipeline_phase(plan: Plan, stack: BenchStack, results: dict[str, Any]) -> No
         )
     )
     # The latency query ran after the clock stopped: CPU is sampled up to there.
-    cpu = usage_between(before, probe.snapshot(), time.perf_counter() - started)
-    timeline = uvloop.run(
-        herald_timeline(stack.database_url, {"Herald": PIPELINE_TENANT}, since, run.started_at, start="accepted_at")
-    )
-    results["pipeline"] = run.to_json() | {"cpu": cpu.to_json(), "timeline": timeline.to_json()}
+    return run, usage_between(before, probe.snapshot(), time.perf_counter() - started)
 
 
 def smtp_phase(plan: Plan, stack: BenchStack, results: dict[str, Any]) -> None:
@@ -252,21 +267,7 @@ def email_phase(plan: Plan, stack: BenchStack, results: dict[str, Any]) -> None:
     _step(f"email: {plan.pipeline_count:,} deliveries produced to {topic} (sender-email alone)")
     since = datetime.now(UTC)
     records = email_deliveries(EMAIL_TENANT, plan.pipeline_count, topic)
-    probe = _probe(stack)
-    before, started = probe.snapshot(), time.perf_counter()
-    run = uvloop.run(
-        run_pipeline(
-            connection=KafkaConnectionSettings(kafka_bootstrap_servers=stack.broker.bootstrap_servers),
-            database_url=stack.database_url,
-            tenant_id=EMAIL_TENANT,
-            since=since,
-            records=records,
-            sink_name=stack.sink.name,
-            sink_delivered=stack.sink.delivered,
-            timeout_s=plan.pipeline_timeout,
-        )
-    )
-    cpu = usage_between(before, probe.snapshot(), time.perf_counter() - started)
+    run, cpu = _until_sent(plan, stack, EMAIL_TENANT, since, records)
     results["email"] = run.to_json() | {"cpu": cpu.to_json()}
 
 
