@@ -135,19 +135,20 @@ class DeliveryHandler(Generic[DeliveryT]):
                     else:
                         outcome = Failed(self._provider.name, repr(error), DeadLetterReason.PROCESSING_ERROR)
                 call.record(outcome)
-            metrics.PROVIDER_SECONDS.labels(channel=self._channel, provider=outcome.provider).observe(
-                time.perf_counter() - started
-            )
-            metrics.SEND_ATTEMPTS.labels(
-                channel=self._channel, provider=outcome.provider, outcome=type(outcome).__name__.lower()
-            ).inc()
-            if isinstance(outcome, Delivered):
-                await self._ledger.remember(message.value["delivery_id"])
-                if (waited := seconds_since_accepted(message)) is not None:
-                    metrics.ACCEPTED_TO_SENT.labels(channel=self._channel).observe(waited)
-            else:
-                log.info("send_failed", outcome=type(outcome).__name__, detail=outcome.detail)
-            return outcome
+        # Out of the gate: the next delivery may use the provider while this one is remembered.
+        metrics.PROVIDER_SECONDS.labels(channel=self._channel, provider=outcome.provider).observe(
+            time.perf_counter() - started
+        )
+        metrics.SEND_ATTEMPTS.labels(
+            channel=self._channel, provider=outcome.provider, outcome=type(outcome).__name__.lower()
+        ).inc()
+        if isinstance(outcome, Delivered):
+            await self._ledger.remember(message.value["delivery_id"])
+            if (waited := seconds_since_accepted(message)) is not None:
+                metrics.ACCEPTED_TO_SENT.labels(channel=self._channel).observe(waited)
+        else:
+            log.info("send_failed", outcome=type(outcome).__name__, detail=outcome.detail)
+        return outcome
 
     def rejected(self, message: Consumed[DeliveryT], reason: DeadLetterReason, detail: str) -> list[Output]:
         """The consumer loop's reject hook: a delivery the handler itself failed on fails like any other."""
