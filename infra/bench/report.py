@@ -55,6 +55,12 @@ def _row(label: str, measured: str, target: str = "", ceiling: str = "") -> str:
     return f"  {label:<{a - 1}} {measured:<{b - 1}} {target:<{c - 1}} {ceiling}".rstrip()
 
 
+def _end_to_end(phase: dict[str, Any], unit: str, target: str = "", ceiling: str = "") -> str:
+    """A timed phase's rate, marked when it timed out before everything arrived."""
+    label = "end to end" + ("" if phase["complete"] else " (INCOMPLETE: timed out)")
+    return _row(label, f"{_n(phase['per_s'])} {unit}", target, ceiling)
+
+
 def _seconds_row(label: str, seconds: tuple[float | None, ...]) -> str:
     return _row(label, " / ".join("-" if s is None else f"{s:.1f}" for s in seconds))
 
@@ -64,10 +70,7 @@ def _celery_lines(celery: dict[str, Any], pipeline: dict[str, Any] | None, compa
     lines = [
         f"Celery baseline: {_n(celery['count'])} requests enqueued on Redis, {celery['concurrency']} prefork "
         f"processes, same sink and Postgres ({celery['baseline']})",
-        _row(
-            "end to end" + ("" if celery["complete"] else " (INCOMPLETE: timed out)"),
-            f"{_n(celery['per_s'])} notif/s",
-        ),
+        _end_to_end(celery, "notif/s"),
     ]
     after = celery.get("after_enqueue_per_s")
     if after is not None:
@@ -240,9 +243,9 @@ def render(results: dict[str, Any]) -> str:
         lines += [
             f"Pipeline: {_n(pipeline['count'])} requests produced to Kafka -> SMTP to {pipeline['sink']}, "
             "'sent' in Postgres",
-            _row(
-                "end to end" + ("" if pipeline["complete"] else " (INCOMPLETE: timed out)"),
-                f"{_n(per_s)} notif/s",
+            _end_to_end(
+                pipeline,
+                "notif/s",
                 f">= {_n(TARGETS['email_per_s'])} {_verdict(per_s >= TARGETS['email_per_s'])}",
                 _share(per_s, combined),
             ),
@@ -328,10 +331,7 @@ def render(results: dict[str, Any]) -> str:
         lines += [
             f"sender-email alone: {_n(email['count'])} rendered deliveries produced to its topic -> SMTP to "
             f"{email['sink']}, 'sent' in Postgres",
-            _row(
-                "end to end" + ("" if email["complete"] else " (INCOMPLETE: timed out)"),
-                f"{_n(email['per_s'])} mails/s",
-            ),
+            _end_to_end(email, "mails/s"),
         ]
         share = comparison.get("email_percent_of_smtp_ceiling")
         if smtp and share is not None:

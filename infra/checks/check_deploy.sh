@@ -401,18 +401,11 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
+from infra.checks.rendered import component, loader
 
 work = Path(sys.argv[1])
+load = loader(work)
 problems = []
-
-
-def load(name):
-    return [d for d in yaml.safe_load_all((work / f"{name}.yaml").read_text()) if d]
-
-
-def component(doc):
-    return doc["metadata"]["labels"].get("app.kubernetes.io/component")
 
 
 def optional(docs):
@@ -514,24 +507,13 @@ check "SRE resources (ServiceMonitor, NetworkPolicy and Ingress off by default; 
 import sys
 from pathlib import Path
 
-import yaml
+from infra.checks.rendered import component, loader, of_kind
 
 work = Path(sys.argv[1])
+load = loader(work)
 problems = []
 SRE_KINDS = ("ServiceMonitor", "NetworkPolicy", "Ingress")
 SENDERS = {"sender-email", "sender-sms", "sender-webhook", "sender-push"}
-
-
-def load(name):
-    return [d for d in yaml.safe_load_all((work / f"{name}.yaml").read_text()) if d]
-
-
-def of_kind(docs, kind):
-    return [d for d in docs if d["kind"] == kind]
-
-
-def component(doc):
-    return doc["metadata"]["labels"].get("app.kubernetes.io/component")
 
 
 def pod_specs(docs):
@@ -664,23 +646,17 @@ from pathlib import Path
 
 import yaml
 
+from infra.checks.rendered import component, loader
 from shared.kafka.topic_specs import declared_topics
 from shared.topics import Topics
 
 work = Path(sys.argv[1])
+load = loader(work)
 problems = []
-
-
-def load(name):
-    return [d for d in yaml.safe_load_all((work / f"{name}.yaml").read_text()) if d]
 
 
 def by_kind(docs, kind):
     return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
-
-
-def component(doc):
-    return doc["metadata"]["labels"].get("app.kubernetes.io/component")
 
 
 def consumed(topics, service):
@@ -786,8 +762,10 @@ check "chart rules (7 services, probes, security context, HPA, PDB, hook Job, ar
 import sys
 from pathlib import Path
 import yaml
+from infra.checks.rendered import component, loader
 
 work = Path(sys.argv[1])
+load = loader(work)
 problems = []
 services = {"gateway", "ingest", "router", "sender-email", "retry", "status", "dead-letters"}
 modules = {"gateway": "services.gateway", "ingest": "services.ingest", "router": "services.router",
@@ -796,16 +774,8 @@ modules = {"gateway": "services.gateway", "ingest": "services.ingest", "router":
 SECRET_VARS = {"HERALD_DATABASE_URL", "HERALD_SMTP_PASSWORD", "HERALD_DEV_API_KEY"}
 
 
-def load(name):
-    return [d for d in yaml.safe_load_all((work / f"{name}.yaml").read_text()) if d]
-
-
 def by_kind(docs, kind):
     return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
-
-
-def component(doc):
-    return doc["metadata"]["labels"].get("app.kubernetes.io/component")
 
 
 docs = load("default")
